@@ -1,0 +1,28 @@
+"""Backup function: takes one scheduled backup (async invocation {database, backup_id})."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pgbackups.backup import run_backup
+from pgbackups.observability import record_backup_metrics
+from pgbackups.services import Services
+from pgbackups.settings import Settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+services = Services.from_settings(Settings.from_env())
+
+
+@logger.inject_lambda_context(correlation_id_path="backup_id", clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    seconds_left = context.get_remaining_time_in_millis() / 1000
+    record = run_backup(services, event["database"], event["backup_id"], seconds_left=seconds_left)
+    if record is None:
+        return {"backup_id": event["backup_id"], "status": "unchanged"}
+    record_backup_metrics(metrics, record)
+    return {"backup_id": record.id, "status": record.status}

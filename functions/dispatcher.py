@@ -1,0 +1,36 @@
+"""Dispatcher function: the hourly EventBridge rule's target."""
+
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from pgbackups.dispatch import dispatch
+from pgbackups.services import Services
+from pgbackups.settings import Settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+services = Services.from_settings(Settings.from_env())
+
+
+@logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_source(data_class=EventBridgeEvent)
+def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    report = dispatch(services, datetime.fromisoformat(event.time))
+    metrics.add_metric(
+        name="PeriodicBackupsScheduled", unit=MetricUnit.Count, value=len(report.scheduled)
+    )
+    metrics.add_metric(name="StaleBackupsReaped", unit=MetricUnit.Count, value=len(report.reaped))
+    metrics.add_metric(name="BackupsPruned", unit=MetricUnit.Count, value=len(report.pruned))
+    return {
+        "scheduled": [record.id for record in report.scheduled],
+        "reaped": [record.id for record in report.reaped],
+        "pruned": [record.id for record in report.pruned],
+    }

@@ -1,0 +1,1 @@
+"""Serverless PostgreSQL backups on AWS."""

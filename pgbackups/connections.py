@@ -1,0 +1,57 @@
+"""Real connections to users' databases: checking a URL, learning server facts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import psycopg2
+
+from pgbackups.errors import ConnectionFailed
+from pgbackups.secrets import redact
+
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    server_version: str
+    database_size: int
+    in_recovery: bool
+
+
+def _reason(error: Exception, url: str) -> str:
+    """psycopg2's message on one line, with nothing of the URL's secret in it."""
+    text = " ".join(str(error).split())
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    for secret in filter(None, {password, password and unquote(password)}):
+        text = text.replace(secret, "***")
+    return re.sub(r"password=\S+", "password=***", text)
+
+
+def probe(url: str, *, timeout: int = CONNECT_TIMEOUT_SECONDS) -> ServerFacts:
+    """Connect to `url` and read the facts a backup records; ConnectionFailed if refused."""
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise ConnectionFailed("the URL must start with postgres:// or postgresql://")
+    try:
+        connection = psycopg2.connect(url, connect_timeout=timeout, application_name="pgbackups")
+    except (psycopg2.Error, ValueError) as error:
+        raise ConnectionFailed(f"cannot connect to {redact(url)}: {_reason(error, url)}") from None
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('server_version'),"
+                " pg_database_size(current_database()), pg_is_in_recovery()"
+            )
+            version, size, in_recovery = cursor.fetchone()
+    except psycopg2.Error as error:
+        raise ConnectionFailed(f"cannot query {redact(url)}: {_reason(error, url)}") from None
+    finally:
+        connection.close()
+    return ServerFacts(
+        server_version=str(version), database_size=int(size), in_recovery=bool(in_recovery)
+    )

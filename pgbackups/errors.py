@@ -1,0 +1,69 @@
+"""Domain errors. The API maps each to one HTTP status (`pgbackups.api`)."""
+
+from __future__ import annotations
+
+
+class PgBackupsError(Exception):
+    """Base class: `code` is machine-readable, the message is for people."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(PgBackupsError):
+    code = "invalid_input"
+    status = 422
+
+
+class NotFound(PgBackupsError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(PgBackupsError):
+    code = "conflict"
+    status = 409
+
+
+class DatabaseNotFound(NotFound):
+    code = "database_not_found"
+
+
+class BackupNotFound(NotFound):
+    code = "backup_not_found"
+
+
+class DatabaseExists(Conflict):
+    code = "database_exists"
+
+
+class BackupInProgress(Conflict):
+    code = "backup_in_progress"
+
+    def __init__(self, database: str, backup_id: str) -> None:
+        super().__init__(
+            f"a backup of {database} is already scheduled or running: {backup_id}",
+            backup_id=backup_id,
+        )
+        self.backup_id = backup_id
+
+
+class BackupNotDone(Conflict):
+    code = "backup_not_done"
+
+
+class PeriodicBackupExists(Conflict):
+    """The dispatcher already created today's periodic backup of this database."""
+
+    code = "periodic_backup_exists"
+
+
+class ConnectionFailed(InvalidInput):
+    """A connection URL was refused; the message never contains the URL."""
+
+    code = "connection_failed"

@@ -1,0 +1,203 @@
+"""The test harness: throwaway PostgreSQL clusters, a moto server, Lambda fixtures.
+
+Servers listen on 127.0.0.1 only and are stopped when the session ends, even
+when a test fails. AWS calls can only reach the moto server: the credentials
+are fake and AWS_ENDPOINT_URL points every client at it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from pgbackups.local.postgres import EmbeddedPostgres, free_port
+from pgbackups.local.template import load_template, table_definition
+from pgbackups.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+REGION = "eu-west-1"
+
+# Before anything builds a boto3 client: never real credentials, never real AWS.
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION=REGION,
+    AWS_REGION=REGION,
+    POWERTOOLS_TRACE_DISABLED="true",
+    POWERTOOLS_METRICS_NAMESPACE="pgbackups",
+    POWERTOOLS_SERVICE_NAME="pgbackups",
+)
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A payload from events/, the same file `sam local invoke -e` takes."""
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+@pytest.fixture(name="load_event")
+def load_event_fixture() -> Callable[[str], dict[str, Any]]:
+    return load_event
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "pgbackups-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:pgbackups-test"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    remaining_ms: int = 900_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    return LambdaContext(aws_request_id=str(uuid.uuid4()))
+
+
+# -- PostgreSQL -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pgtools_dir() -> Path:
+    """The built pgtools layer (bin/, lib/), as the backup function sees /opt."""
+    path = Path(os.environ.get("PGBACKUPS_PGTOOLS_DIR", ROOT / ".aws-sam/build/PgToolsLayer"))
+    if not (path / "bin" / "pg_dump").exists():
+        pytest.fail(f"the pgtools layer is not built at {path}: run `make build` (or `make test`)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL 18 cluster shared by the session; tests create their own databases."""
+    server = EmbeddedPostgres(name="tests").init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def database_name() -> str:
+    return f"db_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def database_url(postgres: EmbeddedPostgres, database_name: str) -> str:
+    return postgres.create_database(database_name)
+
+
+# -- AWS (moto server) --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    previous = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        if previous is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = previous
+
+
+@dataclass
+class AwsStack:
+    """Fresh, uniquely named resources on the moto server, as the template declares them."""
+
+    endpoint: str
+    settings: Settings
+    s3: Any
+    dynamodb: Any
+    secretsmanager: Any
+    events: Any
+    sqs: Any
+    events_queue_url: str
+
+    def received_events(self) -> list[dict[str, Any]]:
+        """Events put on the bus so far (routed to an SQS queue by a catch-all rule)."""
+        messages = []
+        while True:
+            response = self.sqs.receive_message(
+                QueueUrl=self.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            batch = response.get("Messages", [])
+            if not batch:
+                return messages
+            for message in batch:
+                messages.append(json.loads(message["Body"]))
+                self.sqs.delete_message(
+                    QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, pgtools_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AwsStack:
+    suffix = uuid.uuid4().hex[:10]
+    settings = Settings(
+        table_name=f"pgbackups-{suffix}",
+        bucket_name=f"pgbackups-{suffix}",
+        secret_prefix=f"pgbackups/{suffix}",
+        event_bus_name=f"pgbackups-{suffix}",
+        backup_function_name=f"pgbackups-backup-{suffix}",
+        pgtools_dir=pgtools_dir,
+    )
+    clients = {
+        name: boto3.client(name, endpoint_url=moto_endpoint, region_name=REGION)
+        for name in ("s3", "dynamodb", "secretsmanager", "events", "sqs")
+    }
+    clients["s3"].create_bucket(
+        Bucket=settings.bucket_name, CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    clients["dynamodb"].create_table(**table_definition(load_template(), settings.table_name))
+    clients["events"].create_event_bus(Name=settings.event_bus_name)
+    queue_url = clients["sqs"].create_queue(QueueName=f"events-{suffix}")["QueueUrl"]
+    queue_arn = clients["sqs"].get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    clients["events"].put_rule(
+        Name=f"all-{suffix}",
+        EventBusName=settings.event_bus_name,
+        EventPattern=json.dumps({"source": ["pgbackups"]}),
+    )
+    clients["events"].put_targets(
+        Rule=f"all-{suffix}",
+        EventBusName=settings.event_bus_name,
+        Targets=[{"Id": "queue", "Arn": queue_arn}],
+    )
+    for name, value in {
+        "TABLE_NAME": settings.table_name,
+        "BUCKET_NAME": settings.bucket_name,
+        "SECRET_PREFIX": settings.secret_prefix,
+        "EVENT_BUS_NAME": settings.event_bus_name,
+        "BACKUP_FUNCTION_NAME": settings.backup_function_name,
+        "PGTOOLS_DIR": str(settings.pgtools_dir),
+    }.items():
+        monkeypatch.setenv(name, value)
+    return AwsStack(
+        endpoint=moto_endpoint,
+        settings=settings,
+        events_queue_url=queue_url,
+        **clients,
+    )
