@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pgbackups.backup import run_backup
@@ -23,6 +24,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     seconds_left = context.get_remaining_time_in_millis() / 1000
     record = run_backup(services, event["database"], event["backup_id"], seconds_left=seconds_left)
     if record is None:
+        metrics.add_metric(name="DuplicateInvocations", unit=MetricUnit.Count, value=1)
         return {"backup_id": event["backup_id"], "status": "unchanged"}
     record_backup_metrics(metrics, record)
     return {"backup_id": record.id, "status": record.status}

@@ -53,6 +53,10 @@ class DumpFailed(Exception):
     """pg_dump failed; the message is fit for a backup's `error` field."""
 
 
+class UploadFailed(DumpFailed):
+    """S3 refused the upload; the multipart upload was aborted."""
+
+
 class DumpTimedOut(DumpFailed):
     def __init__(self) -> None:
         super().__init__("timed out")
@@ -242,6 +246,12 @@ def stream_dump_to_s3(
     watchdog.start()
     try:
         archives.upload_stream(key, io.BufferedReader(stream, buffer_size=1024 * 1024))
+    except DumpFailed:
+        raise
+    except Exception as error:
+        stream.kill()
+        raise UploadFailed(f"upload to S3 failed: {error}") from error
+    else:
         return StoredArchive(size=stream.size, sha256=stream.sha256.hexdigest())
     finally:
         watchdog.cancel()

@@ -7,12 +7,15 @@ are fake and AWS_ENDPOINT_URL points every client at it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -48,6 +51,16 @@ def load_event(name: str) -> dict[str, Any]:
 @pytest.fixture(name="load_event")
 def load_event_fixture() -> Callable[[str], dict[str, Any]]:
     return load_event
+
+
+def load_function(name: str) -> ModuleType:
+    """functions/<name>.py imported afresh, so its module-level clients see this test's env."""
+    path = ROOT / "functions" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"function_{name}_{uuid.uuid4().hex}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass
@@ -106,6 +119,7 @@ def database_url(postgres: EmbeddedPostgres, database_name: str) -> str:
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

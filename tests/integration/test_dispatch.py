@@ -1,0 +1,109 @@
+"""The hourly dispatcher on moto: due databases, duplicates, stale records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from pgbackups.dispatch import dispatch
+from pgbackups.models import BackupRecord, DatabaseRecord, Schedule
+from pgbackups.secrets import ConnectionInfo
+from pgbackups.services import Services
+from tests.conftest import AwsStack, load_event, load_function
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingInvoker:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def invoke(self, database: str, backup_id: str) -> None:
+        self.calls.append((database, backup_id))
+
+
+@pytest.fixture
+def services(aws: AwsStack) -> Services:
+    services = Services.from_settings(aws.settings)
+    services.invoker = RecordingInvoker()  # type: ignore[assignment]
+    return services
+
+
+def register(services: Services, name: str, schedule: Schedule) -> None:
+    services.catalog.create_database(
+        DatabaseRecord(name=name, schedule=schedule, created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    )
+    services.secrets.put(name, ConnectionInfo(url=f"postgresql://u:p@127.0.0.1:1/{name}"))
+
+
+def test_due_databases_get_one_periodic_backup_per_day(services: Services) -> None:
+    register(services, "paris", Schedule(hour=1, timezone="Europe/Paris"))
+    register(services, "tokyo", Schedule(hour=1, timezone="Asia/Tokyo"))
+    register(services, "off", Schedule(enabled=False, hour=1, timezone="Europe/Paris"))
+    winter_1am_paris = datetime(2026, 11, 25, 0, 0, 5, tzinfo=UTC)
+
+    first = dispatch(services, winter_1am_paris)
+    second = dispatch(services, winter_1am_paris + timedelta(minutes=20))
+
+    assert [r.database for r in first.scheduled] == ["paris"]
+    assert second.scheduled == []
+    (backup,) = services.catalog.all_backups("paris")
+    assert (backup.method, backup.status) == ("periodic", "scheduled")
+    assert services.invoker.calls == [("paris", backup.id)]  # type: ignore[attr-defined]
+    assert services.catalog.all_backups("tokyo") == []
+    assert services.catalog.all_backups("off") == []
+    assert services.catalog.get_database("paris").active_backup_id == backup.id
+
+
+def test_summer_schedule_is_due_an_hour_earlier_in_utc(services: Services) -> None:
+    register(services, "paris", Schedule(hour=1, timezone="Europe/Paris"))
+
+    assert dispatch(services, datetime(2026, 7, 1, 0, 0, tzinfo=UTC)).scheduled == []
+    assert len(dispatch(services, datetime(2026, 7, 1, 23, 0, tzinfo=UTC)).scheduled) == 1
+
+
+def test_a_stale_running_backup_is_reaped_and_the_lock_released(
+    aws: AwsStack, services: Services
+) -> None:
+    register(services, "shop", Schedule(hour=3, timezone="UTC"))
+    started = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+    record = BackupRecord.new("shop", "manual", started)
+    services.catalog.create_backup(record)
+    services.catalog.start_backup("shop", record.id, started)
+
+    # Within the function's timeout (15 min) and grace: left alone.
+    assert dispatch(services, started + timedelta(minutes=19)).reaped == []
+    report = dispatch(services, started + timedelta(minutes=21))
+
+    assert [r.id for r in report.reaped] == [record.id]
+    stored = services.catalog.get_backup("shop", record.id)
+    assert stored.status == "error"
+    assert stored.error and stored.error.startswith("timed out")
+    assert services.catalog.get_database("shop").active_backup_id is None
+    assert [e["detail-type"] for e in aws.received_events()] == ["Backup Failed"]
+
+
+def test_a_scheduled_backup_never_started_is_reaped(services: Services) -> None:
+    register(services, "shop", Schedule(hour=3, timezone="UTC"))
+    created = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+    record = BackupRecord.new("shop", "manual", created)
+    services.catalog.create_backup(record)
+
+    assert dispatch(services, created + timedelta(minutes=10)).reaped == []
+    assert [r.id for r in dispatch(services, created + timedelta(minutes=31)).reaped] == [record.id]
+    assert "never started" in (services.catalog.get_backup("shop", record.id).error or "")
+
+
+def test_the_handler_takes_the_scheduled_event(aws: AwsStack, lambda_context: Any) -> None:
+    dispatcher = load_function("dispatcher")
+    dispatcher.services.invoker = RecordingInvoker()
+    register(dispatcher.services, "paris", Schedule(hour=1, timezone="Europe/Paris"))
+    event = load_event("dispatcher") | {"time": "2026-11-25T00:00:00Z"}
+
+    result = dispatcher.handler(event, lambda_context)
+
+    (backup,) = dispatcher.services.catalog.all_backups("paris")
+    assert result == {"scheduled": [backup.id], "reaped": [], "pruned": []}
+    assert dispatcher.handler(event, lambda_context)["scheduled"] == []
