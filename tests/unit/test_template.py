@@ -1,0 +1,656 @@
+"""The SAM template: sam, cfn-lint and checkov accept it, and it declares what
+SPEC.md promises (every route behind the authorizer, safe storage, logs that
+expire, no secret in the environment). Also the `events/` payloads and
+samconfig.toml, which travel with it.
+
+The tools are the ones `make setup` installs, found through PGBACKUPS_SAM and
+PGBACKUPS_CHECKOV (exported by the Makefile); everything runs offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pgbackups.models import BACKUP_ID, COMPRESSION, DATABASE_NAME
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+
+# SPEC.md §3, one (method, path) per route.
+SPEC_ROUTES = {
+    ("GET", "/v1/databases"),
+    ("POST", "/v1/databases"),
+    ("GET", "/v1/databases/{db}"),
+    ("PATCH", "/v1/databases/{db}"),
+    ("DELETE", "/v1/databases/{db}"),
+    ("GET", "/v1/databases/{db}/backups"),
+    ("POST", "/v1/databases/{db}/backups"),
+    ("GET", "/v1/databases/{db}/backups/{id}"),
+    ("DELETE", "/v1/databases/{db}/backups/{id}"),
+    ("GET", "/v1/databases/{db}/backups/{id}/archive"),
+    ("GET", "/v1/databases/{db}/schedule"),
+    ("PUT", "/v1/databases/{db}/schedule"),
+    ("GET", "/v1/openapi.json"),
+}
+PUBLIC_ROUTES = {("GET", "/v1/openapi.json")}
+FUNCTIONS = {"ApiFunction", "AuthorizerFunction", "BackupFunction", "DispatcherFunction"}
+OUTPUTS = {
+    "ApiUrl",
+    "ApiTokenSecretArn",
+    "BucketName",
+    "TableName",
+    "EventBusName",
+    "BackupFunctionName",
+}
+
+
+# --------------------------------------------------------------- template loading
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """A SafeLoader that reads the short tags (!Ref, !Sub, !GetAtt, ...) as their long form."""
+
+
+def _construct_intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix in ("Ref", "Condition"):
+        return {suffix: value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _construct_intrinsic)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as stream:
+        return yaml.load(stream, Loader=CloudFormationLoader)  # noqa: S506 (SafeLoader subclass)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in resources.items() if r["Type"] == kind}
+
+
+def function_environment(template: dict[str, Any], name: str) -> dict[str, Any]:
+    """The function's variables merged over Globals, as SAM merges them."""
+    merged = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    own = template["Resources"][name]["Properties"].get("Environment", {})
+    merged.update(own.get("Variables", {}))
+    return merged
+
+
+def policy_statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = []
+    for policy in function["Properties"].get("Policies", []):
+        assert isinstance(policy, dict) and "Statement" in policy, (
+            f"only inline policy documents are expected, got {policy!r}"
+        )
+        statements.extend(policy["Statement"])
+    return statements
+
+
+def actions_on(function: dict[str, Any]) -> dict[str, list[Any]]:
+    """action -> the resources it is allowed on."""
+    allowed: dict[str, list[Any]] = {}
+    for statement in policy_statements(function):
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"]
+        for action in [actions] if isinstance(actions, str) else actions:
+            allowed.setdefault(action, []).append(statement["Resource"])
+    return allowed
+
+
+# ------------------------------------------------------------------- the tools
+
+
+def tool(env_var: str) -> Path:
+    value = os.environ.get(env_var)
+    if not value:
+        pytest.fail(
+            f"{env_var} is not set: run `make test` (it installs the tool and exports "
+            f"{env_var}), or point it at the executable yourself"
+        )
+    path = Path(value)
+    if not path.is_file():
+        pytest.fail(f"{env_var}={value} does not exist: run `make setup`")
+    return path
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
+    # Linting needs a region name, not an account: fix one so results don't
+    # depend on the contributor's AWS configuration.
+    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    env.setdefault("AWS_REGION", env["AWS_DEFAULT_REGION"])
+    return subprocess.run(
+        [str(arg) for arg in args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_sam_validate_lint_accepts_the_template() -> None:
+    result = run(tool("PGBACKUPS_SAM"), "validate", "--lint", "--template-file", TEMPLATE)
+    assert result.returncode == 0, f"sam validate --lint failed:\n{result.stdout}{result.stderr}"
+
+
+def test_cfn_lint_accepts_the_template() -> None:
+    cfn_lint = tool("PGBACKUPS_SAM").parent / "cfn-lint"
+    assert cfn_lint.is_file(), f"cfn-lint is not next to sam in {cfn_lint.parent}"
+    result = run(cfn_lint, TEMPLATE)
+    assert result.returncode == 0, f"cfn-lint found problems:\n{result.stdout}{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def checkov_results() -> dict[str, Any]:
+    # Not --quiet: with it the JSON leaves out the skipped checks, whose reasons
+    # are checked below.
+    result = run(
+        tool("PGBACKUPS_CHECKOV"),
+        "-f",
+        TEMPLATE.name,
+        "--framework",
+        "cloudformation",
+        "--skip-download",
+        "--compact",
+        "-o",
+        "json",
+    )
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"checkov gave no JSON report (exit {result.returncode}):\n{result.stderr}")
+    reports = report if isinstance(report, list) else [report]
+    (cloudformation,) = [r for r in reports if r.get("check_type") == "cloudformation"]
+    summary = cloudformation["summary"]
+    # A template checkov cannot read yields no failure either: make sure it read it.
+    assert summary["parsing_errors"] == 0, summary
+    assert summary["resource_count"] >= len(load_template()["Resources"]), summary
+    return cloudformation["results"]
+
+
+def test_checkov_reports_no_failed_check(checkov_results: dict[str, Any]) -> None:
+    failed = [
+        f"{c['check_id']} {c['resource']}: {c['check_name']}"
+        for c in checkov_results.get("failed_checks", [])
+    ]
+    assert failed == [], "checkov failed checks (fix them, or skip with a reason):\n" + "\n".join(
+        failed
+    )
+
+
+def test_every_checkov_skip_gives_its_reason(
+    checkov_results: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    skipped = checkov_results.get("skipped_checks", [])
+    assert skipped, "checkov reported no skipped check: are the template's skips still read?"
+    unexplained = [
+        f"{c['check_id']} {c['resource']}"
+        for c in skipped
+        if c["check_result"].get("suppress_comment", "").strip() in ("", "No comment provided")
+    ]
+    assert unexplained == []
+
+    declared = [
+        (name, skip)
+        for name, resource in resources.items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+    assert all(str(skip.get("comment", "")).strip() for _, skip in declared), declared
+    # Every declared skip matches a check checkov ran: no stale or misspelt ids.
+    reported = {(c["resource"].split(".")[-1], c["check_id"]) for c in skipped}
+    assert {(name, skip["id"]) for name, skip in declared} == reported
+
+
+# ----------------------------------------------------------------- storage
+
+
+def test_bucket_blocks_public_access(resources: dict[str, Any]) -> None:
+    bucket = resources["Bucket"]["Properties"]
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+
+
+def test_bucket_aborts_incomplete_multipart_uploads_after_one_day(
+    resources: dict[str, Any],
+) -> None:
+    rules = resources["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    aborts = [
+        rule
+        for rule in rules
+        if rule["Status"] == "Enabled" and "AbortIncompleteMultipartUpload" in rule
+    ]
+    assert len(aborts) == 1
+    assert aborts[0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    # Whole bucket: no prefix or tag filter narrowing the rule.
+    assert "Prefix" not in aborts[0] and "Filter" not in aborts[0]
+
+
+def test_bucket_is_encrypted_and_kept_on_stack_deletion(resources: dict[str, Any]) -> None:
+    bucket = resources["Bucket"]
+    (rule,) = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain"
+
+
+def test_bucket_policy_denies_requests_without_tls(resources: dict[str, Any]) -> None:
+    policies = [
+        p["Properties"]
+        for p in of_type(resources, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": "Bucket"}
+    ]
+    assert len(policies) == 1
+    denies = [
+        s
+        for s in policies[0]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny"
+        and s["Principal"] == "*"
+        and s["Action"] in ("s3:*", ["s3:*"])
+        and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert len(denies) == 1
+    # Both the bucket and its objects.
+    assert denies[0]["Resource"] == [
+        {"Fn::GetAtt": ["Bucket", "Arn"]},
+        {"Fn::Sub": "${Bucket.Arn}/*"},
+    ]
+
+
+def test_table_has_point_in_time_recovery_and_pk_sk_keys(resources: dict[str, Any]) -> None:
+    table = resources["Table"]
+    props = table["Properties"]
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert sorted(props["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
+    ]
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+
+
+# ------------------------------------------------------------------ functions
+
+
+def test_the_four_functions_are_thin_modules_of_functions_dir(resources: dict[str, Any]) -> None:
+    functions = of_type(resources, "AWS::Serverless::Function")
+    assert set(functions) == FUNCTIONS
+    handlers = {name: f["Properties"]["Handler"] for name, f in functions.items()}
+    assert handlers == {
+        "ApiFunction": "api.handler",
+        "AuthorizerFunction": "authorizer.handler",
+        "BackupFunction": "backup.handler",
+        "DispatcherFunction": "dispatcher.handler",
+    }
+    assert {f["Properties"]["CodeUri"] for f in functions.values()} == {"functions/"}
+
+
+def test_every_function_has_a_log_group_with_retention(resources: dict[str, Any]) -> None:
+    log_groups = of_type(resources, "AWS::Logs::LogGroup")
+    for log_group in log_groups.values():
+        assert log_group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    names = {
+        json.dumps(group["Properties"].get("LogGroupName"), sort_keys=True)
+        for group in log_groups.values()
+    }
+    for name, function in of_type(resources, "AWS::Serverless::Function").items():
+        custom = function["Properties"].get("LoggingConfig", {}).get("LogGroup")
+        if custom is None:
+            # Lambda writes to /aws/lambda/<function name>: that group must be declared.
+            expected = json.dumps({"Fn::Sub": f"/aws/lambda/${{{name}}}"}, sort_keys=True)
+            assert expected in names, f"{name} has no log group /aws/lambda/${{{name}}}"
+        else:
+            assert custom["Ref"] in log_groups, f"{name} logs to an undeclared group"
+
+
+def test_every_function_gets_the_settings_it_requires(template: dict[str, Any]) -> None:
+    # pgbackups.settings.Settings.from_env fails at cold start without these.
+    for name in FUNCTIONS:
+        environment = function_environment(template, name)
+        assert {"TABLE_NAME", "BUCKET_NAME", "SECRET_PREFIX"} <= set(environment), name
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["SECRET_PREFIX"] == {
+        "Fn::Sub": "pgbackups/${Stage}"
+    }
+    backup = function_environment(template, "BackupFunction")
+    assert backup["EVENT_BUS_NAME"] == {"Ref": "EventBus"}
+    assert backup["PGTOOLS_DIR"] == "/opt"
+    assert backup["BACKUP_TIMEOUT_SECONDS"] == {"Ref": "BackupTimeoutSeconds"}
+    assert backup["DEFAULT_COMPRESSION"] == {"Ref": "DefaultCompression"}
+    for name in ("ApiFunction", "DispatcherFunction"):
+        assert function_environment(template, name)["BACKUP_FUNCTION_NAME"] == {
+            "Ref": "BackupFunction"
+        }
+    assert function_environment(template, "AuthorizerFunction")["TOKEN_SECRET_ID"] == {
+        "Ref": "ApiTokenSecret"
+    }
+
+
+def test_default_compression_parameter_accepts_what_the_code_accepts(
+    template: dict[str, Any],
+) -> None:
+    parameter = template["Parameters"]["DefaultCompression"]
+    assert parameter["AllowedPattern"] == COMPRESSION.pattern
+    assert COMPRESSION.match(parameter["Default"])
+
+
+SECRET_LITERAL = re.compile(
+    r"postgres(ql)?://|://[^/\s:@]+:[^/\s@]+@|\bbearer\b|token|password|\{\{resolve:",
+    re.IGNORECASE,
+)
+# A variable whose name speaks of a secret may only carry where the secret lives.
+SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|DSN|URL")
+LOCATOR_NAME = re.compile(r"_(ID|ARN|NAME|PREFIX)$")
+
+
+def literals(value: Any) -> Iterator[str]:
+    """The literal strings of a value, leaving out the names Ref and GetAtt point at."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from literals(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in ("Ref", "Fn::GetAtt"):
+                yield from literals(item)
+
+
+def test_environment_holds_no_secret(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    resources = template["Resources"]
+    variables = [("Globals", template["Globals"]["Function"]["Environment"]["Variables"])] + [
+        (name, function["Properties"].get("Environment", {}).get("Variables", {}))
+        for name, function in of_type(resources, "AWS::Serverless::Function").items()
+    ]
+    for owner, environment in variables:
+        for key, value in environment.items():
+            where = f"{owner}.{key}"
+            for text in literals(value):
+                assert not SECRET_LITERAL.search(text), f"{where} looks like a secret: {text!r}"
+            if isinstance(value, dict) and "Ref" in value:
+                target = value["Ref"]
+                assert not parameters.get(target, {}).get("NoEcho"), f"{where} is a NoEcho value"
+            if SECRET_NAME.search(key):
+                assert LOCATOR_NAME.search(key), f"{where} should name a secret, not hold one"
+                if "SECRET" in key and key != "SECRET_PREFIX":
+                    assert isinstance(value, dict) and "Ref" in value, where
+                    secret = resources[value["Ref"]]
+                    assert secret["Type"] == "AWS::SecretsManager::Secret", where
+
+
+def test_policies_name_their_actions_and_resources(resources: dict[str, Any]) -> None:
+    for name, function in of_type(resources, "AWS::Serverless::Function").items():
+        for statement in policy_statements(function):
+            actions = statement["Action"]
+            for action in [actions] if isinstance(actions, str) else actions:
+                assert "*" not in action, f"{name}: wildcard action {action}"
+            targets = statement["Resource"]
+            for target in targets if isinstance(targets, list) else [targets]:
+                assert target != "*", f"{name}: {statement.get('Sid')} on every resource"
+
+
+def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> None:
+    table = {"Fn::GetAtt": ["Table", "Arn"]}
+    objects = {"Fn::Sub": "${Bucket.Arn}/databases/*"}
+    database_secrets = {
+        "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
+        ":secret:pgbackups/${Stage}/databases/*"
+    }
+    backup_function = {"Fn::GetAtt": ["BackupFunction", "Arn"]}
+    # DynamoDB authorizes the items of TransactWriteItems as PutItem, UpdateItem,
+    # DeleteItem and ConditionCheckItem: there is no TransactWriteItems action.
+    catalog = {
+        f"dynamodb:{action}": [table]
+        for action in (
+            "GetItem",
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "Query",
+            "ConditionCheckItem",
+        )
+    }
+
+    assert actions_on(resources["ApiFunction"]) == {
+        **catalog,
+        "s3:GetObject": [objects],
+        "s3:DeleteObject": [objects],
+        **{
+            f"secretsmanager:{action}": [database_secrets]
+            for action in (
+                "CreateSecret",
+                "PutSecretValue",
+                "GetSecretValue",
+                "DeleteSecret",
+                "DescribeSecret",
+                "TagResource",
+            )
+        },
+        "lambda:InvokeFunction": [backup_function],
+    }
+    assert actions_on(resources["AuthorizerFunction"]) == {
+        "secretsmanager:GetSecretValue": [{"Ref": "ApiTokenSecret"}],
+    }
+    assert actions_on(resources["BackupFunction"]) == {
+        **catalog,
+        "s3:PutObject": [objects],
+        "s3:AbortMultipartUpload": [objects],
+        "s3:DeleteObject": [objects],
+        "s3:ListBucketMultipartUploads": [{"Fn::GetAtt": ["Bucket", "Arn"]}],
+        "secretsmanager:GetSecretValue": [database_secrets],
+        "events:PutEvents": [{"Fn::GetAtt": ["EventBus", "Arn"]}],
+    }
+    assert actions_on(resources["DispatcherFunction"]) == {
+        **catalog,
+        "s3:DeleteObject": [objects],
+        "lambda:InvokeFunction": [backup_function],
+    }
+
+
+def test_backup_function_has_the_tools_the_time_and_the_retries(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    props = resources["BackupFunction"]["Properties"]
+    # SAM appends the function's layers to the global ones.
+    assert template["Globals"]["Function"]["Layers"] == [{"Ref": "SharedLayer"}]
+    assert props["Layers"] == [{"Ref": "PgToolsLayer"}]
+    assert props["Timeout"] == {"Ref": "BackupTimeoutSeconds"}
+    assert props["MemorySize"] == {"Ref": "BackupMemorySize"}
+    assert template["Parameters"]["BackupTimeoutSeconds"]["MaxValue"] == 900
+    assert props["EventInvokeConfig"]["MaximumRetryAttempts"] == 2
+    condition, vpc, otherwise = props["VpcConfig"]["Fn::If"]
+    assert condition == "HasVpc" and otherwise == {"Ref": "AWS::NoValue"}
+    assert vpc == {
+        "SubnetIds": {"Ref": "DatabaseSubnetIds"},
+        "SecurityGroupIds": {"Ref": "DatabaseSecurityGroupIds"},
+    }
+    # The API checks registered URLs with a real connection: same VPC as the backups.
+    assert resources["ApiFunction"]["Properties"]["VpcConfig"] == props["VpcConfig"]
+    for name in FUNCTIONS - {"BackupFunction", "ApiFunction"}:
+        assert "VpcConfig" not in resources[name]["Properties"], name
+
+
+def test_layers_are_built_by_their_makefiles(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    runtime = template["Globals"]["Function"]["Runtime"]
+    architectures = template["Globals"]["Function"]["Architectures"]
+    layers = of_type(resources, "AWS::Serverless::LayerVersion")
+    assert set(layers) == {"SharedLayer", "PgToolsLayer"}
+    for name, layer in layers.items():
+        props = layer["Properties"]
+        assert layer["Metadata"]["BuildMethod"] == "makefile"
+        assert props["CompatibleRuntimes"] == [runtime]
+        assert props["CompatibleArchitectures"] == architectures
+        makefile = (ROOT / props["ContentUri"] / "Makefile").read_text(encoding="utf-8")
+        assert re.search(rf"^build-{name}:", makefile, re.MULTILINE), f"no build-{name} target"
+
+
+def test_dispatcher_runs_at_the_top_of_every_hour(resources: dict[str, Any]) -> None:
+    dispatcher = resources["DispatcherFunction"]["Properties"]
+    schedules = [
+        event["Properties"]
+        for event in dispatcher["Events"].values()
+        if event["Type"] in ("Schedule", "ScheduleV2")
+    ]
+    assert [s["Schedule" if "Schedule" in s else "ScheduleExpression"] for s in schedules] == [
+        "cron(0 * * * ? *)"
+    ]
+    assert dispatcher["Timeout"] == 300
+
+
+# ------------------------------------------------------------------- HTTP API
+
+
+def http_api_routes(resources: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    routes: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, function in of_type(resources, "AWS::Serverless::Function").items():
+        for event_name, event in function["Properties"].get("Events", {}).items():
+            if event["Type"] != "HttpApi":
+                continue
+            props = event["Properties"]
+            assert props["ApiId"] == {"Ref": "HttpApi"}, f"{name}.{event_name} on another API"
+            route = (props["Method"].upper(), props["Path"])
+            assert route not in routes, f"{route} declared twice"
+            routes[route] = props
+    return routes
+
+
+def test_http_api_declares_every_route_of_the_spec(resources: dict[str, Any]) -> None:
+    assert set(http_api_routes(resources)) == SPEC_ROUTES
+
+
+def test_only_the_openapi_document_is_public(resources: dict[str, Any]) -> None:
+    auth = resources["HttpApi"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "TokenAuthorizer"
+    public = {
+        route
+        for route, props in http_api_routes(resources).items()
+        if props.get("Auth", {}).get("Authorizer") == "NONE"
+    }
+    assert public == PUBLIC_ROUTES
+    overridden = {
+        route
+        for route, props in http_api_routes(resources).items()
+        if props.get("Auth", {}).get("Authorizer") not in (None, "NONE", "TokenAuthorizer")
+    }
+    assert overridden == set()
+
+
+def test_the_authorizer_checks_the_bearer_token(resources: dict[str, Any]) -> None:
+    authorizer = resources["HttpApi"]["Properties"]["Auth"]["Authorizers"]["TokenAuthorizer"]
+    assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    assert authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
+    assert authorizer["EnableSimpleResponses"] is True
+    # Without it API Gateway may not invoke the function and every call gets a 500.
+    assert authorizer["EnableFunctionDefaultPermissions"] is True
+    assert authorizer["Identity"] == {"Headers": ["Authorization"], "ReauthorizeEvery": 300}
+    secret = resources["ApiTokenSecret"]["Properties"]
+    assert secret["Name"] == {"Fn::Sub": "pgbackups/${Stage}/api-token"}
+    assert secret["GenerateSecretString"]["PasswordLength"] >= 32
+    assert "SecretString" not in secret
+
+
+def test_outputs_are_the_contract(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert set(outputs) == OUTPUTS
+    assert outputs["ApiTokenSecretArn"]["Value"] == {"Ref": "ApiTokenSecret"}
+    assert "aws secretsmanager get-secret-value" in outputs["ApiTokenSecretArn"]["Description"]
+    assert all(output.get("Description") for output in outputs.values())
+
+
+# --------------------------------------------------------- events and config
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+def test_dispatcher_event_is_the_hourly_rule_firing() -> None:
+    event = load_event("dispatcher.json")
+    assert event["source"] == "aws.events"
+    assert event["detail-type"] == "Scheduled Event"
+    assert event["detail"] == {}
+    fired_at = datetime.fromisoformat(event["time"])
+    assert event["time"].endswith("Z") and fired_at.utcoffset() is not None
+    assert (fired_at.minute, fired_at.second) == (0, 0)
+    (rule,) = event["resources"]
+    assert re.fullmatch(r"arn:aws:events:[a-z0-9-]+:\d{12}:rule/[\w.-]+", rule)
+    assert rule.split(":")[3] == event["region"] and rule.split(":")[4] == event["account"]
+
+
+def test_backup_event_is_the_async_invoke_payload() -> None:
+    event = load_event("backup.json")
+    assert set(event) == {"database", "backup_id"}
+    assert DATABASE_NAME.match(event["database"])
+    assert BACKUP_ID.match(event["backup_id"])
+    # ULIDs start with a 48-bit timestamp: the first character is at most 7.
+    assert event["backup_id"][0] <= "7"
+
+
+def test_samconfig_deploys_the_three_stages() -> None:
+    text = (ROOT / "samconfig.toml").read_text(encoding="utf-8")
+    config = tomllib.loads(text)
+    assert config["version"] == 0.1
+    stacks = {"default": "pgbackups", "staging": "pgbackups-staging", "prod": "pgbackups-prod"}
+    for env, stack in stacks.items():
+        build = config[env]["build"]["parameters"]
+        assert build["build_in_source"] is build["parallel"] is True
+        # Not cached: the shared layer's makefile copies ../../pgbackups, which sam's
+        # cache key (the layer folder) does not see.
+        assert build["cached"] is False
+        deploy = config[env]["deploy"]["parameters"]
+        assert deploy["stack_name"] == stack
+        assert deploy["capabilities"] == "CAPABILITY_IAM"
+        assert deploy["resolve_s3"] is True
+        assert deploy["parameter_overrides"] == f"Stage={env}"
+        assert config[env]["validate"]["parameters"]["lint"] is True
+    assert config["default"]["deploy"]["parameters"]["confirm_changeset"] is False
+    assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
+    assert set(load_template()["Parameters"]["Stage"]["AllowedValues"]) == set(stacks)
+    # Nothing account-specific or secret: it is committed.
+    assert not re.search(r"\b\d{12}\b|arn:aws|token|password", text, re.IGNORECASE)
