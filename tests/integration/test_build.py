@@ -1,0 +1,60 @@
+"""`sam build` output: both layers and every function, importable as Lambda would load them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pgbackups.local.template import load_template, resources_of_type
+
+pytestmark = pytest.mark.integration
+
+BUILD = Path(os.environ.get("PGBACKUPS_PGTOOLS_DIR", "")).parent
+FUNCTIONS = sorted(resources_of_type(load_template(), "AWS::Serverless::Function"))
+
+
+@pytest.fixture(scope="module")
+def build_dir() -> Path:
+    if not (BUILD / "template.yaml").exists():
+        pytest.fail(f"no sam build output at {BUILD}: run `make build` (or `make test`)")
+    return BUILD
+
+
+def test_the_build_has_both_layers_and_every_function(build_dir: Path) -> None:
+    built = {p.name for p in build_dir.iterdir() if p.is_dir()}
+    assert built >= {"SharedLayer", "PgToolsLayer", *FUNCTIONS}
+    assert (build_dir / "SharedLayer" / "python" / "pgbackups" / "backup.py").exists()
+    assert (build_dir / "PgToolsLayer" / "bin" / "pg_dump").exists()
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_handler_imports_from_the_layer_alone(build_dir: Path, function: str) -> None:
+    """Only the stdlib, the function's code and the shared layer (-S: no site-packages)."""
+    handler = load_template()["Resources"][function]["Properties"]["Handler"]
+    module = handler.rsplit(".", 1)[0]
+    env = {
+        "PYTHONPATH": f"{build_dir / function}:{build_dir / 'SharedLayer' / 'python'}",
+        "PATH": "/usr/bin:/bin",
+        "TABLE_NAME": "t",
+        "BUCKET_NAME": "b",
+        "SECRET_PREFIX": "pgbackups/test",
+        "TOKEN_SECRET_ID": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgbackups/test/api-token",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = {env['PYTHONPATH'].split(':')!r}; "
+         f"import {module}; assert callable({module}.{handler.rsplit('.', 1)[1]})"],
+        cwd=build_dir / function,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
