@@ -1,0 +1,173 @@
+"""Registering, changing and removing databases, and how the API shows them.
+
+Connection URLs go to Secrets Manager only after a real connection accepted
+them, and never anywhere else: not in DynamoDB, not in a response, not in a log.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aws_lambda_powertools import Logger
+
+from pgbackups import connections
+from pgbackups.api.schemas import (
+    BackupSummary,
+    Database,
+    DatabaseChanges,
+    DatabaseRegistration,
+    RetentionChanges,
+    ScheduleChanges,
+    ScheduleView,
+)
+from pgbackups.errors import ConnectionFailed, DatabaseExists, DatabaseNotFound
+from pgbackups.models import DatabaseRecord, RetentionPolicy, Schedule
+from pgbackups.schedule import next_run_at
+from pgbackups.secrets import ConnectionInfo
+from pgbackups.services import Services
+
+logger = Logger(child=True)
+
+
+def check_connection(url: str, field: str) -> None:
+    """A real connection to `url`, or 422 connection_failed naming the field (URL redacted)."""
+    try:
+        connections.probe(url)
+    except ConnectionFailed as refused:
+        raise ConnectionFailed(f"{field}: {refused.message}", field=field) from None
+
+
+def register_database(services: Services, registration: DatabaseRegistration) -> DatabaseRecord:
+    name = registration.name
+    _refuse_existing(services, name)
+    check_connection(registration.url, "url")
+    if registration.replica_url is not None:
+        check_connection(registration.replica_url, "replica_url")
+    record = DatabaseRecord(
+        name=name,
+        schedule=registration.schedule or Schedule(),
+        retention=registration.retention or RetentionPolicy(),
+        compression=registration.compression or services.settings.default_compression,
+        has_replica=registration.replica_url is not None,
+        created_at=services.clock(),
+    )
+    services.secrets.put(name, ConnectionInfo(registration.url, registration.replica_url))
+    try:
+        services.catalog.create_database(record)
+    except DatabaseExists:
+        # Registered concurrently: that database owns the secret now. A removed
+        # one still finishing its last backup does not (its secret was deleted).
+        if not _is_registered(services, name):
+            services.secrets.delete(name)
+        raise
+    except Exception:
+        services.secrets.delete(name)
+        raise
+    logger.info("database registered", extra={"database": name})
+    return record
+
+
+def _refuse_existing(services: Services, name: str) -> None:
+    """409 before connecting anywhere when the name is taken."""
+    try:
+        existing = services.catalog.get_database(name, include_removed=True)
+    except DatabaseNotFound:
+        return
+    if existing.removed_at is None:
+        raise DatabaseExists(f"database {name} already exists")
+    if existing.active_backup_id is not None:
+        raise DatabaseExists(
+            f"database {name} was removed and its last backup is still running: "
+            "register it again once that backup has finished"
+        )
+
+
+def _is_registered(services: Services, name: str) -> bool:
+    try:
+        services.catalog.get_database(name)
+    except DatabaseNotFound:
+        return False
+    return True
+
+
+def change_database(services: Services, name: str, changes: DatabaseChanges) -> DatabaseRecord:
+    current = services.catalog.get_database(name)
+    if changes.url is not None:
+        check_connection(changes.url, "url")
+    if changes.replica_url is not None:
+        check_connection(changes.replica_url, "replica_url")
+
+    has_replica: bool | None = None
+    if changes.url is not None or changes.replica_url is not None or changes.removes_replica:
+        stored = services.secrets.get(name)
+        replica_url = None if changes.removes_replica else changes.replica_url or stored.replica_url
+        services.secrets.put(name, ConnectionInfo(changes.url or stored.url, replica_url))
+        has_replica = replica_url is not None
+        logger.info("connection URLs changed", extra={"database": name})
+
+    return services.catalog.update_database(
+        name,
+        schedule=merge_schedule(current.schedule, changes.schedule),
+        retention=_merge_retention(current.retention, changes.retention),
+        compression=changes.compression,
+        has_replica=has_replica,
+    )
+
+
+def merge_schedule(current: Schedule, changes: ScheduleChanges | None) -> Schedule | None:
+    """The schedule with the given fields changed; None when nothing changes."""
+    if changes is None:
+        return None
+    given = changes.model_dump(exclude_none=True)
+    return Schedule.model_validate(current.model_dump() | given) if given else None
+
+
+def _merge_retention(
+    current: RetentionPolicy, changes: RetentionChanges | None
+) -> RetentionPolicy | None:
+    if changes is None:
+        return None
+    given = changes.model_dump(exclude_none=True)
+    return RetentionPolicy.model_validate(current.model_dump() | given) if given else None
+
+
+def change_schedule(services: Services, name: str, changes: ScheduleChanges) -> Schedule:
+    current = services.catalog.get_database(name)
+    schedule = merge_schedule(current.schedule, changes)
+    if schedule is None:
+        return current.schedule
+    return services.catalog.update_database(name, schedule=schedule).schedule
+
+
+def remove_database(services: Services, name: str) -> None:
+    """Stop its schedule and forget its URLs; its backups expire under its last policy."""
+    services.catalog.remove_database(name, services.clock())
+    services.secrets.delete(name)
+    logger.info("database removed", extra={"database": name})
+
+
+# -- views ----------------------------------------------------------------------
+
+
+def schedule_view(schedule: Schedule, now: datetime) -> ScheduleView:
+    return ScheduleView(**schedule.model_dump(), next_run_at=next_run_at(schedule, now))
+
+
+def database_view(services: Services, record: DatabaseRecord) -> Database:
+    newest, _ = services.catalog.list_backups(record.name, limit=1)
+    last_backup = (
+        BackupSummary.model_validate(
+            newest[0].model_dump(include={"id", "status", "created_at", "size"})
+        )
+        if newest
+        else None
+    )
+    return Database(
+        name=record.name,
+        schedule=schedule_view(record.schedule, services.clock()),
+        retention=record.retention,
+        compression=record.compression,
+        has_replica=record.has_replica,
+        created_at=record.created_at,
+        last_backup=last_backup,
+    )

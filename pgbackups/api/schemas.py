@@ -1,0 +1,169 @@
+"""What the HTTP API reads and writes (SPEC §3), beyond the domain's own records.
+
+Request bodies, the database and schedule views, pages and errors. Backups are
+returned as `pgbackups.models.BackupRecord` itself. The OpenAPI document is
+generated from these models, so a constraint written here is both checked on
+every request and published.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
+
+from pgbackups.models import (
+    BACKUP_ID,
+    COMPRESSION,
+    BackupRecord,
+    BackupStatus,
+    Compression,
+    DatabaseName,
+    RetentionPolicy,
+    Schedule,
+    Timezone,
+)
+
+# Path parameters: anything else is answered 404 before any lookup.
+BACKUP_REF = rf"^(latest|{BACKUP_ID.pattern[1:-1]})$"
+
+# Write-only: kept in Secrets Manager, never returned, logged or stored elsewhere.
+ConnectionUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=4096,
+        json_schema_extra={"writeOnly": True},
+        examples=["postgres://backup:secret@db.example.com:5432/shop"],
+    ),
+]
+# Published as a pattern, checked by models.check_compression (whose message is clearer).
+CompressionSpec = Annotated[Compression, Field(json_schema_extra={"pattern": COMPRESSION.pattern})]
+
+
+def optional_like(model: type[BaseModel], name: str) -> Any:
+    """`model`'s field `name`, constraints included, made optional (None: unchanged).
+
+    So a bound is written once, in `pgbackups.models`, and holds for PATCH and PUT too.
+    """
+    return FieldInfo.merge_field_infos(model.model_fields[name], default=None)
+
+
+# -- requests -----------------------------------------------------------------
+
+
+class DatabaseRegistration(BaseModel):
+    """POST /v1/databases: the URLs are checked with a real connection first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: DatabaseName
+    url: ConnectionUrl
+    replica_url: ConnectionUrl | None = Field(
+        default=None, description="A read replica to back up from when it is reachable"
+    )
+    schedule: Schedule | None = Field(default=None, description="Default: daily at 01:00 Paris")
+    retention: RetentionPolicy | None = None
+    compression: CompressionSpec | None = Field(
+        default=None, description="pg_dump compression; default chosen by benchmark"
+    )
+
+
+class ScheduleChanges(BaseModel):
+    """A schedule's fields to change; those left out (or null) keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    hour: int | None = optional_like(Schedule, "hour")
+    timezone: Timezone | None = Field(default=None, description="IANA time zone name")
+
+
+class RetentionChanges(BaseModel):
+    """A retention policy's counts to change; those left out (or null) keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    daily: int | None = optional_like(RetentionPolicy, "daily")
+    weekly: int | None = optional_like(RetentionPolicy, "weekly")
+    monthly: int | None = optional_like(RetentionPolicy, "monthly")
+    manual: int | None = optional_like(RetentionPolicy, "manual")
+
+
+class DatabaseChanges(BaseModel):
+    """PATCH /v1/databases/{db}: fields left out (or null) are unchanged, except
+    `replica_url`, where null removes the replica. New URLs are checked first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: ConnectionUrl | None = None
+    replica_url: ConnectionUrl | None = None
+    schedule: ScheduleChanges | None = None
+    retention: RetentionChanges | None = None
+    compression: CompressionSpec | None = None
+
+    @property
+    def removes_replica(self) -> bool:
+        return "replica_url" in self.model_fields_set and self.replica_url is None
+
+
+# -- responses ----------------------------------------------------------------
+
+
+class ScheduleView(Schedule):
+    next_run_at: datetime | None = Field(description="Next periodic backup (UTC); null if disabled")
+
+
+class BackupSummary(BaseModel):
+    id: str
+    status: BackupStatus
+    created_at: datetime
+    size: int | None
+
+
+class Database(BaseModel):
+    name: str
+    schedule: ScheduleView
+    retention: RetentionPolicy
+    compression: str
+    has_replica: bool
+    created_at: datetime
+    last_backup: BackupSummary | None = Field(description="The newest backup, whatever its status")
+
+
+class DatabaseList(BaseModel):
+    databases: list[Database]
+
+
+class BackupPage(BaseModel):
+    backups: list[BackupRecord] = Field(description="Newest first")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end"
+    )
+
+
+class ArchiveLink(BaseModel):
+    download_url: str = Field(description="Presigned S3 GET, saved as `filename`")
+    expires_at: datetime
+    filename: str
+    size: int | None
+    sha256: str | None
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")  # e.g. backup_id, field
+
+    code: str = Field(examples=["database_not_found"])
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class GatewayMessage(BaseModel):
+    """What API Gateway itself answers (401 without a token, 403 with a wrong one)."""
+
+    message: str

@@ -1,0 +1,74 @@
+"""The bearer token check: parsing, constant-time comparison, failing closed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pgbackups.api.auth import AuthorizerSettingsError, TokenAuthorizer, bearer_token
+
+pytestmark = pytest.mark.unit
+
+
+class FakeSecrets:
+    """Stands in for powertools' SecretsProvider."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.reads: list[tuple[str, int | None]] = []
+
+    def get(self, name: str, max_age: int | None = None) -> Any:
+        self.reads.append((name, max_age))
+        return self.value
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        ("Bearer abc", "abc"),
+        ("bearer abc", "abc"),
+        ("BEARER   abc  ", "abc"),
+        (" Bearer abc", "abc"),
+        ("Bearer", None),
+        ("Bearer ", None),
+        ("Basic abc", None),
+        ("abc", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_bearer_token(header: str | None, token: str | None) -> None:
+    assert bearer_token(header) == token
+
+
+def test_the_token_must_match_exactly() -> None:
+    secrets = FakeSecrets("s3cret-token")
+    authorizer = TokenAuthorizer("arn:secret", provider=secrets)  # type: ignore[arg-type]
+
+    assert authorizer.is_authorized("Bearer s3cret-token")
+    for header in ("Bearer s3cret-toke", "Bearer s3cret-token2", "Bearer S3CRET-TOKEN", None, ""):
+        assert not authorizer.is_authorized(header)
+    assert secrets.reads[0] == ("arn:secret", 300)
+
+
+def test_no_header_does_not_even_read_the_secret() -> None:
+    secrets = FakeSecrets("s3cret-token")
+    authorizer = TokenAuthorizer("arn:secret", provider=secrets)  # type: ignore[arg-type]
+
+    assert not authorizer.is_authorized(None)
+    assert secrets.reads == []
+
+
+@pytest.mark.parametrize("value", ["", b"binary", None])
+def test_a_secret_without_a_text_token_lets_nobody_in(value: Any) -> None:
+    authorizer = TokenAuthorizer("arn:secret", provider=FakeSecrets(value))  # type: ignore[arg-type]
+
+    assert not authorizer.is_authorized("Bearer ")
+    with pytest.raises(AuthorizerSettingsError):
+        authorizer.is_authorized("Bearer x")
+
+
+def test_the_secret_id_comes_from_the_environment() -> None:
+    with pytest.raises(AuthorizerSettingsError, match="TOKEN_SECRET_ID"):
+        TokenAuthorizer.from_env({})
