@@ -23,6 +23,7 @@ import pytest
 
 from pgbackups.local.postgres import EmbeddedPostgres, free_port
 from pgbackups.local.template import load_template, table_definition
+from pgbackups.services import Services
 from pgbackups.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,3 +216,25 @@ def aws(moto_endpoint: str, pgtools_dir: Path, monkeypatch: pytest.MonkeyPatch) 
         events_queue_url=queue_url,
         **clients,
     )
+
+
+class RecordingInvoker:
+    """Stands in for the async Lambda invoke of the backup function: records the calls,
+    or raises `error` when a test sets one."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.error: Exception | None = None
+
+    def invoke(self, database: str, backup_id: str) -> None:
+        if self.error is not None:
+            raise self.error
+        self.calls.append((database, backup_id))
+
+
+@pytest.fixture
+def services(aws: AwsStack) -> Services:
+    """The domain's services on this test's moto resources; invocations are recorded."""
+    services = Services.from_settings(aws.settings)
+    services.invoker = RecordingInvoker()  # type: ignore[assignment]
+    return services

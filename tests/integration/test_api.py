@@ -24,25 +24,12 @@ from botocore.exceptions import ClientError
 from pgbackups.local.postgres import EmbeddedPostgres
 from pgbackups.models import BackupRecord
 from pgbackups.services import Services
-from tests.conftest import AwsStack, LambdaContext, load_event, load_function
+from tests.conftest import AwsStack, LambdaContext, RecordingInvoker, load_event, load_function
 
 pytestmark = pytest.mark.integration
 
 UNSET: Any = object()
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)  # a Thursday
-
-
-class RecordingInvoker:
-    """Stands in for the async Lambda invoke: records (database, backup_id), or fails."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.error: Exception | None = None
-
-    def invoke(self, database: str, backup_id: str) -> None:
-        if self.error is not None:
-            raise self.error
-        self.calls.append((database, backup_id))
 
 
 @dataclass

@@ -20,20 +20,19 @@ from openapi_spec_validator import validate
 
 from pgbackups.local.gateway import Gateway
 from pgbackups.local.template import http_routes, load_template
-from tests.conftest import ROOT, AwsStack, LambdaContext, load_event, load_function
+from tests.conftest import (
+    ROOT,
+    AwsStack,
+    LambdaContext,
+    RecordingInvoker,
+    load_event,
+    load_function,
+)
 
 pytestmark = pytest.mark.integration
 
 BACKUP_ID = "01KEZF7CZ87WMWEMMEK3Q551MX"
 PROTECTED = [route for route in http_routes(load_template()) if route.authorized]
-
-
-class RecordingInvoker:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def invoke(self, database: str, backup_id: str) -> None:
-        self.calls.append((database, backup_id))
 
 
 @pytest.fixture

@@ -22,26 +22,11 @@ from pgbackups.local.postgres import EmbeddedPostgres
 from pgbackups.models import BackupRecord, DatabaseRecord
 from pgbackups.secrets import ConnectionInfo
 from pgbackups.services import Services
-from tests.conftest import AwsStack, load_event, load_function
+from tests.conftest import AwsStack, RecordingInvoker, load_event, load_function
 
 pytestmark = pytest.mark.integration
 
 SQL = Path(__file__).parent / "sql"
-
-
-class RecordingInvoker:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def invoke(self, database: str, backup_id: str) -> None:
-        self.calls.append((database, backup_id))
-
-
-@pytest.fixture
-def services(aws: AwsStack) -> Services:
-    services = Services.from_settings(aws.settings)
-    services.invoker = RecordingInvoker()  # type: ignore[assignment]
-    return services
 
 
 def register(services: Services, name: str, url: str, replica_url: str | None = None) -> None:

@@ -10,16 +10,10 @@ from pgbackups.errors import BackupNotFound, Conflict, DatabaseNotFound
 from pgbackups.models import BackupRecord, DatabaseRecord, RetentionPolicy
 from pgbackups.pruning import delete_backup, prune_database
 from pgbackups.services import Services
-from tests.conftest import AwsStack
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def services(aws: AwsStack) -> Services:
-    return Services.from_settings(aws.settings)
 
 
 def register(services: Services, retention: RetentionPolicy | None = None) -> DatabaseRecord:
