@@ -19,6 +19,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -81,6 +83,16 @@ def _cancellation_codes(error: ClientError) -> list[str]:
     return [reason.get("Code", "None") for reason in reasons]
 
 
+class TransactionRefused(Exception):
+    """A condition of the transaction failed (as opposed to a transient conflict)."""
+
+
+# Two writers touching the database item at once (the API creating a backup
+# while another finishes) cancel each other with TransactionConflict: try again.
+_TRANSIENT = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+_TRANSACTION_ATTEMPTS = 6
+
+
 def _is_conditional_failure(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
@@ -106,6 +118,21 @@ class Catalog:
     def __init__(self, dynamodb: Any, table_name: str) -> None:
         self._db = dynamodb
         self._table = table_name
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """TransactWriteItems, retried on transient conflicts; TransactionRefused when a
+        condition fails."""
+        for attempt in range(_TRANSACTION_ATTEMPTS):
+            try:
+                self._db.transact_write_items(TransactItems=items)
+                return
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                codes = set(_cancellation_codes(error))
+                if not codes & _TRANSIENT or attempt == _TRANSACTION_ATTEMPTS - 1:
+                    raise TransactionRefused(str(sorted(codes))) from None
+            time.sleep(random.uniform(0.05, 0.2) * 2**attempt)  # noqa: S311 (jitter)
 
     # -- databases ---------------------------------------------------------
 
@@ -228,8 +255,8 @@ class Catalog:
             update += ", last_periodic_day = :day"
             values["day"] = periodic_day
         try:
-            self._db.transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Update": {
                             "TableName": self._table,
@@ -248,19 +275,15 @@ class Catalog:
                     },
                 ]
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
+        except TransactionRefused as refused:
             database = self.get_database(record.database)  # raises DatabaseNotFound
-            if database.active_backup_id:
-                raise BackupInProgress(database.name, database.active_backup_id) from None
             if periodic_day is not None and database.last_periodic_day == periodic_day:
                 raise PeriodicBackupExists(
                     f"{database.name} already has its periodic backup of {periodic_day}"
                 ) from None
-            raise Conflict(
-                f"backup {record.id} could not be created: {_cancellation_codes(error)}"
-            ) from None
+            if database.active_backup_id:
+                raise BackupInProgress(database.name, database.active_backup_id) from None
+            raise Conflict(f"backup {record.id} could not be created: {refused}") from None
 
     def get_backup(self, database: str, backup_id: str) -> BackupRecord:
         item = self._db.get_item(
@@ -337,8 +360,8 @@ class Catalog:
         names = {f"#{field}": field for field in fields}
         assignments = ", ".join(f"#{field} = :{field}" for field in fields)
         try:
-            self._db.transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Update": {
                             "TableName": self._table,
@@ -362,11 +385,23 @@ class Catalog:
                     },
                 ]
             )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "TransactionCanceledException":
-                return False
-            raise
+        except TransactionRefused:
+            return False
         return True
+
+    def release_lock(self, database: str, backup_id: str) -> None:
+        """Drop a lock whose backup record is gone (it can never be finished)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_database_key(database),
+                UpdateExpression="REMOVE active_backup_id",
+                ConditionExpression="active_backup_id = :id",
+                ExpressionAttributeValues=_values(id=backup_id),
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
 
     def mark_deleting(self, database: str, backup_id: str, at: datetime) -> BackupRecord:
         """First step of a deletion: hide the record, refuse while it is active."""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import psycopg2
 
 from pgbackups.errors import ConnectionFailed
-from pgbackups.secrets import redact
+from pgbackups.secrets import redact, scrub
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -18,19 +16,11 @@ CONNECT_TIMEOUT_SECONDS = 10
 class ServerFacts:
     server_version: str
     database_size: int
-    in_recovery: bool
 
 
 def _reason(error: Exception, url: str) -> str:
     """psycopg2's message on one line, with nothing of the URL's secret in it."""
-    text = " ".join(str(error).split())
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    for secret in filter(None, {password, password and unquote(password)}):
-        text = text.replace(secret, "***")
-    return re.sub(r"password=\S+", "password=***", text)
+    return scrub(" ".join(str(error).split()), url)
 
 
 def probe(url: str, *, timeout: int = CONNECT_TIMEOUT_SECONDS) -> ServerFacts:
@@ -44,14 +34,11 @@ def probe(url: str, *, timeout: int = CONNECT_TIMEOUT_SECONDS) -> ServerFacts:
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT current_setting('server_version'),"
-                " pg_database_size(current_database()), pg_is_in_recovery()"
+                "SELECT current_setting('server_version'), pg_database_size(current_database())"
             )
-            version, size, in_recovery = cursor.fetchone()
+            version, size = cursor.fetchone()
     except psycopg2.Error as error:
         raise ConnectionFailed(f"cannot query {redact(url)}: {_reason(error, url)}") from None
     finally:
         connection.close()
-    return ServerFacts(
-        server_version=str(version), database_size=int(size), in_recovery=bool(in_recovery)
-    )
+    return ServerFacts(server_version=str(version), database_size=int(size))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -21,11 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from pgbackups.archives import ArchiveStore
 
 ARCHIVE_MAGIC = b"PGDMP"
+NOT_AN_ARCHIVE = "pg_dump's output is not a custom-format archive (no PGDMP header)"
 STDERR_LINES = 8
 
 # The dump command the seed documentation recommends (SPEC §2).
@@ -84,6 +86,7 @@ class PgTools:
             env["PGPASSWORD"] = password
         return env
 
+    @functools.cache  # noqa: B019 (one PgTools per process, and its tools never change)
     def version(self, program: str = "pg_dump") -> str:
         out = subprocess.run(
             [self.program(program), "--version"],
@@ -97,13 +100,21 @@ class PgTools:
 
 
 def split_password(url: str) -> tuple[str, str | None]:
-    """The URL without its password (safe in argv) and the password (for PGPASSWORD)."""
+    """The URL without its password (safe in argv) and the password (for PGPASSWORD).
+
+    The password may sit in the user info or in the query (`?password=`).
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url, None
-    userinfo, hostport = parts.netloc.rsplit("@", 1)
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}@{hostport}")), unquote(parts.password)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    password = next((value for key, value in query if key == "password"), None)
+    if password is not None:
+        parts = parts._replace(query=urlencode([(k, v) for k, v in query if k != "password"]))
+    if parts.password is not None:
+        userinfo, hostport = parts.netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        password = unquote(parts.password)
+        parts = parts._replace(netloc=f"{user}@{hostport}")
+    return urlunsplit(parts), password
 
 
 def dump_command(tools: PgTools, url: str, compression: str) -> tuple[list[str], dict[str, str]]:
@@ -178,9 +189,7 @@ class DumpStream(io.RawIOBase):
             self._header += bytes(chunk[: len(ARCHIVE_MAGIC) - len(self._header)])
             if not ARCHIVE_MAGIC.startswith(self._header):
                 self.kill()
-                raise DumpFailed(
-                    "pg_dump's output is not a custom-format archive (no PGDMP header)"
-                )
+                raise DumpFailed(NOT_AN_ARCHIVE)
         self.sha256.update(chunk)
         self.size += count
         return count
@@ -196,7 +205,7 @@ class DumpStream(io.RawIOBase):
                 reason = f"pg_dump was killed by signal {-code}. {self.stderr_tail}".strip()
             raise DumpFailed(reason)
         if self._header != ARCHIVE_MAGIC:
-            raise DumpFailed("pg_dump's output is not a custom-format archive (no PGDMP header)")
+            raise DumpFailed(NOT_AN_ARCHIVE)
 
     @property
     def stderr_tail(self) -> str:

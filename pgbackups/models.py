@@ -26,7 +26,7 @@ ACTIVE_STATUSES: frozenset[str] = frozenset({"scheduled", "running"})
 DEFAULT_HOUR = 1
 DEFAULT_TIMEZONE = "Europe/Paris"
 # Chosen from `make bench` (see README, "Compression").
-DEFAULT_COMPRESSION = "zstd:3"
+DEFAULT_COMPRESSION = "zstd:1"
 COMPRESSION = re.compile(
     r"^(none|gzip(:[1-9])?|lz4(:([1-9]|1[0-2]))?|zstd(:([1-9]|1[0-9]|2[0-2]))?)$"
 )

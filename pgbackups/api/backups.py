@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 
-from pgbackups.api.errors import BackupNotStarted
 from pgbackups.api.schemas import ArchiveLink, BackupPage
+from pgbackups.backup import schedule_backup
 from pgbackups.errors import BackupNotDone
 from pgbackups.models import BackupMethod, BackupRecord, BackupStatus, DatabaseRecord
 from pgbackups.pruning import delete_backup
@@ -75,33 +75,8 @@ def find_backup(services: Services, name: str, ref: str) -> BackupRecord:
 def request_backup(services: Services, name: str) -> BackupRecord:
     """A manual backup: recorded as `scheduled` (taking the lock), then started."""
     services.catalog.get_database(name)  # a removed database takes no new backups
-    record = BackupRecord.new(name, "manual", services.clock())
-    services.catalog.create_backup(record)  # BackupInProgress: 409 with its id
-    try:
-        services.invoker.invoke(name, record.id)
-    except Exception as error:  # whatever the invoker's fault, the lock must be released
-        return _not_started(services, record, error)
-    logger.info("manual backup scheduled", extra={"database": name, "backup_id": record.id})
-    (shown,) = with_kept_as(services, _database(services, name), [record])
-    return shown
-
-
-def _not_started(services: Services, record: BackupRecord, error: Exception) -> BackupRecord:
-    """Finish the record as `error` so the database is not left locked, then say so."""
-    logger.exception("the backup function could not be invoked", extra={"backup_id": record.id})
-    reason = f"the backup function could not be started ({type(error).__name__})"
-    failed = record.model_copy(
-        update={"status": "error", "finished_at": services.clock(), "error": reason}
-    )
-    if not services.catalog.finish_backup(failed, expected_status="scheduled"):
-        # The invocation went through after all (the error came with its answer):
-        # the backup is under way.
-        return find_backup(services, record.database, record.id)
-    raise BackupNotStarted(
-        f"backup {record.id} of {record.database} could not be started and was recorded "
-        "as failed; try again in a moment",
-        backup_id=record.id,
-    )
+    # BackupInProgress: 409 with its id; BackupNotStarted: 503, the record is an error.
+    return schedule_backup(services, name, "manual", services.clock())
 
 
 def remove_backup(services: Services, name: str, backup_id: str) -> None:

@@ -191,7 +191,7 @@ def test_register_database_checks_the_url_and_stores_it_in_secrets_manager_only(
             "next_run_at": "2026-01-16T00:00:00Z",  # 01:00 in Paris
         },
         "retention": {"daily": 7, "weekly": 4, "monthly": 0, "manual": 10},
-        "compression": "zstd:3",
+        "compression": "zstd:1",
         "has_replica": False,
         "created_at": "2026-01-15T09:30:00Z",
         "last_backup": None,

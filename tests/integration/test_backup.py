@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from pgbackups.backup import DEADLINE_MARGIN_SECONDS, run_backup
 from pgbackups.dump import RESTORE_FLAGS, PgTools, launch
 from pgbackups.local.postgres import EmbeddedPostgres
-from pgbackups.models import BackupRecord, DatabaseRecord
+from pgbackups.models import DEFAULT_COMPRESSION, BackupRecord, DatabaseRecord
 from pgbackups.secrets import ConnectionInfo
 from pgbackups.services import Services
 from tests.conftest import AwsStack, RecordingInvoker, load_event, load_function
@@ -144,7 +145,7 @@ def test_backup_restores_every_row_sequence_and_large_object(
     assert done.size == len(archive)
     assert done.sha256 == hashlib.sha256(archive).hexdigest()
     assert done.source == "primary"
-    assert done.compression == "zstd:3"
+    assert done.compression == DEFAULT_COMPRESSION == "zstd:1"
     assert done.server_version and done.server_version.startswith("18.")
     assert done.pg_dump_version and done.pg_dump_version.startswith("18.")
     assert done.database_size and done.database_size > 0
@@ -323,9 +324,12 @@ def test_s3_failing_on_a_part_upload(aws: AwsStack, services: Services, big_data
 
 def test_deadline_reached(aws: AwsStack, services: Services, big_database: str) -> None:
     register(services, "big", big_database)
+    # A slow stream (S3 or the network stalling after 2 MiB) meets a 1-second budget.
+    services.launcher = tapped_launcher(2 << 20, lambda process: time.sleep(3))
 
     failed = backup_now(services, "big", seconds_left=DEADLINE_MARGIN_SECONDS + 1)
 
+    services.launcher = launch
     assert failed.error == "timed out"
     assert_clean_failure(aws, services, failed, "timed out")
 
@@ -360,3 +364,40 @@ def test_an_unreachable_replica_falls_back_to_the_primary(
 
     assert done.status == "done", done.error
     assert done.source == "primary"
+
+
+# -- races and notifications -------------------------------------------------------------
+
+
+def test_a_backup_reaped_while_it_ran_leaves_no_archive(aws: AwsStack, services: Services, database_url: str) -> None:  # fmt: skip
+    register(services, "shop", database_url)
+    record = schedule(services, "shop")
+
+    def reaped_meanwhile(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        # The dispatcher's reaper gives up on this backup while pg_dump runs.
+        running = services.catalog.get_backup("shop", record.id)
+        reaped = running.model_copy(update={"status": "error", "error": "timed out: reaped"})
+        assert services.catalog.finish_backup(reaped)
+        return launch(argv, env)
+
+    services.launcher = reaped_meanwhile
+    result = run_backup(services, "shop", record.id, seconds_left=600)
+
+    assert result is not None and result.status == "error" and result.error == "timed out: reaped"
+    assert services.archives.keys() == []
+    assert aws.received_events() == []
+
+
+def test_a_failing_event_bus_does_not_fail_the_backup(aws: AwsStack, services: Services, database_url: str) -> None:  # fmt: skip
+    register(services, "shop", database_url)
+
+    def bus_down(record: BackupRecord) -> None:
+        raise ConnectionError("EventBridge unreachable")
+
+    services.events.publish = bus_down  # type: ignore[method-assign]
+    done = backup_now(services, "shop")
+
+    assert done.status == "done"
+    assert services.catalog.get_backup("shop", done.id).status == "done"
+    assert services.archives.keys() == [done.object_key]
+    assert services.catalog.get_database("shop").active_backup_id is None

@@ -59,8 +59,10 @@ def test_a_stale_running_backup_is_reaped_and_the_lock_released(
     services.catalog.start_backup("shop", record.id, started)
 
     # Within the function's timeout (15 min) and grace: left alone.
-    assert dispatch(services, started + timedelta(minutes=19)).reaped == []
-    report = dispatch(services, started + timedelta(minutes=21))
+    services.clock = lambda: started + timedelta(minutes=19)
+    assert dispatch(services, services.clock()).reaped == []
+    services.clock = lambda: started + timedelta(minutes=21)
+    report = dispatch(services, services.clock())
 
     assert [r.id for r in report.reaped] == [record.id]
     stored = services.catalog.get_backup("shop", record.id)
@@ -76,8 +78,10 @@ def test_a_scheduled_backup_never_started_is_reaped(services: Services) -> None:
     record = BackupRecord.new("shop", "manual", created)
     services.catalog.create_backup(record)
 
-    assert dispatch(services, created + timedelta(minutes=10)).reaped == []
-    assert [r.id for r in dispatch(services, created + timedelta(minutes=31)).reaped] == [record.id]
+    services.clock = lambda: created + timedelta(minutes=10)
+    assert dispatch(services, services.clock()).reaped == []
+    services.clock = lambda: created + timedelta(minutes=31)
+    assert [r.id for r in dispatch(services, services.clock()).reaped] == [record.id]
     assert "never started" in (services.catalog.get_backup("shop", record.id).error or "")
 
 
@@ -92,3 +96,51 @@ def test_the_handler_takes_the_scheduled_event(aws: AwsStack, lambda_context: An
     (backup,) = dispatcher.services.catalog.all_backups("paris")
     assert result == {"scheduled": [backup.id], "reaped": [], "pruned": []}
     assert dispatcher.handler(event, lambda_context)["scheduled"] == []
+
+
+def test_a_simulated_future_hour_does_not_reap_or_prune_by_that_hour(services: Services) -> None:
+    """`pgbackups local dispatch --at` a day ahead schedules, but ages nothing."""
+    register(services, "shop", Schedule(hour=1, timezone="Europe/Paris"))
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    services.clock = lambda: now
+    record = BackupRecord.new("shop", "manual", now)
+    services.catalog.create_backup(record)
+    services.catalog.start_backup("shop", record.id, now)
+
+    report = dispatch(services, now + timedelta(days=2))
+
+    assert report.reaped == []
+    assert services.catalog.get_backup("shop", record.id).status == "running"
+
+
+def test_one_database_failing_does_not_stop_the_others(services: Services) -> None:
+    register(services, "a-first", Schedule(hour=1, timezone="UTC"))
+    register(services, "b-second", Schedule(hour=1, timezone="UTC"))
+    invoker = services.invoker
+
+    class FailingFirst:
+        def invoke(self, database: str, backup_id: str) -> None:
+            if database == "a-first":
+                raise ConnectionError("Lambda unreachable")
+            invoker.invoke(database, backup_id)
+
+    services.invoker = FailingFirst()  # type: ignore[assignment]
+    report = dispatch(services, datetime(2026, 11, 25, 1, 0, tzinfo=UTC))
+
+    assert [r.database for r in report.scheduled] == ["b-second"]
+    (failed,) = services.catalog.all_backups("a-first")
+    assert failed.status == "error"
+    assert failed.error == "the backup function could not be started (ConnectionError)"
+    # Its lock is released: a manual backup can be taken right away.
+    assert services.catalog.get_database("a-first").active_backup_id is None
+
+
+def test_a_lock_without_its_record_is_released(services: Services) -> None:
+    register(services, "shop", Schedule(hour=3, timezone="UTC"))
+    record = BackupRecord.new("shop", "manual", datetime(2026, 11, 25, tzinfo=UTC))
+    services.catalog.create_backup(record)
+    services.catalog.delete_backup_record("shop", record.id)
+
+    dispatch(services, datetime(2026, 11, 25, 5, 0, tzinfo=UTC))
+
+    assert services.catalog.get_database("shop").active_backup_id is None
