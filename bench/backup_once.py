@@ -1,0 +1,240 @@
+"""One backup through the backup function's handler, in a process of its own.
+
+`bench/run.py` prepares the moto resources, registers the database and creates
+a `scheduled` backup record, then runs this script with the function's
+environment. It loads functions/backup.py as the Lambda runtime would (module
+scope = cold start), calls `handler` once and writes its figures as JSON: the
+wall time from `scheduled` to `done`, this process's peak RSS (the backup
+process alone: moto and pg_dump are other processes) and pg_dump's peak RSS,
+read from its /proc/<pid>/status VmHWM by a thread that polls this process's
+children (RUSAGE_CHILDREN would count this process's own RSS: the child is
+vforked before it execs pg_dump).
+
+`--transfer CHUNK_MIB:CONCURRENCY:IN_MEMORY_CHUNKS` swaps pgbackups.archives'
+STREAM_TRANSFER and `--read-buffer-kib N` the BufferedReader size of
+pgbackups.dump, and `--pipe-kib N` the size of pg_dump's stdout pipe (through
+the injectable launcher), for experiments only; pgbackups itself is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib.util
+import io
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+import types
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+ROOT = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
+
+
+@dataclass
+class LambdaContext:
+    """What the handler and powertools read from the Lambda context."""
+
+    function_name: str = "pgbackups-bench-backup"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = (
+        "arn:aws:lambda:eu-west-1:123456789012:function:pgbackups-bench-backup"
+    )
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    deadline: float = field(default_factory=lambda: time.monotonic() + 900)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - time.monotonic()) * 1000)
+
+
+def _vm_kib(name: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    return 0
+
+
+class ChildPeakRss(threading.Thread):
+    """Polls the VmHWM (peak RSS since exec) of this process's pg_dump children."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peak_kib = 0
+        self._done = threading.Event()
+
+    def _children(self) -> set[str]:
+        pids: set[str] = set()
+        for task in Path("/proc/self/task").iterdir():
+            with contextlib.suppress(OSError):
+                pids.update((task / "children").read_text().split())
+        return pids
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            for pid in self._children():
+                with contextlib.suppress(OSError, ValueError):
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    if "\nName:\tpg_dump" not in "\n" + status:
+                        continue
+                    for line in status.splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+            self._done.wait(self.interval)
+
+    def stop(self) -> int:
+        self._done.set()
+        self.join()
+        return self.peak_kib
+
+
+class S3CallTimes:
+    """Time spent in each S3 operation, from botocore's own events (passive hooks).
+
+    CompleteMultipartUpload is where moto concatenates every part in Python, a
+    cost real S3 does not have in the backup's wall time at this scale.
+    """
+
+    def __init__(self, s3: Any) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._began: dict[int, float] = {}
+        s3.meta.events.register("before-call.s3", self._before)
+        s3.meta.events.register("after-call.s3", self._after)
+
+    def _before(self, model: Any, context: Any, **kwargs: Any) -> None:
+        self._began[id(context)] = time.monotonic()
+
+    def _after(self, model: Any, context: Any, **kwargs: Any) -> None:
+        began = self._began.pop(id(context), None)
+        if began is not None:
+            self.seconds[model.name] = self.seconds.get(model.name, 0.0) + time.monotonic() - began
+            self.calls[model.name] = self.calls.get(model.name, 0) + 1
+
+
+def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
+    # SIGTERM from the bench: unwind so stream_dump_to_s3 kills pg_dump and aborts.
+    raise KeyboardInterrupt
+
+
+def _patch_transfer(spec: str) -> None:
+    """CHUNK_MIB:CONCURRENCY:IN_MEMORY_CHUNKS in place of pgbackups' STREAM_TRANSFER.
+
+    IN_MEMORY_CHUNKS is s3transfer's max_in_memory_upload_chunks (default 10), the
+    bound on an upload's buffered parts; boto3's TransferConfig takes it as an
+    attribute only. (max_io_queue bounds downloads, not uploads.)
+    """
+    from boto3.s3.transfer import TransferConfig
+
+    import pgbackups.archives
+
+    chunk_mib, concurrency, in_memory = (int(part) for part in spec.split(":"))
+    config = TransferConfig(
+        multipart_threshold=chunk_mib * MIB,
+        multipart_chunksize=chunk_mib * MIB,
+        max_concurrency=concurrency,
+        max_io_queue=2,
+        use_threads=True,
+    )
+    config.max_in_memory_upload_chunks = in_memory
+    pgbackups.archives.STREAM_TRANSFER = config
+
+
+def _patch_read_buffer(kib: int) -> None:
+    import pgbackups.dump
+
+    def buffered_reader(raw: Any, buffer_size: int = io.DEFAULT_BUFFER_SIZE) -> io.BufferedReader:
+        return io.BufferedReader(raw, buffer_size=kib * 1024)
+
+    shim = types.SimpleNamespace(**vars(io))
+    shim.BufferedReader = functools.wraps(io.BufferedReader)(buffered_reader)
+    pgbackups.dump.io = shim  # type: ignore[attr-defined]
+
+
+def _pipe_launcher(kib: int) -> Any:
+    """pgbackups.dump.launch, then pg_dump's stdout pipe enlarged (F_SETPIPE_SZ).
+
+    With the default 64 KiB pipe, pg_dump stalls whenever the reading thread
+    waits for the GIL; a larger pipe lets it run ahead.
+    """
+    import fcntl
+
+    from pgbackups.dump import launch
+
+    def launcher(argv: Any, env: dict[str, str]) -> Any:
+        process = launch(argv, env)
+        fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, kib * 1024)
+        return process
+
+    return launcher
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--backup-id", required=True)
+    parser.add_argument("--result", required=True, type=Path)
+    parser.add_argument("--transfer")
+    parser.add_argument("--read-buffer-kib", type=int)
+    parser.add_argument("--pipe-kib", type=int)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    started = time.monotonic()
+    if args.transfer:
+        _patch_transfer(args.transfer)
+    if args.read_buffer_kib:
+        _patch_read_buffer(args.read_buffer_kib)
+    spec = importlib.util.spec_from_file_location("function_backup", ROOT / "functions/backup.py")
+    assert spec is not None and spec.loader is not None
+    function = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(function)
+    if args.pipe_kib:
+        function.services.launcher = _pipe_launcher(args.pipe_kib)
+    cold_start = time.monotonic() - started
+    rss_after_cold_start = _vm_kib("VmRSS")
+
+    s3_calls = S3CallTimes(function.services.archives._s3)
+    pg_dump_rss = ChildPeakRss()
+    pg_dump_rss.start()
+    began = time.monotonic()
+    answer = function.handler(
+        {"database": args.database, "backup_id": args.backup_id}, LambdaContext()
+    )
+    wall = time.monotonic() - began
+    pg_dump_peak_kib = pg_dump_rss.stop()
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = {
+        "answer": answer,
+        "wall_seconds": wall,
+        "cold_start_seconds": cold_start,
+        "rss_after_cold_start_kib": rss_after_cold_start,
+        "peak_rss_kib": own.ru_maxrss,
+        "cpu_user_seconds": own.ru_utime,
+        "cpu_system_seconds": own.ru_stime,
+        "pg_dump_peak_rss_kib": pg_dump_peak_kib,
+        "pg_dump_cpu_user_seconds": children.ru_utime,
+        "pg_dump_cpu_system_seconds": children.ru_stime,
+        "s3_seconds": s3_calls.seconds,
+        "s3_calls": s3_calls.calls,
+        "pid": os.getpid(),
+    }
+    args.result.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
