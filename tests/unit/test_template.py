@@ -356,7 +356,9 @@ def test_every_function_gets_the_settings_it_requires(template: dict[str, Any]) 
         "Fn::Sub": "pgbackups/${Stage}"
     }
     backup = function_environment(template, "BackupFunction")
-    assert backup["EVENT_BUS_NAME"] == {"Ref": "EventBus"}
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["EVENT_BUS_NAME"] == {
+        "Ref": "EventBus"
+    }
     assert backup["PGTOOLS_DIR"] == "/opt"
     assert backup["BACKUP_TIMEOUT_SECONDS"] == {"Ref": "BackupTimeoutSeconds"}
     # The API applies it when registering a database without a compression.
@@ -444,19 +446,14 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         ":secret:pgbackups/${Stage}/databases/*"
     }
     backup_function = {"Fn::GetAtt": ["BackupFunction", "Arn"]}
-    # DynamoDB authorizes the items of TransactWriteItems as PutItem, UpdateItem,
-    # DeleteItem and ConditionCheckItem: there is no TransactWriteItems action.
-    catalog = {
-        f"dynamodb:{action}": [table]
-        for action in (
-            "GetItem",
-            "PutItem",
-            "UpdateItem",
-            "DeleteItem",
-            "Query",
-            "ConditionCheckItem",
-        )
+    bus = {"Fn::GetAtt": ["EventBus", "Arn"]}
+    # DynamoDB authorizes the items of TransactWriteItems as PutItem, UpdateItem and
+    # DeleteItem: there is no TransactWriteItems action. Only the API and the
+    # dispatcher create records (PutItem).
+    reads_and_updates = {
+        f"dynamodb:{action}": [table] for action in ("GetItem", "UpdateItem", "DeleteItem", "Query")
     }
+    catalog = {**reads_and_updates, "dynamodb:PutItem": [table]}
 
     assert actions_on(resources["ApiFunction"]) == {
         **catalog,
@@ -469,28 +466,28 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
                 "PutSecretValue",
                 "GetSecretValue",
                 "DeleteSecret",
-                "DescribeSecret",
                 "TagResource",
             )
         },
         "lambda:InvokeFunction": [backup_function],
+        "events:PutEvents": [bus],
     }
     assert actions_on(resources["AuthorizerFunction"]) == {
         "secretsmanager:GetSecretValue": [{"Ref": "ApiTokenSecret"}],
     }
     assert actions_on(resources["BackupFunction"]) == {
-        **catalog,
+        **reads_and_updates,
         "s3:PutObject": [objects],
         "s3:AbortMultipartUpload": [objects],
         "s3:DeleteObject": [objects],
-        "s3:ListBucketMultipartUploads": [{"Fn::GetAtt": ["Bucket", "Arn"]}],
         "secretsmanager:GetSecretValue": [database_secrets],
-        "events:PutEvents": [{"Fn::GetAtt": ["EventBus", "Arn"]}],
+        "events:PutEvents": [bus],
     }
     assert actions_on(resources["DispatcherFunction"]) == {
         **catalog,
         "s3:DeleteObject": [objects],
         "lambda:InvokeFunction": [backup_function],
+        "events:PutEvents": [bus],
     }
 
 
