@@ -70,16 +70,3 @@ class ArchiveStore:
     def delete(self, key: str) -> None:
         """Idempotent: deleting a missing key succeeds."""
         self._s3.delete_object(Bucket=self._bucket, Key=key)
-
-    def pending_uploads(self, prefix: str = "databases/") -> list[str]:
-        """Keys of multipart uploads started and neither completed nor aborted."""
-        response = self._s3.list_multipart_uploads(Bucket=self._bucket, Prefix=prefix)
-        return [upload["Key"] for upload in response.get("Uploads", [])]
-
-    def keys(self, prefix: str = "databases/") -> list[str]:
-        paginator = self._s3.get_paginator("list_objects_v2")
-        return [
-            obj["Key"]
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix)
-            for obj in page.get("Contents", [])
-        ]

@@ -21,7 +21,6 @@ BackupStatus = Literal["scheduled", "running", "done", "error"]
 BackupMethod = Literal["periodic", "manual"]
 BackupSource = Literal["primary", "replica"]
 KeptAs = Literal["daily", "weekly", "monthly", "manual"]
-ACTIVE_STATUSES: frozenset[str] = frozenset({"scheduled", "running"})
 
 DEFAULT_HOUR = 1
 DEFAULT_TIMEZONE = "Europe/Paris"
@@ -128,10 +127,6 @@ class BackupRecord(BaseModel):
             method=method,
             created_at=created_at,
         )
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
 
     @property
     def object_key(self) -> str:

@@ -75,13 +75,6 @@ def plan_retention(
     return RetentionPlan(keep=keep, delete=delete)
 
 
-def kept_as_by_id(
-    policy: RetentionPolicy, backups: Iterable[BackupRecord], now: datetime, tz: ZoneInfo
-) -> dict[str, KeptAs]:
-    """Why each kept `done` backup is kept, for the API's `kept_as` field."""
-    return plan_retention(policy, backups, now, tz).keep
-
-
 def _utc(moment: datetime) -> datetime:
     # Stored times are UTC; a naive one read back must not be taken as local time.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -150,6 +150,16 @@ class AwsStack:
     sqs: Any
     events_queue_url: str
 
+    def object_keys(self) -> list[str]:
+        """Every object in the bucket (one listing page is plenty for a test)."""
+        listing = self.s3.list_objects_v2(Bucket=self.settings.bucket_name)
+        return sorted(obj["Key"] for obj in listing.get("Contents", []))
+
+    def pending_uploads(self) -> list[str]:
+        """Keys of multipart uploads started and neither completed nor aborted."""
+        listing = self.s3.list_multipart_uploads(Bucket=self.settings.bucket_name)
+        return [upload["Key"] for upload in listing.get("Uploads", [])]
+
     def received_events(self) -> list[dict[str, Any]]:
         """Events put on the bus so far (routed to an SQS queue by a catch-all rule)."""
         messages = []

@@ -108,14 +108,14 @@ def assert_clean_failure(
     assert reason in (record.error or ""), record.error
     stored = services.catalog.get_backup(record.database, record.id)
     assert stored.status == "error" and stored.error == record.error
-    assert services.archives.keys() == []
-    assert services.archives.pending_uploads() == []
+    assert aws.object_keys() == []
+    assert aws.pending_uploads() == []
     assert services.catalog.get_database(record.database).active_backup_id is None
     assert [e["detail-type"] for e in aws.received_events()] == ["Backup Failed"]
     # The next backup succeeds.
     again = backup_now(services, record.database)
     assert again.status == "done", again.error
-    assert services.archives.keys() == [again.object_key]
+    assert aws.object_keys() == [again.object_key]
 
 
 # -- fidelity ----------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def test_a_retried_invocation_changes_nothing(
         "status": "unchanged",
     }
     assert services.catalog.get_backup("shop", record.id) == first
-    assert len(services.archives.keys()) == 1
+    assert len(aws.object_keys()) == 1
     assert len(aws.received_events()) == 1
 
 
@@ -384,7 +384,7 @@ def test_a_backup_reaped_while_it_ran_leaves_no_archive(aws: AwsStack, services:
     result = run_backup(services, "shop", record.id, seconds_left=600)
 
     assert result is not None and result.status == "error" and result.error == "timed out: reaped"
-    assert services.archives.keys() == []
+    assert aws.object_keys() == []
     assert aws.received_events() == []
 
 
@@ -399,5 +399,5 @@ def test_a_failing_event_bus_does_not_fail_the_backup(aws: AwsStack, services: S
 
     assert done.status == "done"
     assert services.catalog.get_backup("shop", done.id).status == "done"
-    assert services.archives.keys() == [done.object_key]
+    assert aws.object_keys() == [done.object_key]
     assert services.catalog.get_database("shop").active_backup_id is None

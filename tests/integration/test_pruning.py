@@ -10,6 +10,7 @@ from pgbackups.errors import BackupNotFound, Conflict, DatabaseNotFound
 from pgbackups.models import BackupRecord, DatabaseRecord, RetentionPolicy
 from pgbackups.pruning import delete_backup, prune_database
 from pgbackups.services import Services
+from tests.conftest import AwsStack
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,9 @@ def finished_backup(
     return finished
 
 
-def test_the_manual_cap_deletes_the_oldest_object_and_record(services: Services) -> None:
+def test_the_manual_cap_deletes_the_oldest_object_and_record(
+    aws: AwsStack, services: Services
+) -> None:
     database = register(services, RetentionPolicy(manual=2))
     backups = [finished_backup(services, NOW - timedelta(hours=h)) for h in (3, 2, 1)]
 
@@ -49,10 +52,10 @@ def test_the_manual_cap_deletes_the_oldest_object_and_record(services: Services)
 
     assert [r.id for r in deleted] == [backups[0].id]
     assert {r.id for r in services.catalog.all_backups("shop")} == {b.id for b in backups[1:]}
-    assert sorted(services.archives.keys()) == sorted(b.object_key for b in backups[1:])
+    assert aws.object_keys() == sorted(b.object_key for b in backups[1:])
 
 
-def test_an_interrupted_deletion_is_hidden_then_finished(services: Services) -> None:
+def test_an_interrupted_deletion_is_hidden_then_finished(aws: AwsStack, services: Services) -> None:
     database = register(services)
     backup = finished_backup(services, NOW - timedelta(hours=1))
     real_delete = services.archives.delete
@@ -69,13 +72,13 @@ def test_an_interrupted_deletion_is_hidden_then_finished(services: Services) -> 
     with pytest.raises(BackupNotFound):
         services.catalog.get_backup("shop", backup.id)
     assert services.catalog.pending_deletions("shop") == [backup.id]
-    assert services.archives.keys() == [backup.object_key]
+    assert aws.object_keys() == [backup.object_key]
 
     services.archives.delete = real_delete  # type: ignore[method-assign]
     prune_database(services, database, NOW)
 
     assert services.catalog.pending_deletions("shop") == []
-    assert services.archives.keys() == []
+    assert aws.object_keys() == []
 
 
 def test_an_active_backup_cannot_be_deleted(services: Services) -> None:

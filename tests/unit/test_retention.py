@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ulid import ULID
 
 from pgbackups.models import BackupMethod, BackupRecord, BackupStatus, RetentionPolicy, backup_name
-from pgbackups.retention import ERROR_RECORD_DAYS, RetentionPlan, kept_as_by_id, plan_retention
+from pgbackups.retention import ERROR_RECORD_DAYS, RetentionPlan, plan_retention
 
 pytestmark = pytest.mark.unit
 
@@ -140,7 +140,7 @@ def test_plans_keep_what_the_policy_promises(
     deleted = [b.id for b in plan.delete]
 
     assert len(deleted) == len(set(deleted))
-    assert not any(b.is_active for b in plan.delete)
+    assert not any(b.status in ("scheduled", "running") for b in plan.delete)
     assert [b.created_at for b in plan.delete] == sorted(b.created_at for b in plan.delete)
 
     done = {b.id: b for b in history if b.status == "done"}
@@ -435,15 +435,3 @@ def test_backups_from_the_future_are_kept_and_count_as_today() -> None:
     # The newest of "today" is now a future one, so the past one is no longer today's.
     assert plan.keep == {b.id: "daily" for b in ahead}
     assert plan.delete == (made_today,)
-
-
-def test_kept_as_by_id_is_the_plans_keep() -> None:
-    now = datetime(2025, 6, 10, 12, tzinfo=UTC)
-    history = [make_backup(now - timedelta(days=n)) for n in range(10)]
-    history.append(make_backup(now - timedelta(hours=1), method="manual"))
-    policy = RetentionPolicy()
-    assert (
-        kept_as_by_id(policy, history, now, PARIS)
-        == plan_retention(policy, history, now, PARIS).keep
-    )
-    assert len(kept_as_by_id(policy, history, now, PARIS)) == 9
