@@ -51,17 +51,14 @@ def register_database(services: Services, registration: DatabaseRegistration) ->
         has_replica=registration.replica_url is not None,
         created_at=services.clock(),
     )
-    services.secrets.put(name, ConnectionInfo(registration.url, registration.replica_url))
+    # The catalog decides between concurrent registrations (a conditional put):
+    # only the winner writes the secret, so a loser never overwrites its URL.
+    services.catalog.create_database(record)  # DatabaseExists: 409
     try:
-        services.catalog.create_database(record)
-    except DatabaseExists:
-        # Registered concurrently: that database owns the secret now. A removed
-        # one still finishing its last backup does not (its secret was deleted).
-        if not _is_registered(services, name):
-            services.secrets.delete(name)
-        raise
+        services.secrets.put(name, ConnectionInfo(registration.url, registration.replica_url))
     except Exception:
-        services.secrets.delete(name)
+        services.catalog.remove_database(name, services.clock())
+        services.catalog.forget_database(name)
         raise
     logger.info("database registered", extra={"database": name})
     return record
@@ -82,14 +79,6 @@ def _refuse_existing(services: Services, name: str) -> None:
         )
 
 
-def _is_registered(services: Services, name: str) -> bool:
-    try:
-        services.catalog.get_database(name)
-    except DatabaseNotFound:
-        return False
-    return True
-
-
 def change_database(services: Services, name: str, changes: DatabaseChanges) -> DatabaseRecord:
     current = services.catalog.get_database(name)
     if changes.url is not None:
@@ -107,33 +96,24 @@ def change_database(services: Services, name: str, changes: DatabaseChanges) -> 
 
     return services.catalog.update_database(
         name,
-        schedule=merge_schedule(current.schedule, changes.schedule),
-        retention=_merge_retention(current.retention, changes.retention),
+        schedule=merged(current.schedule, changes.schedule),
+        retention=merged(current.retention, changes.retention),
         compression=changes.compression,
         has_replica=has_replica,
     )
 
 
-def merge_schedule(current: Schedule, changes: ScheduleChanges | None) -> Schedule | None:
-    """The schedule with the given fields changed; None when nothing changes."""
-    if changes is None:
-        return None
-    given = changes.model_dump(exclude_none=True)
-    return Schedule.model_validate(current.model_dump() | given) if given else None
-
-
-def _merge_retention(
-    current: RetentionPolicy, changes: RetentionChanges | None
-) -> RetentionPolicy | None:
-    if changes is None:
-        return None
-    given = changes.model_dump(exclude_none=True)
-    return RetentionPolicy.model_validate(current.model_dump() | given) if given else None
+def merged[Settings: (Schedule, RetentionPolicy)](
+    current: Settings, changes: ScheduleChanges | RetentionChanges | None
+) -> Settings | None:
+    """`current` with the fields given in `changes` replaced; None when nothing changes."""
+    given = changes.model_dump(exclude_none=True) if changes is not None else {}
+    return current.model_validate(current.model_dump() | given) if given else None
 
 
 def change_schedule(services: Services, name: str, changes: ScheduleChanges) -> Schedule:
     current = services.catalog.get_database(name)
-    schedule = merge_schedule(current.schedule, changes)
+    schedule = merged(current.schedule, changes)
     if schedule is None:
         return current.schedule
     return services.catalog.update_database(name, schedule=schedule).schedule

@@ -355,7 +355,7 @@ def test_register_with_an_unreachable_replica_is_422_naming_the_replica(
     assert secret_value(api.aws, database_name) is None
 
 
-def test_the_secret_is_removed_when_the_catalog_refuses_the_database(
+def test_nothing_is_stored_when_the_catalog_refuses_the_database(
     api: Api, database_name: str, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def unavailable(record: Any) -> None:
@@ -368,6 +368,24 @@ def test_the_secret_is_removed_when_the_catalog_refuses_the_database(
     assert answer.status == 500
     assert answer.body == {"error": {"code": "internal_error", "message": "internal error"}}
     assert secret_value(api.aws, database_name) is None
+
+
+def test_the_database_is_withdrawn_when_its_secret_cannot_be_stored(
+    api: Api, database_name: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(name: str, info: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "InternalServiceError", "Message": "x"}}, "CreateSecret"
+        )
+
+    monkeypatch.setattr(api.services.secrets, "put", unavailable)
+
+    answer = api.call("api-create-database", body={"name": database_name, "url": database_url})
+
+    assert answer.status == 500
+    assert api.call("api-list-databases").body == {"databases": []}
+    monkeypatch.undo()
+    assert api.register(database_name, database_url).status == 201
 
 
 def test_list_and_get_databases(api: Api, database_name: str, database_url: str) -> None:
