@@ -8,9 +8,11 @@ are fake and AWS_ENDPOINT_URL points every client at it.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import logging
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -79,6 +81,27 @@ class LambdaContext:
 @pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext(aws_request_id=str(uuid.uuid4()))
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """Everything the functions log (powertools' JSON lines and any other logger)."""
+    sink = io.StringIO()
+    # Assigned, not setStream(): that flushes the old stream, which may be a previous
+    # test's captured stdout, already closed.
+    handlers = [
+        h for h in logging.getLogger("pgbackups").handlers if isinstance(h, logging.StreamHandler)
+    ]
+    for handler in handlers:
+        handler.stream = sink
+    catch_all = logging.StreamHandler(sink)
+    logging.getLogger().addHandler(catch_all)
+    try:
+        yield sink
+    finally:
+        logging.getLogger().removeHandler(catch_all)
+        for handler in handlers:
+            handler.stream = sys.stdout
 
 
 # -- PostgreSQL -------------------------------------------------------------------

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pgbackups.local.stack import process_alive
+
 API_URL_ENV = "PGBACKUPS_API_URL"
 TOKEN_ENV = "PGBACKUPS_TOKEN"  # noqa: S105 (a variable name)
 DATABASE_ENV = "PGBACKUPS_DATABASE"
@@ -195,15 +197,7 @@ def resolve(
 
 def _alive(pid: Any) -> bool:
     """Whether the local stack that wrote stack.json still runs (True when unknown)."""
-    if not isinstance(pid, int) or pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not isinstance(pid, int) or pid <= 0 or process_alive(pid)
 
 
 def save_config(path: Path, api_url: str, token: str, database: str | None = None) -> None:

@@ -210,7 +210,7 @@ def read_stack_file(state_dir: Path) -> dict[str, Any]:
             f"no local stack is running with state dir {state_dir} (no {path}): "
             "start one with `pgbackups local`"
         ) from None
-    if not _alive(int(info.get("pid", 0))):
+    if not process_alive(int(info.get("pid", 0))):
         raise StackError(
             f"{path} is left over from a stack (pid {info.get('pid')}) that is not running: "
             "start one with `pgbackups local`"
@@ -218,7 +218,8 @@ def read_stack_file(state_dir: Path) -> dict[str, Any]:
     return info
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (owned by us or not)."""
     if pid <= 0:
         return False
     try:
@@ -309,7 +310,7 @@ class LocalStack:
         if self.stack_file.exists():
             with contextlib.suppress(ValueError, OSError):
                 pid = int(json.loads(self.stack_file.read_text()).get("pid", 0))
-                if pid != os.getpid() and _alive(pid):
+                if pid != os.getpid() and process_alive(pid):
                     raise StackError(
                         f"a local stack (pid {pid}) is already running with state dir "
                         f"{self.state_dir}; stop it first or pass another --state-dir"

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
@@ -97,24 +95,6 @@ def api(aws: AwsStack, lambda_context: LambdaContext) -> Api:
     module.services.invoker = invoker
     module.services.clock = lambda: NOW
     return Api(module, invoker, aws, lambda_context)
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """Everything the functions log (powertools' JSON lines and any other logger)."""
-    sink = io.StringIO()
-    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
-    for handler in logging.getLogger("pgbackups").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            swapped.append((handler, handler.setStream(sink)))
-    catch_all = logging.StreamHandler(sink)
-    logging.getLogger().addHandler(catch_all)
-    try:
-        yield sink
-    finally:
-        logging.getLogger().removeHandler(catch_all)
-        for handler, stream in swapped:
-            handler.setStream(stream)
 
 
 def make_backup(

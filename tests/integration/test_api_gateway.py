@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -54,24 +53,6 @@ def gateway(aws: AwsStack, token: str) -> Iterator[Gateway]:
         yield gateway
     finally:
         gateway.stop()
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """Everything the functions log (powertools' JSON lines and any other logger)."""
-    sink = io.StringIO()
-    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
-    for handler in logging.getLogger("pgbackups").handlers:
-        if isinstance(handler, logging.StreamHandler):
-            swapped.append((handler, handler.setStream(sink)))
-    catch_all = logging.StreamHandler(sink)
-    logging.getLogger().addHandler(catch_all)
-    try:
-        yield sink
-    finally:
-        logging.getLogger().removeHandler(catch_all)
-        for handler, stream in swapped:
-            handler.setStream(stream)
 
 
 def concrete(path: str) -> str:
