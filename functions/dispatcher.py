@@ -29,6 +29,7 @@ def handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     )
     metrics.add_metric(name="StaleBackupsReaped", unit=MetricUnit.Count, value=len(report.reaped))
     metrics.add_metric(name="BackupsPruned", unit=MetricUnit.Count, value=len(report.pruned))
+    metrics.add_metric(name="DatabasesFailed", unit=MetricUnit.Count, value=len(report.failed))
     return {
         "scheduled": [record.id for record in report.scheduled],
         "reaped": [record.id for record in report.reaped],
