@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@python=$$(scripts/find-python) || exit 1; \
 	[ -x $(PY) ] || $$python -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --constraint constraints.txt --editable '.[local,dev]'
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable '.[cli,local,dev]'
 	touch $@
 
 # aws-sam-cli and checkov pin their own boto3: each lives in a venv of its own.
@@ -70,7 +70,7 @@ local: setup build
 	$(VENV)/bin/pgbackups local
 
 demo: setup build
-	$(PY) -m pgbackups.demo
+	$(PY) -m pgbackups_local.demo
 
 bench: setup build
 	$(PY) bench/run.py

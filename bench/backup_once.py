@@ -10,9 +10,9 @@ read from its /proc/<pid>/status VmHWM by a thread that polls this process's
 children (RUSAGE_CHILDREN would count this process's own RSS: the child is
 vforked before it execs pg_dump).
 
-`--transfer CHUNK_MIB:CONCURRENCY:IN_MEMORY_CHUNKS` swaps pgbackups.archives'
+`--transfer CHUNK_MIB:CONCURRENCY:IN_MEMORY_CHUNKS` swaps pgbackups.adapters.archives'
 STREAM_TRANSFER and `--read-buffer-kib N` the BufferedReader size of
-pgbackups.dump, and `--pipe-kib N` the size of pg_dump's stdout pipe (through
+pgbackups.postgres.dump, and `--pipe-kib N` the size of pg_dump's stdout pipe (through
 the injectable launcher), for experiments only; pgbackups itself is unchanged.
 """
 
@@ -135,7 +135,7 @@ def _patch_transfer(spec: str) -> None:
     """
     from boto3.s3.transfer import TransferConfig
 
-    import pgbackups.archives
+    import pgbackups.adapters.archives
 
     chunk_mib, concurrency, in_memory = (int(part) for part in spec.split(":"))
     config = TransferConfig(
@@ -146,29 +146,29 @@ def _patch_transfer(spec: str) -> None:
         use_threads=True,
     )
     config.max_in_memory_upload_chunks = in_memory
-    pgbackups.archives.STREAM_TRANSFER = config
+    pgbackups.adapters.archives.STREAM_TRANSFER = config
 
 
 def _patch_read_buffer(kib: int) -> None:
-    import pgbackups.dump
+    import pgbackups.postgres.dump
 
     def buffered_reader(raw: Any, buffer_size: int = io.DEFAULT_BUFFER_SIZE) -> io.BufferedReader:
         return io.BufferedReader(raw, buffer_size=kib * 1024)
 
     shim = types.SimpleNamespace(**vars(io))
     shim.BufferedReader = functools.wraps(io.BufferedReader)(buffered_reader)
-    pgbackups.dump.io = shim  # type: ignore[attr-defined]
+    pgbackups.postgres.dump.io = shim  # type: ignore[attr-defined]
 
 
 def _pipe_launcher(kib: int) -> Any:
-    """pgbackups.dump.launch, then pg_dump's stdout pipe enlarged (F_SETPIPE_SZ).
+    """pgbackups.postgres.dump.launch, then pg_dump's stdout pipe enlarged (F_SETPIPE_SZ).
 
     With the default 64 KiB pipe, pg_dump stalls whenever the reading thread
     waits for the GIL; a larger pipe lets it run ahead.
     """
     import fcntl
 
-    from pgbackups.dump import launch
+    from pgbackups.postgres.dump import launch
 
     def launcher(argv: Any, env: dict[str, str]) -> Any:
         process = launch(argv, env)

@@ -29,12 +29,13 @@ from typing import Any
 
 import boto3
 
-from pgbackups.catalog import Catalog
-from pgbackups.dump import DUMP_FLAGS, PgTools, dump_command, split_password
-from pgbackups.local.postgres import free_port
-from pgbackups.local.template import load_template, table_definition
-from pgbackups.models import BackupRecord, DatabaseRecord, Schedule
-from pgbackups.secrets import ConnectionInfo, ConnectionSecrets
+from pgbackups.adapters.catalog import Catalog
+from pgbackups.adapters.secrets import ConnectionInfo, ConnectionSecrets
+from pgbackups.domain.models import BackupRecord, DatabaseRecord, Schedule
+from pgbackups.postgres.dump import DUMP_FLAGS, dump_command, split_password
+from pgbackups.postgres.pgtools import PgTools
+from pgbackups_local.postgres import free_port
+from pgbackups_local.template import load_template, table_definition
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

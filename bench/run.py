@@ -42,10 +42,10 @@ import database
 import report
 from contenders import AwsStack, BenchError, Dataset, Limit, MotoServer, OneLiner, Pgbackups, Run
 
-from pgbackups.archives import STREAM_TRANSFER
-from pgbackups.dump import PgTools
-from pgbackups.local.postgres import EmbeddedPostgres
-from pgbackups.models import DEFAULT_COMPRESSION
+from pgbackups.adapters.archives import STREAM_TRANSFER
+from pgbackups.domain.models import DEFAULT_COMPRESSION
+from pgbackups.postgres.pgtools import PgTools
+from pgbackups_local.postgres import EmbeddedPostgres
 
 ROOT = contenders.ROOT
 RESULTS = ROOT / "bench" / "results"

@@ -8,8 +8,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pgbackups.api import build_api
-from pgbackups.services import Services
 from pgbackups.settings import Settings
+from pgbackups.wiring import Services
 
 logger = Logger()
 tracer = Tracer()

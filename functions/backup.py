@@ -6,10 +6,10 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pgbackups.backup import run_backup
 from pgbackups.observability import record_backup_metrics
-from pgbackups.services import Services
 from pgbackups.settings import Settings
+from pgbackups.usecases.backup import run_backup
+from pgbackups.wiring import Services
 
 logger = Logger()
 tracer = Tracer()

@@ -8,9 +8,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pgbackups.dispatch import dispatch
-from pgbackups.services import Services
 from pgbackups.settings import Settings
+from pgbackups.usecases.dispatch import dispatch
+from pgbackups.wiring import Services
 
 logger = Logger()
 tracer = Tracer()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pgbackups.models import BackupRecord
+from pgbackups.domain.models import BackupRecord
 
 
 def record_backup_metrics(metrics: Metrics, record: BackupRecord) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgbackups.models import DEFAULT_COMPRESSION, check_compression
+from pgbackups.domain.models import DEFAULT_COMPRESSION, check_compression
 
 
 class SettingsError(RuntimeError):

@@ -23,10 +23,10 @@ from typing import Any
 import boto3
 import pytest
 
-from pgbackups.local.postgres import EmbeddedPostgres, free_port
-from pgbackups.local.template import load_template, table_definition
-from pgbackups.services import Services
 from pgbackups.settings import Settings
+from pgbackups.wiring import Services
+from pgbackups_local.postgres import EmbeddedPostgres, free_port
+from pgbackups_local.template import load_template, table_definition
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"

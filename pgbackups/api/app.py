@@ -24,6 +24,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
+from pgbackups.adapters.archives import DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME
 from pgbackups.api import backups, databases
 from pgbackups.api.errors import MalformedBody
 from pgbackups.api.schemas import (
@@ -39,16 +40,15 @@ from pgbackups.api.schemas import (
     ScheduleChanges,
     ScheduleView,
 )
-from pgbackups.archives import DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME
-from pgbackups.errors import PgBackupsError
-from pgbackups.models import (
+from pgbackups.domain.errors import PgBackupsError
+from pgbackups.domain.models import (
     BACKUP_ID,
     DATABASE_NAME,
     BackupMethod,
     BackupRecord,
     BackupStatus,
 )
-from pgbackups.services import Services
+from pgbackups.wiring import Services
 
 logger = Logger(child=True)
 

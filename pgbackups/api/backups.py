@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 from aws_lambda_powertools import Logger
 
 from pgbackups.api.schemas import ArchiveLink, BackupPage
-from pgbackups.backup import schedule_backup
-from pgbackups.errors import BackupNotDone
-from pgbackups.models import BackupMethod, BackupRecord, BackupStatus, DatabaseRecord
-from pgbackups.pruning import delete_backup
-from pgbackups.retention import plan_retention
-from pgbackups.services import Services
+from pgbackups.domain.errors import BackupNotDone
+from pgbackups.domain.models import BackupMethod, BackupRecord, BackupStatus, DatabaseRecord
+from pgbackups.domain.retention import plan_retention
+from pgbackups.usecases.backup import schedule_backup
+from pgbackups.usecases.pruning import delete_backup
+from pgbackups.wiring import Services
 
 logger = Logger(child=True)
 

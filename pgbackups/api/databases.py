@@ -10,7 +10,7 @@ from datetime import datetime
 
 from aws_lambda_powertools import Logger
 
-from pgbackups import connections
+from pgbackups.adapters.secrets import ConnectionInfo
 from pgbackups.api.schemas import (
     BackupSummary,
     Database,
@@ -20,11 +20,11 @@ from pgbackups.api.schemas import (
     ScheduleChanges,
     ScheduleView,
 )
-from pgbackups.errors import ConnectionFailed, DatabaseExists, DatabaseNotFound
-from pgbackups.models import DatabaseRecord, RetentionPolicy, Schedule
-from pgbackups.schedule import next_run_at
-from pgbackups.secrets import ConnectionInfo
-from pgbackups.services import Services
+from pgbackups.domain.errors import ConnectionFailed, DatabaseExists, DatabaseNotFound
+from pgbackups.domain.models import DatabaseRecord, RetentionPolicy, Schedule
+from pgbackups.domain.schedule import next_run_at
+from pgbackups.postgres import probe as connections
+from pgbackups.wiring import Services
 
 logger = Logger(child=True)
 

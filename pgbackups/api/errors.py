@@ -1,8 +1,8 @@
-"""Errors only the HTTP API raises; the domain's own are in `pgbackups.errors`."""
+"""Errors only the HTTP API raises; the domain's own are in `pgbackups.domain.errors`."""
 
 from __future__ import annotations
 
-from pgbackups.errors import PgBackupsError
+from pgbackups.domain.errors import PgBackupsError
 
 
 class MalformedBody(PgBackupsError):

@@ -1,7 +1,7 @@
 """What the HTTP API reads and writes (SPEC §3), beyond the domain's own records.
 
 Request bodies, the database and schedule views, pages and errors. Backups are
-returned as `pgbackups.models.BackupRecord` itself. The OpenAPI document is
+returned as `pgbackups.domain.models.BackupRecord` itself. The OpenAPI document is
 generated from these models, so a constraint written here is both checked on
 every request and published.
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
-from pgbackups.models import (
+from pgbackups.domain.models import (
     BACKUP_ID,
     COMPRESSION,
     BackupRecord,
@@ -46,7 +46,7 @@ CompressionSpec = Annotated[Compression, Field(json_schema_extra={"pattern": COM
 def optional_like(model: type[BaseModel], name: str) -> Any:
     """`model`'s field `name`, constraints included, made optional (None: unchanged).
 
-    So a bound is written once, in `pgbackups.models`, and holds for PATCH and PUT too.
+    So a bound is written once, in `pgbackups.domain.models`, and holds for PATCH and PUT too.
     """
     return FieldInfo.merge_field_infos(model.model_fields[name], default=None)
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from pgbackups.local.postgres import free_port
+from pgbackups_local.postgres import free_port
 
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
@@ -33,7 +33,7 @@ def pgbackups_command(*args: str) -> list[str]:
     script = BIN / "pgbackups"
     if script.exists():
         return [str(script), *args]
-    return [sys.executable, "-c", "from pgbackups.cli import main; main()", *args]
+    return [sys.executable, "-c", "from pgbackups_cli import main; main()", *args]
 
 
 def stack_environment() -> dict[str, str]:

@@ -31,11 +31,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from pgbackups import connections
-from pgbackups.errors import ConnectionFailed
-from pgbackups.local.gateway import Gateway
-from pgbackups.models import utcnow
-from pgbackups.services import Services
+from pgbackups.domain.errors import ConnectionFailed
+from pgbackups.domain.models import utcnow
+from pgbackups.postgres import probe as connections
+from pgbackups.wiring import Services
+from pgbackups_local.gateway import Gateway
 from tests.conftest import ROOT, AwsStack
 
 pytestmark = pytest.mark.e2e

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pgbackups.local.postgres import EmbeddedPostgres, free_port
+from pgbackups_local.postgres import EmbeddedPostgres, free_port
 from tests.e2e.conftest import RunningStack, pgbackups_command
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""`make demo`: the whole flow, as `python -m pgbackups.demo` runs it."""
+"""`make demo`: the whole flow, as `python -m pgbackups_local.demo` runs it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 def test_make_demo_runs_the_whole_flow_and_exits_0() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pgbackups.demo"],
+        [sys.executable, "-m", "pgbackups_local.demo"],
         capture_output=True,
         text=True,
         check=False,

@@ -19,7 +19,7 @@ import boto3
 import pytest
 import requests
 
-from pgbackups.local.postgres import EmbeddedPostgres
+from pgbackups_local.postgres import EmbeddedPostgres
 from tests.e2e.conftest import (
     RunningStack,
     pgbackups_command,

@@ -19,9 +19,9 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from pgbackups.local.postgres import EmbeddedPostgres
-from pgbackups.models import BackupRecord
-from pgbackups.services import Services
+from pgbackups.domain.models import BackupRecord
+from pgbackups.wiring import Services
+from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, LambdaContext, RecordingInvoker, load_event, load_function
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from pgbackups.local.gateway import Gateway
-from pgbackups.local.template import http_routes, load_template
+from pgbackups_local.gateway import Gateway
+from pgbackups_local.template import http_routes, load_template
 from tests.conftest import (
     ROOT,
     AwsStack,

@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
-from pgbackups.backup import DEADLINE_MARGIN_SECONDS, run_backup
-from pgbackups.dump import RESTORE_FLAGS, PgTools, launch
-from pgbackups.local.postgres import EmbeddedPostgres
-from pgbackups.models import DEFAULT_COMPRESSION, BackupRecord, DatabaseRecord
-from pgbackups.secrets import ConnectionInfo
-from pgbackups.services import Services
+from pgbackups.adapters.secrets import ConnectionInfo
+from pgbackups.domain.models import DEFAULT_COMPRESSION, BackupRecord, DatabaseRecord
+from pgbackups.postgres.dump import RESTORE_FLAGS, launch
+from pgbackups.postgres.pgtools import PgTools
+from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS, run_backup
+from pgbackups.wiring import Services
+from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, RecordingInvoker, load_event, load_function
 
 pytestmark = pytest.mark.integration

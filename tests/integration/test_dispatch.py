@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from pgbackups.dispatch import dispatch
-from pgbackups.models import BackupRecord, DatabaseRecord, Schedule
-from pgbackups.secrets import ConnectionInfo
-from pgbackups.services import Services
+from pgbackups.adapters.secrets import ConnectionInfo
+from pgbackups.domain.models import BackupRecord, DatabaseRecord, Schedule
+from pgbackups.usecases.dispatch import dispatch
+from pgbackups.wiring import Services
 from tests.conftest import AwsStack, RecordingInvoker, load_event, load_function
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pgbackups.dump import DUMP_FLAGS, RESTORE_FLAGS, PgTools
-from pgbackups.local.postgres import EmbeddedPostgres
+from pgbackups.postgres.dump import DUMP_FLAGS, RESTORE_FLAGS
+from pgbackups.postgres.pgtools import PgTools
+from pgbackups_local.postgres import EmbeddedPostgres
 
 pytestmark = pytest.mark.integration
 

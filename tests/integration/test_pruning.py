@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pgbackups.errors import BackupNotFound, Conflict, DatabaseNotFound
-from pgbackups.models import BackupRecord, DatabaseRecord, RetentionPolicy
-from pgbackups.pruning import delete_backup, prune_database
-from pgbackups.services import Services
+from pgbackups.domain.errors import BackupNotFound, Conflict, DatabaseNotFound
+from pgbackups.domain.models import BackupRecord, DatabaseRecord, RetentionPolicy
+from pgbackups.usecases.pruning import delete_backup, prune_database
+from pgbackups.wiring import Services
 from tests.conftest import AwsStack
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from openapi_spec_validator import validate
 
 from pgbackups.api import OPENAPI_PATH, build_api
 from pgbackups.api.app import openapi_document
-from pgbackups.errors import BackupInProgress, DatabaseNotFound
-from pgbackups.local.template import http_routes, load_template
+from pgbackups.domain.errors import BackupInProgress, DatabaseNotFound
+from pgbackups_local.template import http_routes, load_template
 from tests.conftest import LambdaContext, load_event
 
 pytestmark = pytest.mark.unit

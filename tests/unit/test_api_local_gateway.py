@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from pgbackups.local.gateway import Gateway, _integration_answer
-from pgbackups.local.template import load_template
+from pgbackups_local.gateway import Gateway, _integration_answer
+from pgbackups_local.template import load_template
 
 pytestmark = pytest.mark.unit
 

@@ -18,10 +18,11 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from click.testing import CliRunner, Result
 
-from pgbackups.cli import backups as backup_commands
-from pgbackups.cli import client, download, main, restore
-from pgbackups.cli.restore import RestoreFailed, Target, find_pgtools, restore_command
-from pgbackups.dump import RESTORE_FLAGS, PgTools
+from pgbackups.postgres.dump import RESTORE_FLAGS
+from pgbackups.postgres.pgtools import PgTools
+from pgbackups_cli import backups as backup_commands
+from pgbackups_cli import client, download, main, restore
+from pgbackups_cli.restore import RestoreFailed, Target, find_pgtools, restore_command
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pgbackups.cli.config import (
+from pgbackups_cli.config import (
     ConfigError,
     Flags,
     config_path,

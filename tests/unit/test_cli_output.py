@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from pgbackups.cli.output import (
+from pgbackups_cli.output import (
     BANG,
     backups_table,
     databases_table,

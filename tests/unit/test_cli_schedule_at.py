@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pgbackups.cli.schedule_at import (
+from pgbackups_cli.schedule_at import (
     ScheduleAt,
     ScheduleAtError,
     machine_timezone,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pgbackups.dump import (
+from pgbackups.adapters.secrets import scrub
+from pgbackups.postgres.dump import (
     NOT_AN_ARCHIVE,
     DumpFailed,
     DumpStream,
@@ -18,7 +19,6 @@ from pgbackups.dump import (
     dump_command,
     split_password,
 )
-from pgbackups.secrets import scrub
 
 pytestmark = pytest.mark.unit
 

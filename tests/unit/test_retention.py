@@ -12,8 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ulid import ULID
 
-from pgbackups.models import BackupMethod, BackupRecord, BackupStatus, RetentionPolicy, backup_name
-from pgbackups.retention import ERROR_RECORD_DAYS, RetentionPlan, plan_retention
+from pgbackups.domain.models import (
+    BackupMethod,
+    BackupRecord,
+    BackupStatus,
+    RetentionPolicy,
+    backup_name,
+)
+from pgbackups.domain.retention import ERROR_RECORD_DAYS, RetentionPlan, plan_retention
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pgbackups.models import Schedule
-from pgbackups.schedule import next_run_at, periodic_day, schedule_due_at
+from pgbackups.domain.models import Schedule
+from pgbackups.domain.schedule import next_run_at, periodic_day, schedule_due_at
 
 pytestmark = pytest.mark.unit
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pgbackups.models import BACKUP_ID, COMPRESSION, DATABASE_NAME
+from pgbackups.domain.models import BACKUP_ID, COMPRESSION, DATABASE_NAME
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,1 @@
+"""The ports' AWS implementations: DynamoDB, S3, Secrets Manager, EventBridge, Lambda."""

@@ -1,0 +1,460 @@
+"""The catalog: databases and backups in one DynamoDB table.
+
+Item layout (key schema `pk`/`sk`, declared once in template.yaml):
+
+    pk = "DATABASES"          sk = "DATABASE#<name>"   a DatabaseRecord
+    pk = "DATABASE#<name>"    sk = "BACKUP#<ulid>"     a BackupRecord
+
+ULIDs sort by creation time, so a query on a database's partition with
+ScanIndexForward=False lists its backups newest first. The database item holds
+the lock: `active_backup_id` is set in the same transaction that creates a
+backup, only when it is absent, and removed in the one that finishes it, so a
+database never has two scheduled or running backups.
+
+Domain code sees records and domain errors, never a raw boto3 response.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from pgbackups.domain.errors import (
+    BackupInProgress,
+    BackupNotFound,
+    Conflict,
+    DatabaseExists,
+    DatabaseNotFound,
+    InvalidInput,
+    PeriodicBackupExists,
+)
+from pgbackups.domain.models import (
+    BACKUP_ID,
+    BackupRecord,
+    DatabaseRecord,
+    RetentionPolicy,
+    Schedule,
+    to_rfc3339,
+)
+
+DATABASES_PK = "DATABASES"
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+# Record fields that are computed when read and never stored.
+_UNSTORED = {"kept_as"}
+
+
+def _database_key(name: str) -> dict[str, Any]:
+    return {"pk": {"S": DATABASES_PK}, "sk": {"S": f"DATABASE#{name}"}}
+
+
+def _backup_key(database: str, backup_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"DATABASE#{database}"}, "sk": {"S": f"BACKUP#{backup_id}"}}
+
+
+def _to_item(key: dict[str, Any], record: DatabaseRecord | BackupRecord) -> dict[str, Any]:
+    fields = record.model_dump(mode="json", exclude=_UNSTORED, exclude_none=True)
+    return key | {name: _serializer.serialize(value) for name, value in fields.items()}
+
+
+def _from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: _deserializer.deserialize(value)
+        for name, value in item.items()
+        if name not in ("pk", "sk")
+    }
+
+
+def _values(**values: Any) -> dict[str, Any]:
+    return {f":{name}": _serializer.serialize(value) for name, value in values.items()}
+
+
+def _cancellation_codes(error: ClientError) -> list[str]:
+    reasons = error.response.get("CancellationReasons", [])
+    return [reason.get("Code", "None") for reason in reasons]
+
+
+class TransactionRefused(Exception):
+    """A condition of the transaction failed (as opposed to a transient conflict)."""
+
+
+# Two writers touching the database item at once (the API creating a backup
+# while another finishes) cancel each other with TransactionConflict: try again.
+_TRANSIENT = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+_TRANSACTION_ATTEMPTS = 6
+
+
+def _is_conditional_failure(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def encode_cursor(backup_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": backup_id}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        backup_id = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidInput("invalid cursor", field="cursor") from None
+    if not isinstance(backup_id, str) or not BACKUP_ID.match(backup_id):
+        raise InvalidInput("invalid cursor", field="cursor")
+    return backup_id
+
+
+class Catalog:
+    """Databases and backups, on a DynamoDB client and table name."""
+
+    def __init__(self, dynamodb: Any, table_name: str) -> None:
+        self._db = dynamodb
+        self._table = table_name
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """TransactWriteItems, retried on transient conflicts; TransactionRefused when a
+        condition fails."""
+        for attempt in range(_TRANSACTION_ATTEMPTS):
+            try:
+                self._db.transact_write_items(TransactItems=items)
+                return
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                codes = set(_cancellation_codes(error))
+                if not codes & _TRANSIENT or attempt == _TRANSACTION_ATTEMPTS - 1:
+                    raise TransactionRefused(str(sorted(codes))) from None
+            time.sleep(random.uniform(0.05, 0.2) * 2**attempt)  # noqa: S311 (jitter)
+
+    # -- databases ---------------------------------------------------------
+
+    def create_database(self, record: DatabaseRecord) -> None:
+        """Store a new database; a removed one of that name may be registered again."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=_to_item(_database_key(record.name), record),
+                ConditionExpression="attribute_not_exists(pk) OR "
+                "(attribute_exists(removed_at) AND attribute_not_exists(active_backup_id))",
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise DatabaseExists(f"database {record.name} already exists") from None
+            raise
+
+    def get_database(self, name: str, *, include_removed: bool = False) -> DatabaseRecord:
+        item = self._db.get_item(
+            TableName=self._table, Key=_database_key(name), ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            raise DatabaseNotFound(f"no database named {name}")
+        record = DatabaseRecord.model_validate(_from_item(item))
+        if record.removed_at is not None and not include_removed:
+            raise DatabaseNotFound(f"no database named {name}")
+        return record
+
+    def list_databases(self, *, include_removed: bool = False) -> list[DatabaseRecord]:
+        records = [
+            DatabaseRecord.model_validate(_from_item(item))
+            for item in self._query(DATABASES_PK, forward=True)
+        ]
+        return [r for r in records if include_removed or r.removed_at is None]
+
+    def update_database(
+        self,
+        name: str,
+        *,
+        schedule: Schedule | None = None,
+        retention: RetentionPolicy | None = None,
+        compression: str | None = None,
+        has_replica: bool | None = None,
+    ) -> DatabaseRecord:
+        changes: dict[str, Any] = {}
+        if schedule is not None:
+            changes["schedule"] = schedule.model_dump(mode="json")
+        if retention is not None:
+            changes["retention"] = retention.model_dump(mode="json")
+        if compression is not None:
+            changes["compression"] = compression
+        if has_replica is not None:
+            changes["has_replica"] = has_replica
+        if not changes:
+            return self.get_database(name)
+        assignments = ", ".join(f"#{field} = :{field}" for field in changes)
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_database_key(name),
+                UpdateExpression=f"SET {assignments}",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(removed_at)",
+                ExpressionAttributeNames={f"#{field}": field for field in changes},
+                ExpressionAttributeValues=_values(**changes),
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise DatabaseNotFound(f"no database named {name}") from None
+            raise
+        return self.get_database(name)
+
+    def remove_database(self, name: str, at: datetime) -> None:
+        """Mark removed: its schedule stops, its backups expire under its last policy."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_database_key(name),
+                UpdateExpression="SET removed_at = :at, #schedule.enabled = :off",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(removed_at)",
+                ExpressionAttributeNames={"#schedule": "schedule"},
+                ExpressionAttributeValues=_values(at=to_rfc3339(at), off=False),
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                raise DatabaseNotFound(f"no database named {name}") from None
+            raise
+
+    def forget_database(self, name: str) -> None:
+        """Delete a removed database's item once none of its backups is left."""
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key=_database_key(name),
+                ConditionExpression="attribute_exists(removed_at) AND "
+                "attribute_not_exists(active_backup_id)",
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+
+    # -- backups -----------------------------------------------------------
+
+    def create_backup(self, record: BackupRecord, *, periodic_day: str | None = None) -> None:
+        """Store a `scheduled` backup and take the database's lock, atomically.
+
+        With `periodic_day` (the local date of a periodic backup) it also fails
+        when that day already has its periodic backup, so two dispatcher runs in
+        the same hour create one backup.
+        """
+        condition = (
+            "attribute_exists(pk) AND attribute_not_exists(removed_at) "
+            "AND attribute_not_exists(active_backup_id)"
+        )
+        update = "SET active_backup_id = :id"
+        values: dict[str, Any] = {"id": record.id}
+        if periodic_day is not None:
+            condition += (
+                " AND (attribute_not_exists(last_periodic_day) OR last_periodic_day <> :day)"
+            )
+            update += ", last_periodic_day = :day"
+            values["day"] = periodic_day
+        try:
+            self._transact(
+                [
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _database_key(record.database),
+                            "UpdateExpression": update,
+                            "ConditionExpression": condition,
+                            "ExpressionAttributeValues": _values(**values),
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": _to_item(_backup_key(record.database, record.id), record),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        except TransactionRefused as refused:
+            database = self.get_database(record.database)  # raises DatabaseNotFound
+            if periodic_day is not None and database.last_periodic_day == periodic_day:
+                raise PeriodicBackupExists(
+                    f"{database.name} already has its periodic backup of {periodic_day}"
+                ) from None
+            if database.active_backup_id:
+                raise BackupInProgress(database.name, database.active_backup_id) from None
+            raise Conflict(f"backup {record.id} could not be created: {refused}") from None
+
+    def get_backup(self, database: str, backup_id: str) -> BackupRecord:
+        item = self._db.get_item(
+            TableName=self._table, Key=_backup_key(database, backup_id), ConsistentRead=True
+        ).get("Item")
+        if item is None or "deleting_at" in item:
+            raise BackupNotFound(f"no backup {backup_id} of {database}")
+        return BackupRecord.model_validate(_from_item(item))
+
+    def latest_done_backup(self, database: str) -> BackupRecord:
+        for record in self._backups(database):
+            if record.status == "done":
+                return record
+        raise BackupNotFound(f"{database} has no successful backup yet")
+
+    def list_backups(
+        self,
+        database: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        status: str | None = None,
+        method: str | None = None,
+    ) -> tuple[list[BackupRecord], str | None]:
+        """A page of backups newest first, and the cursor of the next page (or None)."""
+        after = decode_cursor(cursor) if cursor else None
+        page: list[BackupRecord] = []
+        for record in self._backups(database, before=after):
+            if (status and record.status != status) or (method and record.method != method):
+                continue
+            if len(page) == limit:
+                return page, encode_cursor(page[-1].id)
+            page.append(record)
+        return page, None
+
+    def all_backups(self, database: str) -> list[BackupRecord]:
+        return list(self._backups(database))
+
+    def pending_deletions(self, database: str) -> list[str]:
+        """Ids of backups whose deletion started and did not finish."""
+        return [
+            item["sk"]["S"].removeprefix("BACKUP#")
+            for item in self._query(f"DATABASE#{database}", forward=False)
+            if "deleting_at" in item
+        ]
+
+    def start_backup(self, database: str, backup_id: str, at: datetime) -> BackupRecord | None:
+        """`scheduled` → `running`; None when it is not scheduled any more (a retry)."""
+        try:
+            item = self._db.update_item(
+                TableName=self._table,
+                Key=_backup_key(database, backup_id),
+                UpdateExpression="SET #status = :running, started_at = :at",
+                ConditionExpression="#status = :scheduled AND attribute_not_exists(deleting_at)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(
+                    running="running", scheduled="scheduled", at=to_rfc3339(at)
+                ),
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return None
+            raise
+        return BackupRecord.model_validate(_from_item(item))
+
+    def finish_backup(self, record: BackupRecord, *, expected_status: str = "running") -> bool:
+        """Store a `done` or `error` record and release the lock, atomically.
+
+        False when the record was not in `expected_status` any more (another
+        invocation or the dispatcher's reaper finished it first).
+        """
+        fields = record.model_dump(mode="json", exclude=_UNSTORED | {"id", "database"})
+        names = {f"#{field}": field for field in fields}
+        assignments = ", ".join(f"#{field} = :{field}" for field in fields)
+        try:
+            self._transact(
+                [
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _backup_key(record.database, record.id),
+                            "UpdateExpression": f"SET {assignments}",
+                            "ConditionExpression": "#status = :expected",
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": _values(
+                                **fields, expected=expected_status
+                            ),
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": _database_key(record.database),
+                            "UpdateExpression": "REMOVE active_backup_id",
+                            "ConditionExpression": "active_backup_id = :id",
+                            "ExpressionAttributeValues": _values(id=record.id),
+                        }
+                    },
+                ]
+            )
+        except TransactionRefused:
+            return False
+        return True
+
+    def release_lock(self, database: str, backup_id: str) -> None:
+        """Drop a lock whose backup record is gone (it can never be finished)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_database_key(database),
+                UpdateExpression="REMOVE active_backup_id",
+                ConditionExpression="active_backup_id = :id",
+                ExpressionAttributeValues=_values(id=backup_id),
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+
+    def mark_deleting(self, database: str, backup_id: str, at: datetime) -> BackupRecord:
+        """First step of a deletion: hide the record, refuse while it is active."""
+        try:
+            item = self._db.update_item(
+                TableName=self._table,
+                Key=_backup_key(database, backup_id),
+                UpdateExpression="SET deleting_at = if_not_exists(deleting_at, :at)",
+                ConditionExpression="attribute_exists(pk) AND NOT #status IN (:scheduled, :running)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(
+                    at=to_rfc3339(at), scheduled="scheduled", running="running"
+                ),
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+            record = self.get_backup(database, backup_id)  # raises BackupNotFound
+            raise Conflict(
+                f"backup {backup_id} is {record.status}: it can be deleted once it has finished"
+            ) from None
+        return BackupRecord.model_validate(_from_item(item))
+
+    def delete_backup_record(self, database: str, backup_id: str) -> None:
+        self._db.delete_item(TableName=self._table, Key=_backup_key(database, backup_id))
+
+    # -- queries -----------------------------------------------------------
+
+    def _backups(self, database: str, *, before: str | None = None) -> Iterator[BackupRecord]:
+        """Visible backups of a database, newest first, strictly older than `before`."""
+        for item in self._query(f"DATABASE#{database}", forward=False, before=before):
+            if item["sk"]["S"].startswith("BACKUP#") and "deleting_at" not in item:
+                yield BackupRecord.model_validate(_from_item(item))
+
+    def _query(
+        self, pk: str, *, forward: bool, before: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        condition = "pk = :pk"
+        values: dict[str, Any] = {"pk": pk}
+        if before is not None:
+            condition += " AND sk < :before"
+            values["before"] = f"BACKUP#{before}"
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": _values(**values),
+            "ScanIndexForward": forward,
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._db.query(**request)
+            yield from response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]

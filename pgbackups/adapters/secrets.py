@@ -1,0 +1,102 @@
+"""Connection URLs in Secrets Manager, one secret per database.
+
+They are write-only for the API: stored here, read by the backup function, never
+returned, logged, put in DynamoDB or in an environment variable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from botocore.exceptions import ClientError
+
+from pgbackups.domain.errors import DatabaseNotFound
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    url: str
+    replica_url: str | None = None
+
+    def __repr__(self) -> str:  # never print a password by accident
+        return f"ConnectionInfo(url={redact(self.url)!r}, replica_url={redact(self.replica_url)!r})"
+
+
+def redact(url: str | None) -> str | None:
+    """`postgres://user:***@host:port/db`, for messages that must name a target."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid url>"
+    user = f"{parts.username}:***@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def url_secrets(url: str) -> set[str]:
+    """The password of a URL (in its user info or its query), raw and decoded."""
+    try:
+        parts = urlsplit(url)
+        found = {parts.password or ""}
+        found |= {value for key, value in parse_qsl(parts.query) if key == "password"}
+    except ValueError:
+        return set()
+    return {secret for value in found for secret in (value, unquote(value)) if secret}
+
+
+def scrub(text: str, *urls: str | None) -> str:
+    """`text` with the passwords of `urls` masked: for messages built from a server's words."""
+    for url in filter(None, urls):
+        for secret in sorted(url_secrets(url), key=len, reverse=True):
+            text = text.replace(secret, "***")
+    return re.sub(r"password=[^\s&]+", "password=***", text)
+
+
+class ConnectionSecrets:
+    def __init__(self, secretsmanager: Any, prefix: str) -> None:
+        self._sm = secretsmanager
+        self._prefix = prefix
+
+    def secret_id(self, database: str) -> str:
+        return f"{self._prefix}/databases/{database}"
+
+    def put(self, database: str, info: ConnectionInfo) -> None:
+        value = json.dumps({"url": info.url, "replica_url": info.replica_url})
+        secret_id = self.secret_id(database)
+        try:
+            self._sm.put_secret_value(SecretId=secret_id, SecretString=value)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            self._sm.create_secret(
+                Name=secret_id,
+                SecretString=value,
+                Description=f"pgbackups: connection URLs of database {database}",
+                Tags=[{"Key": "pgbackups:database", "Value": database}],
+            )
+
+    def get(self, database: str) -> ConnectionInfo:
+        try:
+            value = self._sm.get_secret_value(SecretId=self.secret_id(database))["SecretString"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                raise DatabaseNotFound(f"no connection URL stored for {database}") from None
+            raise
+        data = json.loads(value)
+        return ConnectionInfo(url=data["url"], replica_url=data.get("replica_url"))
+
+    def delete(self, database: str) -> None:
+        try:
+            self._sm.delete_secret(
+                SecretId=self.secret_id(database), ForceDeleteWithoutRecovery=True
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise

@@ -1,0 +1,1 @@
+"""The domain: records, errors (codes, no HTTP), schedules and retention. No I/O."""

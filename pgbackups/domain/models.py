@@ -1,0 +1,150 @@
+"""The domain's records: databases, their schedule and retention policy, backups.
+
+These models are what DynamoDB stores (see `pgbackups.adapters.catalog`) and what the
+HTTP API returns; the API's request bodies live in `pgbackups.api.schemas`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from ulid import ULID
+
+DATABASE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+BACKUP_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+BackupStatus = Literal["scheduled", "running", "done", "error"]
+BackupMethod = Literal["periodic", "manual"]
+BackupSource = Literal["primary", "replica"]
+KeptAs = Literal["daily", "weekly", "monthly", "manual"]
+
+DEFAULT_HOUR = 1
+DEFAULT_TIMEZONE = "Europe/Paris"
+# Chosen from `make bench` (see README, "Compression").
+DEFAULT_COMPRESSION = "zstd:1"
+COMPRESSION = re.compile(
+    r"^(none|gzip(:[1-9])?|lz4(:([1-9]|1[0-2]))?|zstd(:([1-9]|1[0-9]|2[0-2]))?)$"
+)
+
+
+def check_timezone(name: str) -> str:
+    """An IANA time zone name, or ValueError."""
+    if not name or name != name.strip() or name.startswith(("/", ".")) or ".." in name:
+        raise ValueError(f"unknown time zone {name!r}")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return name
+
+
+def check_compression(spec: str) -> str:
+    if not COMPRESSION.match(spec):
+        raise ValueError(
+            f"unknown compression {spec!r}: use none, gzip[:1-9], lz4[:1-12] or zstd[:1-22]"
+        )
+    return spec
+
+
+Timezone = Annotated[str, AfterValidator(check_timezone), Field(examples=["Europe/Paris"])]
+Compression = Annotated[str, AfterValidator(check_compression), Field(examples=["zstd:3"])]
+DatabaseName = Annotated[str, Field(pattern=DATABASE_NAME.pattern, examples=["shop"])]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Schedule(BaseModel):
+    """When periodic backups run: daily at `hour` o'clock in `timezone`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    hour: int = Field(default=DEFAULT_HOUR, ge=0, le=23)
+    timezone: Timezone = DEFAULT_TIMEZONE
+
+
+class RetentionPolicy(BaseModel):
+    """How many backups to keep (the Starter plan's defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    daily: int = Field(default=7, ge=1, le=35)
+    weekly: int = Field(default=4, ge=0, le=52)
+    monthly: int = Field(default=0, ge=0, le=120)
+    manual: int = Field(default=10, ge=1, le=500)
+
+
+class DatabaseRecord(BaseModel):
+    """A registered database. Its connection URLs live in Secrets Manager only."""
+
+    name: str
+    schedule: Schedule = Field(default_factory=Schedule)
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    compression: str = DEFAULT_COMPRESSION
+    has_replica: bool = False
+    created_at: datetime
+    # Bookkeeping, not shown by the API:
+    active_backup_id: str | None = None  # the one scheduled or running backup (the lock)
+    last_periodic_day: str | None = None  # local date of the last periodic backup created
+    removed_at: datetime | None = None  # removed: no schedule, backups expire under policy
+
+
+class BackupRecord(BaseModel):
+    """One backup: a pg_dump custom-format archive in S3 and what is known of it."""
+
+    id: str
+    database: str
+    name: str
+    method: BackupMethod
+    status: BackupStatus = "scheduled"
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    size: int | None = None
+    database_size: int | None = None
+    sha256: str | None = None
+    compression: str | None = None
+    source: BackupSource | None = None
+    server_version: str | None = None
+    pg_dump_version: str | None = None
+    error: str | None = None
+    # Why retention keeps it; computed when read, never stored.
+    kept_as: KeptAs | None = None
+
+    @classmethod
+    def new(cls, database: str, method: BackupMethod, created_at: datetime) -> BackupRecord:
+        """A `scheduled` backup, its ULID taken from its creation time."""
+        return cls(
+            id=str(ULID.from_datetime(created_at)),
+            database=database,
+            name=backup_name(database, created_at),
+            method=method,
+            created_at=created_at,
+        )
+
+    @property
+    def object_key(self) -> str:
+        return archive_key(self.database, self.id)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.pgsql"
+
+
+def backup_name(database: str, created_at: datetime) -> str:
+    """`YYYYMMDDhhmmss_<database>` from the creation time in UTC."""
+    return f"{created_at.astimezone(UTC):%Y%m%d%H%M%S}_{database}"
+
+
+def archive_key(database: str, backup_id: str) -> str:
+    return f"databases/{database}/backups/{backup_id}.pgsql"
+
+
+def to_rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,1 @@
+"""PostgreSQL: connection URLs, the client tools, probing servers, streaming dumps."""

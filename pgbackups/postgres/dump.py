@@ -1,0 +1,231 @@
+"""Running pg_dump and streaming its stdout into S3 while hashing it.
+
+Nothing touches the disk: pg_dump writes to a pipe, s3transfer reads parts of
+it into memory and uploads them. `DumpStream` sits between the two and makes
+every failure surface as an exception *before* the upload completes (a bad
+header, a non-zero exit, the deadline), so s3transfer aborts the multipart
+upload and no object is left behind.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from pgbackups.adapters.archives import ArchiveStore
+from pgbackups.postgres.pgtools import PgTools
+
+ARCHIVE_MAGIC = b"PGDMP"
+NOT_AN_ARCHIVE = "pg_dump's output is not a custom-format archive (no PGDMP header)"
+STDERR_LINES = 8
+
+# The dump command the seed documentation recommends (SPEC §2).
+DUMP_FLAGS: tuple[str, ...] = (
+    "--clean",
+    "--if-exists",
+    "--format=custom",
+    "--no-owner",
+    "--no-privileges",
+    "--no-comments",
+    "--exclude-schema=information_schema",
+    "--exclude-schema=^pg_*",
+)
+# The seed's restore flags, used by the CLI's backups-restore.
+RESTORE_FLAGS: tuple[str, ...] = (
+    "--clean",
+    "--if-exists",
+    "--no-owner",
+    "--no-privileges",
+    "--no-comments",
+)
+
+
+class DumpFailed(Exception):
+    """pg_dump failed; the message is fit for a backup's `error` field."""
+
+
+class UploadFailed(DumpFailed):
+    """S3 refused the upload; the multipart upload was aborted."""
+
+
+class DumpTimedOut(DumpFailed):
+    def __init__(self) -> None:
+        super().__init__("timed out")
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """The URL without its password (safe in argv) and the password (for PGPASSWORD).
+
+    The password may sit in the user info or in the query (`?password=`).
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    password = next((value for key, value in query if key == "password"), None)
+    if password is not None:
+        parts = parts._replace(query=urlencode([(k, v) for k, v in query if k != "password"]))
+    if parts.password is not None:
+        userinfo, hostport = parts.netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        password = unquote(parts.password)
+        parts = parts._replace(netloc=f"{user}@{hostport}")
+    return urlunsplit(parts), password
+
+
+def dump_command(tools: PgTools, url: str, compression: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of pg_dump for `url`; the password goes in the environment."""
+    safe_url, password = split_password(url)
+    argv = [
+        tools.program("pg_dump"),
+        *DUMP_FLAGS,
+        f"--compress={compression}",
+        f"--dbname={safe_url}",
+    ]
+    return argv, tools.environment(password)
+
+
+Launcher = Callable[[Sequence[str], dict[str, str]], "subprocess.Popen[bytes]"]
+
+
+def launch(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+
+
+class DumpStream(io.RawIOBase):
+    """pg_dump's stdout as a readable stream that hashes and checks what passes.
+
+    Raises DumpFailed from `read` on a missing `PGDMP` header, on a non-zero
+    exit once stdout is exhausted, or DumpTimedOut once `cancel()` was called.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        super().__init__()
+        assert process.stdout is not None and process.stderr is not None
+        self._process = process
+        self._stdout: IO[bytes] = process.stdout
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self._header = b""
+        self._cancelled = threading.Event()
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._stderr_reader = threading.Thread(
+            target=self._drain_stderr, args=(process.stderr,), daemon=True
+        )
+        self._stderr_reader.start()
+
+    def _drain_stderr(self, stderr: IO[bytes]) -> None:
+        for line in stderr:
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                self._stderr_tail.append(text)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._cancelled.is_set():
+            raise DumpTimedOut()
+        count = self._stdout.readinto(view)  # type: ignore[attr-defined]
+        if self._cancelled.is_set():
+            raise DumpTimedOut()
+        if not count:
+            self._finish()
+            return 0
+        chunk = view[:count]
+        if len(self._header) < len(ARCHIVE_MAGIC):
+            self._header += bytes(chunk[: len(ARCHIVE_MAGIC) - len(self._header)])
+            if not ARCHIVE_MAGIC.startswith(self._header):
+                self.kill()
+                raise DumpFailed(NOT_AN_ARCHIVE)
+        self.sha256.update(chunk)
+        self.size += count
+        return count
+
+    def _finish(self) -> None:
+        code = self._process.wait()
+        self._stderr_reader.join(timeout=10)
+        if self._cancelled.is_set():
+            raise DumpTimedOut()
+        if code != 0:
+            reason = self.stderr_tail or f"pg_dump exited with code {code}"
+            if code < 0:
+                reason = f"pg_dump was killed by signal {-code}. {self.stderr_tail}".strip()
+            raise DumpFailed(reason)
+        if self._header != ARCHIVE_MAGIC:
+            raise DumpFailed(NOT_AN_ARCHIVE)
+
+    @property
+    def stderr_tail(self) -> str:
+        return "\n".join(self._stderr_tail)
+
+    def cancel(self) -> None:
+        """Stop the dump: the next read raises DumpTimedOut."""
+        self._cancelled.set()
+        self.kill()
+
+    def kill(self) -> None:
+        if self._process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        self.kill()
+        self._process.wait()
+        self._stdout.close()
+        super().close()
+
+
+@dataclass(frozen=True)
+class StoredArchive:
+    size: int
+    sha256: str
+
+
+def stream_dump_to_s3(
+    archives: ArchiveStore,
+    key: str,
+    argv: Sequence[str],
+    env: dict[str, str],
+    *,
+    seconds_left: float,
+    launcher: Launcher = launch,
+) -> StoredArchive:
+    """Run pg_dump and upload its stdout to `key`; stop it after `seconds_left`.
+
+    On any failure the multipart upload is aborted, no object is left and the
+    exception propagates (DumpFailed for pg_dump's own failures).
+    """
+    process = launcher(argv, env)
+    stream = DumpStream(process)
+    watchdog = threading.Timer(max(seconds_left, 0), stream.cancel)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        archives.upload_stream(key, io.BufferedReader(stream, buffer_size=1024 * 1024))
+    except DumpFailed:
+        raise
+    except Exception as error:
+        stream.kill()
+        raise UploadFailed(f"upload to S3 failed: {error}") from error
+    else:
+        return StoredArchive(size=stream.size, sha256=stream.sha256.hexdigest())
+    finally:
+        watchdog.cancel()
+        stream.close()

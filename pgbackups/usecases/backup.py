@@ -1,0 +1,191 @@
+"""Taking one backup: from `scheduled` to `done` or `error`, honestly.
+
+`schedule_backup` records a backup and starts the backup function; `run_backup`
+is what the backup function does with that async invocation. It is idempotent:
+only the invocation that moves the record from `scheduled` to `running` does
+any work, so Lambda's retries of a finished or running backup change nothing.
+Every failure it sees ends in an `error` record with a readable reason, no
+object in S3 and the database's lock released; a crash it cannot see (the
+Lambda killed at its timeout) is turned into `error` by the dispatcher's reaper.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from aws_lambda_powertools import Logger
+
+from pgbackups.adapters.secrets import ConnectionInfo, scrub
+from pgbackups.domain.errors import BackupNotStarted, PgBackupsError
+from pgbackups.domain.models import BackupMethod, BackupRecord, BackupSource
+from pgbackups.postgres.dump import DumpFailed, dump_command, stream_dump_to_s3
+from pgbackups.postgres.probe import ServerFacts, probe
+from pgbackups.usecases.pruning import prune_database
+from pgbackups.wiring import Services
+
+logger = Logger(child=True)
+
+# Time kept back from the Lambda deadline to abort the upload and record the error.
+DEADLINE_MARGIN_SECONDS = 30.0
+
+
+def schedule_backup(
+    services: Services,
+    database: str,
+    method: BackupMethod,
+    at: datetime,
+    *,
+    periodic_day: str | None = None,
+) -> BackupRecord:
+    """Record a `scheduled` backup (taking the database's lock) and start the backup function.
+
+    Raises BackupInProgress / PeriodicBackupExists when the catalog refuses it,
+    and BackupNotStarted when the function could not be invoked: the record is
+    then finished as `error`, so the lock is not left behind.
+    """
+    record = BackupRecord.new(database, method, at)
+    services.catalog.create_backup(record, periodic_day=periodic_day)
+    try:
+        services.invoker.invoke(database, record.id)
+    except Exception as error:  # whatever the invoker's fault, the lock must be released
+        logger.exception("the backup function could not be invoked", extra={"backup_id": record.id})
+        reason = f"the backup function could not be started ({type(error).__name__})"
+        failed = record.model_copy(
+            update={"status": "error", "finished_at": services.clock(), "error": reason}
+        )
+        if not services.catalog.finish_backup(failed, expected_status="scheduled"):
+            # The invocation went through after all (the error came with its answer).
+            return services.catalog.get_backup(database, record.id)
+        publish_backup_event(services, failed)
+        raise BackupNotStarted(
+            f"backup {record.id} of {database} could not be started and was recorded "
+            "as failed; try again in a moment",
+            backup_id=record.id,
+        ) from None
+    logger.info(
+        "backup scheduled", extra={"database": database, "backup_id": record.id, "method": method}
+    )
+    return record
+
+
+def choose_source(info: ConnectionInfo) -> tuple[BackupSource, str, ServerFacts]:
+    """The replica when one is registered and accepts connections, else the primary."""
+    if info.replica_url:
+        try:
+            return "replica", info.replica_url, probe(info.replica_url, timeout=5)
+        except PgBackupsError as error:
+            logger.warning(
+                "replica unreachable, backing up the primary", extra={"reason": error.message}
+            )
+    return "primary", info.url, probe(info.url)
+
+
+def run_backup(
+    services: Services, database: str, backup_id: str, *, seconds_left: float
+) -> BackupRecord | None:
+    """Take the backup; None when this invocation has nothing to do (a retry).
+
+    `seconds_left` is the time until the invocation's deadline: the dump stops
+    with `error: timed out` early enough to abort and record it.
+    """
+    started = time.monotonic()
+    record = services.catalog.start_backup(database, backup_id, services.clock())
+    if record is None:
+        logger.info(
+            "backup is not scheduled any more: nothing to do", extra={"backup_id": backup_id}
+        )
+        return None
+    try:
+        finished = _dump(services, record, seconds_left - DEADLINE_MARGIN_SECONDS, started)
+    except DumpFailed as error:
+        finished = _failed(services, record, str(error))
+    except PgBackupsError as error:
+        finished = _failed(services, record, error.message)
+    except Exception as error:
+        logger.exception("backup failed unexpectedly")
+        finished = _failed(services, record, f"internal error ({type(error).__name__})")
+
+    if not services.catalog.finish_backup(finished):
+        # The dispatcher's reaper gave up on this backup meanwhile: its record says
+        # `error`, so no object may remain.
+        logger.warning("backup was finished elsewhere; discarding this result")
+        _discard_archive(services, finished)
+        return services.catalog.get_backup(database, backup_id)
+    if finished.status == "error":
+        # Recorded first, so a failing delete cannot hide the reason; the upload was
+        # aborted, this only covers a failure that came after it.
+        _discard_archive(services, finished)
+    publish_backup_event(services, finished)
+    if finished.status == "done":
+        _apply_retention(services, database)
+    return finished
+
+
+def _dump(
+    services: Services, record: BackupRecord, seconds_left: float, started: float
+) -> BackupRecord:
+    database = services.catalog.get_database(record.database, include_removed=True)
+    info = services.secrets.get(record.database)
+    source, url, facts = choose_source(info)
+    pg_dump_version = services.tools.version()
+    logger.info("dumping", extra={"source": source, "compression": database.compression})
+    argv, env = dump_command(services.tools, url, database.compression)
+    try:
+        stored = stream_dump_to_s3(
+            services.archives,
+            record.object_key,
+            argv,
+            env,
+            seconds_left=seconds_left - (time.monotonic() - started),
+            launcher=services.launcher,
+        )
+    except DumpFailed as error:
+        # pg_dump's last lines come from the server: never let them carry a password.
+        raise DumpFailed(scrub(str(error), info.url, info.replica_url)) from None
+    return record.model_copy(
+        update={
+            "status": "done",
+            "finished_at": services.clock(),
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "compression": database.compression,
+            "source": source,
+            "server_version": facts.server_version,
+            "database_size": facts.database_size,
+            "pg_dump_version": pg_dump_version,
+        }
+    )
+
+
+def _failed(services: Services, record: BackupRecord, reason: str) -> BackupRecord:
+    logger.warning("backup failed", extra={"reason": reason})
+    return record.model_copy(
+        update={"status": "error", "finished_at": services.clock(), "error": reason}
+    )
+
+
+def _discard_archive(services: Services, record: BackupRecord) -> None:
+    try:
+        services.archives.delete(record.object_key)
+    except Exception:
+        logger.exception("could not delete the archive of a failed backup")
+
+
+def publish_backup_event(services: Services, record: BackupRecord) -> None:
+    """The event is a notification: failing to send it never changes the backup."""
+    try:
+        services.events.publish(record)
+    except Exception:
+        logger.exception("could not publish the backup event", extra={"status": record.status})
+
+
+def _apply_retention(services: Services, database: str) -> None:
+    """Prune after a success; a pruning failure never fails the backup (the sweep retries)."""
+    try:
+        record = services.catalog.get_database(database, include_removed=True)
+        deleted = prune_database(services, record, services.clock())
+        if deleted:
+            logger.info("retention pruned backups", extra={"deleted": [r.id for r in deleted]})
+    except Exception:
+        logger.exception("retention failed after the backup; the hourly sweep will retry")

@@ -1,0 +1,117 @@
+"""The hourly dispatcher: due periodic backups, stale records, retention sweep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from aws_lambda_powertools import Logger
+
+from pgbackups.domain.errors import BackupInProgress, BackupNotFound, PeriodicBackupExists
+from pgbackups.domain.models import BackupRecord, DatabaseRecord
+from pgbackups.domain.schedule import periodic_day, schedule_due_at
+from pgbackups.usecases.backup import publish_backup_event, schedule_backup
+from pgbackups.usecases.pruning import prune_database
+from pgbackups.wiring import Services
+
+logger = Logger(child=True)
+
+# A `scheduled` record whose async invocation never started it.
+SCHEDULED_GRACE = timedelta(minutes=30)
+# Beyond the backup function's timeout: a `running` record this old belongs to an
+# invocation that Lambda killed (timeout, crash) before it could record anything.
+RUNNING_GRACE = timedelta(minutes=5)
+
+
+@dataclass
+class DispatchReport:
+    scheduled: list[BackupRecord] = field(default_factory=list)
+    reaped: list[BackupRecord] = field(default_factory=list)
+    pruned: list[BackupRecord] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # databases whose sweep raised
+
+
+def dispatch(services: Services, at: datetime) -> DispatchReport:
+    """One hourly run. `at` decides which schedules are due (the rule's time, or the
+    hour `pgbackups local dispatch --at` simulates); reaping and retention go by the
+    real clock. Safe to run twice in the same hour; one database's failure does not
+    stop the others."""
+    report = DispatchReport()
+    now = services.clock()
+    for database in services.catalog.list_databases(include_removed=True):
+        try:
+            _sweep(services, database, at, now, report)
+        except Exception:
+            logger.exception("dispatch failed for a database", extra={"database": database.name})
+            report.failed.append(database.name)
+    return report
+
+
+def _sweep(
+    services: Services,
+    database: DatabaseRecord,
+    at: datetime,
+    now: datetime,
+    report: DispatchReport,
+) -> None:
+    reaped = _reap_stale_backup(services, database, now)
+    if reaped is not None:
+        report.reaped.append(reaped)
+    if database.removed_at is None and schedule_due_at(database.schedule, at):
+        scheduled = _schedule_periodic_backup(services, database, at)
+        if scheduled is not None:
+            report.scheduled.append(scheduled)
+    report.pruned += prune_database(services, database, now)
+
+
+def _schedule_periodic_backup(
+    services: Services, database: DatabaseRecord, at: datetime
+) -> BackupRecord | None:
+    try:
+        # Created now; `at` only says which local day this periodic backup is for.
+        return schedule_backup(
+            services,
+            database.name,
+            "periodic",
+            services.clock(),
+            periodic_day=periodic_day(at, database.schedule.timezone),
+        )
+    except PeriodicBackupExists:
+        return None
+    except BackupInProgress as busy:
+        logger.warning(
+            "periodic backup skipped: another backup is active",
+            extra={"database": database.name, "active_backup_id": busy.backup_id},
+        )
+        return None
+
+
+def _reap_stale_backup(
+    services: Services, database: DatabaseRecord, now: datetime
+) -> BackupRecord | None:
+    """Turn a backup stuck past the function's timeout into `error`, releasing the lock."""
+    if database.active_backup_id is None:
+        return None
+    try:
+        backup = services.catalog.get_backup(database.name, database.active_backup_id)
+    except BackupNotFound:
+        # A lock whose record is gone can never be released by a finish: drop it.
+        services.catalog.release_lock(database.name, database.active_backup_id)
+        return None
+    running_limit = timedelta(seconds=services.settings.backup_timeout_seconds) + RUNNING_GRACE
+    if backup.status == "running" and backup.started_at and now - backup.started_at > running_limit:
+        reason = (
+            "timed out: the backup function stopped without finishing "
+            f"(no result {int(running_limit.total_seconds() // 60)} minutes after it started)"
+        )
+    elif backup.status == "scheduled" and now - backup.created_at > SCHEDULED_GRACE:
+        reason = "the backup function never started this backup"
+    else:
+        return None
+    failed = backup.model_copy(update={"status": "error", "finished_at": now, "error": reason})
+    if not services.catalog.finish_backup(failed, expected_status=backup.status):
+        return None
+    services.archives.delete(failed.object_key)
+    publish_backup_event(services, failed)
+    logger.warning("stale backup reaped", extra={"database": database.name, "backup_id": backup.id})
+    return failed

@@ -1,0 +1,47 @@
+"""Deleting backups: one at a time on request, or as retention prunes them.
+
+A deletion takes three steps, in this order:
+
+1. mark the record `deleting` (refused while the backup is scheduled or running);
+   from then on the API no longer shows it;
+2. delete the S3 object (idempotent);
+3. delete the record.
+
+If it stops halfway, what is left is a record marked `deleting`, with or
+without its object, never an object that no record knows of nor a visible
+record pointing at a missing object. Every later pruning of that database
+(after each backup and in the dispatcher's hourly sweep) finishes pending
+deletions first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from pgbackups.domain.models import BackupRecord, DatabaseRecord, archive_key
+from pgbackups.domain.retention import plan_retention
+from pgbackups.wiring import Services
+
+
+def delete_backup(services: Services, database: str, backup_id: str) -> BackupRecord:
+    record = services.catalog.mark_deleting(database, backup_id, services.clock())
+    services.archives.delete(record.object_key)
+    services.catalog.delete_backup_record(database, backup_id)
+    return record
+
+
+def prune_database(
+    services: Services, database: DatabaseRecord, now: datetime
+) -> list[BackupRecord]:
+    """Finish pending deletions, then delete what the retention policy does not keep."""
+    catalog = services.catalog
+    for backup_id in catalog.pending_deletions(database.name):
+        services.archives.delete(archive_key(database.name, backup_id))
+        catalog.delete_backup_record(database.name, backup_id)
+    backups = catalog.all_backups(database.name)
+    plan = plan_retention(database.retention, backups, now, ZoneInfo(database.schedule.timezone))
+    deleted = [delete_backup(services, database.name, record.id) for record in plan.delete]
+    if database.removed_at is not None and len(deleted) == len(backups):
+        catalog.forget_database(database.name)
+    return deleted

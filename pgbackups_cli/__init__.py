@@ -1,0 +1,45 @@
+"""The `pgbackups` command line: the seed's backup commands, on the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pgbackups_cli.backups import COMMANDS as BACKUP_COMMANDS
+from pgbackups_cli.client import ApiFailure
+from pgbackups_cli.databases import databases, databases_add, databases_remove
+from pgbackups_cli.login import login
+from pgbackups_cli.output import Failure
+from pgbackups_cli.session import api_options, database_option
+from pgbackups_local.commands import local
+
+
+class PgBackupsGroup(click.Group):
+    """Lists commands in the order they are added, and turns API failures into ` !` lines."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ApiFailure as failure:
+            raise Failure(failure.message) from None
+
+
+@click.group(cls=PgBackupsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@api_options
+@database_option
+def main() -> None:
+    """Serverless PostgreSQL backups: manage databases and their backups.
+
+    The API and token come from --api-url/--token, else PGBACKUPS_API_URL and
+    PGBACKUPS_TOKEN, else the file `pgbackups login` saves, else the local
+    stack's ./.pgbackups-local/stack.json.
+    """
+
+
+for command in (databases, databases_add, databases_remove, *BACKUP_COMMANDS, login):
+    main.add_command(command)
+main.add_command(local)

@@ -1,0 +1,401 @@
+"""`backups`, `backups-info`, `backups-create`, `backups-download`, `backups-restore`,
+`backups-config`: the seed's backup commands on the HTTP API."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pgbackups_cli.download import (
+    Archive,
+    DownloadFailed,
+    check,
+    check_destination,
+    destination_path,
+    download_to_file,
+    stream_archive,
+)
+from pgbackups_cli.output import (
+    RESULT,
+    Failure,
+    backups_table,
+    human_duration,
+    human_size,
+    human_time,
+    note,
+    print_fields,
+    print_json,
+    print_table,
+    say,
+    schedule_text,
+    shout,
+    stderr_console,
+)
+from pgbackups_cli.schedule_at import ScheduleAt, ScheduleAtError, parse_schedule_at
+from pgbackups_cli.session import (
+    LATEST,
+    Session,
+    api_options,
+    backup_option,
+    confirm,
+    database_option,
+    json_option,
+    session,
+    yes_option,
+)
+
+if TYPE_CHECKING:
+    from pgbackups_cli.restore import Target
+
+POLL_SECONDS = 1.0
+ACTIVE = ("scheduled", "running")
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@click.command("backups")
+@click.option(
+    "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="How many."
+)
+@click.option(
+    "--status", type=click.Choice(["scheduled", "running", "done", "error"]), help="Only these."
+)
+@click.option("--method", type=click.Choice(["periodic", "manual"]), help="Only these.")
+@database_option
+@api_options
+@json_option
+def backups(limit: int, status: str | None, method: str | None, as_json: bool) -> None:
+    """List backups, newest first."""
+    state = session()
+    name = state.database_name()
+    page = state.client().get(
+        state.database_path("backups"), {"limit": limit, "status": status, "method": method}
+    )
+    if as_json:
+        print_json(page)
+        return
+    found = page["backups"]
+    if not found:
+        say(f"No backups of {name} yet. Take one with `pgbackups backups-create`.")
+        return
+    click.echo(f"=== Backups of {name}")
+    print_table(backups_table(found))
+    if page.get("next_cursor"):
+        note(f"The {len(found)} most recent; see more with --limit (up to 100).")
+
+
+def _newest_backup(state: Session) -> dict[str, Any]:
+    page = state.client().get(state.database_path("backups"), {"limit": 1})
+    if not page["backups"]:
+        raise Failure(f"No backups of {state.database_name()} yet.")
+    backup: dict[str, Any] = page["backups"][0]
+    return backup
+
+
+@click.command("backups-info")
+@backup_option("Backup id, or `latest` (the newest done one). Default: the newest backup.")
+@database_option
+@api_options
+@json_option
+def backups_info(backup_ref: str | None, as_json: bool) -> None:
+    """Show one backup's details."""
+    state = session()
+    if backup_ref is None:
+        backup = _newest_backup(state)
+    else:
+        backup = state.client().get(state.database_path("backups", backup_ref))
+    if as_json:
+        print_json(backup)
+        return
+    fields = [
+        ("Database", backup["database"]),
+        ("Name", backup["name"]),
+        ("Method", backup["method"]),
+        ("Status", backup["status"]),
+        ("Created at", human_time(backup.get("created_at"))),
+        ("Started at", human_time(backup.get("started_at"))),
+        ("Finished at", human_time(backup.get("finished_at"))),
+        ("Duration", human_duration(backup.get("started_at"), backup.get("finished_at"))),
+        ("Size", human_size(backup.get("size"))),
+        ("Database size", human_size(backup.get("database_size"))),
+        ("Compression", backup.get("compression") or "-"),
+        ("Source", backup.get("source") or "-"),
+        ("Server version", backup.get("server_version") or "-"),
+        ("pg_dump version", backup.get("pg_dump_version") or "-"),
+        ("SHA-256", backup.get("sha256") or "-"),
+        ("Kept as", backup.get("kept_as") or "-"),
+    ]
+    if backup.get("error"):
+        fields.append(("Error", backup["error"]))
+    print_fields(f"Backup {backup['id']}", fields)
+
+
+# -- creating -----------------------------------------------------------------------------
+
+
+@click.command("backups-create")
+@click.option("--no-wait", is_flag=True, help="Return once the backup is scheduled.")
+@database_option
+@api_options
+def backups_create(no_wait: bool) -> None:
+    """Take a manual backup now and follow it until it is done."""
+    state = session()
+    name = state.database_name()
+    client = state.client()
+    backup = client.post(state.database_path("backups"), None)
+    backup_id = backup["id"]
+    say(f"Backing up {name} to {backup_id}")
+    if no_wait:
+        note(f"Follow it with `pgbackups backups-info -d {name} --backup {backup_id}`.")
+        return
+    path = state.database_path("backups", backup_id)
+    try:
+        with stderr_console().status(f"Backing up {name}: {backup['status']}…") as spinner:
+            while backup["status"] in ACTIVE:
+                time.sleep(POLL_SECONDS)
+                backup = client.get(path)
+                spinner.update(f"Backing up {name}: {backup['status']}…")
+    except KeyboardInterrupt:
+        raise Failure(
+            "Stopped following the backup; it goes on. Check it with "
+            f"`pgbackups backups-info -d {name} --backup {backup_id}`."
+        ) from None
+    if backup["status"] != "done":
+        raise Failure(f"Backup failed: {backup.get('error') or 'no reason was recorded'}")
+    note(
+        f"{backup['name']}.pgsql, {human_size(backup.get('size'))} in "
+        f"{human_duration(backup.get('started_at'), backup.get('finished_at'))}"
+    )
+    say("Backup successfully finished")
+
+
+# -- downloading --------------------------------------------------------------------------
+
+
+def _selected_backup(state: Session, backup_ref: str | None, *, err: bool, quiet: bool) -> str:
+    """The id of `backup_ref`; without one, the newest done backup, said so."""
+    if backup_ref is not None and backup_ref != LATEST:
+        return backup_ref
+    backup = state.client().get(state.database_path("backups", LATEST))
+    if not quiet:
+        say("Selected the most recent successful backup", err=err)
+        note(
+            f"{backup['id']} of {human_time(backup.get('created_at'))}, "
+            f"{human_size(backup.get('size'))}",
+            err=err,
+        )
+    return str(backup["id"])
+
+
+@click.command("backups-download")
+@backup_option("Backup id. Default: the most recent successful backup.")
+@click.option(
+    "--output",
+    "-o",
+    metavar="PATH|-",
+    help="A directory, a file, or - for stdout. Default: ./<name>.pgsql.",
+)
+@click.option("--silent", "-s", is_flag=True, help="No messages, no progress bar.")
+@database_option
+@api_options
+def backups_download(backup_ref: str | None, output: str | None, silent: bool) -> None:
+    """Download a backup's archive (pg_dump custom format) and check its SHA-256."""
+    state = session()
+    to_stdout = output == "-"
+    if to_stdout and sys.stdout.isatty():
+        raise Failure(
+            "Not writing an archive to a terminal: redirect it (-o - > FILE) or use -o PATH."
+        )
+    if not to_stdout:
+        try:
+            check_destination(output)
+        except DownloadFailed as error:
+            raise Failure(str(error)) from None
+    backup_id = _selected_backup(state, backup_ref, err=to_stdout, quiet=silent)
+    archive = Archive.from_api(
+        state.client().get(state.database_path("backups", backup_id, "archive"))
+    )
+    progress = stderr_console(quiet=silent)
+    try:
+        if to_stdout:
+            sink = sys.stdout.buffer
+            size, sha256 = stream_archive(archive, sink, progress)
+            sink.flush()
+            check(archive, size, sha256)
+            shown = "stdout"
+        else:
+            path = destination_path(output, archive.filename)
+            download_to_file(archive, path, progress)
+            shown = str(path)
+    except DownloadFailed as error:
+        raise Failure(str(error)) from None
+    if not silent:
+        click.echo(RESULT + shown, err=to_stdout)
+
+
+# -- restoring ----------------------------------------------------------------------------
+
+
+def _parse_target(ctx: click.Context, param: click.Parameter, value: str) -> Target:
+    from pgbackups_cli.restore import Target
+
+    try:
+        return Target.parse(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
+@click.command("backups-restore")
+@backup_option("Backup id. Default: the most recent successful backup.")
+@click.option(
+    "--file",
+    "archive_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Restore this downloaded archive instead of a backup from the API.",
+)
+@click.option(
+    "--target-url",
+    "target",
+    required=True,
+    metavar="URL",
+    callback=_parse_target,
+    help="postgres://user:password@host:5432/database to restore into.",
+)
+@yes_option
+@database_option
+@api_options
+def backups_restore(
+    backup_ref: str | None, archive_file: Path | None, target: Target, yes: bool
+) -> None:
+    """Restore a backup into --target-url with pg_restore 18 (--clean --if-exists …)."""
+    # Imported here: pg_restore's module pulls in boto3, which other commands do not need.
+    from pgbackups_cli.restore import (
+        RestoreFailed,
+        check_archive_file,
+        find_pgtools,
+        run_pg_restore,
+    )
+
+    if backup_ref is not None and archive_file is not None:
+        raise click.UsageError("pass either --backup or --file, not both")
+    try:
+        tools = find_pgtools()
+    except RestoreFailed as error:
+        raise Failure(str(error)) from None
+    state = session()
+    if archive_file is not None:
+        try:
+            check_archive_file(archive_file)
+        except RestoreFailed as error:
+            raise Failure(str(error)) from None
+        what = f"{archive_file}"
+    else:
+        backup_id = _selected_backup(state, backup_ref, err=False, quiet=False)
+        what = f"backup {backup_id} of {state.database_name()}"
+    if not yes:
+        shout(
+            "WARNING: Destructive action\n"
+            f"{what} will be restored into database {target.database} on {target.address}\n"
+            f"({target.redacted}): the objects it holds are dropped and recreated there."
+        )
+        confirm(f"Restore into {target.database} on {target.address}?")
+    with contextlib.ExitStack() as cleanup:
+        if archive_file is None:
+            folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pgbackups-")))
+            archive = Archive.from_api(
+                state.client().get(state.database_path("backups", backup_id, "archive"))
+            )
+            archive_file = folder / archive.filename
+            try:
+                download_to_file(archive, archive_file, stderr_console())
+            except DownloadFailed as error:
+                raise Failure(str(error)) from None
+            say(f"Downloaded and verified {archive.filename} ({human_size(archive.size)})")
+        say(f"Restoring {what} into {target.database} on {target.address}")
+        try:
+            with stderr_console().status("Running pg_restore…"):
+                run_pg_restore(tools, archive_file, target)
+        except RestoreFailed as error:
+            raise Failure(str(error)) from None
+    say("Restore successfully finished")
+
+
+# -- schedule ---------------------------------------------------------------------------
+
+
+def _parse_schedule_at(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> ScheduleAt | None:
+    if value is None:
+        return None
+    try:
+        return parse_schedule_at(value)
+    except ScheduleAtError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
+def _say_schedule(schedule: dict[str, Any], *, changed: bool) -> None:
+    if not schedule.get("enabled"):
+        say("Periodic backups are disabled")
+        return
+    verb = "will be done" if changed else "are done"
+    say(f"Periodic backups {verb} {schedule_text(schedule)}")
+    if schedule.get("next_run_at"):
+        note(f"Next one: {human_time(schedule['next_run_at'])}")
+
+
+@click.command("backups-config")
+@click.option(
+    "--schedule-at",
+    metavar='"HOUR[:00] [TIMEZONE]"',
+    callback=_parse_schedule_at,
+    help='Daily at this hour: 3, "03:00", "4:00 UTC", "4h00 Europe/Paris", '
+    '"3 Europe/Paris". A bare hour is in this machine\'s time zone.',
+)
+@click.option("--unschedule", is_flag=True, help="Stop periodic backups.")
+@yes_option
+@database_option
+@api_options
+@json_option
+def backups_config(
+    schedule_at: ScheduleAt | None, unschedule: bool, yes: bool, as_json: bool
+) -> None:
+    """Show or change when periodic backups run."""
+    if schedule_at is not None and unschedule:
+        raise click.UsageError("--schedule-at and --unschedule cannot be used together")
+    state = session()
+    path = state.database_path("schedule")
+    client = state.client()
+    if schedule_at is not None:
+        if schedule_at.note:
+            note(f"Note: {schedule_at.note}", err=True)
+        schedule = client.put(
+            path, {"enabled": True, "hour": schedule_at.hour, "timezone": schedule_at.timezone}
+        )
+    elif unschedule:
+        if not yes:
+            confirm(f"Stop the periodic backups of {state.database_name()}?")
+        schedule = client.put(path, {"enabled": False})
+    else:
+        schedule = client.get(path)
+    if as_json:
+        print_json(schedule)
+        return
+    _say_schedule(schedule, changed=schedule_at is not None or unschedule)
+
+
+COMMANDS = [
+    backups,
+    backups_info,
+    backups_create,
+    backups_download,
+    backups_restore,
+    backups_config,
+]

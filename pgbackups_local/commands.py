@@ -1,0 +1,286 @@
+"""`pgbackups local`: the whole system on this machine, no AWS account, no Docker.
+
+pgbackups local [--host 127.0.0.1] [--port 3000] [--state-dir .pgbackups-local]
+                [--demo] [--demo-size-mb N]
+pgbackups local dispatch --at <RFC3339> [--state-dir .pgbackups-local]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from pgbackups_local.stack import (
+    DEFAULT_STATE_DIR,
+    FAKE_CREDENTIALS,
+    SHUTDOWN_GRACE_SECONDS,
+    LocalStack,
+    StackError,
+    StackInfo,
+    read_stack_file,
+)
+
+DEFAULT_DEMO_SIZE_MB = 300
+
+
+class _StopRequested(BaseException):
+    """SIGINT/SIGTERM while the stack is still starting: unwind and clean up."""
+
+
+class Rfc3339(click.ParamType):
+    name = "RFC3339"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            at = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(
+                f"{value!r} is not an RFC 3339 time (e.g. 2026-01-15T01:00:00+01:00)", param, ctx
+            )
+        if at.tzinfo is None:
+            self.fail(f"{value!r} has no UTC offset (add Z or e.g. +01:00)", param, ctx)
+        return at
+
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    help="The local stack's state directory; stack.json (API URL, token, endpoints) "
+    "lives there while the stack runs.",
+)
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address the HTTP API listens on."
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=3000, show_default=True,
+    help="Port of the HTTP API (0: any free port).",
+)  # fmt: skip
+@state_dir_option
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also run an embedded PostgreSQL with sample data, registered as `demo`.",
+)
+@click.option(
+    "--demo-size-mb", type=click.IntRange(1, 100_000), default=DEFAULT_DEMO_SIZE_MB,
+    show_default=True, help="Approximate size of the demo database.",
+)  # fmt: skip
+@click.option(
+    "--shutdown-grace", type=click.FloatRange(0, 900), default=SHUTDOWN_GRACE_SECONDS,
+    hidden=True, help="Seconds running backups get to finish when the stack stops.",
+)  # fmt: skip
+@click.pass_context
+def local(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    state_dir: Path,
+    demo: bool,
+    demo_size_mb: int,
+    shutdown_grace: float,
+) -> None:
+    """Run the local stack in the foreground: moto as AWS, the HTTP API, the backup
+    workers and the hourly dispatcher, all from template.yaml. Ctrl-C stops it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    # The stack's own messages; the functions log JSON through powertools as on Lambda.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("pgbackups.local").setLevel(logging.INFO)
+    stack = LocalStack(
+        host=host,
+        port=port,
+        state_dir=state_dir,
+        demo_size_mb=demo_size_mb if demo else None,
+        shutdown_grace=shutdown_grace,
+        announce=lambda line: click.echo(f"  … {line}"),
+    )
+    _run_in_foreground(stack)
+
+
+def _run_in_foreground(stack: LocalStack) -> None:
+    stop = threading.Event()
+    phase = "starting"
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal phase
+        if phase == "starting":
+            phase = "stopping"
+            raise _StopRequested(signum)
+        if phase == "running":
+            phase = "stopping"
+            stop.set()
+        # Already stopping: let the clean shutdown finish.
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+
+    click.echo("Starting the pgbackups local stack…")
+    try:
+        info = stack.start()
+    except _StopRequested:
+        click.echo("Stopped before the stack was ready.")
+        return
+    except StackError as error:
+        raise click.ClickException(str(error)) from None
+    except Exception as error:
+        logging.getLogger("pgbackups.local").exception("the local stack could not start")
+        raise click.ClickException(f"the local stack could not start: {error}") from None
+    if phase == "starting":
+        phase = "running"
+    click.echo(_banner(info, stack))
+    while not stop.wait(1.0):
+        pass
+    click.echo("Stopping: running backups finish or are marked error, then the servers stop…")
+    stack.stop()
+    click.echo("Local stack stopped.")
+
+
+def _banner(info: StackInfo, stack: LocalStack) -> str:
+    state = f" --state-dir {stack.state_dir}" if stack.state_dir != DEFAULT_STATE_DIR else ""
+    auth = '-H "Authorization: Bearer $PGBACKUPS_TOKEN"'
+    paris_1am = datetime.now(ZoneInfo("Europe/Paris")).replace(
+        hour=1, minute=0, second=0, microsecond=0
+    )
+    lines = [
+        "",
+        "pgbackups local stack is up (no AWS account, no Docker).",
+        "",
+        f"  API      {info.api_url}   (routes under /v1)",
+        f"  Token    {info.token}",
+        f"  AWS      {info.aws_endpoint_url}   (moto, {info.region}: bucket {info.bucket}, table {info.table})",
+        f"  State    {stack.stack_file}",
+    ]
+    if info.demo_database_url:
+        lines.append("  Demo     database `demo` registered (its URL is in stack.json)")
+    db = "demo" if info.demo_database_url else "shop"
+    lines += [
+        "",
+        "Try, in another terminal:",
+        f"  export PGBACKUPS_API_URL={info.api_url} PGBACKUPS_TOKEN={info.token}",
+        f"  curl -s {auth} $PGBACKUPS_API_URL/v1/databases",
+    ]
+    if not info.demo_database_url:
+        lines.append(
+            f"  curl -s -X POST {auth} -H 'Content-Type: application/json' "
+            """-d '{"name": "shop", "url": "postgresql://user:password@127.0.0.1:5432/shop"}' """
+            "$PGBACKUPS_API_URL/v1/databases"
+        )
+    lines += [
+        f"  curl -s -X POST {auth} $PGBACKUPS_API_URL/v1/databases/{db}/backups",
+        f"  curl -s {auth} $PGBACKUPS_API_URL/v1/databases/{db}/backups",
+        f"  pgbackups backups-create -d {db}",
+        f"  pgbackups backups -d {db}",
+        f"  pgbackups backups-download -d {db}",
+        f"  pgbackups local dispatch --at {paris_1am.isoformat()}{state}"
+        "   # the dispatcher, as if it were 01:00 in Paris",
+        "",
+        "Backups run in this process; the dispatcher runs at the top of every hour.",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+# -- dispatch --------------------------------------------------------------------------------
+
+
+@local.command()
+@click.option(
+    "--at", "at", type=Rfc3339(), required=True, help="The time the dispatcher believes it is."
+)
+@state_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the dispatcher's answer as JSON.")
+def dispatch(at: datetime, state_dir: Path, as_json: bool) -> None:
+    """Run the hourly dispatcher once against the running stack, as if the clock said AT."""
+    import boto3
+
+    from pgbackups_local.lambda_runtime import scheduled_event
+    from pgbackups_local.template import load_template, resources_of_type
+
+    try:
+        info = read_stack_file(state_dir)
+    except StackError as error:
+        raise click.ClickException(str(error)) from None
+    template = load_template()
+    scheduled = [
+        (logical_id, event_name)
+        for logical_id, function in resources_of_type(template, "AWS::Serverless::Function").items()
+        for event_name, event in (function["Properties"].get("Events") or {}).items()
+        if event.get("Type") == "Schedule"
+    ]
+    if len(scheduled) != 1:
+        raise click.ClickException("template.yaml should have exactly one scheduled function")
+    (logical_id, event_name) = scheduled[0]
+    client = boto3.session.Session(
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=info["region"],
+    ).client("lambda", endpoint_url=info["lambda_endpoint_url"])
+    event = scheduled_event(at, info["region"], f"pgbackups-local-{logical_id}{event_name}")
+    response = client.invoke(
+        FunctionName=info["functions"][logical_id],
+        InvocationType="RequestResponse",
+        Payload=json.dumps(event).encode(),
+    )
+    answer = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        raise click.ClickException(
+            f"the dispatcher failed: {answer.get('errorType')}: {answer.get('errorMessage')}"
+        )
+    if as_json:
+        click.echo(json.dumps({"at": event["time"], **answer}, indent=2))
+        return
+    click.echo(f"-----> Dispatcher ran as of {event['time']}")
+    ids = answer.get("scheduled", [])
+    if not ids:
+        click.echo("       No periodic backup is due at this hour.")
+    else:
+        databases = _databases_of(info, ids)
+        plural = "s" if len(ids) != 1 else ""
+        click.echo(f"       Scheduled {len(ids)} periodic backup{plural}:")
+        for backup_id in ids:
+            click.echo(f"         {databases.get(backup_id, '?'):<24} {backup_id}")
+    reaped, pruned = len(answer.get("reaped", [])), len(answer.get("pruned", []))
+    click.echo(f"       Stale backups failed: {reaped}; backups pruned by retention: {pruned}.")
+
+
+def _databases_of(info: dict[str, Any], backup_ids: list[str]) -> dict[str, str]:
+    """backup id → database name, looked up through the API (best effort)."""
+    import requests
+
+    wanted = set(backup_ids)
+    found: dict[str, str] = {}
+    headers = {"Authorization": f"Bearer {info['token']}"}
+    try:
+        databases = requests.get(f"{info['api_url']}/v1/databases", headers=headers, timeout=10)
+        for database in databases.json().get("databases", []):
+            name = database["name"]
+            page = requests.get(
+                f"{info['api_url']}/v1/databases/{name}/backups",
+                params={"method": "periodic", "limit": "10"},
+                headers=headers,
+                timeout=10,
+            ).json()
+            found.update({b["id"]: name for b in page.get("backups", []) if b["id"] in wanted})
+    except (requests.RequestException, ValueError, KeyError, AttributeError):
+        pass
+    return found

@@ -1,0 +1,567 @@
+"""The local stack: the whole system in one process, from template.yaml, on moto.
+
+    moto (ThreadedMotoServer, 127.0.0.1)  ◀── every boto3 client (AWS_ENDPOINT_URL)
+    Gateway (--host/--port)               ── authorizer + api function, in-process
+    LambdaRuntime (127.0.0.1)             ◀── lambda.invoke (AWS_ENDPOINT_URL_LAMBDA):
+                                              worker pool running the backup function
+    HourlyRule                            ── the dispatcher at the top of every hour
+    EmbeddedPostgres (--demo)             ── sample data, registered as `demo`
+
+The bucket, table, event bus and token secret are created from the template's
+own resources, named as the template names them with Stage=local, and every
+function gets the environment the template declares (resolved the same way),
+pointed at moto with fake credentials. The handlers are the unmodified
+functions/*.py: they cannot tell this process from Lambda.
+
+Shutdown runs in the reverse order of start-up: no new work (rule, gateway),
+the workers finish or fail their backups, then PostgreSQL, then moto, and
+stack.json goes last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgbackups_local.lambda_runtime import (
+    ACCOUNT_ID,
+    HourlyRule,
+    LambdaRuntime,
+    LocalFunction,
+    scheduled_event,
+)
+from pgbackups_local.template import TEMPLATE, load_template, resources_of_type, table_definition
+
+# A child of the functions' powertools logger, so both write to the same stream in order.
+log = logging.getLogger("pgbackups.local")
+
+REPO = TEMPLATE.parent
+STAGE = "local"
+REGION = "eu-west-1"
+STACK_FILE = "stack.json"
+DEFAULT_STATE_DIR = Path(".pgbackups-local")
+DEMO_DATABASE = "demo"
+# How long running backups may take to finish once the stack is asked to stop.
+SHUTDOWN_GRACE_SECONDS = 10.0
+# The secret whose value is the API's bearer token.
+TOKEN_SECRET = "ApiTokenSecret"  # noqa: S105 (a logical id, not a secret)
+# Shutdown order: no new work, then the work in flight, then what it relies on.
+STOP_ORDER = ("rules", "gateway", "workers", "lambda endpoint", "demo PostgreSQL", "moto")
+# No real account is ever reached: these only satisfy botocore's signer.
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+
+class StackError(RuntimeError):
+    """The local stack cannot start; the message says what to do."""
+
+
+def pgtools_dir(environ: dict[str, str] | None = None) -> Path:
+    """The built pgtools layer (bin/, lib/): what the backup function sees as /opt."""
+    env = os.environ if environ is None else environ
+    path = Path(env.get("PGBACKUPS_PGTOOLS_DIR") or REPO / ".aws-sam/build/PgToolsLayer")
+    if not (path / "bin" / "pg_dump").exists():
+        raise StackError(
+            f"the PostgreSQL client tools layer is not built at {path}: run `make build` first "
+            "(or point PGBACKUPS_PGTOOLS_DIR at a built PgToolsLayer)"
+        )
+    return path.resolve()
+
+
+# -- names and environment, as the template declares them -------------------------------
+
+
+def kebab(logical_id: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", logical_id).lower()
+
+
+def generated_name(logical_id: str) -> str:
+    """CloudFormation's name for a resource the template leaves unnamed (`pgbackups-local-table`)."""
+    return f"pgbackups-{STAGE}-{kebab(logical_id)}"
+
+
+def function_name(logical_id: str) -> str:
+    return generated_name(logical_id)
+
+
+class TemplateValues:
+    """Resolves !Ref and !Sub of the template with Stage=local and the local resources."""
+
+    def __init__(self, template: dict[str, Any], region: str) -> None:
+        self.values: dict[str, str] = {
+            "AWS::Region": region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": f"pgbackups-{STAGE}",
+        }
+        for name, parameter in (template.get("Parameters") or {}).items():
+            if "Default" in parameter:
+                self.values[name] = str(parameter["Default"])
+        self.values["Stage"] = STAGE
+
+    def set_ref(self, logical_id: str, value: str) -> None:
+        self.values[logical_id] = value
+
+    def resolve(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, str | int | float):
+            return str(value)
+        if isinstance(value, dict) and "Ref" in value:
+            return self._lookup(value["Ref"])
+        if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: self._lookup(m[1]), value["Fn::Sub"])
+        raise StackError(f"the local stack cannot resolve {value!r} from template.yaml")
+
+    def _lookup(self, name: str) -> str:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise StackError(
+                f"template.yaml refers to {name}, unknown to the local stack"
+            ) from None
+
+
+def local_functions(template: dict[str, Any], values: TemplateValues) -> list[LocalFunction]:
+    globals_ = (template.get("Globals") or {}).get("Function") or {}
+    functions = []
+    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
+        props = resource["Properties"]
+        retries = (props.get("EventInvokeConfig") or {}).get("MaximumRetryAttempts", 2)
+        functions.append(
+            LocalFunction(
+                logical_id=logical_id,
+                name=function_name(logical_id),
+                handler=props["Handler"],
+                timeout_seconds=int(
+                    values.resolve(props.get("Timeout", globals_.get("Timeout", 3)))
+                ),
+                memory_mb=int(
+                    values.resolve(props.get("MemorySize", globals_.get("MemorySize", 128)))
+                ),
+                max_retries=int(retries),
+            )
+        )
+    return functions
+
+
+def function_environment(template: dict[str, Any], values: TemplateValues) -> dict[str, str]:
+    """Every variable the template gives any function (Globals merged with its own).
+
+    The handlers share this process, hence one environment: the union. The
+    template never gives one name two values; if it ever does, say so rather
+    than let one function run with another's setting.
+    """
+    shared = ((template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}
+    merged: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
+        own = (resource["Properties"].get("Environment") or {}).get("Variables") or {}
+        variables = {**(shared.get("Variables") or {}), **own}
+        for name, raw in variables.items():
+            value = values.resolve(raw)
+            if name in merged and merged[name] != value:
+                raise StackError(
+                    f"{name} is {merged[name]!r} for {origin[name]} but {value!r} for {logical_id}: "
+                    "the local stack runs all functions in one process"
+                )
+            merged[name], origin[name] = value, logical_id
+    return merged
+
+
+# -- the stack ------------------------------------------------------------------------------
+
+
+@dataclass
+class StackInfo:
+    """What stack.json holds: how clients (CLI, tests, the demo) reach a running stack."""
+
+    api_url: str
+    token: str
+    aws_endpoint_url: str
+    region: str
+    bucket: str
+    table: str
+    pid: int
+    lambda_endpoint_url: str
+    functions: dict[str, str] = field(default_factory=dict)
+    demo_database_url: str | None = None
+    demo_postgres_pid: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        if self.demo_database_url is None:
+            del data["demo_database_url"], data["demo_postgres_pid"]
+        return data
+
+
+def read_stack_file(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / STACK_FILE
+    try:
+        info: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StackError(
+            f"no local stack is running with state dir {state_dir} (no {path}): "
+            "start one with `pgbackups local`"
+        ) from None
+    if not process_alive(int(info.get("pid", 0))):
+        raise StackError(
+            f"{path} is left over from a stack (pid {info.get('pid')}) that is not running: "
+            "start one with `pgbackups local`"
+        )
+    return info
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (owned by us or not)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalStack:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        demo_size_mb: int | None = None,
+        region: str = REGION,
+        shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
+        announce: Callable[[str], None] = log.info,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.state_dir = Path(state_dir)
+        self.demo_size_mb = demo_size_mb
+        self.region = region
+        self.shutdown_grace = shutdown_grace
+        self.announce = announce
+        self.template = load_template()
+        self.values = TemplateValues(self.template, region)
+        self.info: StackInfo | None = None
+        self._stops: dict[str, list[Callable[[], None]]] = {}
+        self._wrote_stack_file = False
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / STACK_FILE
+
+    # -- start -----------------------------------------------------------------------
+
+    def start(self) -> StackInfo:
+        """Bring everything up and write stack.json; on any failure, undo and raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> StackInfo:
+        tools = pgtools_dir()
+        self._claim_state_dir()
+        moto_url = self._start_moto()
+        resources = self._create_resources(moto_url)
+        functions = local_functions(self.template, self.values)
+        runtime = LambdaRuntime(functions, REPO / "functions", self.region)
+        runtime.start()
+        self._on_stop("workers", lambda: runtime.drain(self.shutdown_grace))
+        self._on_stop("lambda endpoint", runtime.stop_endpoint)
+        self._configure_environment(moto_url, runtime.url, tools)
+        # Cold-start the functions the gateway does not load, so a bad setting fails now.
+        runtime.warm(*(f.name for f in functions if self._is_background(f.logical_id)))
+        api_url = self._start_gateway()
+        self._start_rules(runtime, functions)
+        self.info = StackInfo(
+            api_url=api_url,
+            token=resources["token"],
+            aws_endpoint_url=moto_url,
+            region=self.region,
+            bucket=resources["bucket"],
+            table=resources["table"],
+            pid=os.getpid(),
+            lambda_endpoint_url=runtime.url,
+            functions={f.logical_id: f.name for f in functions},
+        )
+        if self.demo_size_mb is not None:
+            self._start_demo(api_url, resources["token"])
+        self._write_stack_file()
+        return self.info
+
+    def _on_stop(self, what: str, action: Callable[[], None]) -> None:
+        assert what in STOP_ORDER, what
+        self._stops.setdefault(what, []).append(action)
+
+    def _claim_state_dir(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.stack_file.exists():
+            with contextlib.suppress(ValueError, OSError):
+                pid = int(json.loads(self.stack_file.read_text()).get("pid", 0))
+                if pid != os.getpid() and process_alive(pid):
+                    raise StackError(
+                        f"a local stack (pid {pid}) is already running with state dir "
+                        f"{self.state_dir}; stop it first or pass another --state-dir"
+                    )
+            self.stack_file.unlink(missing_ok=True)  # left over by a killed stack
+
+    def _start_moto(self) -> str:
+        from moto.server import ThreadedMotoServer  # the `local` extra
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        self._on_stop("moto", lambda: _stop_moto(server))
+        host, port = server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def _client(self, service: str, endpoint: str) -> Any:
+        import boto3
+
+        return boto3.session.Session(
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.region,
+        ).client(service, endpoint_url=endpoint)
+
+    def _create_resources(self, moto_url: str) -> dict[str, str]:
+        """The template's storage, bus and secrets, on moto; returns what stack.json needs."""
+        created: dict[str, str] = {}
+        creators = {
+            "AWS::DynamoDB::Table": self._create_table,
+            "AWS::S3::Bucket": self._create_bucket,
+            "AWS::Events::EventBus": self._create_event_bus,
+            "AWS::SecretsManager::Secret": self._create_secret,
+        }
+        for kind, create in creators.items():
+            for logical_id, resource in resources_of_type(self.template, kind).items():
+                ref = create(moto_url, logical_id, resource.get("Properties") or {}, created)
+                self.values.set_ref(logical_id, ref)
+        for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
+            self.values.set_ref(logical_id, function_name(logical_id))
+        return created
+
+    def _create_table(
+        self, moto_url: str, logical_id: str, props: dict[str, Any], created: dict[str, str]
+    ) -> str:
+        name = props.get("TableName") or generated_name(logical_id)
+        self._client("dynamodb", moto_url).create_table(**table_definition(self.template, name))
+        created["table"] = name
+        return str(name)
+
+    def _create_bucket(
+        self, moto_url: str, logical_id: str, props: dict[str, Any], created: dict[str, str]
+    ) -> str:
+        name = str(props.get("BucketName") or generated_name(logical_id))
+        s3 = self._client("s3", moto_url)
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region})
+        # What changes the bucket's behaviour for the code: versioning (deletions are
+        # soft), encryption, no public access. The lifecycle rules only act after
+        # days and the TLS-only policy cannot hold on a plain-HTTP local endpoint.
+        if "VersioningConfiguration" in props:
+            s3.put_bucket_versioning(
+                Bucket=name, VersioningConfiguration=props["VersioningConfiguration"]
+            )
+        if "BucketEncryption" in props:
+            # CloudFormation's ServerSideEncryptionByDefault is the API's Apply… one.
+            rules = [
+                {
+                    (
+                        "ApplyServerSideEncryptionByDefault"
+                        if k == "ServerSideEncryptionByDefault"
+                        else k
+                    ): v
+                    for k, v in rule.items()
+                }
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(
+                Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules}
+            )
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
+        created["bucket"] = name
+        return name
+
+    def _create_event_bus(
+        self, moto_url: str, logical_id: str, props: dict[str, Any], created: dict[str, str]
+    ) -> str:
+        name = self.values.resolve(props["Name"]) if "Name" in props else generated_name(logical_id)
+        self._client("events", moto_url).create_event_bus(Name=name)
+        created["event_bus"] = name
+        return name
+
+    def _create_secret(
+        self, moto_url: str, logical_id: str, props: dict[str, Any], created: dict[str, str]
+    ) -> str:
+        """A secret of the template; GenerateSecretString becomes Secrets Manager's own
+        GetRandomPassword with the same settings (48 characters, no punctuation)."""
+        sm = self._client("secretsmanager", moto_url)
+        name = self.values.resolve(props["Name"]) if "Name" in props else generated_name(logical_id)
+        generate = dict(props.get("GenerateSecretString") or {})
+        if "SecretStringTemplate" in generate or "GenerateStringKey" in generate:
+            raise StackError(f"{logical_id}: JSON secret templates are not supported locally")
+        value = sm.get_random_password(**generate)["RandomPassword"]
+        arn = sm.create_secret(
+            Name=name, Description=str(props.get("Description", "")), SecretString=value
+        )["ARN"]
+        if logical_id == TOKEN_SECRET:
+            created["token"] = value
+        return str(arn)  # !Ref of a secret is its ARN
+
+    def _is_background(self, logical_id: str) -> bool:
+        """Functions run by invocations and rules rather than by the gateway."""
+        props = self.template["Resources"][logical_id]["Properties"]
+        events = (props.get("Events") or {}).values()
+        behind_api = any(event.get("Type") == "HttpApi" for event in events)
+        is_authorizer = any(
+            authorizer.get("FunctionArn") == {"Fn::GetAtt": [logical_id, "Arn"]}
+            for api in resources_of_type(self.template, "AWS::Serverless::HttpApi").values()
+            for authorizer in api["Properties"]["Auth"]["Authorizers"].values()
+        )
+        return not behind_api and not is_authorizer
+
+    def _configure_environment(self, moto_url: str, lambda_url: str, tools: Path) -> None:
+        """This process's environment is the functions' (they all run here)."""
+        env = function_environment(self.template, self.values)
+        env["PGTOOLS_DIR"] = str(tools)  # /opt on Lambda: the same layer, built here
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            os.environ.pop(name, None)
+        for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_")]:
+            del os.environ[name]
+        env.update(
+            FAKE_CREDENTIALS,
+            AWS_REGION=self.region,
+            AWS_DEFAULT_REGION=self.region,
+            AWS_ENDPOINT_URL=moto_url,
+            AWS_ENDPOINT_URL_LAMBDA=lambda_url,
+            # Never a real account's settings: no ~/.aws files.
+            AWS_CONFIG_FILE=os.devnull,
+            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+            # No X-Ray daemon and no CloudWatch here; logs stay on.
+            POWERTOOLS_TRACE_DISABLED="true",
+            POWERTOOLS_METRICS_DISABLED="true",
+        )
+        os.environ.update(env)
+
+    def _start_gateway(self) -> str:
+        from pgbackups_local.gateway import Gateway
+
+        gateway = Gateway(self.host, self.port, REPO / "functions", self.template)
+        try:
+            gateway.start()
+        except OSError as error:
+            raise StackError(
+                f"cannot serve the HTTP API on {self.host}:{self.port}: {error.strerror}; "
+                "pass another --port (0 picks a free one)"
+            ) from None
+        self._on_stop("gateway", gateway.stop)
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104
+        return f"http://{host}:{gateway.port}"
+
+    def _start_rules(self, runtime: LambdaRuntime, functions: list[LocalFunction]) -> None:
+        for function in functions:
+            props = self.template["Resources"][function.logical_id]["Properties"]
+            for event_name, event in (props.get("Events") or {}).items():
+                if event.get("Type") != "Schedule":
+                    continue
+                rule_name = f"pgbackups-{STAGE}-{function.logical_id}{event_name}"
+
+                def fire(
+                    at: Any, function: LocalFunction = function, rule: str = rule_name
+                ) -> None:
+                    log.info("%s: invoking %s for %s", rule, function.name, at.isoformat())
+                    runtime.submit(function, scheduled_event(at, self.region, rule))
+
+                rule = HourlyRule(event["Properties"]["Schedule"], fire, name=rule_name)
+                rule.start()
+                self._on_stop("rules", rule.stop)
+
+    def _start_demo(self, api_url: str, token: str) -> None:
+        import requests
+
+        from pgbackups_local import sample_data
+        from pgbackups_local.postgres import EmbeddedPostgres
+
+        assert self.info is not None and self.demo_size_mb is not None
+        self.announce("starting the embedded PostgreSQL for the demo database")
+        server = EmbeddedPostgres(name="demo")
+        self._on_stop("demo PostgreSQL", server.destroy)
+        server.init().start()
+        self.info.demo_postgres_pid = int(
+            (server.data_dir / "postmaster.pid").read_text().split()[0]
+        )
+        self.announce(f"filling `{DEMO_DATABASE}` with about {self.demo_size_mb} MB of sample data")
+        data = sample_data.fill(server, DEMO_DATABASE, self.demo_size_mb)
+        url = server.url(DEMO_DATABASE)
+        response = requests.post(
+            f"{api_url}/v1/databases",
+            json={"name": DEMO_DATABASE, "url": url},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        if response.status_code != 201:
+            raise StackError(
+                f"registering the demo database failed: {response.status_code} {response.text}"
+            )
+        rows = ", ".join(f"{table} {count:,}" for table, count in data.rows.items())
+        size_mb = data.size_bytes / 1024**2
+        self.announce(f"registered `{DEMO_DATABASE}` ({size_mb:.0f} MB: {rows})")
+        self.info.demo_database_url = url
+
+    def _write_stack_file(self) -> None:
+        assert self.info is not None
+        staging = self.stack_file.with_suffix(".json.tmp")
+        staging.unlink(missing_ok=True)
+        descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as stream:
+            json.dump(self.info.as_json(), stream, indent=2)
+            stream.write("\n")
+        os.replace(staging, self.stack_file)
+        self._wrote_stack_file = True
+
+    # -- stop --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop in STOP_ORDER whatever was started; every step runs even if one fails."""
+        for what in STOP_ORDER:
+            for action in reversed(self._stops.pop(what, [])):
+                log.debug("stopping %s", what)
+                try:
+                    action()
+                except Exception:
+                    log.exception("stopping %s failed", what)
+        if self._wrote_stack_file:
+            self.stack_file.unlink(missing_ok=True)
+            self._wrote_stack_file = False
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[StackInfo]:
+        info = self.start()
+        try:
+            yield info
+        finally:
+            self.stop()
+
+
+def _stop_moto(server: Any) -> None:
+    server.stop()
+    # ThreadedMotoServer.stop() leaves the listening socket open: free the port now.
+    inner = getattr(server, "_server", None)
+    if inner is not None:
+        inner.server_close()
