@@ -168,7 +168,7 @@ def _pipe_launcher(kib: int) -> Any:
     """
     import fcntl
 
-    from pgbackups.postgres.dump import launch
+    from pgbackups.postgres.pgtools import launch
 
     def launcher(argv: Any, env: dict[str, str]) -> Any:
         process = launch(argv, env)

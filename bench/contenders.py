@@ -30,8 +30,8 @@ from typing import Any
 import boto3
 
 from pgbackups.adapters.catalog import Catalog
-from pgbackups.adapters.secrets import ConnectionInfo, ConnectionSecrets
-from pgbackups.domain.models import BackupRecord, DatabaseRecord, Schedule
+from pgbackups.adapters.secrets import ConnectionSecrets
+from pgbackups.domain.models import BackupRecord, ConnectionInfo, DatabaseRecord, Schedule
 from pgbackups.postgres.dump import DUMP_FLAGS, dump_command, split_password
 from pgbackups.postgres.pgtools import PgTools
 from pgbackups_local.postgres import free_port

@@ -9,12 +9,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pgbackups.api import build_api
 from pgbackups.settings import Settings
-from pgbackups.wiring import Services
+from pgbackups.wiring import build_services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-services = Services.from_settings(Settings.from_env())
+services = build_services(Settings.from_env())
 app = build_api(services)
 
 

@@ -6,25 +6,27 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from pgbackups.domain.models import BackupRequest
 from pgbackups.observability import record_backup_metrics
 from pgbackups.settings import Settings
 from pgbackups.usecases.backup import run_backup
-from pgbackups.wiring import Services
+from pgbackups.wiring import build_services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-services = Services.from_settings(Settings.from_env())
+services = build_services(Settings.from_env())
 
 
 @logger.inject_lambda_context(correlation_id_path="backup_id", clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = BackupRequest.model_validate(event)
     seconds_left = context.get_remaining_time_in_millis() / 1000
-    record = run_backup(services, event["database"], event["backup_id"], seconds_left=seconds_left)
+    record = run_backup(services, request, seconds_left=seconds_left, runner="lambda")
     if record is None:
         metrics.add_metric(name="DuplicateInvocations", unit=MetricUnit.Count, value=1)
-        return {"backup_id": event["backup_id"], "status": "unchanged"}
+        return {"backup_id": request.backup_id, "status": "unchanged"}
     record_backup_metrics(metrics, record)
     return {"backup_id": record.id, "status": record.status}

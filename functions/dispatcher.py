@@ -10,12 +10,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pgbackups.settings import Settings
 from pgbackups.usecases.dispatch import dispatch
-from pgbackups.wiring import Services
+from pgbackups.wiring import build_services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-services = Services.from_settings(Settings.from_env())
+services = build_services(Settings.from_env())
 
 
 @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)

@@ -44,7 +44,8 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pgbackups.postgres.dump import DumpFailed, launch
+from pgbackups.postgres.dump import DumpFailed
+from pgbackups.postgres.pgtools import launch
 
 # A child of the functions' powertools logger, so both write to the same stream in order.
 log = logging.getLogger("pgbackups.local")

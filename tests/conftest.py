@@ -23,8 +23,10 @@ from typing import Any
 import boto3
 import pytest
 
+from pgbackups.domain.models import BackupRequest
+from pgbackups.ports import Services
 from pgbackups.settings import Settings
-from pgbackups.wiring import Services
+from pgbackups.wiring import build_services
 from pgbackups_local.postgres import EmbeddedPostgres, free_port
 from pgbackups_local.template import load_template, table_definition
 
@@ -251,23 +253,25 @@ def aws(moto_endpoint: str, pgtools_dir: Path, monkeypatch: pytest.MonkeyPatch) 
     )
 
 
-class RecordingInvoker:
-    """Stands in for the async Lambda invoke of the backup function: records the calls,
-    or raises `error` when a test sets one."""
+class RecordingRunner:
+    """Stands in for the async Lambda invoke of the backup function: records the
+    (database, backup id) of each start, or raises `error` when a test sets one."""
+
+    name = "lambda"
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
         self.error: Exception | None = None
 
-    def invoke(self, database: str, backup_id: str) -> None:
+    def start(self, request: BackupRequest) -> None:
         if self.error is not None:
             raise self.error
-        self.calls.append((database, backup_id))
+        self.calls.append((request.database, request.backup_id))
 
 
 @pytest.fixture
 def services(aws: AwsStack) -> Services:
     """The domain's services on this test's moto resources; invocations are recorded."""
-    services = Services.from_settings(aws.settings)
-    services.invoker = RecordingInvoker()  # type: ignore[assignment]
+    services = build_services(aws.settings)
+    services.runner = RecordingRunner()
     return services

@@ -330,17 +330,27 @@ class Catalog:
             if "deleting_at" in item
         ]
 
-    def start_backup(self, database: str, backup_id: str, at: datetime) -> BackupRecord | None:
-        """`scheduled` → `running`; None when it is not scheduled any more (a retry)."""
+    def start_backup(
+        self, database: str, backup_id: str, at: datetime, *, runner: str, deadline_at: datetime
+    ) -> BackupRecord | None:
+        """`scheduled` → `running` on `runner`, which stops it by `deadline_at` for sure;
+        None when it is not scheduled any more (a retry)."""
         try:
             item = self._db.update_item(
                 TableName=self._table,
                 Key=_backup_key(database, backup_id),
-                UpdateExpression="SET #status = :running, started_at = :at",
+                UpdateExpression=(
+                    "SET #status = :running, started_at = :at, runner = :runner, "
+                    "deadline_at = :deadline"
+                ),
                 ConditionExpression="#status = :scheduled AND attribute_not_exists(deleting_at)",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=_values(
-                    running="running", scheduled="scheduled", at=to_rfc3339(at)
+                    running="running",
+                    scheduled="scheduled",
+                    at=to_rfc3339(at),
+                    runner=runner,
+                    deadline=to_rfc3339(deadline_at),
                 ),
                 ReturnValues="ALL_NEW",
             )["Attributes"]

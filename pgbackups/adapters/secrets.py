@@ -8,22 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from botocore.exceptions import ClientError
 
 from pgbackups.domain.errors import DatabaseNotFound
-
-
-@dataclass(frozen=True)
-class ConnectionInfo:
-    url: str
-    replica_url: str | None = None
-
-    def __repr__(self) -> str:  # never print a password by accident
-        return f"ConnectionInfo(url={redact(self.url)!r}, replica_url={redact(self.replica_url)!r})"
+from pgbackups.domain.models import ConnectionInfo
 
 
 def redact(url: str | None) -> str | None:

@@ -48,7 +48,7 @@ from pgbackups.domain.models import (
     BackupRecord,
     BackupStatus,
 )
-from pgbackups.wiring import Services
+from pgbackups.ports import Services
 
 logger = Logger(child=True)
 

@@ -17,9 +17,9 @@ from pgbackups.api.schemas import ArchiveLink, BackupPage
 from pgbackups.domain.errors import BackupNotDone
 from pgbackups.domain.models import BackupMethod, BackupRecord, BackupStatus, DatabaseRecord
 from pgbackups.domain.retention import plan_retention
+from pgbackups.ports import Services
 from pgbackups.usecases.backup import schedule_backup
 from pgbackups.usecases.pruning import delete_backup
-from pgbackups.wiring import Services
 
 logger = Logger(child=True)
 

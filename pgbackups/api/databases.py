@@ -10,7 +10,6 @@ from datetime import datetime
 
 from aws_lambda_powertools import Logger
 
-from pgbackups.adapters.secrets import ConnectionInfo
 from pgbackups.api.schemas import (
     BackupSummary,
     Database,
@@ -21,10 +20,10 @@ from pgbackups.api.schemas import (
     ScheduleView,
 )
 from pgbackups.domain.errors import ConnectionFailed, DatabaseExists, DatabaseNotFound
-from pgbackups.domain.models import DatabaseRecord, RetentionPolicy, Schedule
+from pgbackups.domain.models import ConnectionInfo, DatabaseRecord, RetentionPolicy, Schedule
 from pgbackups.domain.schedule import next_run_at
+from pgbackups.ports import Services
 from pgbackups.postgres import probe as connections
-from pgbackups.wiring import Services
 
 logger = Logger(child=True)
 

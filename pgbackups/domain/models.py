@@ -7,6 +7,7 @@ HTTP API returns; the API's request bodies live in `pgbackups.api.schemas`.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,6 +21,7 @@ BACKUP_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 BackupStatus = Literal["scheduled", "running", "done", "error"]
 BackupMethod = Literal["periodic", "manual"]
 BackupSource = Literal["primary", "replica"]
+RunnerName = Literal["lambda", "fargate"]
 KeptAs = Literal["daily", "weekly", "monthly", "manual"]
 
 DEFAULT_HOUR = 1
@@ -114,6 +116,10 @@ class BackupRecord(BaseModel):
     server_version: str | None = None
     pg_dump_version: str | None = None
     error: str | None = None
+    runner: RunnerName | None = None  # what took it
+    # When the runner that took it stops it for sure (set when it starts running):
+    # the dispatcher's reaper gives up on a `running` backup only after this.
+    deadline_at: datetime | None = None
     # Why retention keeps it; computed when read, never stored.
     kept_as: KeptAs | None = None
 
@@ -135,6 +141,28 @@ class BackupRecord(BaseModel):
     @property
     def filename(self) -> str:
         return f"{self.name}.pgsql"
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """A database's connection URLs, as kept in Secrets Manager."""
+
+    url: str
+    replica_url: str | None = None
+
+    def __repr__(self) -> str:  # never print a password by accident
+        replica = "***" if self.replica_url else None
+        return f"ConnectionInfo(url='***', replica_url={replica!r})"
+
+
+class BackupRequest(BaseModel):
+    """What a runner hands the backup code: the backup function's event, one model for
+    the sender (`BackupRunner.start`) and the receiver (the handler)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    database: str = Field(pattern=DATABASE_NAME.pattern)
+    backup_id: str = Field(pattern=BACKUP_ID.pattern)
 
 
 def backup_name(database: str, created_at: datetime) -> str:

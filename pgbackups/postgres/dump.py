@@ -17,13 +17,15 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from pgbackups.adapters.archives import ArchiveStore
-from pgbackups.postgres.pgtools import PgTools
+from pgbackups.postgres.pgtools import Launcher, PgTools, launch
+
+if TYPE_CHECKING:
+    from pgbackups.ports import Archives
 
 ARCHIVE_MAGIC = b"PGDMP"
 NOT_AN_ARCHIVE = "pg_dump's output is not a custom-format archive (no PGDMP header)"
@@ -91,20 +93,6 @@ def dump_command(tools: PgTools, url: str, compression: str) -> tuple[list[str],
         f"--dbname={safe_url}",
     ]
     return argv, tools.environment(password)
-
-
-Launcher = Callable[[Sequence[str], dict[str, str]], "subprocess.Popen[bytes]"]
-
-
-def launch(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
 
 
 class DumpStream(io.RawIOBase):
@@ -199,7 +187,7 @@ class StoredArchive:
 
 
 def stream_dump_to_s3(
-    archives: ArchiveStore,
+    archives: Archives,
     key: str,
     argv: Sequence[str],
     env: dict[str, str],

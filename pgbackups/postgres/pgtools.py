@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,3 +42,17 @@ class PgTools:
             timeout=30,
         ).stdout
         return out.strip().rsplit(" ", 1)[-1]
+
+
+Launcher = Callable[[Sequence[str], dict[str, str]], "subprocess.Popen[bytes]"]
+
+
+def launch(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )

@@ -12,17 +12,24 @@ Lambda killed at its timeout) is turned into `error` by the dispatcher's reaper.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
-from pgbackups.adapters.secrets import ConnectionInfo, scrub
+from pgbackups.adapters.secrets import scrub
 from pgbackups.domain.errors import BackupNotStarted, PgBackupsError
-from pgbackups.domain.models import BackupMethod, BackupRecord, BackupSource
+from pgbackups.domain.models import (
+    BackupMethod,
+    BackupRecord,
+    BackupRequest,
+    BackupSource,
+    ConnectionInfo,
+    RunnerName,
+)
+from pgbackups.ports import Services
 from pgbackups.postgres.dump import DumpFailed, dump_command, stream_dump_to_s3
 from pgbackups.postgres.probe import ServerFacts, probe
 from pgbackups.usecases.pruning import prune_database
-from pgbackups.wiring import Services
 
 logger = Logger(child=True)
 
@@ -47,9 +54,9 @@ def schedule_backup(
     record = BackupRecord.new(database, method, at)
     services.catalog.create_backup(record, periodic_day=periodic_day)
     try:
-        services.invoker.invoke(database, record.id)
-    except Exception as error:  # whatever the invoker's fault, the lock must be released
-        logger.exception("the backup function could not be invoked", extra={"backup_id": record.id})
+        services.runner.start(BackupRequest(database=database, backup_id=record.id))
+    except Exception as error:  # whatever the runner's fault, the lock must be released
+        logger.exception("the backup could not be started", extra={"backup_id": record.id})
         reason = f"the backup function could not be started ({type(error).__name__})"
         failed = record.model_copy(
             update={"status": "error", "finished_at": services.clock(), "error": reason}
@@ -82,15 +89,25 @@ def choose_source(info: ConnectionInfo) -> tuple[BackupSource, str, ServerFacts]
 
 
 def run_backup(
-    services: Services, database: str, backup_id: str, *, seconds_left: float
+    services: Services, request: BackupRequest, *, seconds_left: float, runner: RunnerName
 ) -> BackupRecord | None:
     """Take the backup; None when this invocation has nothing to do (a retry).
 
-    `seconds_left` is the time until the invocation's deadline: the dump stops
-    with `error: timed out` early enough to abort and record it.
+    `seconds_left` is the time until the runner stops this process for sure (the
+    Lambda's deadline): the record keeps it as `deadline_at` for the dispatcher's
+    reaper, and the dump stops with `error: timed out` early enough to abort and
+    record it.
     """
     started = time.monotonic()
-    record = services.catalog.start_backup(database, backup_id, services.clock())
+    database, backup_id = request.database, request.backup_id
+    now = services.clock()
+    record = services.catalog.start_backup(
+        database,
+        backup_id,
+        now,
+        runner=runner,
+        deadline_at=now + timedelta(seconds=seconds_left),
+    )
     if record is None:
         logger.info(
             "backup is not scheduled any more: nothing to do", extra={"backup_id": backup_id}

@@ -10,16 +10,16 @@ from aws_lambda_powertools import Logger
 from pgbackups.domain.errors import BackupInProgress, BackupNotFound, PeriodicBackupExists
 from pgbackups.domain.models import BackupRecord, DatabaseRecord
 from pgbackups.domain.schedule import periodic_day, schedule_due_at
+from pgbackups.ports import Services
 from pgbackups.usecases.backup import publish_backup_event, schedule_backup
 from pgbackups.usecases.pruning import prune_database
-from pgbackups.wiring import Services
 
 logger = Logger(child=True)
 
 # A `scheduled` record whose async invocation never started it.
 SCHEDULED_GRACE = timedelta(minutes=30)
-# Beyond the backup function's timeout: a `running` record this old belongs to an
-# invocation that Lambda killed (timeout, crash) before it could record anything.
+# Beyond the runner's deadline (the record's `deadline_at`): a `running` record this
+# late belongs to a run that was killed (timeout, crash) before it could record anything.
 RUNNING_GRACE = timedelta(minutes=5)
 
 
@@ -86,6 +86,16 @@ def _schedule_periodic_backup(
         return None
 
 
+def _running_deadline(services: Services, backup: BackupRecord) -> datetime | None:
+    """When the run of `backup` is over for sure: its own deadline, or for a record
+    started before deadlines were recorded, the backup function's timeout."""
+    if backup.deadline_at is not None:
+        return backup.deadline_at
+    if backup.started_at is None:
+        return None
+    return backup.started_at + timedelta(seconds=services.settings.backup_timeout_seconds)
+
+
 def _reap_stale_backup(
     services: Services, database: DatabaseRecord, now: datetime
 ) -> BackupRecord | None:
@@ -98,11 +108,13 @@ def _reap_stale_backup(
         # A lock whose record is gone can never be released by a finish: drop it.
         services.catalog.release_lock(database.name, database.active_backup_id)
         return None
-    running_limit = timedelta(seconds=services.settings.backup_timeout_seconds) + RUNNING_GRACE
-    if backup.status == "running" and backup.started_at and now - backup.started_at > running_limit:
+    deadline = _running_deadline(services, backup)
+    if backup.status == "running" and deadline is not None and now > deadline + RUNNING_GRACE:
+        assert backup.started_at is not None
+        minutes = int((now - backup.started_at).total_seconds() // 60)
         reason = (
-            "timed out: the backup function stopped without finishing "
-            f"(no result {int(running_limit.total_seconds() // 60)} minutes after it started)"
+            f"timed out: the {backup.runner or 'backup'} run stopped without finishing "
+            f"(no result {minutes} minutes after it started)"
         )
     elif backup.status == "scheduled" and now - backup.created_at > SCHEDULED_GRACE:
         reason = "the backup function never started this backup"

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, archive_key
 from pgbackups.domain.retention import plan_retention
-from pgbackups.wiring import Services
+from pgbackups.ports import Services
 
 
 def delete_backup(services: Services, database: str, backup_id: str) -> BackupRecord:

@@ -32,9 +32,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from pgbackups.domain.errors import ConnectionFailed
-from pgbackups.domain.models import utcnow
+from pgbackups.domain.models import BackupRequest, utcnow
+from pgbackups.ports import Services
 from pgbackups.postgres import probe as connections
-from pgbackups.wiring import Services
 from pgbackups_local.gateway import Gateway
 from tests.conftest import ROOT, AwsStack
 
@@ -54,16 +54,21 @@ NEGATIVE_EXAMPLES = 12
 MIN_CASES = 500
 
 
-class CompletingInvoker:
+class CompletingRunner:
     """Plays the backup function at once: the backup is `done` with a tiny archive."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self.calls: list[tuple[str, str]] = []
 
-    def invoke(self, database: str, backup_id: str) -> None:
-        self.calls.append((database, backup_id))
-        running = self.services.catalog.start_backup(database, backup_id, utcnow())
+    name = "lambda"
+
+    def start(self, request: BackupRequest) -> None:
+        self.calls.append((request.database, request.backup_id))
+        now = utcnow()
+        running = self.services.catalog.start_backup(
+            request.database, request.backup_id, now, runner=self.name, deadline_at=now
+        )
         assert running is not None
         archive = b"PGDMP" + secrets.token_bytes(64)
         self.services.archives.upload_stream(running.object_key, io.BytesIO(archive))
@@ -117,7 +122,7 @@ def stack(
 
     gateway = Gateway(functions_dir=ROOT / "functions").start()
     services = gateway.module("api").services
-    services.invoker = CompletingInvoker(services)
+    services.runner = CompletingRunner(services)
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {token}"
     stack = Stack(gateway, session, database_name, database_url)

@@ -20,9 +20,9 @@ import requests
 from botocore.exceptions import ClientError
 
 from pgbackups.domain.models import BackupRecord
-from pgbackups.wiring import Services
+from pgbackups.ports import Services
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.conftest import AwsStack, LambdaContext, RecordingInvoker, load_event, load_function
+from tests.conftest import AwsStack, LambdaContext, RecordingRunner, load_event, load_function
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ class Answer:
 @dataclass
 class Api:
     module: ModuleType
-    invoker: RecordingInvoker
+    runner: RecordingRunner
     aws: AwsStack
     context: LambdaContext
 
@@ -91,10 +91,10 @@ class Api:
 @pytest.fixture
 def api(aws: AwsStack, lambda_context: LambdaContext) -> Api:
     module = load_function("api")
-    invoker = RecordingInvoker()
-    module.services.invoker = invoker
+    runner = RecordingRunner()
+    module.services.runner = runner
     module.services.clock = lambda: NOW
-    return Api(module, invoker, aws, lambda_context)
+    return Api(module, runner, aws, lambda_context)
 
 
 def make_backup(
@@ -111,7 +111,9 @@ def make_backup(
     services.catalog.create_backup(record)
     if status == "scheduled":
         return record
-    running = services.catalog.start_backup(database, record.id, created_at)
+    running = services.catalog.start_backup(
+        database, record.id, created_at, runner="lambda", deadline_at=created_at
+    )
     assert running is not None
     if status == "running":
         return running
@@ -537,7 +539,7 @@ def test_delete_database_stops_its_schedule_and_forgets_its_urls(
     # ...but it takes no new backup.
     refused = api.call("api-create-backup", f"{path}/backups")
     assert refused.status == 404
-    assert api.invoker.calls == []
+    assert api.runner.calls == []
 
 
 def test_a_removed_database_can_be_registered_again(
@@ -643,7 +645,7 @@ def test_manual_backup_is_202_scheduled_then_409_with_the_active_id(api: Api, sh
     assert backup["created_at"] == "2026-01-15T09:30:00Z"
     assert backup["name"] == f"20260115093000_{shop}"
     assert backup["kept_as"] is None
-    assert api.invoker.calls == [(shop, backup["id"])]
+    assert api.runner.calls == [(shop, backup["id"])]
     assert api.services.catalog.get_backup(shop, backup["id"]).status == "scheduled"
 
     second = api.call("api-create-backup", path)
@@ -652,12 +654,12 @@ def test_manual_backup_is_202_scheduled_then_409_with_the_active_id(api: Api, sh
     assert second.body["error"]["code"] == "backup_in_progress"
     assert second.body["error"]["backup_id"] == backup["id"]
     assert backup["id"] in second.body["error"]["message"]
-    assert api.invoker.calls == [(shop, backup["id"])]
+    assert api.runner.calls == [(shop, backup["id"])]
 
 
 def test_a_failed_invoke_records_an_error_and_releases_the_lock(api: Api, shop: str) -> None:
     path = f"/v1/databases/{shop}/backups"
-    api.invoker.error = ClientError(
+    api.runner.error = ClientError(
         {"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}, "Invoke"
     )
 
@@ -670,11 +672,11 @@ def test_a_failed_invoke_records_an_error_and_releases_the_lock(api: Api, shop: 
     assert record.status == "error"
     assert record.error == "the backup function could not be started (ClientError)"
 
-    api.invoker.error = None
+    api.runner.error = None
     api.services.clock = lambda: NOW + timedelta(seconds=5)
     retried = api.call("api-create-backup", path)
     assert retried.status == 202
-    assert api.invoker.calls == [(shop, retried.body["id"])]
+    assert api.runner.calls == [(shop, retried.body["id"])]
 
 
 def test_list_backups_pages_newest_first_with_a_cursor(api: Api, shop: str) -> None:
@@ -815,7 +817,9 @@ def test_archive_is_409_until_done_then_a_presigned_url_that_downloads(api: Api,
 
     archive = b"PGDMP\x01\x10\x00 a tiny archive"
     api.aws.s3.put_object(Bucket=api.aws.settings.bucket_name, Key=record.object_key, Body=archive)
-    started = api.services.catalog.start_backup(shop, record.id, NOW)
+    started = api.services.catalog.start_backup(
+        shop, record.id, NOW, runner="lambda", deadline_at=NOW
+    )
     assert started is not None
     assert api.services.catalog.finish_backup(
         started.model_copy(

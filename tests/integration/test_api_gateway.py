@@ -23,7 +23,7 @@ from tests.conftest import (
     ROOT,
     AwsStack,
     LambdaContext,
-    RecordingInvoker,
+    RecordingRunner,
     load_event,
     load_function,
 )
@@ -48,7 +48,7 @@ def token(aws: AwsStack, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def gateway(aws: AwsStack, token: str) -> Iterator[Gateway]:
     gateway = Gateway(functions_dir=ROOT / "functions").start()
-    gateway.module("api").services.invoker = RecordingInvoker()
+    gateway.module("api").services.runner = RecordingRunner()
     try:
         yield gateway
     finally:
@@ -156,8 +156,8 @@ def test_a_round_trip_over_http(
 
     backup = send(gateway, "POST", f"{base}/backups", headers=auth)
     assert backup.status_code == 202
-    invoker = gateway.module("api").services.invoker
-    assert invoker.calls == [(database_name, backup.json()["id"])]
+    runner = gateway.module("api").services.runner
+    assert runner.calls == [(database_name, backup.json()["id"])]
 
     page = send(
         gateway, "GET", f"{base}/backups", headers=auth, params={"limit": 1, "status": "scheduled"}

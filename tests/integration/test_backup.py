@@ -17,14 +17,19 @@ from typing import Any
 
 import pytest
 
-from pgbackups.adapters.secrets import ConnectionInfo
-from pgbackups.domain.models import DEFAULT_COMPRESSION, BackupRecord, DatabaseRecord
-from pgbackups.postgres.dump import RESTORE_FLAGS, launch
-from pgbackups.postgres.pgtools import PgTools
+from pgbackups.domain.models import (
+    DEFAULT_COMPRESSION,
+    BackupRecord,
+    BackupRequest,
+    ConnectionInfo,
+    DatabaseRecord,
+)
+from pgbackups.ports import Services
+from pgbackups.postgres.dump import RESTORE_FLAGS
+from pgbackups.postgres.pgtools import PgTools, launch
 from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS, run_backup
-from pgbackups.wiring import Services
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.conftest import AwsStack, RecordingInvoker, load_event, load_function
+from tests.conftest import AwsStack, RecordingRunner, load_event, load_function
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +51,12 @@ def schedule(services: Services, database: str, method: str = "manual") -> Backu
 
 def backup_now(services: Services, database: str, *, seconds_left: float = 600) -> BackupRecord:
     record = schedule(services, database)
-    finished = run_backup(services, database, record.id, seconds_left=seconds_left)
+    finished = run_backup(
+        services,
+        BackupRequest(database=database, backup_id=record.id),
+        seconds_left=seconds_left,
+        runner="lambda",
+    )
     assert finished is not None
     return finished
 
@@ -129,7 +139,7 @@ def test_backup_restores_every_row_sequence_and_large_object(
     postgres.psql((SQL / "fidelity.sql").read_text(), database_name)
     postgres.psql("REFRESH MATERIALIZED VIEW sales.revenue_by_city", database_name)
     backup_function = load_function("backup")
-    backup_function.services.invoker = RecordingInvoker()
+    backup_function.services.runner = RecordingRunner()
     services = backup_function.services
     register(services, "shop", database_url)
     record = schedule(services, "shop")
@@ -382,7 +392,12 @@ def test_a_backup_reaped_while_it_ran_leaves_no_archive(aws: AwsStack, services:
         return launch(argv, env)
 
     services.launcher = reaped_meanwhile
-    result = run_backup(services, "shop", record.id, seconds_left=600)
+    result = run_backup(
+        services,
+        BackupRequest(database="shop", backup_id=record.id),
+        seconds_left=600,
+        runner="lambda",
+    )
 
     assert result is not None and result.status == "error" and result.error == "timed out: reaped"
     assert aws.object_keys() == []

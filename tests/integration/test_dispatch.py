@@ -7,11 +7,16 @@ from typing import Any
 
 import pytest
 
-from pgbackups.adapters.secrets import ConnectionInfo
-from pgbackups.domain.models import BackupRecord, DatabaseRecord, Schedule
+from pgbackups.domain.models import (
+    BackupRecord,
+    BackupRequest,
+    ConnectionInfo,
+    DatabaseRecord,
+    Schedule,
+)
+from pgbackups.ports import Services
 from pgbackups.usecases.dispatch import dispatch
-from pgbackups.wiring import Services
-from tests.conftest import AwsStack, RecordingInvoker, load_event, load_function
+from tests.conftest import AwsStack, RecordingRunner, load_event, load_function
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +41,7 @@ def test_due_databases_get_one_periodic_backup_per_day(services: Services) -> No
     assert second.scheduled == []
     (backup,) = services.catalog.all_backups("paris")
     assert (backup.method, backup.status) == ("periodic", "scheduled")
-    assert services.invoker.calls == [("paris", backup.id)]  # type: ignore[attr-defined]
+    assert services.runner.calls == [("paris", backup.id)]  # type: ignore[attr-defined]
     assert services.catalog.all_backups("tokyo") == []
     assert services.catalog.all_backups("off") == []
     assert services.catalog.get_database("paris").active_backup_id == backup.id
@@ -56,9 +61,11 @@ def test_a_stale_running_backup_is_reaped_and_the_lock_released(
     started = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
     record = BackupRecord.new("shop", "manual", started)
     services.catalog.create_backup(record)
-    services.catalog.start_backup("shop", record.id, started)
+    services.catalog.start_backup(
+        "shop", record.id, started, runner="lambda", deadline_at=started + timedelta(minutes=15)
+    )
 
-    # Within the function's timeout (15 min) and grace: left alone.
+    # Within its deadline (the function's 15 min timeout) and grace: left alone.
     services.clock = lambda: started + timedelta(minutes=19)
     assert dispatch(services, services.clock()).reaped == []
     services.clock = lambda: started + timedelta(minutes=21)
@@ -70,6 +77,28 @@ def test_a_stale_running_backup_is_reaped_and_the_lock_released(
     assert stored.error and stored.error.startswith("timed out")
     assert services.catalog.get_database("shop").active_backup_id is None
     assert [e["detail-type"] for e in aws.received_events()] == ["Backup Failed"]
+
+
+def test_a_running_backup_is_reaped_by_its_own_deadline_not_the_function_timeout(
+    services: Services,
+) -> None:
+    """A runner with a longer limit than the Lambda's (a container) is not reaped early."""
+    register(services, "shop", Schedule(hour=3, timezone="UTC"))
+    started = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+    record = BackupRecord.new("shop", "manual", started)
+    services.catalog.create_backup(record)
+    deadline = started + timedelta(hours=2)
+    services.catalog.start_backup(
+        "shop", record.id, started, runner="fargate", deadline_at=deadline
+    )
+
+    # Past the backup function's 15 minutes, an hour before its own deadline: left alone.
+    services.clock = lambda: deadline - timedelta(hours=1)
+    assert dispatch(services, services.clock()).reaped == []
+    assert services.catalog.get_backup("shop", record.id).status == "running"
+    services.clock = lambda: deadline + timedelta(minutes=6)
+    (reaped,) = dispatch(services, services.clock()).reaped
+    assert reaped.id == record.id and (reaped.error or "").startswith("timed out: the fargate run")
 
 
 def test_a_scheduled_backup_never_started_is_reaped(services: Services) -> None:
@@ -87,7 +116,7 @@ def test_a_scheduled_backup_never_started_is_reaped(services: Services) -> None:
 
 def test_the_handler_takes_the_scheduled_event(aws: AwsStack, lambda_context: Any) -> None:
     dispatcher = load_function("dispatcher")
-    dispatcher.services.invoker = RecordingInvoker()
+    dispatcher.services.runner = RecordingRunner()
     register(dispatcher.services, "paris", Schedule(hour=1, timezone="Europe/Paris"))
     event = load_event("dispatcher") | {"time": "2026-11-25T00:00:00Z"}
 
@@ -105,7 +134,9 @@ def test_a_simulated_future_hour_does_not_reap_or_prune_by_that_hour(services: S
     services.clock = lambda: now
     record = BackupRecord.new("shop", "manual", now)
     services.catalog.create_backup(record)
-    services.catalog.start_backup("shop", record.id, now)
+    services.catalog.start_backup(
+        "shop", record.id, now, runner="lambda", deadline_at=now + timedelta(minutes=15)
+    )
 
     report = dispatch(services, now + timedelta(days=2))
 
@@ -116,15 +147,17 @@ def test_a_simulated_future_hour_does_not_reap_or_prune_by_that_hour(services: S
 def test_one_database_failing_does_not_stop_the_others(services: Services) -> None:
     register(services, "a-first", Schedule(hour=1, timezone="UTC"))
     register(services, "b-second", Schedule(hour=1, timezone="UTC"))
-    invoker = services.invoker
+    runner = services.runner
 
     class FailingFirst:
-        def invoke(self, database: str, backup_id: str) -> None:
-            if database == "a-first":
-                raise ConnectionError("Lambda unreachable")
-            invoker.invoke(database, backup_id)
+        name = "lambda"
 
-    services.invoker = FailingFirst()  # type: ignore[assignment]
+        def start(self, request: BackupRequest) -> None:
+            if request.database == "a-first":
+                raise ConnectionError("Lambda unreachable")
+            runner.start(request)
+
+    services.runner = FailingFirst()  # type: ignore[assignment]
     report = dispatch(services, datetime(2026, 11, 25, 1, 0, tzinfo=UTC))
 
     assert [r.database for r in report.scheduled] == ["b-second"]

@@ -8,8 +8,8 @@ import pytest
 
 from pgbackups.domain.errors import BackupNotFound, Conflict, DatabaseNotFound
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, RetentionPolicy
+from pgbackups.ports import Services
 from pgbackups.usecases.pruning import delete_backup, prune_database
-from pgbackups.wiring import Services
 from tests.conftest import AwsStack
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,9 @@ def finished_backup(
     """A backup taken through the catalog's real transitions, with its object in S3."""
     record = BackupRecord.new("shop", method, created_at)  # type: ignore[arg-type]
     services.catalog.create_backup(record)
-    running = services.catalog.start_backup("shop", record.id, created_at)
+    running = services.catalog.start_backup(
+        "shop", record.id, created_at, runner="lambda", deadline_at=created_at
+    )
     assert running is not None
     if status == "done":
         services.archives._s3.put_object(
