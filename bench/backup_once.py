@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib.util
 import io
 import json
 import os
@@ -31,29 +30,13 @@ import sys
 import threading
 import time
 import types
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pgbackups_local.functions import LambdaContext, load_handler_module
+
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
-
-
-@dataclass
-class LambdaContext:
-    """What the handler and powertools read from the Lambda context."""
-
-    function_name: str = "pgbackups-bench-backup"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = (
-        "arn:aws:lambda:eu-west-1:123456789012:function:pgbackups-bench-backup"
-    )
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    deadline: float = field(default_factory=lambda: time.monotonic() + 900)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.deadline - time.monotonic()) * 1000)
 
 
 def _vm_kib(name: str) -> int:
@@ -194,10 +177,7 @@ def main() -> None:
         _patch_transfer(args.transfer)
     if args.read_buffer_kib:
         _patch_read_buffer(args.read_buffer_kib)
-    spec = importlib.util.spec_from_file_location("function_backup", ROOT / "functions/backup.py")
-    assert spec is not None and spec.loader is not None
-    function = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(function)
+    function = load_handler_module("backup")
     if args.pipe_kib:
         function.services.launcher = _pipe_launcher(args.pipe_kib)
     cold_start = time.monotonic() - started
@@ -208,7 +188,8 @@ def main() -> None:
     pg_dump_rss.start()
     began = time.monotonic()
     answer = function.handler(
-        {"database": args.database, "backup_id": args.backup_id}, LambdaContext()
+        {"database": args.database, "backup_id": args.backup_id},
+        LambdaContext("pgbackups-bench-backup", timeout_seconds=900, memory_limit_in_mb=1024),
     )
     wall = time.monotonic() - began
     pg_dump_peak_kib = pg_dump_rss.stop()

@@ -1,6 +1,6 @@
 """The three ways of taking the same backup that `make bench` compares.
 
-- `limit`: the layer's pg_dump with the SPEC's flags, writing to /dev/null.
+- `limit`: the layer's pg_dump with the backup's own flags, writing to /dev/null.
 - `one-liner`: `pg_dump <same flags> | aws s3 cp - s3://bucket/key` in bash -o pipefail.
 - `pgbackups`: the backup function's handler in a Python process of its own
   (bench/backup_once.py), from a `scheduled` record to `done`.

@@ -4,7 +4,7 @@ Builds a reproducible database of about 1 GB in a throwaway PostgreSQL cluster
 (the pinned binaries), starts `moto_server` on 127.0.0.1 as the S3 endpoint and
 takes the same backup three ways, round-robin, for each compression:
 
-- limit      the layer's pg_dump with the SPEC's flags to /dev/null;
+- limit      the layer's pg_dump with the backup's own flags to /dev/null;
 - one-liner  `pg_dump <same flags> | aws s3 cp - s3://...` (awscli in .venv-awscli);
 - pgbackups  the backup function's handler, `scheduled` → `done`, in a process
              of its own so its peak RSS is the backup process's alone.

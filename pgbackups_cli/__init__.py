@@ -12,7 +12,42 @@ from pgbackups_cli.databases import databases, databases_add, databases_remove
 from pgbackups_cli.login import login
 from pgbackups_cli.output import Failure
 from pgbackups_cli.session import api_options, database_option
-from pgbackups_local.commands import local
+
+
+class LocalStackCommand(click.Group):
+    """`pgbackups local`: the dev-only local stack, imported only when it is asked for
+    (it needs the `local` extra: moto, PyYAML, the embedded PostgreSQL)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="local", help="Run the local stack (moto, the API, the workers).")
+        self._loaded: click.Group | None = None
+
+    def _group(self) -> click.Group:
+        if self._loaded is None:
+            try:
+                from pgbackups_local.commands import local
+            except ImportError as missing:
+                raise click.ClickException(
+                    f"`pgbackups local` needs the project's `local` extra ({missing.name} is "
+                    "missing): pip install 'pgbackups[local]', or run `make local`"
+                ) from None
+            self._loaded = local
+        return self._loaded
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        return self._group().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return self._group().invoke(ctx)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return "Run the local stack (moto, the API, the workers), or drive it."
 
 
 class PgBackupsGroup(click.Group):
@@ -42,4 +77,4 @@ def main() -> None:
 
 for command in (databases, databases_add, databases_remove, *BACKUP_COMMANDS, login):
     main.add_command(command)
-main.add_command(local)
+main.add_command(LocalStackCommand())

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pgbackups_local.stack import process_alive
-
 API_URL_ENV = "PGBACKUPS_API_URL"
 TOKEN_ENV = "PGBACKUPS_TOKEN"  # noqa: S105 (a variable name)
 DATABASE_ENV = "PGBACKUPS_DATABASE"
@@ -193,6 +191,19 @@ def resolve(
         token_from=token_source.name,
         local_stack=url_source.local_stack,
     )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (owned by us or not)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _alive(pid: Any) -> bool:

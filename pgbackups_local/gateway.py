@@ -16,14 +16,10 @@ warm Lambda instance) gets the event and a Lambda-like context, and its payload
 from __future__ import annotations
 
 import base64
-import importlib.util
-import itertools
 import json
 import logging
 import re
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +31,13 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from pgbackups_local.functions import (
+    ACCOUNT_ID,
+    DEFAULT_TIMEOUT_SECONDS,
+    FUNCTIONS_DIR,
+    LambdaContext,
+    load_handler_module,
+)
 from pgbackups_local.template import (
     Route,
     authorizer_handler,
@@ -45,37 +48,10 @@ from pgbackups_local.template import (
 
 logger = logging.getLogger(__name__)
 
-FUNCTIONS_DIR = Path(__file__).resolve().parents[1] / "functions"
-ACCOUNT_ID = "123456789012"
 API_ID = "local"
 REGION = "local"
-DEFAULT_TIMEOUT_SECONDS = 30
-_module_names = itertools.count()
 
 Handler = Callable[[dict[str, Any], Any], Any]
-
-
-@dataclass
-class LocalLambdaContext:
-    """What a handler reads from Lambda's context object (powertools included)."""
-
-    function_name: str
-    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
-    memory_limit_in_mb: int = 512
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_seconds
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
-        )
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
-        self.log_stream_name = f"local/[{self.function_version}]{self.aws_request_id[:8]}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @dataclass
@@ -90,7 +66,7 @@ class _Function:
 
     def invoke(self, event: dict[str, Any]) -> Any:
         with self.lock:
-            context = LocalLambdaContext(self.name, timeout_seconds=self.timeout_seconds)
+            context = LambdaContext(self.name, timeout_seconds=self.timeout_seconds, region=REGION)
             return self.handler(event, context)
 
 
@@ -226,15 +202,7 @@ class Gateway:
     def module(self, name: str) -> ModuleType:
         """The loaded `functions/<name>.py`, e.g. to swap its collaborators in a test."""
         if name not in self._modules:
-            path = self.functions_dir / f"{name}.py"
-            unique = f"_pgbackups_local_function_{name}_{next(_module_names)}"
-            spec = importlib.util.spec_from_file_location(unique, path)
-            if spec is None or spec.loader is None:
-                raise FileNotFoundError(path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[unique] = module
-            spec.loader.exec_module(module)
-            self._modules[name] = module
+            self._modules[name] = load_handler_module(name, self.functions_dir)
         return self._modules[name]
 
     def _function(self, handler: str) -> _Function:

@@ -22,7 +22,6 @@ then stops the pg_dump processes still running, so their backups end as
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,11 +45,11 @@ from urllib.parse import unquote, urlsplit
 
 from pgbackups.postgres.dump import DumpFailed
 from pgbackups.postgres.pgtools import launch
+from pgbackups_local.functions import ACCOUNT_ID, LambdaContext, load_handler_module
 
 # A child of the functions' powertools logger, so both write to the same stream in order.
 log = logging.getLogger("pgbackups.local")
 
-ACCOUNT_ID = "123456789012"  # moto's account
 WORKERS = 4
 # Lambda waits about 1 then 2 minutes between retries of a failed async call;
 # locally the point is to exercise the retry, not to wait.
@@ -73,28 +72,6 @@ class LocalFunction:
 
     def arn(self, region: str) -> str:
         return f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{self.name}"
-
-
-@dataclass
-class InvocationContext:
-    """What Lambda passes as `context`, with the function's real deadline."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    timeout_seconds: int
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    _started: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        elapsed = time.monotonic() - self._started
-        return max(int((self.timeout_seconds - elapsed) * 1000), 0)
 
 
 class FunctionNotFound(LookupError):
@@ -194,14 +171,10 @@ class LambdaRuntime:
         module_name = function.handler.rsplit(".", 1)[0]
         with self._import_lock:
             if module_name not in self._modules:
-                path = self.functions_dir / f"{module_name}.py"
-                spec = importlib.util.spec_from_file_location(
-                    f"pgbackups_local_{module_name}", path
-                )
-                if spec is None or spec.loader is None:
-                    raise FunctionNotFound(f"no handler module at {path}")
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
+                try:
+                    module = load_handler_module(module_name, self.functions_dir)
+                except FileNotFoundError as missing:
+                    raise FunctionNotFound(f"no handler module at {missing}") from None
                 services = getattr(module, "services", None)
                 if services is not None and hasattr(services, "launcher"):
                     services.launcher = self.launcher
@@ -215,11 +188,11 @@ class LambdaRuntime:
 
     def run(self, function: LocalFunction, payload: Any) -> Any:
         handler = getattr(self.module(function), function.handler.rsplit(".", 1)[1])
-        context = InvocationContext(
+        context = LambdaContext(
             function_name=function.name,
-            invoked_function_arn=function.arn(self.region),
-            memory_limit_in_mb=function.memory_mb,
             timeout_seconds=function.timeout_seconds,
+            memory_limit_in_mb=function.memory_mb,
+            region=self.region,
         )
         return handler(payload, context)
 

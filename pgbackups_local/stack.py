@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pgbackups_cli.config import process_alive
 from pgbackups_local.lambda_runtime import (
     ACCOUNT_ID,
     HourlyRule,
@@ -217,19 +218,6 @@ def read_stack_file(state_dir: Path) -> dict[str, Any]:
             "start one with `pgbackups local`"
         )
     return info
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (owned by us or not)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalStack:

@@ -6,6 +6,7 @@ definitions rather than restating them.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,7 +22,7 @@ class _CloudFormationLoader(yaml.SafeLoader):
 
 
 def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
     value: Any
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
@@ -38,9 +39,14 @@ _CloudFormationLoader.add_multi_constructor("!", _tag)
 
 
 @cache
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    with path.open() as stream:
+def _parsed(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as stream:
         return dict(yaml.load(stream, Loader=_CloudFormationLoader))  # noqa: S506 (a SafeLoader)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    """The template as data, short tags in their long form; a copy the caller may change."""
+    return copy.deepcopy(_parsed(path))
 
 
 def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:

@@ -7,7 +7,6 @@ are fake and AWS_ENDPOINT_URL points every client at it.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import logging
@@ -27,6 +26,7 @@ from pgbackups.domain.models import BackupRequest
 from pgbackups.ports import Services
 from pgbackups.settings import Settings
 from pgbackups.wiring import build_services
+from pgbackups_local.functions import LambdaContext, load_handler_module
 from pgbackups_local.postgres import EmbeddedPostgres, free_port
 from pgbackups_local.template import load_template, table_definition
 
@@ -60,29 +60,12 @@ def load_event_fixture() -> Callable[[str], dict[str, Any]]:
 
 def load_function(name: str) -> ModuleType:
     """functions/<name>.py imported afresh, so its module-level clients see this test's env."""
-    path = ROOT / "functions" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"function_{name}_{uuid.uuid4().hex}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "pgbackups-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:pgbackups-test"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
-    remaining_ms: int = 900_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+    return load_handler_module(name)
 
 
 @pytest.fixture
 def lambda_context() -> LambdaContext:
-    return LambdaContext(aws_request_id=str(uuid.uuid4()))
+    return LambdaContext(function_name="pgbackups-test", timeout_seconds=900, region=REGION)
 
 
 @pytest.fixture

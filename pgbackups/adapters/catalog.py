@@ -91,6 +91,7 @@ class TransactionRefused(Exception):
 # while another finishes) cancel each other with TransactionConflict: try again.
 _TRANSIENT = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 _TRANSACTION_ATTEMPTS = 6
+_BATCH_GET_LIMIT = 100  # keys per BatchGetItem
 
 
 def _is_conditional_failure(error: ClientError) -> bool:
@@ -190,19 +191,20 @@ class Catalog:
             return self.get_database(name)
         assignments = ", ".join(f"#{field} = :{field}" for field in changes)
         try:
-            self._db.update_item(
+            item = self._db.update_item(
                 TableName=self._table,
                 Key=_database_key(name),
                 UpdateExpression=f"SET {assignments}",
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(removed_at)",
                 ExpressionAttributeNames={f"#{field}": field for field in changes},
                 ExpressionAttributeValues=_values(**changes),
-            )
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
         except ClientError as error:
             if _is_conditional_failure(error):
                 raise DatabaseNotFound(f"no database named {name}") from None
             raise
-        return self.get_database(name)
+        return DatabaseRecord.model_validate(_from_item(item))
 
     def remove_database(self, name: str, at: datetime) -> None:
         """Mark removed: its schedule stops, its backups expire under its last policy."""
@@ -246,7 +248,7 @@ class Catalog:
             "attribute_exists(pk) AND attribute_not_exists(removed_at) "
             "AND attribute_not_exists(active_backup_id)"
         )
-        update = "SET active_backup_id = :id"
+        update = "SET active_backup_id = :id, last_backup_id = :id"
         values: dict[str, Any] = {"id": record.id}
         if periodic_day is not None:
             condition += (
@@ -292,6 +294,37 @@ class Catalog:
         if item is None or "deleting_at" in item:
             raise BackupNotFound(f"no backup {backup_id} of {database}")
         return BackupRecord.model_validate(_from_item(item))
+
+    def get_backups(self, keys: list[tuple[str, str]]) -> list[BackupRecord]:
+        """The visible backups among (database, backup id) pairs, in a few batched reads."""
+        found: list[BackupRecord] = []
+        for start in range(0, len(keys), _BATCH_GET_LIMIT):
+            request = {
+                self._table: {
+                    "Keys": [
+                        _backup_key(db, backup_id)
+                        for db, backup_id in keys[start : start + _BATCH_GET_LIMIT]
+                    ],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                response = self._db.batch_get_item(RequestItems=request)
+                found += [
+                    BackupRecord.model_validate(_from_item(item))
+                    for item in response.get("Responses", {}).get(self._table, [])
+                    if "deleting_at" not in item
+                ]
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def backups_since(self, database: str, oldest_id: str) -> list[BackupRecord]:
+        """Visible backups of a database from `oldest_id` on (itself included), newest first."""
+        return [
+            BackupRecord.model_validate(_from_item(item))
+            for item in self._query(f"DATABASE#{database}", forward=False, since=oldest_id)
+            if "deleting_at" not in item
+        ]
 
     def latest_done_backup(self, database: str) -> BackupRecord:
         for record in self._backups(database):
@@ -448,13 +481,18 @@ class Catalog:
                 yield BackupRecord.model_validate(_from_item(item))
 
     def _query(
-        self, pk: str, *, forward: bool, before: str | None = None
+        self, pk: str, *, forward: bool, before: str | None = None, since: str | None = None
     ) -> Iterator[dict[str, Any]]:
         condition = "pk = :pk"
         values: dict[str, Any] = {"pk": pk}
         if before is not None:
             condition += " AND sk < :before"
             values["before"] = f"BACKUP#{before}"
+        elif since is not None:
+            # Backup ids sort after the prefix alone, so nothing but backups matches.
+            condition += " AND sk BETWEEN :since AND :last"
+            values["since"] = f"BACKUP#{since}"
+            values["last"] = "BACKUP#~"
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": condition,

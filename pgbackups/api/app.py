@@ -1,9 +1,10 @@
-"""The HTTP API (SPEC §3): routes, request validation, errors, the OpenAPI document.
+"""The HTTP API (README, "HTTP API"): routes, request validation, errors, the OpenAPI document.
 
 `build_api(services)` returns the powertools resolver that the api function
-resolves events with. Routes are thin: they call `pgbackups.api.databases` and
-`pgbackups.api.backups`, which raise domain errors, and ONE exception handler
-turns every error into `{"error": {"code", "message", ...}}` with its status.
+resolves events with. It mounts one Router per resource (`pgbackups.api.routers`);
+routes parse, call one use case and render a view. Use cases raise domain errors,
+and ONE exception handler turns every error into `{"error": {"code", "message",
+...}}` with the status `pgbackups.api.errors` maps its kind to.
 The OpenAPI document is generated from the same pydantic models that validate
 the requests, so what is published is what is enforced.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -22,46 +23,16 @@ from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
 )
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from pgbackups.adapters.archives import DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME
-from pgbackups.api import backups, databases
-from pgbackups.api.errors import MalformedBody
-from pgbackups.api.schemas import (
-    BACKUP_REF,
-    ArchiveLink,
-    BackupPage,
-    Database,
-    DatabaseChanges,
-    DatabaseList,
-    DatabaseRegistration,
-    ErrorResponse,
-    GatewayMessage,
-    ScheduleChanges,
-    ScheduleView,
-)
+from pgbackups.api.errors import MalformedBody, http_status
+from pgbackups.api.routers import backups, databases, schedule
 from pgbackups.domain.errors import PgBackupsError
-from pgbackups.domain.models import (
-    BACKUP_ID,
-    DATABASE_NAME,
-    BackupMethod,
-    BackupRecord,
-    BackupStatus,
-)
 from pgbackups.ports import Services
 
 logger = Logger(child=True)
 
 OPENAPI_PATH = "/v1/openapi.json"
 BEARER = "bearerAuth"
-
-DatabaseParam = Annotated[
-    str, Path(pattern=DATABASE_NAME.pattern, description="Database name", examples=["shop"])
-]
-BackupIdParam = Annotated[str, Path(pattern=BACKUP_ID.pattern, description="Backup id (ULID)")]
-BackupRefParam = Annotated[
-    str, Path(pattern=BACKUP_REF, description="Backup id (ULID), or `latest`: the newest done one")
-]
 
 
 class JsonRequestValidation(OpenAPIRequestValidationMiddleware):
@@ -101,7 +72,7 @@ def _field(loc: tuple[Any, ...]) -> str:
 def _install_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(PgBackupsError)
     def domain_error(error: PgBackupsError) -> Response[dict[str, Any]]:
-        return _error(error.status, error.code, error.message, **error.details)
+        return _error(http_status(error), error.code, error.message, **error.details)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
@@ -134,205 +105,6 @@ def _install_error_handlers(app: APIGatewayHttpResolver) -> None:
         return _error(500, "internal_error", "internal error")
 
 
-# -- documentation of answers -------------------------------------------------------
-
-_ERROR_DESCRIPTIONS = {
-    400: "The body is not JSON",
-    404: "No such database or backup (or, from API Gateway, no such route)",
-    409: "Conflicts with the current state (exists, in progress, not done)",
-    422: "Invalid input: the message names the field",
-    503: "The backup function could not be started; the backup is recorded as failed",
-}
-
-
-def _answers(success: int, description: str, *errors: int) -> dict[int, Any]:
-    """The route's documented answers: its success, its errors, and the gateway's."""
-    answers: dict[int, Any] = {success: {"description": description}}
-    if success == 204:
-        answers[success]["content"] = {}
-    for status in (404, 422, *errors):
-        answers[status] = {
-            "description": _ERROR_DESCRIPTIONS[status],
-            "content": {content_types.APPLICATION_JSON: {"model": ErrorResponse}},
-        }
-    # API Gateway answers a path that matches no route itself, e.g. an empty name.
-    answers[404]["content"][content_types.APPLICATION_JSON]["model"] = (
-        ErrorResponse | GatewayMessage
-    )
-    answers[401] = {
-        "description": "No bearer token (answered by API Gateway)",
-        "content": {content_types.APPLICATION_JSON: {"model": GatewayMessage}},
-    }
-    answers[403] = {
-        "description": "Wrong bearer token (answered by API Gateway)",
-        "content": {content_types.APPLICATION_JSON: {"model": GatewayMessage}},
-    }
-    return answers
-
-
-def _json(status: int, body: Any) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
-
-
-# -- routes -----------------------------------------------------------------------------
-
-
-def _database_routes(app: APIGatewayHttpResolver, services: Services) -> None:
-    tags = ["databases"]
-
-    @app.get(
-        "/v1/databases",
-        operation_id="listDatabases",
-        summary="List databases",
-        tags=tags,
-        responses=_answers(200, "The registered databases"),
-    )
-    def list_databases() -> DatabaseList:
-        records = services.catalog.list_databases()
-        return DatabaseList(databases=[databases.database_view(services, r) for r in records])
-
-    @app.post(
-        "/v1/databases",
-        operation_id="createDatabase",
-        summary="Register a database (its URLs are checked with a real connection)",
-        tags=tags,
-        responses=_answers(201, "Registered", 400, 409),
-    )
-    def create_database(registration: DatabaseRegistration) -> Response[Database]:
-        record = databases.register_database(services, registration)
-        return _json(201, databases.database_view(services, record))
-
-    @app.get(
-        "/v1/databases/<db>",
-        operation_id="getDatabase",
-        summary="Show a database",
-        tags=tags,
-        responses=_answers(200, "The database"),
-    )
-    def get_database(db: DatabaseParam) -> Database:
-        return databases.database_view(services, services.catalog.get_database(db))
-
-    @app.patch(
-        "/v1/databases/<db>",
-        operation_id="updateDatabase",
-        summary="Change a database's URLs, schedule, retention or compression",
-        tags=tags,
-        responses=_answers(200, "The changed database", 400),
-    )
-    def update_database(db: DatabaseParam, changes: DatabaseChanges) -> Database:
-        record = databases.change_database(services, db, changes)
-        return databases.database_view(services, record)
-
-    @app.delete(
-        "/v1/databases/<db>",
-        operation_id="deleteDatabase",
-        summary="Remove a database: its schedule stops, its backups expire under its policy",
-        tags=tags,
-        responses=_answers(204, "Removed"),
-    )
-    def delete_database(db: DatabaseParam) -> Response[None]:
-        databases.remove_database(services, db)
-        return Response(status_code=204)
-
-    @app.get(
-        "/v1/databases/<db>/schedule",
-        operation_id="getSchedule",
-        summary="Show when periodic backups run",
-        tags=["schedule"],
-        responses=_answers(200, "The schedule, with its next run"),
-    )
-    def get_schedule(db: DatabaseParam) -> ScheduleView:
-        schedule = services.catalog.get_database(db).schedule
-        return databases.schedule_view(schedule, services.clock())
-
-    @app.put(
-        "/v1/databases/<db>/schedule",
-        operation_id="putSchedule",
-        summary="Set when periodic backups run (the hour is kept in the given time zone)",
-        tags=["schedule"],
-        responses=_answers(200, "The schedule, with its next run", 400),
-    )
-    def put_schedule(db: DatabaseParam, changes: ScheduleChanges) -> ScheduleView:
-        schedule = databases.change_schedule(services, db, changes)
-        return databases.schedule_view(schedule, services.clock())
-
-
-def _backup_routes(app: APIGatewayHttpResolver, services: Services) -> None:
-    tags = ["backups"]
-
-    @app.get(
-        "/v1/databases/<db>/backups",
-        operation_id="listBackups",
-        summary="List backups, newest first",
-        tags=tags,
-        responses=_answers(200, "A page of backups"),
-    )
-    def list_backups(
-        db: DatabaseParam,
-        limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
-        cursor: Annotated[
-            str | None, Query(max_length=200, description="`next_cursor` of the previous page")
-        ] = None,
-        status: Annotated[BackupStatus | None, Query()] = None,
-        method: Annotated[BackupMethod | None, Query()] = None,
-    ) -> BackupPage:
-        return backups.backup_page(
-            services, db, limit=limit, cursor=cursor, status=status, method=method
-        )
-
-    @app.post(
-        "/v1/databases/<db>/backups",
-        operation_id="createBackup",
-        summary="Take a manual backup now",
-        tags=tags,
-        responses=_answers(202, "Scheduled: poll the backup until done or error", 409, 503),
-    )
-    def create_backup(db: DatabaseParam) -> Response[BackupRecord]:
-        return _json(202, backups.request_backup(services, db))
-
-    @app.get(
-        "/v1/databases/<db>/backups/<id>",
-        operation_id="getBackup",
-        summary="Show a backup (`latest`: the newest done one)",
-        tags=tags,
-        responses=_answers(200, "The backup"),
-    )
-    def get_backup(db: DatabaseParam, id: BackupRefParam) -> BackupRecord:
-        return backups.find_backup(services, db, id)
-
-    @app.delete(
-        "/v1/databases/<db>/backups/<id>",
-        operation_id="deleteBackup",
-        summary="Delete a backup's archive and record",
-        tags=tags,
-        responses=_answers(204, "Deleted", 409),
-    )
-    def delete_backup(db: DatabaseParam, id: BackupIdParam) -> Response[None]:
-        backups.remove_backup(services, db, id)
-        return Response(status_code=204)
-
-    @app.get(
-        "/v1/databases/<db>/backups/<id>/archive",
-        operation_id="getBackupArchive",
-        summary="A presigned URL to download a done backup as <name>.pgsql",
-        tags=tags,
-        responses=_answers(200, "The download link", 409),
-    )
-    def get_backup_archive(
-        db: DatabaseParam,
-        id: BackupRefParam,
-        expires_in: Annotated[
-            int,
-            Query(
-                ge=1,
-                le=int(MAX_URL_LIFETIME.total_seconds()),
-                description="Seconds the URL stays valid",
-            ),
-        ] = int(DEFAULT_URL_LIFETIME.total_seconds()),
-    ) -> ArchiveLink:
-        return backups.archive_link(services, db, id, expires_in)
-
-
 def openapi_document(app: APIGatewayHttpResolver) -> dict[str, Any]:
     """The OpenAPI document, without the schemas powertools adds and no route uses."""
     document: dict[str, Any] = json.loads(app.get_openapi_json_schema())
@@ -362,7 +134,10 @@ def _openapi_route(app: APIGatewayHttpResolver) -> None:
 def build_api(services: Services) -> APIGatewayHttpResolver:
     """The API's resolver, on the given collaborators (moto and fakes in tests)."""
     app = APIGatewayHttpResolver(enable_validation=True)
-    # powertools reads this attribute when it builds each route's middleware stack.
+    # powertools offers no public way to replace its request validation: it runs
+    # before every middleware an app can add (`app.use`), so a body check there
+    # would come too late. It reads this attribute when it builds each route's
+    # middleware stack.
     app._request_validation_middleware = JsonRequestValidation()
     app.configure_openapi(
         title="pgbackups",
@@ -377,7 +152,7 @@ def build_api(services: Services) -> APIGatewayHttpResolver:
         security=[{BEARER: []}],
     )
     _install_error_handlers(app)
-    _database_routes(app, services)
-    _backup_routes(app, services)
+    for router in (databases, schedule, backups):
+        app.include_router(router.build_router(services))
     _openapi_route(app)
     return app

@@ -1,4 +1,4 @@
-"""What the HTTP API reads and writes (SPEC §3), beyond the domain's own records.
+"""What the HTTP API reads and writes (README, "HTTP API"), beyond the domain's own records.
 
 Request bodies, the database and schedule views, pages and errors. Backups are
 returned as `pgbackups.domain.models.BackupRecord` itself. The OpenAPI document is

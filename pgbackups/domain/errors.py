@@ -1,4 +1,5 @@
-"""Domain errors. The API maps each to one HTTP status (`pgbackups.api`)."""
+"""Domain errors: a machine-readable code and a message for people; no HTTP here
+(`pgbackups.api.errors` maps each kind to its status)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ class PgBackupsError(Exception):
     """Base class: `code` is machine-readable, the message is for people."""
 
     code = "error"
-    status = 400
 
     def __init__(self, message: str, **details: object) -> None:
         super().__init__(message)
@@ -17,17 +17,14 @@ class PgBackupsError(Exception):
 
 class InvalidInput(PgBackupsError):
     code = "invalid_input"
-    status = 422
 
 
 class NotFound(PgBackupsError):
     code = "not_found"
-    status = 404
 
 
 class Conflict(PgBackupsError):
     code = "conflict"
-    status = 409
 
 
 class DatabaseNotFound(NotFound):
@@ -64,15 +61,14 @@ class PeriodicBackupExists(Conflict):
 
 
 class BackupNotStarted(PgBackupsError):
-    """The backup function could not be invoked: a temporary fault on our side.
+    """The runner could not start the backup: a temporary fault on our side.
 
-    503 rather than 409: nothing conflicts with the request, and trying again
-    later is the right reaction; the record is already finished as `error`, so
-    the database is not left locked.
+    Nothing conflicts with the request, and trying again later is the right
+    reaction; the record is already finished as `error`, so the database is not
+    left locked.
     """
 
     code = "backup_not_started"
-    status = 503
 
 
 class ConnectionFailed(InvalidInput):

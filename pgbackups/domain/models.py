@@ -94,6 +94,7 @@ class DatabaseRecord(BaseModel):
     # Bookkeeping, not shown by the API:
     active_backup_id: str | None = None  # the one scheduled or running backup (the lock)
     last_periodic_day: str | None = None  # local date of the last periodic backup created
+    last_backup_id: str | None = None  # the newest backup created
     removed_at: datetime | None = None  # removed: no schedule, backups expire under policy
 
 

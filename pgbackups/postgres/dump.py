@@ -31,7 +31,7 @@ ARCHIVE_MAGIC = b"PGDMP"
 NOT_AN_ARCHIVE = "pg_dump's output is not a custom-format archive (no PGDMP header)"
 STDERR_LINES = 8
 
-# The dump command the seed documentation recommends (SPEC §2).
+# The dump command of the hosted backup add-ons users come from (README, "How it works").
 DUMP_FLAGS: tuple[str, ...] = (
     "--clean",
     "--if-exists",

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import psycopg2
 
-from pgbackups.adapters.secrets import redact, scrub
 from pgbackups.domain.errors import ConnectionFailed
+from pgbackups.postgres.urls import redact, scrub
 
 CONNECT_TIMEOUT_SECONDS = 10
 

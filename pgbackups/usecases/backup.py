@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
-from pgbackups.adapters.secrets import scrub
 from pgbackups.domain.errors import BackupNotStarted, PgBackupsError
 from pgbackups.domain.models import (
     BackupMethod,
@@ -24,11 +23,13 @@ from pgbackups.domain.models import (
     BackupRequest,
     BackupSource,
     ConnectionInfo,
+    DatabaseRecord,
     RunnerName,
 )
 from pgbackups.ports import Services
 from pgbackups.postgres.dump import DumpFailed, dump_command, stream_dump_to_s3
 from pgbackups.postgres.probe import ServerFacts, probe
+from pgbackups.postgres.urls import scrub
 from pgbackups.usecases.pruning import prune_database
 
 logger = Logger(child=True)
@@ -76,6 +77,27 @@ def schedule_backup(
     return record
 
 
+def request_backup(services: Services, database: str) -> BackupRecord:
+    """A manual backup: recorded as `scheduled` (taking the lock), then started.
+
+    A removed database takes no new backups (DatabaseNotFound); BackupInProgress
+    names the active backup; BackupNotStarted when the runner could not start it.
+    """
+    services.catalog.get_database(database)
+    return schedule_backup(services, database, "manual", services.clock())
+
+
+LATEST = "latest"  # the newest `done` backup
+
+
+def find_backup(services: Services, database: str, ref: str) -> BackupRecord:
+    """One backup by id, or `latest`: the newest `done` one. Works for a removed
+    database too, so its backups can be listed, downloaded and deleted while they expire."""
+    if ref == LATEST:
+        return services.catalog.latest_done_backup(database)
+    return services.catalog.get_backup(database, ref)
+
+
 def choose_source(info: ConnectionInfo) -> tuple[BackupSource, str, ServerFacts]:
     """The replica when one is registered and accepts connections, else the primary."""
     if info.replica_url:
@@ -113,8 +135,12 @@ def run_backup(
             "backup is not scheduled any more: nothing to do", extra={"backup_id": backup_id}
         )
         return None
+    database_record: DatabaseRecord | None = None
     try:
-        finished = _dump(services, record, seconds_left - DEADLINE_MARGIN_SECONDS, started)
+        # Read once: the dump's settings and, after it, the retention policy.
+        database_record = services.catalog.get_database(database, include_removed=True)
+        seconds = seconds_left - DEADLINE_MARGIN_SECONDS
+        finished = _dump(services, database_record, record, seconds, started)
     except DumpFailed as error:
         finished = _failed(services, record, str(error))
     except PgBackupsError as error:
@@ -134,15 +160,18 @@ def run_backup(
         # aborted, this only covers a failure that came after it.
         _discard_archive(services, finished)
     publish_backup_event(services, finished)
-    if finished.status == "done":
-        _apply_retention(services, database)
+    if finished.status == "done" and database_record is not None:
+        _apply_retention(services, database_record)
     return finished
 
 
 def _dump(
-    services: Services, record: BackupRecord, seconds_left: float, started: float
+    services: Services,
+    database: DatabaseRecord,
+    record: BackupRecord,
+    seconds_left: float,
+    started: float,
 ) -> BackupRecord:
-    database = services.catalog.get_database(record.database, include_removed=True)
     info = services.secrets.get(record.database)
     source, url, facts = choose_source(info)
     pg_dump_version = services.tools.version()
@@ -197,11 +226,10 @@ def publish_backup_event(services: Services, record: BackupRecord) -> None:
         logger.exception("could not publish the backup event", extra={"status": record.status})
 
 
-def _apply_retention(services: Services, database: str) -> None:
+def _apply_retention(services: Services, database: DatabaseRecord) -> None:
     """Prune after a success; a pruning failure never fails the backup (the sweep retries)."""
     try:
-        record = services.catalog.get_database(database, include_removed=True)
-        deleted = prune_database(services, record, services.clock())
+        deleted = prune_database(services, database, services.clock())
         if deleted:
             logger.info("retention pruned backups", extra={"deleted": [r.id for r in deleted]})
     except Exception:

@@ -19,15 +19,21 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from pgbackups.domain.models import BackupRecord, DatabaseRecord, archive_key
+from aws_lambda_powertools import Logger
+
+from pgbackups.domain.models import BackupRecord, DatabaseRecord, KeptAs, archive_key
 from pgbackups.domain.retention import plan_retention
 from pgbackups.ports import Services
 
+logger = Logger(child=True)
+
 
 def delete_backup(services: Services, database: str, backup_id: str) -> BackupRecord:
+    """Conflict while the backup is scheduled or running; BackupNotFound if there is none."""
     record = services.catalog.mark_deleting(database, backup_id, services.clock())
     services.archives.delete(record.object_key)
     services.catalog.delete_backup_record(database, backup_id)
+    logger.info("backup deleted", extra={"database": database, "backup_id": backup_id})
     return record
 
 
@@ -45,3 +51,19 @@ def prune_database(
     if database.removed_at is not None and len(deleted) == len(backups):
         catalog.forget_database(database.name)
     return deleted
+
+
+def kept_as(
+    services: Services, database: DatabaseRecord, records: list[BackupRecord]
+) -> dict[str, KeptAs]:
+    """Why retention keeps each of `records` (absent: it does not).
+
+    Whether a backup is kept depends only on the backups created after it (the
+    newest of its day, the newest manual ones, the newest done), so only those
+    are read, not the database's whole history.
+    """
+    if not records:
+        return {}
+    since = services.catalog.backups_since(database.name, min(record.id for record in records))
+    tz = ZoneInfo(database.schedule.timezone)
+    return plan_retention(database.retention, since, services.clock(), tz).keep

@@ -916,3 +916,64 @@ def test_no_answer_and_no_log_line_contains_a_password(
         assert secret not in written
         for answer in answers:
             assert secret not in json.dumps(answer.body)
+
+
+class DynamoDBCalls:
+    """Counts the catalog's DynamoDB calls by operation, and the items its queries read."""
+
+    def __init__(self, services: Services) -> None:
+        self.operations: list[str] = []
+        self.items_queried = 0
+        events = services.catalog._db.meta.events  # type: ignore[attr-defined]
+        events.register("after-call.dynamodb", self._after_call)
+
+    def _after_call(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        self.operations.append(model.name)
+        if model.name == "Query":
+            self.items_queried += parsed.get("Count", 0)
+
+    def reset(self) -> None:
+        self.operations.clear()
+        self.items_queried = 0
+
+
+def test_listing_databases_takes_the_same_calls_for_one_or_many(
+    api: Api, database_name: str, database_url: str
+) -> None:
+    calls = DynamoDBCalls(api.services)
+    counts = []
+    for n in range(3):
+        name = f"{database_name}-{n}"
+        api.register(name, database_url)
+        make_backup(api.services, name, NOW - timedelta(hours=1))
+        calls.reset()
+        listed = api.call("api-list-databases")
+        assert [db["last_backup"] is not None for db in listed.body["databases"]] == [True] * (
+            n + 1
+        )
+        counts.append(sorted(calls.operations))
+    # One query of the databases and one batched read of their newest backups.
+    assert counts == [["BatchGetItem", "Query"]] * 3
+
+
+def test_a_deleted_newest_backup_makes_the_next_one_the_last(api: Api, shop: str) -> None:
+    older = make_backup(api.services, shop, NOW - timedelta(hours=2))
+    newest = make_backup(api.services, shop, NOW - timedelta(hours=1))
+    deleted = api.call("api-delete-backup", f"/v1/databases/{shop}/backups/{newest.id}")
+    assert deleted.status == 204
+
+    shown = api.call("api-get-database", f"/v1/databases/{shop}")
+    assert shown.body["last_backup"]["id"] == older.id
+
+
+def test_showing_a_backup_reads_only_the_backups_newer_than_it(api: Api, shop: str) -> None:
+    for hours in range(10, 4, -1):
+        make_backup(api.services, shop, NOW - timedelta(hours=hours))
+    shown = make_backup(api.services, shop, NOW - timedelta(hours=2), method="manual")
+    make_backup(api.services, shop, NOW - timedelta(hours=1))
+    calls = DynamoDBCalls(api.services)
+
+    answer = api.call("api-get-backup", f"/v1/databases/{shop}/backups/{shown.id}")
+
+    assert answer.status == 200 and answer.body["kept_as"] == "manual"
+    assert calls.items_queried == 2  # itself and the newer one, not the six older

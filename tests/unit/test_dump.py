@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from pgbackups.adapters.secrets import scrub
 from pgbackups.postgres.dump import (
     NOT_AN_ARCHIVE,
     DumpFailed,
@@ -19,6 +18,7 @@ from pgbackups.postgres.dump import (
     dump_command,
     split_password,
 )
+from pgbackups.postgres.urls import scrub
 
 pytestmark = pytest.mark.unit
 

@@ -1,5 +1,5 @@
 """The SAM template: sam, cfn-lint and checkov accept it, and it declares what
-SPEC.md promises (every route behind the authorizer, safe storage, logs that
+the README promises (every route behind the authorizer, safe storage, logs that
 expire, no secret in the environment). Also the `events/` payloads and
 samconfig.toml, which travel with it.
 
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pgbackups.domain.models import BACKUP_ID, COMPRESSION, DATABASE_NAME
+from pgbackups_local.template import load_template
 
 pytestmark = pytest.mark.unit
 
@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 EVENTS = ROOT / "events"
 
-# SPEC.md §3, one (method, path) per route.
-SPEC_ROUTES = {
+# The README's "HTTP API" table, one (method, path) per route.
+API_ROUTES = {
     ("GET", "/v1/databases"),
     ("POST", "/v1/databases"),
     ("GET", "/v1/databases/{db}"),
@@ -59,33 +59,6 @@ OUTPUTS = {
 
 
 # --------------------------------------------------------------- template loading
-
-
-class CloudFormationLoader(yaml.SafeLoader):
-    """A SafeLoader that reads the short tags (!Ref, !Sub, !GetAtt, ...) as their long form."""
-
-
-def _construct_intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if suffix in ("Ref", "Condition"):
-        return {suffix: value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-CloudFormationLoader.add_multi_constructor("!", _construct_intrinsic)
-
-
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as stream:
-        return yaml.load(stream, Loader=CloudFormationLoader)  # noqa: S506 (SafeLoader subclass)
 
 
 @pytest.fixture(scope="module")
@@ -561,7 +534,7 @@ def http_api_routes(resources: dict[str, Any]) -> dict[tuple[str, str], dict[str
 
 
 def test_http_api_declares_every_route_of_the_spec(resources: dict[str, Any]) -> None:
-    assert set(http_api_routes(resources)) == SPEC_ROUTES
+    assert set(http_api_routes(resources)) == API_ROUTES
 
 
 def test_only_the_openapi_document_is_public(resources: dict[str, Any]) -> None:

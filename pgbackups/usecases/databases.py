@@ -1,0 +1,172 @@
+"""Registering, changing, re-scheduling and removing databases.
+
+Connection URLs go to Secrets Manager only after a real connection accepted
+them, and never anywhere else: not in the catalog, not in a record, not in a log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from pgbackups.domain.errors import ConnectionFailed, DatabaseExists, DatabaseNotFound
+from pgbackups.domain.models import (
+    BackupRecord,
+    ConnectionInfo,
+    DatabaseRecord,
+    RetentionPolicy,
+    Schedule,
+)
+from pgbackups.ports import Services
+from pgbackups.postgres import probe
+
+logger = Logger(child=True)
+
+
+@dataclass(frozen=True)
+class NewDatabase:
+    """A database to register; what is left None takes the defaults."""
+
+    name: str
+    url: str
+    replica_url: str | None = None
+    schedule: Schedule | None = None
+    retention: RetentionPolicy | None = None
+    compression: str | None = None
+
+    def __repr__(self) -> str:  # never print a URL by accident
+        return f"NewDatabase(name={self.name!r})"
+
+
+@dataclass(frozen=True)
+class DatabaseChanges:
+    """What to change; None (or an empty mapping) leaves a setting as it is.
+
+    `schedule` and `retention` hold only the fields to change.
+    """
+
+    url: str | None = None
+    replica_url: str | None = None
+    remove_replica: bool = False
+    schedule: Mapping[str, Any] = field(default_factory=dict)
+    retention: Mapping[str, Any] = field(default_factory=dict)
+    compression: str | None = None
+
+    def __repr__(self) -> str:  # never print a URL by accident
+        return f"DatabaseChanges(schedule={dict(self.schedule)}, retention={dict(self.retention)})"
+
+
+def databases_with_last_backup(
+    services: Services, records: list[DatabaseRecord]
+) -> list[tuple[DatabaseRecord, BackupRecord | None]]:
+    """Each database with its newest backup (whatever its status), in batched reads."""
+    keys = [(r.name, r.last_backup_id) for r in records if r.last_backup_id is not None]
+    newest = {(b.database, b.id): b for b in services.catalog.get_backups(keys)}
+    result = []
+    for record in records:
+        last = newest.get((record.name, record.last_backup_id or ""))
+        if last is None and record.last_backup_id is not None:
+            # The newest one was deleted: the next newest, if any (rare: one query).
+            page, _ = services.catalog.list_backups(record.name, limit=1)
+            last = page[0] if page else None
+        result.append((record, last))
+    return result
+
+
+def check_connection(url: str, field: str) -> None:
+    """A real connection to `url`, or ConnectionFailed naming the field (URL redacted)."""
+    try:
+        probe.probe(url)
+    except ConnectionFailed as refused:
+        raise ConnectionFailed(f"{field}: {refused.message}", field=field) from None
+
+
+def register_database(services: Services, new: NewDatabase) -> DatabaseRecord:
+    _refuse_existing(services, new.name)
+    check_connection(new.url, "url")
+    if new.replica_url is not None:
+        check_connection(new.replica_url, "replica_url")
+    record = DatabaseRecord(
+        name=new.name,
+        schedule=new.schedule or Schedule(),
+        retention=new.retention or RetentionPolicy(),
+        compression=new.compression or services.settings.default_compression,
+        has_replica=new.replica_url is not None,
+        created_at=services.clock(),
+    )
+    # The catalog decides between concurrent registrations (a conditional put):
+    # only the winner writes the secret, so a loser never overwrites its URL.
+    services.catalog.create_database(record)  # DatabaseExists
+    try:
+        services.secrets.put(new.name, ConnectionInfo(new.url, new.replica_url))
+    except Exception:
+        services.catalog.remove_database(new.name, services.clock())
+        services.catalog.forget_database(new.name)
+        raise
+    logger.info("database registered", extra={"database": new.name})
+    return record
+
+
+def _refuse_existing(services: Services, name: str) -> None:
+    """DatabaseExists before connecting anywhere when the name is taken."""
+    try:
+        existing = services.catalog.get_database(name, include_removed=True)
+    except DatabaseNotFound:
+        return
+    if existing.removed_at is None:
+        raise DatabaseExists(f"database {name} already exists")
+    if existing.active_backup_id is not None:
+        raise DatabaseExists(
+            f"database {name} was removed and its last backup is still running: "
+            "register it again once that backup has finished"
+        )
+
+
+def change_database(services: Services, name: str, changes: DatabaseChanges) -> DatabaseRecord:
+    current = services.catalog.get_database(name)
+    if changes.url is not None:
+        check_connection(changes.url, "url")
+    if changes.replica_url is not None:
+        check_connection(changes.replica_url, "replica_url")
+
+    has_replica: bool | None = None
+    if changes.url is not None or changes.replica_url is not None or changes.remove_replica:
+        stored = services.secrets.get(name)
+        replica_url = None if changes.remove_replica else changes.replica_url or stored.replica_url
+        services.secrets.put(name, ConnectionInfo(changes.url or stored.url, replica_url))
+        has_replica = replica_url is not None
+        logger.info("connection URLs changed", extra={"database": name})
+
+    return services.catalog.update_database(
+        name,
+        schedule=_merged(current.schedule, changes.schedule),
+        retention=_merged(current.retention, changes.retention),
+        compression=changes.compression,
+        has_replica=has_replica,
+    )
+
+
+def change_schedule(services: Services, name: str, changes: Mapping[str, Any]) -> Schedule:
+    """The database's schedule with `changes` applied (the hour stays in its time zone)."""
+    current = services.catalog.get_database(name)
+    schedule = _merged(current.schedule, changes)
+    if schedule is None:
+        return current.schedule
+    return services.catalog.update_database(name, schedule=schedule).schedule
+
+
+def remove_database(services: Services, name: str) -> None:
+    """Stop its schedule and forget its URLs; its backups expire under its last policy."""
+    services.catalog.remove_database(name, services.clock())
+    services.secrets.delete(name)
+    logger.info("database removed", extra={"database": name})
+
+
+def _merged[Settings: (Schedule, RetentionPolicy)](
+    current: Settings, changes: Mapping[str, Any]
+) -> Settings | None:
+    """`current` with the given fields replaced; None when nothing changes."""
+    return current.model_validate(current.model_dump() | dict(changes)) if changes else None

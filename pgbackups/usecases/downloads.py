@@ -1,0 +1,31 @@
+"""Downloading an archive: a presigned link to a `done` backup's object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pgbackups.domain.errors import BackupNotDone
+from pgbackups.ports import Services
+from pgbackups.usecases.backup import find_backup
+
+
+@dataclass(frozen=True)
+class Download:
+    url: str  # presigned GET, saved as `filename`
+    expires_at: datetime
+    filename: str
+    size: int | None
+    sha256: str | None
+
+
+def archive_download(services: Services, database: str, ref: str, lifetime: timedelta) -> Download:
+    """A link to the archive of backup `ref` (an id or `latest`); BackupNotDone unless done."""
+    record = find_backup(services, database, ref)
+    if record.status != "done":
+        raise BackupNotDone(
+            f"backup {record.id} is {record.status}: only a done backup can be downloaded",
+            backup_id=record.id,
+        )
+    url, expires_at = services.archives.download_url(record, lifetime)
+    return Download(url, expires_at, record.filename, record.size, record.sha256)
