@@ -7,7 +7,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pgbackups.api import build_api
+from pgbackups.api.app import build_api
 from pgbackups.settings import Settings
 from pgbackups.wiring import build_services
 

@@ -11,12 +11,12 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pgbackups.api.auth import TokenAuthorizer
+from pgbackups.wiring import build_token_authorizer
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-authorizer = TokenAuthorizer.from_env()
+authorizer = build_token_authorizer()
 
 
 # The event holds the Authorization header: never logged, whatever

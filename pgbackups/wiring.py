@@ -6,9 +6,11 @@ tests build the same on moto and may swap the clock, the launcher or the runner.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
 from pgbackups.adapters.archives import ArchiveStore
@@ -16,6 +18,7 @@ from pgbackups.adapters.catalog import Catalog
 from pgbackups.adapters.events import BackupEvents
 from pgbackups.adapters.runners import LambdaRunner
 from pgbackups.adapters.secrets import ConnectionSecrets
+from pgbackups.api.auth import TokenAuthorizer
 from pgbackups.ports import Services
 from pgbackups.postgres.pgtools import PgTools
 from pgbackups.settings import Settings
@@ -40,3 +43,13 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
         runner=LambdaRunner(client("lambda"), settings.backup_function_name),
         tools=PgTools(settings.pgtools_dir),
     )
+
+
+def build_token_authorizer(
+    environ: Mapping[str, str] | None = None, session: boto3.Session | None = None
+) -> TokenAuthorizer:
+    """The authorizer's token check, reading the token's secret through powertools."""
+    secret_id = TokenAuthorizer.secret_id_from_env(environ)
+    session = session or boto3.Session()
+    client = session.client("secretsmanager", config=_RETRIES)
+    return TokenAuthorizer(secret_id, SecretsProvider(boto3_client=client))

@@ -49,8 +49,6 @@ from pgbackups.domain.models import (
 DATABASES_PK = "DATABASES"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-# Record fields that are computed when read and never stored.
-_UNSTORED = {"kept_as"}
 
 
 def _database_key(name: str) -> dict[str, Any]:
@@ -62,7 +60,7 @@ def _backup_key(database: str, backup_id: str) -> dict[str, Any]:
 
 
 def _to_item(key: dict[str, Any], record: DatabaseRecord | BackupRecord) -> dict[str, Any]:
-    fields = record.model_dump(mode="json", exclude=_UNSTORED, exclude_none=True)
+    fields = record.model_dump(mode="json", exclude_none=True)
     return key | {name: _serializer.serialize(value) for name, value in fields.items()}
 
 
@@ -399,7 +397,7 @@ class Catalog:
         False when the record was not in `expected_status` any more (another
         invocation or the dispatcher's reaper finished it first).
         """
-        fields = record.model_dump(mode="json", exclude=_UNSTORED | {"id", "database"})
+        fields = record.model_dump(mode="json", exclude={"id", "database"})
         names = {f"#{field}": field for field in fields}
         assignments = ", ".join(f"#{field} = :{field}" for field in fields)
         try:

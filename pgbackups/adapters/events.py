@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pgbackups.domain.models import BackupRecord
@@ -22,7 +21,7 @@ class BackupEvents:
                 {
                     "Source": EVENT_SOURCE,
                     "DetailType": detail_type,
-                    "Detail": json.dumps(record.model_dump(mode="json", exclude={"kept_as"})),
+                    "Detail": record.model_dump_json(),
                     "EventBusName": self._bus,
                     "Resources": [],
                 }

@@ -1,5 +1,1 @@
-"""The HTTP API: `build_api(services)` is the resolver of the api function."""
-
-from pgbackups.api.app import OPENAPI_PATH, build_api
-
-__all__ = ["OPENAPI_PATH", "build_api"]
+"""The HTTP API: `pgbackups.api.app.build_api(services)` is the resolver of the api function."""

@@ -37,20 +37,20 @@ class TokenAuthorizer:
     def __init__(
         self,
         secret_id: str,
-        provider: SecretsProvider | None = None,
+        provider: SecretsProvider,
         max_age: int = TOKEN_CACHE_SECONDS,
     ) -> None:
         self._secret_id = secret_id
-        self._provider = provider or SecretsProvider()
+        self._provider = provider
         self._max_age = max_age
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> TokenAuthorizer:
+    @staticmethod
+    def secret_id_from_env(environ: Mapping[str, str] | None = None) -> str:
         env = os.environ if environ is None else environ
         secret_id = env.get("TOKEN_SECRET_ID")
         if not secret_id:
             raise AuthorizerSettingsError("missing environment variable: TOKEN_SECRET_ID")
-        return cls(secret_id)
+        return secret_id
 
     def _token(self) -> str:
         value = self._provider.get(self._secret_id, max_age=self._max_age)

@@ -21,6 +21,7 @@ from pgbackups.domain.models import (
     BackupStatus,
     Compression,
     DatabaseName,
+    KeptAs,
     RetentionPolicy,
     Schedule,
     Timezone,
@@ -137,8 +138,16 @@ class DatabaseList(BaseModel):
     databases: list[Database]
 
 
+class BackupView(BackupRecord):
+    """A backup as the API shows it."""
+
+    kept_as: KeptAs | None = Field(
+        default=None, description="Why retention keeps it; null when it does not"
+    )
+
+
 class BackupPage(BaseModel):
-    backups: list[BackupRecord] = Field(description="Newest first")
+    backups: list[BackupView] = Field(description="Newest first")
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end"
     )

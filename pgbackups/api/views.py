@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pgbackups.api.schemas import ArchiveLink, BackupSummary, Database, ScheduleView
+from pgbackups.api.schemas import ArchiveLink, BackupSummary, BackupView, Database, ScheduleView
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, KeptAs, Schedule
 from pgbackups.domain.schedule import next_run_at
 from pgbackups.usecases.downloads import Download
@@ -32,9 +32,9 @@ def database_view(record: DatabaseRecord, last: BackupRecord | None, now: dateti
     )
 
 
-def backup_views(records: list[BackupRecord], kept: dict[str, KeptAs]) -> list[BackupRecord]:
+def backup_views(records: list[BackupRecord], kept: dict[str, KeptAs]) -> list[BackupView]:
     """The records with why retention keeps each (null for those it does not keep)."""
-    return [record.model_copy(update={"kept_as": kept.get(record.id)}) for record in records]
+    return [BackupView(**dict(record), kept_as=kept.get(record.id)) for record in records]
 
 
 def archive_link(download: Download) -> ArchiveLink:

@@ -121,8 +121,6 @@ class BackupRecord(BaseModel):
     # When the runner that took it stops it for sure (set when it starts running):
     # the dispatcher's reaper gives up on a `running` backup only after this.
     deadline_at: datetime | None = None
-    # Why retention keeps it; computed when read, never stored.
-    kept_as: KeptAs | None = None
 
     @classmethod
     def new(cls, database: str, method: BackupMethod, created_at: datetime) -> BackupRecord:

@@ -42,7 +42,7 @@ DUMP_FLAGS: tuple[str, ...] = (
     "--exclude-schema=information_schema",
     "--exclude-schema=^pg_*",
 )
-# The seed's restore flags, used by the CLI's backups-restore.
+# The restore flags that match the dump's (no owners, no privileges), for backups-restore.
 RESTORE_FLAGS: tuple[str, ...] = (
     "--clean",
     "--if-exists",

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from pgbackups.api import OPENAPI_PATH, build_api
-from pgbackups.api.app import openapi_document
+from pgbackups.api.app import OPENAPI_PATH, build_api, openapi_document
 from pgbackups.domain.errors import BackupInProgress, DatabaseNotFound
 from pgbackups_local.template import http_routes, load_template
 from tests.conftest import LambdaContext, load_event

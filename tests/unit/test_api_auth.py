@@ -71,4 +71,4 @@ def test_a_secret_without_a_text_token_lets_nobody_in(value: Any) -> None:
 
 def test_the_secret_id_comes_from_the_environment() -> None:
     with pytest.raises(AuthorizerSettingsError, match="TOKEN_SECRET_ID"):
-        TokenAuthorizer.from_env({})
+        TokenAuthorizer.secret_id_from_env({})

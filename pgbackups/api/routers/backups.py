@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from pgbackups.adapters.archives import DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME
 from pgbackups.api.params import BackupIdParam, BackupRefParam, DatabaseParam, answers
-from pgbackups.api.schemas import ArchiveLink, BackupPage
+from pgbackups.api.schemas import ArchiveLink, BackupPage, BackupView
 from pgbackups.api.views import archive_link, backup_views
 from pgbackups.domain.models import BackupMethod, BackupRecord, BackupStatus, DatabaseRecord
 from pgbackups.ports import Services
@@ -30,7 +30,7 @@ def build_router(services: Services) -> Router:
         # they expire.
         return services.catalog.get_database(name, include_removed=True)
 
-    def shown(database: DatabaseRecord, records: list[BackupRecord]) -> list[BackupRecord]:
+    def shown(database: DatabaseRecord, records: list[BackupRecord]) -> list[BackupView]:
         return backup_views(records, kept_as(services, database, records))
 
     @router.get(
@@ -62,11 +62,10 @@ def build_router(services: Services) -> Router:
         tags=TAGS,
         responses=answers(202, "Scheduled: poll the backup until done or error", 409, 503),
     )
-    def create_backup(db: DatabaseParam) -> Response[BackupRecord]:
+    def create_backup(db: DatabaseParam) -> Response[BackupView]:
+        (scheduled,) = backup_views([request_backup(services, db)], {})
         return Response(
-            status_code=202,
-            content_type=content_types.APPLICATION_JSON,
-            body=request_backup(services, db),
+            status_code=202, content_type=content_types.APPLICATION_JSON, body=scheduled
         )
 
     @router.get(
@@ -76,7 +75,7 @@ def build_router(services: Services) -> Router:
         tags=TAGS,
         responses=answers(200, "The backup"),
     )
-    def get_backup(db: DatabaseParam, id: BackupRefParam) -> BackupRecord:
+    def get_backup(db: DatabaseParam, id: BackupRefParam) -> BackupView:
         (backup,) = shown(database(db), [find_backup(services, db, id)])
         return backup
 
