@@ -32,8 +32,9 @@ import boto3
 from pgbackups.adapters.catalog import Catalog
 from pgbackups.adapters.secrets import ConnectionSecrets
 from pgbackups.domain.models import BackupRecord, ConnectionInfo, DatabaseRecord, Schedule
-from pgbackups.postgres.dump import DUMP_FLAGS, dump_command, split_password
+from pgbackups.postgres.dump import DUMP_FLAGS, dump_command
 from pgbackups.postgres.pgtools import PgTools
+from pgbackups.postgres.urls import registered_connection, split_password
 from pgbackups_local.postgres import free_port
 from pgbackups_local.template import load_template, table_definition
 
@@ -330,7 +331,7 @@ class Limit:
         self.moto = moto
 
     def run(self, dataset: Dataset, compression: str, repetition: int) -> Run:
-        argv, env = dump_command(self.tools, dataset.url, compression)
+        argv, env = dump_command(self.tools, registered_connection(dataset.url), compression)
         with tempfile.TemporaryDirectory(prefix="pgbackups-bench-time-") as timing:
             measured = Path(TIME).exists()
             timing_file = Path(timing) / "pg_dump"

@@ -14,9 +14,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pgbackups
-from pgbackups.postgres.dump import ARCHIVE_MAGIC, RESTORE_FLAGS, split_password
+from pgbackups.postgres.dump import ARCHIVE_MAGIC, RESTORE_FLAGS
 from pgbackups.postgres.pgtools import PgTools
-from pgbackups.postgres.urls import redact
+from pgbackups.postgres.urls import redact, split_password
 
 PGTOOLS_ENV = "PGBACKUPS_PGTOOLS_DIR"
 BUILT_LAYER = Path(pgbackups.__file__).resolve().parents[1] / ".aws-sam" / "build" / "PgToolsLayer"

@@ -28,8 +28,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from pgbackups.postgres.dump import RESTORE_FLAGS, split_password
+from pgbackups.postgres.dump import RESTORE_FLAGS
 from pgbackups.postgres.pgtools import PgTools
+from pgbackups.postgres.urls import split_password
 from pgbackups_local.stack import STACK_FILE, StackError, pgtools_dir
 
 DEFAULT_SIZE_MB = 100

@@ -75,3 +75,10 @@ class ConnectionFailed(InvalidInput):
     """A connection URL was refused; the message never contains the URL."""
 
     code = "connection_failed"
+
+
+class ConnectionParameterNotAllowed(InvalidInput):
+    """A connection URL sets a libpq parameter that would reach our own files or
+    sockets (passfile, sslcert, service, a socket directory...); `parameter` names it."""
+
+    code = "connection_parameter_not_allowed"

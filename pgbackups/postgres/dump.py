@@ -20,9 +20,9 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from pgbackups.postgres.pgtools import Launcher, PgTools, launch
+from pgbackups.postgres.urls import Connection
 
 if TYPE_CHECKING:
     from pgbackups.ports import Archives
@@ -65,34 +65,17 @@ class DumpTimedOut(DumpFailed):
         super().__init__("timed out")
 
 
-def split_password(url: str) -> tuple[str, str | None]:
-    """The URL without its password (safe in argv) and the password (for PGPASSWORD).
-
-    The password may sit in the user info or in the query (`?password=`).
-    """
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    password = next((value for key, value in query if key == "password"), None)
-    if password is not None:
-        parts = parts._replace(query=urlencode([(k, v) for k, v in query if k != "password"]))
-    if parts.password is not None:
-        userinfo, hostport = parts.netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        password = unquote(parts.password)
-        parts = parts._replace(netloc=f"{user}@{hostport}")
-    return urlunsplit(parts), password
-
-
-def dump_command(tools: PgTools, url: str, compression: str) -> tuple[list[str], dict[str, str]]:
-    """argv and environment of pg_dump for `url`; the password goes in the environment."""
-    safe_url, password = split_password(url)
+def dump_command(
+    tools: PgTools, target: Connection, compression: str
+) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of pg_dump; the password goes in the environment only."""
     argv = [
         tools.program("pg_dump"),
         *DUMP_FLAGS,
         f"--compress={compression}",
-        f"--dbname={safe_url}",
+        f"--dbname={target.conninfo}",
     ]
-    return argv, tools.environment(password)
+    return argv, tools.environment(target.password)
 
 
 class DumpStream(io.RawIOBase):

@@ -8,6 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# A path that can never exist (a file is not a directory): libpq reads nothing there.
+NOWHERE = "/dev/null/pgbackups-none"
+
 
 @dataclass(frozen=True)
 class PgTools:
@@ -19,13 +22,20 @@ class PgTools:
         return str(self.root / "bin" / name)
 
     def environment(self, password: str | None = None) -> dict[str, str]:
-        """A minimal environment: only the layer's libraries, never the caller's secrets."""
+        """A minimal environment: only the layer's libraries, never the caller's secrets.
+
+        libpq's files point nowhere: no password file, service file or system
+        configuration of the running user can add to what the connection string says.
+        """
         env = {
             "PATH": f"{self.root / 'bin'}:/usr/bin:/bin",
             "LD_LIBRARY_PATH": str(self.root / "lib"),
             "LC_ALL": "C.UTF-8",
             "PGCONNECT_TIMEOUT": "10",
             "PGAPPNAME": "pgbackups",
+            "PGPASSFILE": NOWHERE,
+            "PGSERVICEFILE": NOWHERE,
+            "PGSYSCONFDIR": NOWHERE,
         }
         if password is not None:
             env["PGPASSWORD"] = password

@@ -1,4 +1,9 @@
-"""Real connections to users' databases: checking a URL, learning server facts."""
+"""Real connections to users' databases: checking a URL, learning server facts.
+
+The probe connects with the very connection string and password that pg_dump
+gets (`pgbackups.postgres.urls.Connection`), so a URL that registers is a URL
+that backs up.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ from dataclasses import dataclass
 import psycopg2
 
 from pgbackups.domain.errors import ConnectionFailed
-from pgbackups.postgres.urls import redact, scrub
+from pgbackups.postgres.urls import Connection
 
 CONNECT_TIMEOUT_SECONDS = 10
+APPLICATION_NAME = "pgbackups"
 
 
 @dataclass(frozen=True)
@@ -18,19 +24,22 @@ class ServerFacts:
     database_size: int
 
 
-def _reason(error: Exception, url: str) -> str:
+def _reason(error: Exception, target: Connection) -> str:
     """psycopg2's message on one line, with nothing of the URL's secret in it."""
-    return scrub(" ".join(str(error).split()), url)
+    return target.scrub(" ".join(str(error).split()))
 
 
-def probe(url: str, *, timeout: int = CONNECT_TIMEOUT_SECONDS) -> ServerFacts:
-    """Connect to `url` and read the facts a backup records; ConnectionFailed if refused."""
-    if not url.startswith(("postgres://", "postgresql://")):
-        raise ConnectionFailed("the URL must start with postgres:// or postgresql://")
+def probe(target: Connection, *, timeout: int = CONNECT_TIMEOUT_SECONDS) -> ServerFacts:
+    """Connect to `target` and read the facts a backup records; ConnectionFailed if refused."""
+    # Defaults only, as PgTools.environment gives pg_dump: the URL's own settings win.
+    defaults = {"connect_timeout": timeout, "application_name": APPLICATION_NAME}
+    extra = {k: v for k, v in defaults.items() if k not in target.parameters}
     try:
-        connection = psycopg2.connect(url, connect_timeout=timeout, application_name="pgbackups")
+        connection = psycopg2.connect(target.conninfo, password=target.password, **extra)
     except (psycopg2.Error, ValueError) as error:
-        raise ConnectionFailed(f"cannot connect to {redact(url)}: {_reason(error, url)}") from None
+        raise ConnectionFailed(
+            f"cannot connect to {target.redacted}: {_reason(error, target)}"
+        ) from None
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -38,7 +47,9 @@ def probe(url: str, *, timeout: int = CONNECT_TIMEOUT_SECONDS) -> ServerFacts:
             )
             version, size = cursor.fetchone()
     except psycopg2.Error as error:
-        raise ConnectionFailed(f"cannot query {redact(url)}: {_reason(error, url)}") from None
+        raise ConnectionFailed(
+            f"cannot query {target.redacted}: {_reason(error, target)}"
+        ) from None
     finally:
         connection.close()
     return ServerFacts(server_version=str(version), database_size=int(size))

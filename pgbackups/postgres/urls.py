@@ -1,40 +1,248 @@
-"""PostgreSQL connection URLs: naming a target without its password, and masking
-passwords in text that came from a server."""
+"""PostgreSQL connection URLs: the one place that reads them, with libpq's own parser.
+
+Python's URL parser and libpq disagree on URLs that people do write (an
+unencoded `#` or `?` in a password, `+` in a query value), so every reading
+here goes through `psycopg2.extensions.parse_dsn`, which is libpq's
+`PQconninfoParse`: the registration check, pg_dump's connection string and the
+redaction see the same user, host, database and password.
+
+A URL becomes a `Connection`: a password-free keyword/value connection string,
+safe on a command line, and the password, which goes to PostgreSQL tools through
+PGPASSWORD in the child's environment only.
+
+URLs that users register run on our side, so `registered_connection` also
+refuses the libpq parameters that would reach the function's own files or local
+sockets (passfile, sslcert, service, host=/socket/dir, hostaddr, ...), and pins
+what a default would otherwise read from the running user's home directory.
+"""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, unquote, urlsplit
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote, quote_plus
+
+import psycopg2
+import psycopg2.extensions
+
+from pgbackups.domain.errors import ConnectionFailed, ConnectionParameterNotAllowed
+from pgbackups.postgres.pgtools import NOWHERE
+
+SCHEMES = ("postgres://", "postgresql://")
+
+
+# What a registered URL may set. Everything else is refused by name: a parameter
+# libpq adds in a future version is refused until someone reads what it does.
+ALLOWED_PARAMETERS = frozenset(
+    {
+        "host",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "connect_timeout",
+        "application_name",
+        "fallback_application_name",
+        "client_encoding",
+        "options",
+        "target_session_attrs",
+        "load_balance_hosts",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "sslmode",
+        "sslnegotiation",
+        "sslcompression",
+        "sslsni",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "sslrootcert",
+        "channel_binding",
+        "require_auth",
+    }
+)
+SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+# Refuse cleartext password authentication: a server (or anyone between us and a
+# server, without verify-full) could ask for the password in clear. libpq >= 16.
+NO_CLEARTEXT_PASSWORD = "!password"  # noqa: S105 (a require_auth value, not a secret)
+
+# Files libpq reads by default from the running user's home directory: pinned to
+# nowhere in every registered connection string, so pg_dump and the probe, which
+# get that same string, cannot send the function's own credentials anywhere.
+PINNED_FILES = ("passfile", "sslcert", "sslkey", "sslrootcert")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A URL as libpq reads it: a connection string without the password, and the password."""
+
+    conninfo: str  # keyword/value form: safe in argv
+    password: str | None = field(repr=False)
+    parameters: Mapping[str, str] = field(repr=False)  # libpq's reading, password included
+    scheme: str = "postgresql"
+
+    def __repr__(self) -> str:
+        return f"Connection({self.redacted!r})"
+
+    @property
+    def redacted(self) -> str:
+        """`postgresql://user:***@host:port/db`: how messages name this target."""
+        return _display(self.parameters, self.scheme)
+
+    def scrub(self, text: str) -> str:
+        """`text` with this connection's password masked (a server's words may quote it)."""
+        return _scrub_passwords(text, _spellings(self.password))
+
+
+def parse(url: str) -> dict[str, str]:
+    """libpq's reading of a postgres:// URL; ConnectionFailed with the reason if it has none."""
+    if not url.startswith(SCHEMES):
+        raise ConnectionFailed("the URL must start with postgres:// or postgresql://")
+    try:
+        return dict(psycopg2.extensions.parse_dsn(url))
+    except psycopg2.ProgrammingError as error:
+        # libpq's message quotes the token it choked on, which may be the password.
+        reason = " ".join(str(error).split()).removeprefix("invalid dsn: ")
+        reason = re.sub(r'"[^"]*"', '"…"', reason)
+        raise ConnectionFailed(f"the URL is not valid: {reason}") from None
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0]
+
+
+def _build(parameters: Mapping[str, str], scheme: str) -> Connection:
+    without_password = {k: v for k, v in parameters.items() if k != "password"}
+    return Connection(
+        conninfo=psycopg2.extensions.make_dsn(**without_password),
+        password=parameters.get("password"),
+        parameters=dict(parameters),
+        scheme=scheme,
+    )
+
+
+def connection(url: str) -> Connection:
+    """Any postgres:// URL, split for a PostgreSQL tool of the user's own (the CLI's restore)."""
+    return _build(parse(url), _scheme(url))
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """The connection string without the password (for argv) and the password (for PGPASSWORD)."""
+    found = connection(url)
+    return found.conninfo, found.password
+
+
+def registered_connection(url: str) -> Connection:
+    """A URL that a user registers: only the allowed parameters, files pinned, no cleartext
+    password. ConnectionParameterNotAllowed names the first parameter refused."""
+    parameters = parse(url)
+    for name, value in parameters.items():
+        if name not in ALLOWED_PARAMETERS:
+            raise ConnectionParameterNotAllowed(
+                f"the URL sets {name}, which pgbackups does not allow: it would reach files "
+                "or sockets of the backup function rather than your server",
+                parameter=name,
+            )
+        _check_value(name, value)
+    if not parameters.get("host"):
+        raise ConnectionParameterNotAllowed(
+            "the URL names no host: pgbackups connects over TCP only, never to a local socket",
+            parameter="host",
+        )
+    pinned = {name: NOWHERE for name in PINNED_FILES}
+    if parameters.get("sslrootcert") == "system":
+        del pinned["sslrootcert"]
+    return _build(
+        {
+            **parameters,
+            "require_auth": parameters.get("require_auth", NO_CLEARTEXT_PASSWORD),
+            **pinned,
+        },
+        _scheme(url),
+    )
+
+
+def _refuse(name: str, why: str) -> ConnectionParameterNotAllowed:
+    return ConnectionParameterNotAllowed(f"the URL's {name} {why}", parameter=name)
+
+
+def _check_value(name: str, value: str) -> None:
+    if name == "host":
+        for host in value.split(","):
+            if not host or host.startswith(("/", "@")):
+                raise _refuse(
+                    "host", "must be a host name or address: local sockets are not allowed"
+                )
+    elif name == "dbname" and (value.startswith(SCHEMES) or "=" in value):
+        raise _refuse("dbname", "must be a database name, not a connection string")
+    elif name == "options" and "/" in value:
+        raise _refuse("options", "must not name files or directories")
+    elif name == "sslmode" and value not in SSL_MODES:
+        raise _refuse("sslmode", f"must be one of {', '.join(sorted(SSL_MODES))}")
+    elif name == "sslrootcert" and value != "system":
+        raise _refuse("sslrootcert", "may only be `system` (the system's certificate authorities)")
+    elif name == "require_auth" and not _refuses_cleartext(value):
+        raise _refuse("require_auth", "must not allow cleartext password authentication")
+
+
+def _refuses_cleartext(require_auth: str) -> bool:
+    methods = [method.strip() for method in require_auth.split(",")]
+    if all(method.startswith("!") for method in methods):
+        return "!password" in methods
+    return "password" not in methods and not any(m.startswith("!") for m in methods)
+
+
+# -- messages -------------------------------------------------------------------------
+
+
+def _display(parameters: Mapping[str, str], scheme: str = "postgresql") -> str:
+    hosts = (parameters.get("host") or "").split(",")
+    ports = (parameters.get("port") or "").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    addresses = []
+    for host, port in zip(hosts, ports + [""] * len(hosts), strict=False):
+        shown = f"[{host}]" if ":" in host else quote(host, safe=".-_~")
+        addresses.append(f"{shown}:{port}" if port else shown)
+    user = parameters.get("user")
+    userinfo = f"{quote(user, safe='')}:***@" if user else ""
+    database = quote(parameters.get("dbname") or "", safe="")
+    return f"{scheme}://{userinfo}{','.join(addresses)}/{database}"
 
 
 def redact(url: str | None) -> str | None:
-    """`postgres://user:***@host:port/db`, for messages that must name a target."""
+    """`postgresql://user:***@host:port/db`, as libpq reads `url`: for messages naming a target."""
     if url is None:
         return None
     try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
+        parameters = parse(url)
+    except ConnectionFailed:
         return "<invalid url>"
-    user = f"{parts.username}:***@" if parts.username else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+    return _display(parameters, _scheme(url))
 
 
-def url_secrets(url: str) -> set[str]:
-    """The password of a URL (in its user info or its query), raw and decoded."""
-    try:
-        parts = urlsplit(url)
-        found = {parts.password or ""}
-        found |= {value for key, value in parse_qsl(parts.query) if key == "password"}
-    except ValueError:
+def _spellings(password: str | None) -> set[str]:
+    """A password as libpq reads it, and the ways a URL may have spelt it."""
+    if not password:
         return set()
-    return {secret for value in found for secret in (value, unquote(value)) if secret}
+    return {password, quote(password, safe=""), quote(password), quote_plus(password)}
+
+
+def _scrub_passwords(text: str, secrets: set[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return re.sub(r"password=('(?:[^'\\]|\\.)*'|[^\s&]+)", "password=***", text)
 
 
 def scrub(text: str, *urls: str | None) -> str:
     """`text` with the passwords of `urls` masked: for messages built from a server's words."""
+    secrets: set[str] = set()
     for url in filter(None, urls):
-        for secret in sorted(url_secrets(url), key=len, reverse=True):
-            text = text.replace(secret, "***")
-    return re.sub(r"password=[^\s&]+", "password=***", text)
+        try:
+            secrets |= _spellings(parse(url).get("password"))
+        except ConnectionFailed:
+            continue
+    return _scrub_passwords(text, secrets)

@@ -29,7 +29,7 @@ from pgbackups.domain.models import (
 from pgbackups.ports import Services
 from pgbackups.postgres.dump import DumpFailed, dump_command, stream_dump_to_s3
 from pgbackups.postgres.probe import ServerFacts, probe
-from pgbackups.postgres.urls import scrub
+from pgbackups.postgres.urls import Connection, registered_connection, scrub
 from pgbackups.usecases.pruning import prune_database
 
 logger = Logger(child=True)
@@ -98,16 +98,21 @@ def find_backup(services: Services, database: str, ref: str) -> BackupRecord:
     return services.catalog.get_backup(database, ref)
 
 
-def choose_source(info: ConnectionInfo) -> tuple[BackupSource, str, ServerFacts]:
-    """The replica when one is registered and accepts connections, else the primary."""
+def choose_source(info: ConnectionInfo) -> tuple[BackupSource, Connection, ServerFacts]:
+    """The replica when one is registered and accepts connections, else the primary.
+
+    The connection that the probe accepted is the one pg_dump gets.
+    """
     if info.replica_url:
         try:
-            return "replica", info.replica_url, probe(info.replica_url, timeout=5)
+            replica = registered_connection(info.replica_url)
+            return "replica", replica, probe(replica, timeout=5)
         except PgBackupsError as error:
             logger.warning(
                 "replica unreachable, backing up the primary", extra={"reason": error.message}
             )
-    return "primary", info.url, probe(info.url)
+    primary = registered_connection(info.url)
+    return "primary", primary, probe(primary)
 
 
 def run_backup(
@@ -173,10 +178,10 @@ def _dump(
     started: float,
 ) -> BackupRecord:
     info = services.secrets.get(record.database)
-    source, url, facts = choose_source(info)
+    source, target, facts = choose_source(info)
     pg_dump_version = services.tools.version()
     logger.info("dumping", extra={"source": source, "compression": database.compression})
-    argv, env = dump_command(services.tools, url, database.compression)
+    argv, env = dump_command(services.tools, target, database.compression)
     try:
         stored = stream_dump_to_s3(
             services.archives,

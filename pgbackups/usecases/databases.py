@@ -12,7 +12,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from pgbackups.domain.errors import ConnectionFailed, DatabaseExists, DatabaseNotFound
+from pgbackups.domain.errors import (
+    ConnectionFailed,
+    ConnectionParameterNotAllowed,
+    DatabaseExists,
+    DatabaseNotFound,
+)
 from pgbackups.domain.models import (
     BackupRecord,
     ConnectionInfo,
@@ -22,6 +27,7 @@ from pgbackups.domain.models import (
 )
 from pgbackups.ports import Services
 from pgbackups.postgres import probe
+from pgbackups.postgres.urls import registered_connection
 
 logger = Logger(child=True)
 
@@ -77,11 +83,17 @@ def databases_with_last_backup(
 
 
 def check_connection(url: str, field: str) -> None:
-    """A real connection to `url`, or ConnectionFailed naming the field (URL redacted)."""
+    """A real connection to `url`, or ConnectionFailed / ConnectionParameterNotAllowed
+    naming the field (URL redacted)."""
     try:
-        probe.probe(url)
+        # Exactly the connection string and password that pg_dump will get.
+        probe.probe(registered_connection(url))
     except ConnectionFailed as refused:
         raise ConnectionFailed(f"{field}: {refused.message}", field=field) from None
+    except ConnectionParameterNotAllowed as refused:
+        raise ConnectionParameterNotAllowed(
+            f"{field}: {refused.message}", field=field, **refused.details
+        ) from None
 
 
 def register_database(services: Services, new: NewDatabase) -> DatabaseRecord:

@@ -16,39 +16,28 @@ from pgbackups.postgres.dump import (
     DumpStream,
     PgTools,
     dump_command,
-    split_password,
 )
-from pgbackups.postgres.urls import scrub
+from pgbackups.postgres.pgtools import NOWHERE
+from pgbackups.postgres.urls import registered_connection
 
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize(
-    ("url", "safe", "password"),
-    [
-        ("postgresql://app:s3cr%40t@db:5432/shop", "postgresql://app@db:5432/shop", "s3cr@t"),
-        ("postgres://app@db/shop?password=s3cret&sslmode=require", "postgres://app@db/shop?sslmode=require", "s3cret"),
-        ("postgresql://db/shop", "postgresql://db/shop", None),
-    ],
-)  # fmt: skip
-def test_the_password_leaves_the_url(url: str, safe: str, password: str | None) -> None:
-    assert split_password(url) == (safe, password)
-
-
 def test_pg_dump_gets_the_password_through_its_environment_only() -> None:
-    argv, env = dump_command(PgTools(Path("/opt")), "postgresql://app:hunter2@db/shop", "zstd:3")
+    target = registered_connection("postgresql://app:hunter2@db/shop")
+    argv, env = dump_command(PgTools(Path("/opt")), target, "zstd:3")
     assert not any("hunter2" in arg for arg in argv)
     assert env["PGPASSWORD"] == "hunter2"
     assert argv[0] == "/opt/bin/pg_dump"
     assert "--format=custom" in argv and "--compress=zstd:3" in argv
-    assert argv[-1] == "--dbname=postgresql://app@db/shop"
+    assert argv[-1] == f"--dbname={target.conninfo}"
     assert env["LD_LIBRARY_PATH"] == "/opt/lib"
 
 
-def test_scrub_masks_every_form_of_a_password() -> None:
-    url = "postgresql://app:p%40ss@db/shop?password=other"
-    text = "failed for p@ss, p%40ss and other; password=leak"
-    assert scrub(text, url) == "failed for ***, *** and ***; password=***"
+def test_pg_tools_read_no_password_service_or_system_file() -> None:
+    env = PgTools(Path("/opt")).environment("pw")
+    assert {env["PGPASSFILE"], env["PGSERVICEFILE"], env["PGSYSCONFDIR"]} == {NOWHERE}
+    assert not Path(NOWHERE).exists()
 
 
 def stream_of(script: str) -> DumpStream:
