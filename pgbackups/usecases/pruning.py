@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 
+from pgbackups.domain.errors import BackupNotFound
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, KeptAs, archive_key
 from pgbackups.domain.retention import plan_retention
 from pgbackups.ports import Services
@@ -37,6 +38,15 @@ def delete_backup(services: Services, database: str, backup_id: str) -> BackupRe
     return record
 
 
+def _delete_if_still_there(services: Services, record: BackupRecord) -> BackupRecord:
+    """Delete a backup of the pruning plan; one deleted meanwhile (a user's DELETE, another
+    pruning) is what the plan wanted: already deleted, and the rest of the plan goes on."""
+    try:
+        return delete_backup(services, record.database, record.id)
+    except BackupNotFound:
+        return record
+
+
 def prune_database(
     services: Services, database: DatabaseRecord, now: datetime
 ) -> list[BackupRecord]:
@@ -47,7 +57,7 @@ def prune_database(
         catalog.delete_backup_record(database.name, backup_id)
     backups = catalog.all_backups(database.name)
     plan = plan_retention(database.retention, backups, now, ZoneInfo(database.schedule.timezone))
-    deleted = [delete_backup(services, database.name, record.id) for record in plan.delete]
+    deleted = [_delete_if_still_there(services, record) for record in plan.delete]
     if database.removed_at is not None and len(deleted) == len(backups):
         catalog.forget_database(database.name)
     return deleted

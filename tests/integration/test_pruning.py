@@ -108,3 +108,25 @@ def test_a_removed_database_expires_then_is_forgotten(services: Services) -> Non
     assert database.name not in [
         d.name for d in services.catalog.list_databases(include_removed=True)
     ]
+
+
+def test_a_backup_deleted_during_pruning_counts_as_deleted(
+    aws: AwsStack, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = register(services, RetentionPolicy(manual=1))
+    backups = [finished_backup(services, NOW - timedelta(hours=h)) for h in (3, 2, 1)]
+    snapshot = services.catalog.all_backups
+
+    def snapshot_then_a_users_delete(name: str) -> list[BackupRecord]:
+        seen = snapshot(name)
+        delete_backup(services, "shop", backups[0].id)  # between the snapshot and the pruning
+        return seen
+
+    monkeypatch.setattr(services.catalog, "all_backups", snapshot_then_a_users_delete)
+
+    deleted = prune_database(services, database, NOW)
+
+    assert {r.id for r in deleted} == {backups[0].id, backups[1].id}
+    monkeypatch.undo()
+    assert [r.id for r in services.catalog.all_backups("shop")] == [backups[2].id]
+    assert aws.object_keys() == [backups[2].object_key]
