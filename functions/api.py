@@ -23,7 +23,9 @@ app = build_api(services)
 @logger.inject_lambda_context(
     correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
 )
-@tracer.capture_lambda_handler
+# capture_response=False: responses hold presigned download URLs, valid up to an hour,
+# which X-Ray would keep and show to anyone who may read traces.
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response: dict[str, Any] = app.resolve(event, context)

@@ -53,6 +53,8 @@ class JsonRequestValidation(OpenAPIRequestValidationMiddleware):
             return app.current_event.json_body
         except (ValueError, TypeError):  # bad JSON, UTF-8 or base64 alike
             raise MalformedBody("the request body is not valid JSON") from None
+        except RecursionError:  # arrays or objects nested thousands deep
+            raise MalformedBody("the request body is nested too deeply") from None
 
 
 def _error(status: int, code: str, message: str, **details: object) -> Response[dict[str, Any]]:

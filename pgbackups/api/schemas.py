@@ -53,20 +53,37 @@ def optional_like(model: type[BaseModel], name: str) -> Any:
 
 
 # -- requests -----------------------------------------------------------------
+# Strict: a JSON integer or boolean where the model says so, never `true`, "7",
+# 8.0 or "off" read as one.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class ScheduleSettings(Schedule):
+    """A schedule in a request: the domain's Schedule, from JSON integers and booleans only."""
+
+    model_config = STRICT
+
+
+class RetentionSettings(RetentionPolicy):
+    """A retention policy in a request: the domain's, from JSON integers only."""
+
+    model_config = STRICT
 
 
 class DatabaseRegistration(BaseModel):
     """POST /v1/databases: the URLs are checked with a real connection first."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     name: DatabaseName
     url: ConnectionUrl
     replica_url: ConnectionUrl | None = Field(
         default=None, description="A read replica to back up from when it is reachable"
     )
-    schedule: Schedule | None = Field(default=None, description="Default: daily at 01:00 Paris")
-    retention: RetentionPolicy | None = None
+    schedule: ScheduleSettings | None = Field(
+        default=None, description="Default: daily at 01:00 Paris"
+    )
+    retention: RetentionSettings | None = None
     compression: CompressionSpec | None = Field(
         default=None, description="pg_dump compression; default chosen by benchmark"
     )
@@ -75,7 +92,7 @@ class DatabaseRegistration(BaseModel):
 class ScheduleChanges(BaseModel):
     """A schedule's fields to change; those left out (or null) keep their value."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     enabled: bool | None = None
     hour: int | None = optional_like(Schedule, "hour")
@@ -85,7 +102,7 @@ class ScheduleChanges(BaseModel):
 class RetentionChanges(BaseModel):
     """A retention policy's counts to change; those left out (or null) keep their value."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     daily: int | None = optional_like(RetentionPolicy, "daily")
     weekly: int | None = optional_like(RetentionPolicy, "weekly")
@@ -97,7 +114,7 @@ class DatabaseChanges(BaseModel):
     """PATCH /v1/databases/{db}: fields left out (or null) are unchanged, except
     `replica_url`, where null removes the replica. New URLs are checked first."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     url: ConnectionUrl | None = None
     replica_url: ConnectionUrl | None = None

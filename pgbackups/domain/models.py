@@ -6,11 +6,12 @@ HTTP API returns; the API's request bodies live in `pgbackups.api.schemas`.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from ulid import ULID
@@ -33,15 +34,37 @@ COMPRESSION = re.compile(
 )
 
 
+# In the zoneinfo directory but not time zones of the IANA database: the host's own
+# setting, placeholders, and the leap-second (`right/`) and `posix/` copies.
+NOT_IANA_ZONES = frozenset({"localtime", "Factory", "posixrules", "leapseconds"})
+NOT_IANA_PREFIXES = ("posix/", "right/")
+
+
+@functools.cache
+def iana_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
 def check_timezone(name: str) -> str:
-    """An IANA time zone name, or ValueError."""
-    if not name or name != name.strip() or name.startswith(("/", ".")) or ".." in name:
-        raise ValueError(f"unknown time zone {name!r}")
+    """A canonical IANA time zone name (as `Europe/Paris`), or ValueError."""
+    if name in NOT_IANA_ZONES or name.startswith(NOT_IANA_PREFIXES) or name not in iana_zones():
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris")
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"unknown time zone {name!r}") from None
     return name
+
+
+# Enough for pg_dump's last lines; a whole server log would not fit a DynamoDB item.
+ERROR_TEXT_LIMIT = 4096
+
+
+def error_text(reason: str) -> str:
+    """A backup's `error`, capped: the end is kept, where pg_dump says what went wrong."""
+    if len(reason) <= ERROR_TEXT_LIMIT:
+        return reason
+    return "…" + reason[-(ERROR_TEXT_LIMIT - 1) :]
 
 
 def check_compression(spec: str) -> str:

@@ -25,6 +25,7 @@ from pgbackups.domain.models import (
     ConnectionInfo,
     DatabaseRecord,
     RunnerName,
+    error_text,
 )
 from pgbackups.ports import Services
 from pgbackups.postgres.dump import DumpFailed, dump_command, stream_dump_to_s3
@@ -210,6 +211,7 @@ def _dump(
 
 
 def _failed(services: Services, record: BackupRecord, reason: str) -> BackupRecord:
+    reason = error_text(reason)  # a huge pg_dump message must not fail the final write
     logger.warning("backup failed", extra={"reason": reason})
     return record.model_copy(
         update={"status": "error", "finished_at": services.clock(), "error": reason}

@@ -417,3 +417,24 @@ def test_a_failing_event_bus_does_not_fail_the_backup(aws: AwsStack, services: S
     assert services.catalog.get_backup("shop", done.id).status == "done"
     assert aws.object_keys() == [done.object_key]
     assert services.catalog.get_database("shop").active_backup_id is None
+
+
+def test_a_huge_pg_dump_message_is_capped_so_the_failure_is_recorded(
+    aws: AwsStack, services: Services, database_url: str
+) -> None:
+    register(services, "shop", database_url)
+
+    def shouting_pg_dump(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        # One 1 MB line on stderr, then a failure: more than a DynamoDB item may hold.
+        script = "head -c 1000000 /dev/zero | tr '\\0' x >&2; echo ' the end' >&2; exit 1"
+        return launch(["sh", "-c", script], env)
+
+    services.launcher = shouting_pg_dump
+    failed = backup_now(services, "shop")
+
+    assert failed.status == "error"
+    assert failed.error is not None and len(failed.error) <= 4096
+    assert failed.error.endswith("x the end")
+    stored = services.catalog.get_backup("shop", failed.id)
+    assert stored.status == "error" and stored.error == failed.error
+    assert services.catalog.get_database("shop").active_backup_id is None
