@@ -16,6 +16,7 @@ warm Lambda instance) gets the event and a Lambda-like context, and its payload
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
@@ -50,8 +51,14 @@ logger = logging.getLogger(__name__)
 
 API_ID = "local"
 REGION = "local"
+# API Gateway's own limit on a request's payload.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+# How long a refused request's body may take to arrive while it is discarded.
+DISCARD_TIMEOUT_SECONDS = 30.0
 
 Handler = Callable[[dict[str, Any], Any], Any]
+# The body, or how to read it once the request is known to be authorized and small enough.
+Body = bytes | Callable[[], bytes]
 
 
 @dataclass
@@ -229,9 +236,21 @@ class Gateway:
         return None
 
     def handle(
-        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, client_ip: str
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: Body,
+        client_ip: str,
+        *,
+        body_length: int | None = None,
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        """One HTTP request through the gateway: (status, headers, body) of the answer."""
+        """One HTTP request through the gateway: (status, headers, body) of the answer.
+
+        As API Gateway does, the route and the token are checked before the body is
+        read, and a body over MAX_BODY_BYTES is refused with 413 without reading it:
+        a caller without the token cannot make this process hold anything.
+        """
         raw_path, _, raw_query = target.partition("?")
         raw_path = urlsplit(raw_path).path or "/"
         request_id = base64.b64encode(uuid.uuid4().bytes[:10]).decode()
@@ -245,7 +264,6 @@ class Gateway:
             raw_path,
             raw_query,
             headers,
-            body,
             client_ip,
             request_id,
             path_parameters,
@@ -254,6 +272,12 @@ class Gateway:
             denied = self._authorize(event, compiled)
             if denied is not None:
                 return _gateway_answer(*denied, request_id)
+        length = len(body) if isinstance(body, bytes) else body_length or 0
+        if length > MAX_BODY_BYTES:
+            return _gateway_answer(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request Too Large", request_id
+            )
+        _set_body(event, body if isinstance(body, bytes) else body())
         try:
             result = self._function(compiled.route.handler).invoke(event)
         except Exception:
@@ -316,7 +340,6 @@ def _request_event(
     raw_path: str,
     raw_query: str,
     header_list: list[tuple[str, str]],
-    body: bytes,
     client_ip: str,
     request_id: str,
     path_parameters: dict[str, str],
@@ -349,14 +372,16 @@ def _request_event(
     )
     if path_parameters:
         event["pathParameters"] = path_parameters
+    event["isBase64Encoded"] = False
+    return event
+
+
+def _set_body(event: dict[str, Any], body: bytes) -> None:
     if body:
         try:
             event["body"], event["isBase64Encoded"] = body.decode("utf-8"), False
         except UnicodeDecodeError:
             event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
-    else:
-        event["isBase64Encoded"] = False
-    return event
 
 
 def _authorizer_event(
@@ -427,10 +452,24 @@ def _handler_class(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
         server_version = "pgbackups-local-gateway"
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length > 0 else b""
+            try:
+                length = max(int(self.headers.get("Content-Length") or 0), 0)
+            except ValueError:
+                length = 0
+            read = False
+
+            def read_body() -> bytes:
+                nonlocal read
+                read = True
+                return self.rfile.read(length) if length else b""
+
             status, headers, payload = gateway.handle(
-                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+                self.command,
+                self.path,
+                list(self.headers.items()),
+                read_body,
+                self.client_address[0],
+                body_length=length,
             )
             self.send_response(status)
             names = {name.lower() for name, _ in headers}
@@ -440,9 +479,26 @@ def _handler_class(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
             if "content-type" not in names and payload:
                 self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            if length and not read:
+                # The body is still on the wire: this connection cannot carry another request.
+                self.send_header("Connection", "close")
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)
+            if length and not read:
+                self._discard_body(length)
+
+        def _discard_body(self, length: int) -> None:
+            """Read and drop the unread body in small pieces, so the client, still sending,
+            gets the answer rather than a reset connection; nothing of it is kept."""
+            self.wfile.flush()
+            self.connection.settimeout(DISCARD_TIMEOUT_SECONDS)
+            with contextlib.suppress(OSError):
+                while length > 0:
+                    chunk = self.rfile.read1(min(length, 65536))
+                    if not chunk:
+                        break
+                    length -= len(chunk)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 

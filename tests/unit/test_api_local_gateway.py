@@ -185,3 +185,34 @@ def test_integration_answers_become_http() -> None:
     # Payload 2.0: anything else is a 200 JSON answer.
     assert _integration_answer({"hello": "world"}, "rid")[::2] == (200, b'{"hello": "world"}')
     assert _integration_answer({"statusCode": 204}, "rid")[::2] == (204, b"")
+
+
+def unreadable() -> bytes:
+    raise AssertionError("the body was read")
+
+
+def test_the_token_is_checked_before_the_body_is_read(gateway: Gateway) -> None:
+    for headers, status in (({}, 401), ({"Authorization": "Bearer bad"}, 403)):
+        answer = gateway.handle(
+            "POST", "/v1/databases", list(headers.items()), unreadable, "127.0.0.1",
+            body_length=50 * 1024 * 1024,
+        )  # fmt: skip
+        assert answer[0] == status
+
+
+def test_a_body_over_api_gateways_limit_is_413_without_being_read(gateway: Gateway) -> None:
+    status, _, payload = gateway.handle(
+        "POST", "/v1/databases", list(GOOD.items()), unreadable, "127.0.0.1",
+        body_length=10 * 1024 * 1024 + 1,
+    )  # fmt: skip
+    assert status == 413
+    assert json.loads(payload) == {"message": "Request Too Large"}
+
+
+def test_a_body_within_the_limit_is_read_once_authorized(gateway: Gateway) -> None:
+    status, _, payload = gateway.handle(
+        "POST", "/v1/databases", list(GOOD.items()), lambda: b'{"name": "shop"}', "127.0.0.1",
+        body_length=16,
+    )  # fmt: skip
+    assert status == 200
+    assert json.loads(json.loads(payload)["event"]["body"]) == {"name": "shop"}
