@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.conftest import AwsStack, LambdaContext, RecordingInvoker, load_function
+from tests.conftest import AwsStack, LambdaContext, RecordingRunner, load_function
 from tests.integration.test_api import NOW, Api, make_backup, secret_value, table_items
 
 pytestmark = pytest.mark.integration
@@ -21,10 +21,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def api(aws: AwsStack, lambda_context: LambdaContext) -> Api:
     module = load_function("api")
-    invoker = RecordingInvoker()
-    module.services.invoker = invoker
+    runner = RecordingRunner()
+    module.services.runner = runner
     module.services.clock = lambda: NOW
-    return Api(module, invoker, aws, lambda_context)
+    return Api(module, runner, aws, lambda_context)
 
 
 # -- connection URLs (issue 15, items 1 and 2) ------------------------------------------

@@ -3,10 +3,12 @@ string, and the password is only ever in its environment, never in its argv."""
 
 from __future__ import annotations
 
+import contextlib
 import string
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,8 +19,8 @@ from hypothesis import strategies as st
 from psycopg2 import sql
 
 from pgbackups.domain.errors import ConnectionFailed
-from pgbackups.postgres.dump import ARCHIVE_MAGIC, dump_command, launch
-from pgbackups.postgres.pgtools import PgTools
+from pgbackups.postgres.dump import ARCHIVE_MAGIC, dump_command
+from pgbackups.postgres.pgtools import PgTools, launch
 from pgbackups.postgres.probe import probe
 from pgbackups.postgres.urls import redact, registered_connection
 from pgbackups_local.postgres import EmbeddedPostgres
@@ -75,19 +77,29 @@ def drop_role(server: EmbeddedPostgres, user: str, database: str) -> None:
     connection.close()
 
 
-class WatchingLauncher:
-    """Starts pg_dump for real and reads its argv and environment through /proc while it runs."""
+def seen_in_proc(process: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """argv and environment of a running process, as any user of the host can list them."""
+    proc = Path(f"/proc/{process.pid}")
+    # Popen returns once the exec has begun; the new argv shows a moment later.
+    deadline = time.monotonic() + 10
+    while not (cmdline := (proc / "cmdline").read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    environ = (proc / "environ").read_bytes()
+    assert process.poll() is None, "read while it runs"
+    return cmdline, environ
 
-    def __init__(self) -> None:
-        self.cmdline: bytes = b""
-        self.environ: bytes = b""
 
-    def __call__(self, argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        process = launch(argv, env)
-        # Popen returns after the exec: /proc shows pg_dump's own argv and environment.
-        self.cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
-        self.environ = Path(f"/proc/{process.pid}/environ").read_bytes()
-        return process
+@contextlib.contextmanager
+def table_locked(server: EmbeddedPostgres, database: str) -> Iterator[None]:
+    """pg_dump waits on this lock: it is still running while /proc is read."""
+    connection = psycopg2.connect(server.url(database))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        connection.rollback()
+        connection.close()
 
 
 @settings(
@@ -103,6 +115,7 @@ def test_pg_dump_logs_in_with_the_rebuilt_string_and_no_password_in_argv(
     form: str,
 ) -> None:
     assume(user != "postgres" and not user.startswith("pg_"))  # roles of the cluster itself
+    assume(password not in user)  # the user name is in argv, as it should be
     url, password = url_for(postgres, user, password, form, target_database)
     create_role(postgres, user, password, target_database)
     try:
@@ -113,14 +126,16 @@ def test_pg_dump_logs_in_with_the_rebuilt_string_and_no_password_in_argv(
 
         tools = PgTools(pgtools_dir)
         argv, env = dump_command(tools, target, "zstd:1")  # ... is what pg_dump gets
-        watcher = WatchingLauncher()
-        process = watcher(argv, env)
+        with table_locked(postgres, target_database):
+            process = launch(argv, env)
+            cmdline, environ = seen_in_proc(process)
         out, err = process.communicate(timeout=60)
         assert process.returncode == 0, err.decode()
         assert out.startswith(ARCHIVE_MAGIC)
-        assert password.encode() not in watcher.cmdline
-        assert quote(password, safe="").encode() not in watcher.cmdline
-        assert f"PGPASSWORD={password}".encode() in watcher.environ.split(b"\0")
+        assert cmdline.split(b"\0")[0].endswith(b"/pg_dump")
+        assert password.encode() not in cmdline
+        assert quote(password, safe="").encode() not in cmdline
+        assert f"PGPASSWORD={password}".encode() in environ.split(b"\0")
         assert password not in (redact(url) or "")
         assert password not in repr(target)
     finally:
