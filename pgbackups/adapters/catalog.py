@@ -399,6 +399,11 @@ class Catalog:
         """
         fields = record.model_dump(mode="json", exclude={"id", "database"})
         names = {f"#{field}": field for field in fields}
+        release = "REMOVE active_backup_id"
+        if record.method == "periodic" and record.status == "error":
+            # A failed periodic backup does not count for its day: a later hour of that
+            # day may try again. It held the lock since it took the day, so the day is its.
+            release += ", last_periodic_day"
         assignments = ", ".join(f"#{field} = :{field}" for field in fields)
         try:
             self._transact(
@@ -419,7 +424,7 @@ class Catalog:
                         "Update": {
                             "TableName": self._table,
                             "Key": _database_key(record.database),
-                            "UpdateExpression": "REMOVE active_backup_id",
+                            "UpdateExpression": release,
                             "ConditionExpression": "active_backup_id = :id",
                             "ExpressionAttributeValues": _values(id=record.id),
                         }

@@ -144,6 +144,10 @@ class BackupRecord(BaseModel):
     # When the runner that took it stops it for sure (set when it starts running):
     # the dispatcher's reaper gives up on a `running` backup only after this.
     deadline_at: datetime | None = None
+    # Periodic backups: when the schedule made it due, and how late the dispatcher
+    # created it (0 on time; whole hours when it caught up a missed hour).
+    scheduled_for: datetime | None = None
+    late_by_seconds: int | None = None
 
     @classmethod
     def new(cls, database: str, method: BackupMethod, created_at: datetime) -> BackupRecord:

@@ -27,6 +27,7 @@ from pgbackups.domain.models import (
     RunnerName,
     error_text,
 )
+from pgbackups.domain.schedule import PeriodicSlot
 from pgbackups.ports import Services
 from pgbackups.postgres.dump import DumpFailed, dump_command, stream_dump_to_s3
 from pgbackups.postgres.probe import ServerFacts, probe
@@ -45,16 +46,26 @@ def schedule_backup(
     method: BackupMethod,
     at: datetime,
     *,
-    periodic_day: str | None = None,
+    slot: PeriodicSlot | None = None,
 ) -> BackupRecord:
     """Record a `scheduled` backup (taking the database's lock) and start the backup function.
+
+    A periodic backup comes with its `slot`: the catalog keeps one per local day,
+    and the record says when it was due and how late it is.
 
     Raises BackupInProgress / PeriodicBackupExists when the catalog refuses it,
     and BackupNotStarted when the function could not be invoked: the record is
     then finished as `error`, so the lock is not left behind.
     """
     record = BackupRecord.new(database, method, at)
-    services.catalog.create_backup(record, periodic_day=periodic_day)
+    if slot is not None:
+        record = record.model_copy(
+            update={
+                "scheduled_for": slot.due_at,
+                "late_by_seconds": int(slot.late_by.total_seconds()),
+            }
+        )
+    services.catalog.create_backup(record, periodic_day=slot.day if slot else None)
     try:
         services.runner.start(BackupRequest(database=database, backup_id=record.id))
     except Exception as error:  # whatever the runner's fault, the lock must be released

@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger
 
 from pgbackups.domain.errors import BackupInProgress, BackupNotFound, PeriodicBackupExists
 from pgbackups.domain.models import BackupRecord, DatabaseRecord
-from pgbackups.domain.schedule import periodic_day, schedule_due_at
+from pgbackups.domain.schedule import PeriodicSlot, periodic_slot
 from pgbackups.ports import Services
 from pgbackups.usecases.backup import publish_backup_event, schedule_backup
 from pgbackups.usecases.pruning import prune_database
@@ -57,33 +57,43 @@ def _sweep(
     reaped = _reap_stale_backup(services, database, now)
     if reaped is not None:
         report.reaped.append(reaped)
-    if database.removed_at is None and schedule_due_at(database.schedule, at):
-        scheduled = _schedule_periodic_backup(services, database, at)
+    slot = periodic_slot(database.schedule, at)
+    if database.removed_at is None and slot is not None and _may_fill(slot, database):
+        scheduled = _schedule_periodic_backup(services, database, slot)
         if scheduled is not None:
             report.scheduled.append(scheduled)
     report.pruned += prune_database(services, database, now)
 
 
+def _may_fill(slot: PeriodicSlot, database: DatabaseRecord) -> bool:
+    """The due hour's run always may; a catch-up only for a database that existed when
+    its day's backup fell due (one registered later starts the next day)."""
+    return not slot.late_by or slot.due_at >= database.created_at
+
+
 def _schedule_periodic_backup(
-    services: Services, database: DatabaseRecord, at: datetime
+    services: Services, database: DatabaseRecord, slot: PeriodicSlot
 ) -> BackupRecord | None:
+    """The day's periodic backup, unless the day has one done, running or scheduled
+    (PeriodicBackupExists); a failed one (BackupNotStarted included) leaves the day
+    open to the next hours."""
     try:
-        # Created now; `at` only says which local day this periodic backup is for.
-        return schedule_backup(
-            services,
-            database.name,
-            "periodic",
-            services.clock(),
-            periodic_day=periodic_day(at, database.schedule.timezone),
-        )
+        # Created now; the slot says which local day it is for and how late it comes.
+        record = schedule_backup(services, database.name, "periodic", services.clock(), slot=slot)
     except PeriodicBackupExists:
         return None
     except BackupInProgress as busy:
         logger.warning(
-            "periodic backup skipped: another backup is active",
+            "periodic backup postponed: another backup is active",
             extra={"database": database.name, "active_backup_id": busy.backup_id},
         )
         return None
+    if slot.late_by:
+        logger.warning(
+            "periodic backup created late",
+            extra={"database": database.name, "late_by_seconds": record.late_by_seconds},
+        )
+    return record
 
 
 def _running_deadline(services: Services, backup: BackupRecord) -> datetime | None:

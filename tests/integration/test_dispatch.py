@@ -50,8 +50,9 @@ def test_due_databases_get_one_periodic_backup_per_day(services: Services) -> No
 def test_summer_schedule_is_due_an_hour_earlier_in_utc(services: Services) -> None:
     register(services, "paris", Schedule(hour=1, timezone="Europe/Paris"))
 
-    assert dispatch(services, datetime(2026, 7, 1, 0, 0, tzinfo=UTC)).scheduled == []
-    assert len(dispatch(services, datetime(2026, 7, 1, 23, 0, tzinfo=UTC)).scheduled) == 1
+    (backup,) = dispatch(services, datetime(2026, 7, 1, 23, 0, tzinfo=UTC)).scheduled
+    assert backup.scheduled_for == datetime(2026, 7, 1, 23, 0, tzinfo=UTC)
+    assert backup.late_by_seconds == 0
 
 
 def test_a_stale_running_backup_is_reaped_and_the_lock_released(
@@ -174,6 +175,143 @@ def test_a_lock_without_its_record_is_released(services: Services) -> None:
     services.catalog.create_backup(record)
     services.catalog.delete_backup_record("shop", record.id)
 
-    dispatch(services, datetime(2026, 11, 25, 5, 0, tzinfo=UTC))
+    dispatch(services, datetime(2026, 11, 25, 12, 0, tzinfo=UTC))  # no periodic backup due
 
     assert services.catalog.get_database("shop").active_backup_id is None
+
+
+# -- no lost day: catching up a missed hour ---------------------------------------------
+
+
+def finish(services: Services, backup: BackupRecord, status: str) -> None:
+    running = services.catalog.start_backup(
+        backup.database,
+        backup.id,
+        backup.created_at,
+        runner="lambda",
+        deadline_at=backup.created_at + timedelta(minutes=15),
+    )
+    assert running is not None
+    update: dict[str, Any] = {"status": status, "finished_at": backup.created_at}
+    if status == "error":
+        update["error"] = "pg_dump: error: connection refused"
+    assert services.catalog.finish_backup(running.model_copy(update=update))
+
+
+def periodic(services: Services, database: str) -> list[BackupRecord]:
+    return [b for b in services.catalog.all_backups(database) if b.method == "periodic"]
+
+
+DUE = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)  # 03:00 UTC
+
+
+def test_a_manual_backup_holding_the_lock_delays_the_periodic_one_an_hour(
+    services: Services,
+) -> None:
+    register(services, "shop", Schedule(hour=3, timezone="UTC"))
+    services.clock = lambda: DUE  # the manual backup is not stale: the reaper leaves it
+    manual = BackupRecord.new("shop", "manual", DUE - timedelta(minutes=5))
+    services.catalog.create_backup(manual)
+
+    assert dispatch(services, DUE).scheduled == []
+    finish(services, manual, "done")
+    (late,) = dispatch(services, DUE + timedelta(hours=1)).scheduled
+
+    assert (late.method, late.scheduled_for, late.late_by_seconds) == ("periodic", DUE, 3600)
+    assert services.catalog.get_backup("shop", late.id).late_by_seconds == 3600
+    assert dispatch(services, DUE + timedelta(hours=2)).scheduled == []  # one per day
+
+
+def test_a_failed_dispatcher_run_is_caught_up_later_that_day(services: Services) -> None:
+    register(services, "shop", Schedule(hour=3, timezone="UTC"))
+
+    # The 03:00 and 04:00 runs never happened; the 06:00 one catches up.
+    (late,) = dispatch(services, DUE + timedelta(hours=3)).scheduled
+
+    assert (late.scheduled_for, late.late_by_seconds) == (DUE, 3 * 3600)
+
+
+def test_a_backup_that_could_not_start_is_retried_the_next_hour(services: Services) -> None:
+    register(services, "shop", Schedule(hour=3, timezone="UTC"))
+    runner = services.runner
+    runner.error = ConnectionError("Lambda unreachable")  # type: ignore[attr-defined]
+
+    assert dispatch(services, DUE).failed == ["shop"]
+    runner.error = None  # type: ignore[attr-defined]
+    (retried,) = dispatch(services, DUE + timedelta(hours=1)).scheduled
+
+    assert retried.late_by_seconds == 3600
+    assert sorted(b.status for b in periodic(services, "shop")) == ["error", "scheduled"]
+
+
+def test_a_failed_periodic_backup_leaves_the_day_open_a_done_one_closes_it(
+    services: Services,
+) -> None:
+    register(services, "shop", Schedule(hour=3, timezone="UTC"))
+    (first,) = dispatch(services, DUE).scheduled
+    finish(services, first, "error")
+    (second,) = dispatch(services, DUE + timedelta(hours=1)).scheduled
+    finish(services, second, "done")
+
+    assert dispatch(services, DUE + timedelta(hours=2)).scheduled == []
+    assert [b.status for b in periodic(services, "shop")] == ["done", "error"]
+
+
+def test_catching_up_stops_six_hours_late_and_at_the_end_of_the_local_day(
+    services: Services,
+) -> None:
+    register(services, "shop", Schedule(hour=3, timezone="UTC"))
+    register(services, "night", Schedule(hour=22, timezone="UTC"))
+
+    assert dispatch(services, DUE + timedelta(hours=7)).scheduled == []
+    assert dispatch(services, datetime(2026, 11, 25, 23, 0, tzinfo=UTC)).scheduled != []
+    services.catalog.remove_database("night", DUE)  # nothing more from it
+    # 22:00 missed on the 24th: not caught up after midnight on the 25th.
+    register(services, "late", Schedule(hour=22, timezone="UTC"))
+    assert dispatch(services, datetime(2026, 11, 26, 0, 0, tzinfo=UTC)).scheduled == []
+
+
+@pytest.mark.parametrize(
+    ("runs", "expected"),
+    [
+        # Spring forward in Paris, 2026-03-29: 02:00 does not exist; due at 03:00 CEST
+        # (01:00 UTC). That run missed, the 02:00 UTC run is one hour late.
+        ([datetime(2026, 3, 29, 2, 0, tzinfo=UTC)], [("2026-03-29T01:00:00+00:00", 3600)]),
+        # Fall back, 2026-10-25: 02:00 happens twice (00:00 and 01:00 UTC). The first
+        # missed, the repeated hour catches up, one hour late in real time.
+        ([datetime(2026, 10, 25, 1, 0, tzinfo=UTC)], [("2026-10-25T00:00:00+00:00", 3600)]),
+        # Fall back, both runs: one backup for the day.
+        (
+            [datetime(2026, 10, 25, 0, 0, tzinfo=UTC), datetime(2026, 10, 25, 1, 0, tzinfo=UTC)],
+            [("2026-10-25T00:00:00+00:00", 0)],
+        ),
+        # The day after spring forward, due at 02:00 CEST (00:00 UTC): six hours late
+        # is still caught up, seven is not.
+        ([datetime(2026, 3, 30, 6, 0, tzinfo=UTC)], [("2026-03-30T00:00:00+00:00", 6 * 3600)]),
+        ([datetime(2026, 3, 30, 7, 0, tzinfo=UTC)], []),
+    ],
+)
+def test_catching_up_across_dst_changes(
+    services: Services, runs: list[datetime], expected: list[tuple[str, int]]
+) -> None:
+    register(services, "paris", Schedule(hour=2, timezone="Europe/Paris"))
+
+    for at in runs:
+        dispatch(services, at)
+
+    assert [
+        (b.scheduled_for.isoformat() if b.scheduled_for else None, b.late_by_seconds)
+        for b in periodic(services, "paris")
+    ] == expected
+
+
+def test_a_database_registered_after_the_due_hour_is_not_caught_up(services: Services) -> None:
+    services.catalog.create_database(
+        DatabaseRecord(
+            name="new",
+            schedule=Schedule(hour=3, timezone="UTC"),
+            created_at=DUE + timedelta(minutes=30),
+        )
+    )
+
+    assert dispatch(services, DUE + timedelta(hours=1)).scheduled == []

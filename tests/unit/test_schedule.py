@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pgbackups.domain.models import Schedule
-from pgbackups.domain.schedule import next_run_at, periodic_day, schedule_due_at
+from pgbackups.domain.schedule import next_run_at, periodic_day, periodic_slot, schedule_due_at
 
 pytestmark = pytest.mark.unit
 
@@ -86,3 +86,60 @@ def test_next_run_at_is_the_next_due_hour() -> None:
     assert next_run_at(utc_4am, datetime(2026, 11, 25, 3, 59, tzinfo=UTC)) == datetime(
         2026, 11, 25, 4, 0, tzinfo=UTC
     )
+
+
+def slots(schedule: Schedule, start: datetime, hours: int) -> list[tuple[str, str, int]]:
+    """(UTC hour, local day, hours late) of each run that may create the day's backup."""
+    found = []
+    for at in (start + timedelta(hours=h) for h in range(hours)):
+        slot = periodic_slot(schedule, at)
+        if slot is not None:
+            found.append((f"{at:%d %H:%M}", slot.day, int(slot.late_by.total_seconds() // 3600)))
+    return found
+
+
+def test_a_day_stays_open_six_hours_after_its_due_hour() -> None:
+    utc_3am = Schedule(hour=3, timezone="UTC")
+    assert slots(utc_3am, datetime(2026, 11, 25, tzinfo=UTC), 24) == [
+        (f"25 {h:02}:00", "2026-11-25", h - 3) for h in range(3, 10)
+    ]
+
+
+def test_catching_up_never_crosses_local_midnight() -> None:
+    utc_10pm = Schedule(hour=22, timezone="UTC")
+    assert slots(utc_10pm, datetime(2026, 11, 25, 12, tzinfo=UTC), 24) == [
+        ("25 22:00", "2026-11-25", 0),
+        ("25 23:00", "2026-11-25", 1),
+    ]
+
+
+def test_catch_up_on_the_spring_forward_day_counts_real_hours() -> None:
+    two_am = Schedule(hour=2, timezone="Europe/Paris")
+    # 02:00 is skipped: due at 03:00 CEST (01:00 UTC), open until 07:00 UTC.
+    assert slots(two_am, datetime(2026, 3, 28, 22, tzinfo=UTC), 12) == [
+        (f"29 {h:02}:00", "2026-03-29", h - 1) for h in range(1, 8)
+    ]
+
+
+def test_catch_up_on_the_fall_back_day_counts_real_hours() -> None:
+    two_am = Schedule(hour=2, timezone="Europe/Paris")
+    # Due at the first 02:00 (00:00 UTC); the repeated 02:00 is an hour late.
+    assert slots(two_am, datetime(2026, 10, 24, 22, tzinfo=UTC), 12) == [
+        (f"25 {h:02}:00", "2026-10-25", h) for h in range(0, 7)
+    ]
+
+
+def test_a_half_hour_zone_is_on_time_in_the_run_after_its_due_time() -> None:
+    kolkata_1am = Schedule(hour=1, timezone="Asia/Kolkata")  # 19:30 UTC the day before
+    found = slots(kolkata_1am, datetime(2026, 11, 24, 12, tzinfo=UTC), 24)
+    assert found[0] == ("24 20:00", "2026-11-25", 0)
+    assert found[-1] == ("25 02:00", "2026-11-25", 6)  # 07:30 local; 08:30 is 7 hours late
+
+
+def test_every_local_day_of_a_year_has_one_on_time_run_and_six_catch_ups() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    runs = slots(PARIS_1AM, start, 24 * 365)
+    by_day: dict[str, list[int]] = {}
+    for _, day, late in runs:
+        by_day.setdefault(day, []).append(late)
+    assert all(lates == list(range(7)) for day, lates in by_day.items() if day != "2026-01-01")
