@@ -35,6 +35,7 @@ from pgbackups.domain.errors import ConnectionFailed
 from pgbackups.domain.models import BackupRequest, utcnow
 from pgbackups.ports import Services
 from pgbackups.postgres import probe as connections
+from pgbackups.postgres.urls import Connection, registered_connection
 from pgbackups_local.gateway import Gateway
 from tests.conftest import ROOT, AwsStack
 
@@ -113,10 +114,12 @@ def stack(
 
     real_probe = connections.probe
 
-    def probe_own_cluster_only(url: str, **kwargs: Any) -> Any:
-        if url != database_url:
+    own = registered_connection(database_url)
+
+    def probe_own_cluster_only(target: Connection, **kwargs: Any) -> Any:
+        if target.conninfo != own.conninfo or target.password != own.password:
             raise ConnectionFailed("cannot connect: this test reaches its own cluster only")
-        return real_probe(url, **kwargs)
+        return real_probe(target, **kwargs)
 
     monkeypatch.setattr(connections, "probe", probe_own_cluster_only)
 
