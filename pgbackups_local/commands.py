@@ -21,7 +21,6 @@ import click
 
 from pgbackups_local.stack import (
     DEFAULT_STATE_DIR,
-    FAKE_CREDENTIALS,
     SHUTDOWN_GRACE_SECONDS,
     LocalStack,
     StackError,
@@ -87,6 +86,10 @@ state_dir_option = click.option(
     "--shutdown-grace", type=click.FloatRange(0, 900), default=SHUTDOWN_GRACE_SECONDS,
     hidden=True, help="Seconds running backups get to finish when the stack stops.",
 )  # fmt: skip
+@click.option(
+    "--show-token", is_flag=True,
+    help="Print the API token in the start-up banner (it is always in stack.json).",
+)  # fmt: skip
 @click.pass_context
 def local(
     ctx: click.Context,
@@ -96,6 +99,7 @@ def local(
     demo: bool,
     demo_size_mb: int,
     shutdown_grace: float,
+    show_token: bool,
 ) -> None:
     """Run the local stack in the foreground: moto as AWS, the HTTP API, the backup
     workers and the hourly dispatcher, all from template.yaml. Ctrl-C stops it."""
@@ -114,10 +118,10 @@ def local(
         shutdown_grace=shutdown_grace,
         announce=lambda line: click.echo(f"  … {line}"),
     )
-    _run_in_foreground(stack)
+    _run_in_foreground(stack, show_token=show_token)
 
 
-def _run_in_foreground(stack: LocalStack) -> None:
+def _run_in_foreground(stack: LocalStack, *, show_token: bool = False) -> None:
     stop = threading.Event()
     phase = "starting"
 
@@ -147,7 +151,7 @@ def _run_in_foreground(stack: LocalStack) -> None:
         raise click.ClickException(f"the local stack could not start: {error}") from None
     if phase == "starting":
         phase = "running"
-    click.echo(_banner(info, stack))
+    click.echo(_banner(info, stack, show_token=show_token))
     while not stop.wait(1.0):
         pass
     click.echo("Stopping: running backups finish or are marked error, then the servers stop…")
@@ -155,9 +159,15 @@ def _run_in_foreground(stack: LocalStack) -> None:
     click.echo("Local stack stopped.")
 
 
-def _banner(info: StackInfo, stack: LocalStack) -> str:
+def _banner(info: StackInfo, stack: LocalStack, *, show_token: bool = False) -> str:
     state = f" --state-dir {stack.state_dir}" if stack.state_dir != DEFAULT_STATE_DIR else ""
     auth = '-H "Authorization: Bearer $PGBACKUPS_TOKEN"'
+    # Terminal scrollback and logs are read by more people than stack.json (mode 0600).
+    read_token = (
+        info.token
+        if show_token
+        else f'$(python3 -c \'import json; print(json.load(open("{stack.stack_file}"))["token"])\')'
+    )
     paris_1am = datetime.now(ZoneInfo("Europe/Paris")).replace(
         hour=1, minute=0, second=0, microsecond=0
     )
@@ -166,7 +176,7 @@ def _banner(info: StackInfo, stack: LocalStack) -> str:
         "pgbackups local stack is up (no AWS account, no Docker).",
         "",
         f"  API      {info.api_url}   (routes under /v1)",
-        f"  Token    {info.token}",
+        f"  Token    {info.token if show_token else 'in stack.json (--show-token prints it here)'}",
         f"  AWS      {info.aws_endpoint_url}   (moto, {info.region}: bucket {info.bucket}, table {info.table})",
         f"  State    {stack.stack_file}",
     ]
@@ -176,7 +186,7 @@ def _banner(info: StackInfo, stack: LocalStack) -> str:
     lines += [
         "",
         "Try, in another terminal:",
-        f"  export PGBACKUPS_API_URL={info.api_url} PGBACKUPS_TOKEN={info.token}",
+        f"  export PGBACKUPS_API_URL={info.api_url} PGBACKUPS_TOKEN={read_token}",
         f"  curl -s {auth} $PGBACKUPS_API_URL/v1/databases",
     ]
     if not info.demo_database_url:
@@ -231,8 +241,8 @@ def dispatch(at: datetime, state_dir: Path, as_json: bool) -> None:
         raise click.ClickException("template.yaml should have exactly one scheduled function")
     (logical_id, event_name) = scheduled[0]
     client = boto3.session.Session(
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=info["aws_access_key_id"],
+        aws_secret_access_key=info["aws_secret_access_key"],
         region_name=info["region"],
     ).client("lambda", endpoint_url=info["lambda_endpoint_url"])
     event = scheduled_event(at, info["region"], f"pgbackups-local-{logical_id}{event_name}")

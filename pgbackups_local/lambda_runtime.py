@@ -46,6 +46,7 @@ from urllib.parse import unquote, urlsplit
 from pgbackups.postgres.dump import DumpFailed
 from pgbackups.postgres.pgtools import launch
 from pgbackups_local.functions import ACCOUNT_ID, LambdaContext, load_handler_module
+from pgbackups_local.signatures import SignatureRefused, StackKey, verify
 
 # A child of the functions' powertools logger, so both write to the same stream in order.
 log = logging.getLogger("pgbackups.local")
@@ -56,6 +57,8 @@ WORKERS = 4
 RETRY_DELAYS_SECONDS = (1.0, 2.0)
 # At shutdown, once pg_dump is stopped, how long the handlers get to record the outcome.
 FINAL_WAIT_SECONDS = 30.0
+# Lambda's own limit on a synchronous invocation's payload.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 
 
@@ -133,8 +136,10 @@ class LambdaRuntime:
         functions_dir: Path,
         region: str,
         *,
+        key: StackKey,
         workers: int = WORKERS,
     ) -> None:
+        self.key = key
         self.functions = {function.name: function for function in functions}
         self.functions_dir = functions_dir
         self.region = region
@@ -261,7 +266,7 @@ class LambdaRuntime:
     # -- the Invoke endpoint -------------------------------------------------
 
     def start(self, port: int = 0) -> None:
-        """Serve the Invoke API on 127.0.0.1 only: it has no authentication."""
+        """Serve the Invoke API on 127.0.0.1 only, to requests signed with the stack's key."""
 
         class Handler(InvokeRequestHandler):
             runtime = self
@@ -311,8 +316,29 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
         self._reply(status, body, {"x-amzn-ErrorType": error_type})
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        try:
+            length = max(int(self.headers.get("Content-Length") or 0), 0)
+        except ValueError:
+            length = 0
+        if length > MAX_PAYLOAD_BYTES:
+            self.close_connection = True
+            self._error(
+                413, "RequestTooLargeException", "Request must be smaller than 6291456 bytes"
+            )
+            return
+        body: list[bytes] = []
+
+        def read_body() -> bytes:
+            body.append(self.rfile.read(length) if length else b"")
+            return body[0]
+
+        try:
+            verify("POST", self.path, dict(self.headers.items()), read_body, self.runtime.key)
+        except SignatureRefused as refused:
+            self.close_connection = True
+            self._error(403, "AccessDeniedException", str(refused))
+            return
+        raw = body[0] if body else read_body()
         match = INVOKE_PATH.match(urlsplit(self.path).path)
         if match is None:
             self._error(404, "ResourceNotFoundException", f"no such route: {self.path}")

@@ -1,6 +1,7 @@
 """The local stack: the whole system in one process, from template.yaml, on moto.
 
-    moto (ThreadedMotoServer, 127.0.0.1)  ◀── every boto3 client (AWS_ENDPOINT_URL)
+    moto (werkzeug, 127.0.0.1)            ◀── every boto3 client (AWS_ENDPOINT_URL),
+                                              signed with the stack's own key
     Gateway (--host/--port)               ── authorizer + api function, in-process
     LambdaRuntime (127.0.0.1)             ◀── lambda.invoke (AWS_ENDPOINT_URL_LAMBDA):
                                               worker pool running the backup function
@@ -10,8 +11,12 @@
 The bucket, table, event bus and token secret are created from the template's
 own resources, named as the template names them with Stage=local, and every
 function gets the environment the template declares (resolved the same way),
-pointed at moto with fake credentials. The handlers are the unmodified
+pointed at moto with the stack's key. The handlers are the unmodified
 functions/*.py: they cannot tell this process from Lambda.
+
+Only the stack's owner can use it: moto and the Lambda invoke endpoint answer
+requests signed with a random key (pgbackups_local.signatures) kept in stack.json
+(mode 0600) and in this process's environment only.
 
 Shutdown runs in the reverse order of start-up: no new work (rule, gateway),
 the workers finish or fail their backups, then PostgreSQL, then moto, and
@@ -25,6 +30,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +44,7 @@ from pgbackups_local.lambda_runtime import (
     LocalFunction,
     scheduled_event,
 )
+from pgbackups_local.signatures import SignedRequestsOnly, StackKey
 from pgbackups_local.template import TEMPLATE, load_template, resources_of_type, table_definition
 
 # A child of the functions' powertools logger, so both write to the same stream in order.
@@ -55,8 +62,6 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 TOKEN_SECRET = "ApiTokenSecret"  # noqa: S105 (a logical id, not a secret)
 # Shutdown order: no new work, then the work in flight, then what it relies on.
 STOP_ORDER = ("rules", "gateway", "workers", "lambda endpoint", "demo PostgreSQL", "moto")
-# No real account is ever reached: these only satisfy botocore's signer.
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
 class StackError(RuntimeError):
@@ -192,6 +197,9 @@ class StackInfo:
     table: str
     pid: int
     lambda_endpoint_url: str
+    # The key every request to aws_endpoint_url and lambda_endpoint_url is signed with.
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = ""
     functions: dict[str, str] = field(default_factory=dict)
     demo_database_url: str | None = None
     demo_postgres_pid: int | None = None
@@ -242,6 +250,8 @@ class LocalStack:
         self.template = load_template()
         self.values = TemplateValues(self.template, region)
         self.info: StackInfo | None = None
+        # A new key per start: what another user of the machine could not have seen.
+        self.key = StackKey.generate()
         self._stops: dict[str, list[Callable[[], None]]] = {}
         self._wrote_stack_file = False
 
@@ -265,7 +275,7 @@ class LocalStack:
         moto_url = self._start_moto()
         resources = self._create_resources(moto_url)
         functions = local_functions(self.template, self.values)
-        runtime = LambdaRuntime(functions, REPO / "functions", self.region)
+        runtime = LambdaRuntime(functions, REPO / "functions", self.region, key=self.key)
         runtime.start()
         self._on_stop("workers", lambda: runtime.drain(self.shutdown_grace))
         self._on_stop("lambda endpoint", runtime.stop_endpoint)
@@ -283,6 +293,8 @@ class LocalStack:
             table=resources["table"],
             pid=os.getpid(),
             lambda_endpoint_url=runtime.url,
+            aws_access_key_id=self.key.access_key_id,
+            aws_secret_access_key=self.key.secret_access_key,
             functions={f.logical_id: f.name for f in functions},
         )
         if self.demo_size_mb is not None:
@@ -307,21 +319,34 @@ class LocalStack:
             self.stack_file.unlink(missing_ok=True)  # left over by a killed stack
 
     def _start_moto(self) -> str:
-        from moto.server import ThreadedMotoServer  # the `local` extra
+        # The `local` extra. moto's own server, with the signature check in front.
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        self._on_stop("moto", lambda: _stop_moto(server))
-        host, port = server.get_host_and_port()
-        return f"http://{host}:{port}"
+        app = SignedRequestsOnly(DomainDispatcherApplication(create_backend_app), self.key)
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+        thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=10)
+
+        self._on_stop("moto", stop)
+        return f"http://127.0.0.1:{server.server_port}"
 
     def _client(self, service: str, endpoint: str) -> Any:
         import boto3
 
         return boto3.session.Session(
-            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_access_key_id=self.key.access_key_id,
+            aws_secret_access_key=self.key.secret_access_key,
             region_name=self.region,
         ).client(service, endpoint_url=endpoint)
 
@@ -433,7 +458,7 @@ class LocalStack:
         for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_")]:
             del os.environ[name]
         env.update(
-            FAKE_CREDENTIALS,
+            self.key.environment(),
             AWS_REGION=self.region,
             AWS_DEFAULT_REGION=self.region,
             AWS_ENDPOINT_URL=moto_url,
@@ -545,11 +570,3 @@ class LocalStack:
             yield info
         finally:
             self.stop()
-
-
-def _stop_moto(server: Any) -> None:
-    server.stop()
-    # ThreadedMotoServer.stop() leaves the listening socket open: free the port now.
-    inner = getattr(server, "_server", None)
-    if inner is not None:
-        inner.server_close()

@@ -104,8 +104,8 @@ def test_stack_json_describes_the_running_stack(local_stack: RunningStack) -> No
         "s3",
         endpoint_url=info["aws_endpoint_url"],
         region_name=info["region"],
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_access_key_id=info["aws_access_key_id"],
+        aws_secret_access_key=info["aws_secret_access_key"],
     )
     # The bucket is the template's: versioned (deletions are soft) and encrypted.
     assert s3.get_bucket_versioning(Bucket=info["bucket"])["Status"] == "Enabled"
@@ -189,8 +189,8 @@ def test_retention_deletes_objects_and_records_together(
         "s3",
         endpoint_url=info["aws_endpoint_url"],
         region_name=info["region"],
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_access_key_id=info["aws_access_key_id"],
+        aws_secret_access_key=info["aws_secret_access_key"],
     )
     listing = s3.list_objects_v2(Bucket=info["bucket"], Prefix=f"databases/{name}/")
     keys = {obj["Key"] for obj in listing.get("Contents", [])}
