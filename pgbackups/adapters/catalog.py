@@ -39,6 +39,7 @@ from pgbackups.domain.errors import (
 )
 from pgbackups.domain.models import (
     BACKUP_ID,
+    SECRET_DELETION_LEASE,
     BackupRecord,
     DatabaseRecord,
     RetentionPolicy,
@@ -47,6 +48,7 @@ from pgbackups.domain.models import (
 )
 
 DATABASES_PK = "DATABASES"
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -141,8 +143,13 @@ class Catalog:
             self._db.put_item(
                 TableName=self._table,
                 Item=_to_item(_database_key(record.name), record),
+                # Not while a removal deletes the former URLs (unless that stopped long ago).
                 ConditionExpression="attribute_not_exists(pk) OR "
-                "(attribute_exists(removed_at) AND attribute_not_exists(active_backup_id))",
+                "(attribute_exists(removed_at) AND attribute_not_exists(active_backup_id) AND "
+                "(attribute_not_exists(secret_deletion) OR secret_deletion < :stale))",
+                ExpressionAttributeValues=_values(
+                    stale=to_rfc3339(record.created_at - SECRET_DELETION_LEASE)
+                ),
             )
         except ClientError as error:
             if _is_conditional_failure(error):
@@ -205,12 +212,17 @@ class Catalog:
         return DatabaseRecord.model_validate(_from_item(item))
 
     def remove_database(self, name: str, at: datetime) -> None:
-        """Mark removed: its schedule stops, its backups expire under its last policy."""
+        """Mark removed: its schedule stops, its backups expire under its last policy.
+
+        It also claims the deletion of its URLs (`secret_deletion`): until
+        `secret_deleted`, nobody registers the name again, so that deletion can never
+        remove a new registration's URLs."""
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key=_database_key(name),
-                UpdateExpression="SET removed_at = :at, #schedule.enabled = :off",
+                UpdateExpression="SET removed_at = :at, secret_deletion = :at, "
+                "#schedule.enabled = :off",
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(removed_at)",
                 ExpressionAttributeNames={"#schedule": "schedule"},
                 ExpressionAttributeValues=_values(at=to_rfc3339(at), off=False),
@@ -227,7 +239,40 @@ class Catalog:
                 TableName=self._table,
                 Key=_database_key(name),
                 ConditionExpression="attribute_exists(removed_at) AND "
-                "attribute_not_exists(active_backup_id)",
+                "attribute_not_exists(active_backup_id) AND attribute_not_exists(secret_deletion)",
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+
+    def claim_secret_deletion(self, record: DatabaseRecord, at: datetime) -> bool:
+        """Claim the deletion of a removed database's URLs; False when the name is not
+        that removed database any more (registered again, or forgotten)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_database_key(record.name),
+                UpdateExpression="SET secret_deletion = :at",
+                ConditionExpression="attribute_exists(removed_at) AND created_at = :created",
+                ExpressionAttributeValues=_values(
+                    at=to_rfc3339(at), created=record.model_dump(mode="json")["created_at"]
+                ),
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def secret_deleted(self, name: str, claimed_at: datetime) -> None:
+        """Release the claim taken at `claimed_at`: the URLs are gone."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_database_key(name),
+                UpdateExpression="REMOVE secret_deletion",
+                ConditionExpression="secret_deletion = :at",
+                ExpressionAttributeValues=_values(at=to_rfc3339(claimed_at)),
             )
         except ClientError as error:
             if not _is_conditional_failure(error):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -55,6 +55,10 @@ def check_timezone(name: str) -> str:
         raise ValueError(f"unknown time zone {name!r}") from None
     return name
 
+
+# A claim on deleting a removed database's URLs older than this was left by a run that
+# stopped halfway: the name may be registered again (the hourly sweep finishes it).
+SECRET_DELETION_LEASE = timedelta(minutes=15)
 
 # Enough for pg_dump's last lines; a whole server log would not fit a DynamoDB item.
 ERROR_TEXT_LIMIT = 4096
@@ -119,6 +123,7 @@ class DatabaseRecord(BaseModel):
     last_periodic_day: str | None = None  # local date of the last periodic backup created
     last_backup_id: str | None = None  # the newest backup created
     removed_at: datetime | None = None  # removed: no schedule, backups expire under policy
+    secret_deletion: datetime | None = None  # removed: its URLs are being deleted since
 
 
 class BackupRecord(BaseModel):

@@ -6,6 +6,7 @@ them, and never anywhere else: not in the catalog, not in a record, not in a log
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from pgbackups.domain.errors import (
     DatabaseNotFound,
 )
 from pgbackups.domain.models import (
+    SECRET_DELETION_LEASE,
     BackupRecord,
     ConnectionInfo,
     DatabaseRecord,
@@ -118,8 +120,17 @@ def register_database(services: Services, new: NewDatabase) -> DatabaseRecord:
         services.catalog.remove_database(new.name, services.clock())
         services.catalog.forget_database(new.name)
         raise
+    _unless_removed_meanwhile(services, record)
     logger.info("database registered", extra={"database": new.name})
     return record
+
+
+def _unless_removed_meanwhile(services: Services, written_for: DatabaseRecord) -> None:
+    """URLs just written for a database that a DELETE removed meanwhile are deleted now
+    (the removal's own deletion ran before they were written)."""
+    current = services.catalog.get_database(written_for.name, include_removed=True)
+    if current.removed_at is not None and current.created_at == written_for.created_at:
+        finish_secret_deletion(services, current)
 
 
 def _refuse_existing(services: Services, name: str) -> None:
@@ -130,6 +141,11 @@ def _refuse_existing(services: Services, name: str) -> None:
         return
     if existing.removed_at is None:
         raise DatabaseExists(f"database {name} already exists")
+    deleting = existing.secret_deletion
+    if deleting is not None and services.clock() - deleting < SECRET_DELETION_LEASE:
+        raise DatabaseExists(
+            f"database {name} is being removed: register it again in a few minutes"
+        )
     if existing.active_backup_id is not None:
         raise DatabaseExists(
             f"database {name} was removed and its last backup is still running: "
@@ -149,6 +165,7 @@ def change_database(services: Services, name: str, changes: DatabaseChanges) -> 
         stored = services.secrets.get(name)
         replica_url = None if changes.remove_replica else changes.replica_url or stored.replica_url
         services.secrets.put(name, ConnectionInfo(changes.url or stored.url, replica_url))
+        _unless_removed_meanwhile(services, current)
         has_replica = replica_url is not None
         logger.info("connection URLs changed", extra={"database": name})
 
@@ -171,10 +188,39 @@ def change_schedule(services: Services, name: str, changes: Mapping[str, Any]) -
 
 
 def remove_database(services: Services, name: str) -> None:
-    """Stop its schedule and forget its URLs; its backups expire under its last policy."""
-    services.catalog.remove_database(name, services.clock())
+    """Stop its schedule and forget its URLs; its backups expire under its last policy.
+
+    Removing a database already removed is DatabaseNotFound, but first finishes
+    the deletion of its URLs if that failed the first time (a retried DELETE)."""
+    at = services.clock()
+    try:
+        services.catalog.remove_database(name, at)
+    except DatabaseNotFound:
+        with contextlib.suppress(DatabaseNotFound):
+            finish_secret_deletion(
+                services, services.catalog.get_database(name, include_removed=True)
+            )
+        raise
     services.secrets.delete(name)
+    services.catalog.secret_deleted(name, at)
     logger.info("database removed", extra={"database": name})
+
+
+def finish_secret_deletion(services: Services, record: DatabaseRecord) -> bool:
+    """Delete the URLs of a removed database, if it is still that removed database.
+
+    For a removal whose deletion failed, a DELETE racing a registration or a change
+    (URLs written after the removal deleted them), and the hourly sweep. The claim
+    in the catalog keeps a registration of the same name from slipping in between.
+    """
+    if record.removed_at is None:
+        return False
+    at = services.clock()
+    if not services.catalog.claim_secret_deletion(record, at):
+        return False
+    services.secrets.delete(record.name)
+    services.catalog.secret_deleted(record.name, at)
+    return True
 
 
 def _merged[Settings: (Schedule, RetentionPolicy)](

@@ -12,6 +12,7 @@ from pgbackups.domain.models import BackupRecord, DatabaseRecord
 from pgbackups.domain.schedule import PeriodicSlot, periodic_slot
 from pgbackups.ports import Services
 from pgbackups.usecases.backup import publish_backup_event, schedule_backup
+from pgbackups.usecases.databases import finish_secret_deletion
 from pgbackups.usecases.pruning import prune_database
 
 logger = Logger(child=True)
@@ -54,6 +55,9 @@ def _sweep(
     now: datetime,
     report: DispatchReport,
 ) -> None:
+    if database.removed_at is not None:
+        # A removal whose URL deletion failed, or URLs written after it: delete them.
+        finish_secret_deletion(services, database)
     reaped = _reap_stale_backup(services, database, now)
     if reaped is not None:
         report.reaped.append(reaped)

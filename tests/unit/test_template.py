@@ -459,6 +459,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     assert actions_on(resources["DispatcherFunction"]) == {
         **catalog,
         "s3:DeleteObject": [objects],
+        "secretsmanager:DeleteSecret": [database_secrets],
         "lambda:InvokeFunction": [backup_function],
         "events:PutEvents": [bus],
     }
