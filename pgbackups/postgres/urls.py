@@ -142,8 +142,9 @@ def registered_connection(url: str) -> Connection:
     for name, value in parameters.items():
         if name not in ALLOWED_PARAMETERS:
             raise ConnectionParameterNotAllowed(
-                f"the URL sets {name}, which pgbackups does not allow: it would reach files "
-                "or sockets of the backup function rather than your server",
+                f"the URL sets {name}, which a registered URL may not: such parameters "
+                "can reach the backup function's own files, credentials or sockets "
+                "(the README's Connection URLs lists those allowed)",
                 parameter=name,
             )
         _check_value(name, value)

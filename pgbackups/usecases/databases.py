@@ -117,12 +117,25 @@ def register_database(services: Services, new: NewDatabase) -> DatabaseRecord:
     try:
         services.secrets.put(new.name, ConnectionInfo(new.url, new.replica_url))
     except Exception:
-        services.catalog.remove_database(new.name, services.clock())
-        services.catalog.forget_database(new.name)
+        _withdraw(services, record)
         raise
     _unless_removed_meanwhile(services, record)
     logger.info("database registered", extra={"database": new.name})
     return record
+
+
+def _withdraw(services: Services, record: DatabaseRecord) -> None:
+    """Undo a registration whose URLs could not be stored. If even deleting what may
+    have been written fails, the removed record stays for the hourly sweep to finish."""
+    at = services.clock()
+    services.catalog.remove_database(record.name, at)
+    try:
+        services.secrets.delete(record.name)
+    except Exception:
+        logger.exception("could not delete the URLs of a withdrawn registration")
+        return
+    services.catalog.secret_deleted(record.name, at)
+    services.catalog.forget_database(record.name)
 
 
 def _unless_removed_meanwhile(services: Services, written_for: DatabaseRecord) -> None:

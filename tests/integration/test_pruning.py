@@ -97,6 +97,7 @@ def test_a_removed_database_expires_then_is_forgotten(services: Services) -> Non
     database = register(services)
     old_error = finished_backup(services, NOW - timedelta(days=40), status="error")
     services.catalog.remove_database("shop", NOW - timedelta(days=35))
+    services.catalog.secret_deleted("shop", NOW - timedelta(days=35))  # as removal does
     removed = services.catalog.get_database("shop", include_removed=True)
     assert removed.schedule.enabled is False
 
