@@ -383,6 +383,8 @@ class OneLiner:
         self.moto = moto
         self.aws = aws
         self.home = Path(tempfile.mkdtemp(prefix="pgbackups-bench-aws-"))
+        # moto's fake ones; the local stack's moto takes only its own key.
+        self.credentials = dict(FAKE_CREDENTIALS)
 
     def close(self) -> None:
         shutil.rmtree(self.home, ignore_errors=True)
@@ -422,7 +424,7 @@ class OneLiner:
             "HOME": str(self.home),  # no ~/.aws of the user's: fake credentials only
             "AWS_CONFIG_FILE": str(self.home / "config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(self.home / "credentials"),
-            **FAKE_CREDENTIALS,
+            **self.credentials,
             "PGPASSWORD": password or "",
             "PGCONNECT_TIMEOUT": "10",
             "LC_ALL": "C.UTF-8",

@@ -38,8 +38,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import contenders
+import cpus
 import database
 import report
+import scale
+import user_path
 from contenders import AwsStack, BenchError, Dataset, Limit, MotoServer, OneLiner, Pgbackups, Run
 
 from pgbackups.adapters.archives import STREAM_TRANSFER
@@ -52,6 +55,9 @@ RESULTS = ROOT / "bench" / "results"
 AWSCLI_VENV = ROOT / ".venv-awscli"
 AWSCLI_VERSION = "1.46.2"
 COMPRESSIONS = ("gzip", "zstd:1", "zstd:3", "lz4")
+# throughput: the compression matrix (and the larger database); cpus: item 6 of
+# issue 17, 1 and 2 CPUs; user-path: item 7, API trigger to `done`; scale: item 8.
+ITEMS = ("throughput", "cpus", "user-path", "scale")
 # The cluster only serves dumps: no background vacuum, no checkpoint in the middle.
 CLUSTER_CONF = (
     "autovacuum = off\nshared_buffers = 256MB\nmax_wal_size = 16GB\n"
@@ -274,6 +280,16 @@ def parse_args() -> argparse.Namespace:
         metavar="NAME=[transfer:CHUNK_MIB:CONCURRENCY:IN_MEMORY_CHUNKS][,pipe:KIB][,buffer:KIB]",
         help="also run pgbackups with other settings (an experiment; pgbackups is unchanged)",
     )
+    parser.add_argument(
+        "--items",
+        default=",".join(ITEMS),
+        help=f"what to measure, comma-separated among {', '.join(ITEMS)}",
+    )
+    parser.add_argument(
+        "--scale-databases",
+        default="100,300,1000",
+        help="the database counts of the dispatcher's scale run",
+    )
     parser.add_argument("--label", help="results file name (default: latest, or quick)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(
@@ -293,6 +309,12 @@ def parse_args() -> argparse.Namespace:
     args.size_mb *= scale
     args.large_size_mb *= scale
     args.label = args.label or ("quick" if args.quick or scale != 1 else "latest")
+    args.items = [item for item in args.items.split(",") if item]
+    unknown = set(args.items) - set(ITEMS)
+    if unknown:
+        parser.error(f"unknown items: {', '.join(sorted(unknown))}")
+    if args.quick:
+        args.scale_databases = "20,50"
     if args.repetitions < 1:
         parser.error("--repetitions must be at least 1")
     return args
@@ -312,6 +334,8 @@ def main() -> int:
     tools = PgTools(pgtools_dir())
     aws = ensure_awscli()
     runs: list[Run] = []
+    extra: dict[str, Any] = {}
+    sections: list[str] = []
     with workplace() as work, contextlib.ExitStack() as cleanup:
         say("starting a PostgreSQL cluster and moto_server on 127.0.0.1")
         server = EmbeddedPostgres(name="bench", base_dir=work)
@@ -352,9 +376,32 @@ def main() -> int:
             "foreign_limit": args.foreign_limit,
             "quiet_timeout": args.quiet_timeout,
         }
-        measure(small, compressions, [limit, one_liner, *engines], args.repetitions, runs, **gate)
+        if "throughput" in args.items:
+            measure(
+                small, compressions, [limit, one_liner, *engines], args.repetitions, runs, **gate
+            )
         datasets = [small]
-        if not args.no_large:
+        if "cpus" in args.items:
+            say("item 6: 1 and 2 CPUs")
+            cpu_runs = cpus.measure(
+                small, default, [limit, one_liner, engines[0]], [1, 2], args.repetitions, say
+            )
+            extra["cpus"] = cpus.summarize(cpu_runs)
+            sections.append(cpus.markdown(extra["cpus"]))
+        if "user-path" in args.items:
+            say("item 7: the user's path, API trigger to done")
+            user_runs = user_path.measure(work, tools, aws, small, default, args.repetitions, say)
+            extra["user_path"] = user_path.summarize(user_runs)
+            extra["user_path_runs"] = [run.as_dict() for run in user_runs]
+            sections.append(user_path.markdown(extra["user_path"], small, default))
+        if "scale" in args.items:
+            say("item 8: one dispatcher run over many databases")
+            extra["scale"] = [
+                scale.run_dispatch(moto.endpoint, int(count), say, moto.cpu_seconds)
+                for count in args.scale_databases.split(",")
+            ]
+            sections.append(scale.markdown(extra["scale"]))
+        if "throughput" in args.items and not args.no_large:
             large = build_dataset(
                 server, size_label(args.large_size_mb), int(args.large_size_mb * 1e6), small.label
             )
@@ -373,8 +420,9 @@ def main() -> int:
         "summary": summary,
         "targets": targets,
         "runs": [run.as_dict() for run in runs],
+        **extra,
     }
-    markdown = report.markdown(document)
+    markdown = "\n".join([report.markdown(document), *sections])
     RESULTS.mkdir(parents=True, exist_ok=True)
     report.write_atomically(RESULTS / f"{args.label}.json", json.dumps(document, indent=2) + "\n")
     report.write_atomically(RESULTS / f"{args.label}.md", markdown)

@@ -41,6 +41,7 @@ class Catalog(Protocol):
         retention: RetentionPolicy | None = None,
         compression: str | None = None,
         has_replica: bool | None = None,
+        runner: str | None = None,
     ) -> DatabaseRecord: ...
     def remove_database(self, name: str, at: datetime) -> None: ...
     def forget_database(self, name: str) -> None: ...
@@ -74,7 +75,9 @@ class Catalog(Protocol):
 class Archives(Protocol):
     """Archive objects (S3): streamed uploads, presigned downloads, deletions."""
 
-    def upload_stream(self, key: str, stream: BinaryIO) -> None: ...
+    def upload_stream(
+        self, key: str, stream: BinaryIO, expected_size: int | None = None
+    ) -> None: ...
     def download_url(self, record: BackupRecord, lifetime: timedelta) -> tuple[str, datetime]: ...
     def delete(self, key: str) -> None: ...
 
@@ -110,7 +113,10 @@ class Services:
     archives: Archives
     secrets: Secrets
     events: Events
-    runner: BackupRunner
+    runner: BackupRunner  # the backup function: the default
     tools: PgTools
     clock: Callable[[], datetime] = field(default=utcnow)
     launcher: Launcher = field(default=launch)
+    # The container runner for backups that outgrow Lambda; None where the
+    # deployment has none (no subnets for its tasks).
+    fargate: BackupRunner | None = None

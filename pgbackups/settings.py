@@ -28,6 +28,19 @@ class Settings:
     pgtools_dir: Path = Path("/opt")
     backup_timeout_seconds: int = 900
     default_compression: str = DEFAULT_COMPRESSION
+    # The Fargate runner (template.yaml's BackupTaskDefinition); unavailable without subnets.
+    task_cluster: str = ""
+    task_definition: str = ""
+    task_container: str = "backup"
+    task_subnets: tuple[str, ...] = ()
+    task_security_groups: tuple[str, ...] = ()
+    task_public_ip: bool = False
+    task_timeout_seconds: int = 6 * 3600
+    fargate_size_threshold_bytes: int = 10 * 1000**3
+
+    @property
+    def fargate_available(self) -> bool:
+        return bool(self.task_cluster and self.task_definition and self.task_subnets)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -39,6 +52,8 @@ class Settings:
             raise SettingsError(f"missing environment variables: {', '.join(missing)}")
         try:
             timeout = int(env.get("BACKUP_TIMEOUT_SECONDS", "900"))
+            task_timeout = int(env.get("BACKUP_TASK_TIMEOUT_SECONDS", str(6 * 3600)))
+            threshold = int(env.get("FARGATE_SIZE_THRESHOLD_BYTES", str(10 * 1000**3)))
             compression = check_compression(env.get("DEFAULT_COMPRESSION", DEFAULT_COMPRESSION))
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
@@ -51,4 +66,17 @@ class Settings:
             pgtools_dir=Path(env.get("PGTOOLS_DIR", "/opt")),
             backup_timeout_seconds=timeout,
             default_compression=compression,
+            task_cluster=env.get("BACKUP_TASK_CLUSTER", ""),
+            task_definition=env.get("BACKUP_TASK_DEFINITION", ""),
+            task_container=env.get("BACKUP_TASK_CONTAINER", "backup"),
+            task_subnets=_names(env.get("BACKUP_TASK_SUBNETS", "")),
+            task_security_groups=_names(env.get("BACKUP_TASK_SECURITY_GROUPS", "")),
+            task_public_ip=env.get("BACKUP_TASK_PUBLIC_IP", "DISABLED") == "ENABLED",
+            task_timeout_seconds=task_timeout,
+            fargate_size_threshold_bytes=threshold,
         )
+
+
+def _names(listed: str) -> tuple[str, ...]:
+    """A CloudFormation CommaDelimitedList joined with commas (empty entries dropped)."""
+    return tuple(name.strip() for name in listed.split(",") if name.strip())

@@ -16,7 +16,7 @@ from botocore.config import Config
 from pgbackups.adapters.archives import ArchiveStore
 from pgbackups.adapters.catalog import Catalog
 from pgbackups.adapters.events import BackupEvents
-from pgbackups.adapters.runners import LambdaRunner
+from pgbackups.adapters.runners import FargateRunner, LambdaRunner
 from pgbackups.adapters.secrets import ConnectionSecrets
 from pgbackups.api.auth import TokenAuthorizer
 from pgbackups.ports import Services
@@ -34,6 +34,19 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
         return session.client(name, config=config)
 
     s3 = client("s3", _RETRIES.merge(Config(signature_version="s3v4")))
+    fargate = None
+    if settings.fargate_available:
+        fargate = FargateRunner(
+            client("ecs"),
+            client("lambda"),
+            cluster=settings.task_cluster,
+            task_definition=settings.task_definition,
+            container=settings.task_container,
+            subnets=settings.task_subnets,
+            security_groups=settings.task_security_groups,
+            public_ip=settings.task_public_ip,
+            function_name=settings.backup_function_name,
+        )
     return Services(
         settings=settings,
         catalog=Catalog(client("dynamodb"), settings.table_name),
@@ -42,6 +55,7 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
         events=BackupEvents(client("events"), settings.event_bus_name),
         runner=LambdaRunner(client("lambda"), settings.backup_function_name),
         tools=PgTools(settings.pgtools_dir),
+        fargate=fargate,
     )
 
 

@@ -127,6 +127,7 @@ def backups_info(backup_ref: str | None, as_json: bool) -> None:
         ("Database size", human_size(backup.get("database_size"))),
         ("Compression", backup.get("compression") or "-"),
         ("Source", backup.get("source") or "-"),
+        ("Runner", backup.get("runner") or "-"),
         ("Server version", backup.get("server_version") or "-"),
         ("pg_dump version", backup.get("pg_dump_version") or "-"),
         ("SHA-256", backup.get("sha256") or "-"),

@@ -90,6 +90,11 @@ state_dir_option = click.option(
     "--show-token", is_flag=True,
     help="Print the API token in the start-up banner (it is always in stack.json).",
 )  # fmt: skip
+@click.option(
+    "--parameter", "parameters", multiple=True, metavar="NAME=VALUE",
+    help="Override a template parameter, as `sam deploy --parameter-overrides` does "
+    "(e.g. BackupTimeoutSeconds=60). Repeatable.",
+)  # fmt: skip
 @click.pass_context
 def local(
     ctx: click.Context,
@@ -100,6 +105,7 @@ def local(
     demo_size_mb: int,
     shutdown_grace: float,
     show_token: bool,
+    parameters: tuple[str, ...],
 ) -> None:
     """Run the local stack in the foreground: moto as AWS, the HTTP API, the backup
     workers and the hourly dispatcher, all from template.yaml. Ctrl-C stops it."""
@@ -110,7 +116,14 @@ def local(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("pgbackups.local").setLevel(logging.INFO)
+    overrides = {}
+    for parameter in parameters:
+        name, equals, value = parameter.partition("=")
+        if not equals or not name:
+            raise click.BadParameter(f"{parameter!r} is not NAME=VALUE", param_hint="--parameter")
+        overrides[name] = value
     stack = LocalStack(
+        parameters=overrides,
         host=host,
         port=port,
         state_dir=state_dir,

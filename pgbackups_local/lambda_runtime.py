@@ -41,10 +41,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pgbackups.postgres.dump import DumpFailed
 from pgbackups.postgres.pgtools import launch
+from pgbackups_local.code_packages import CodePackages
 from pgbackups_local.functions import ACCOUNT_ID, LambdaContext, load_handler_module
 from pgbackups_local.signatures import SignatureRefused, StackKey, verify
 
@@ -60,6 +61,9 @@ FINAL_WAIT_SECONDS = 30.0
 # Lambda's own limit on a synchronous invocation's payload.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
+FUNCTION_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)$")
+LAYERS_PATH = "/2018-10-31/layers"
+CODE_PATH = re.compile(r"^/code/(?P<key>[0-9a-f]{32})/(?P<logical_id>[A-Za-z0-9]+)\.zip$")
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,15 @@ class LocalFunction:
     timeout_seconds: int
     memory_mb: int
     max_retries: int = 2
+    # Its layers in Lambda's order: (logical id, layer version ARN).
+    layers: tuple[tuple[str, str], ...] = ()
 
     def arn(self, region: str) -> str:
         return f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{self.name}"
+
+
+def layer_version_arn(region: str, layer_name: str, version: int = 1) -> str:
+    return f"arn:aws:lambda:{region}:{ACCOUNT_ID}:layer:{layer_name}:{version}"
 
 
 class FunctionNotFound(LookupError):
@@ -138,9 +148,15 @@ class LambdaRuntime:
         *,
         key: StackKey,
         workers: int = WORKERS,
+        code: CodePackages | None = None,
     ) -> None:
         self.key = key
         self.functions = {function.name: function for function in functions}
+        # GetFunction / GetLayerVersionByArn: the built packages, at URLs only this
+        # stack's clients learn (like Lambda's presigned locations).
+        self.code = code
+        self.code_key = uuid.uuid4().hex
+        self.layers = {arn: logical_id for f in functions for logical_id, arn in f.layers}
         self.functions_dir = functions_dir
         self.region = region
         self.launcher = TrackingLauncher()
@@ -284,6 +300,37 @@ class LambdaRuntime:
         port = self._server.server_address[1]
         return f"http://127.0.0.1:{port}"
 
+    def code_location(self, logical_id: str) -> str:
+        return f"{self.url}/code/{self.code_key}/{logical_id}.zip"
+
+    def function_description(self, function: LocalFunction) -> dict[str, Any]:
+        """GetFunction's answer: the configuration and where the code package is."""
+        if self.code is None:
+            raise FunctionNotFound("this stack serves no code packages")
+        return {
+            "Configuration": {
+                "FunctionName": function.name,
+                "FunctionArn": function.arn(self.region),
+                "Runtime": "python3.12",
+                "Handler": function.handler,
+                "Timeout": function.timeout_seconds,
+                "MemorySize": function.memory_mb,
+                "Layers": [{"Arn": arn} for _, arn in function.layers],
+            },
+            "Code": {"RepositoryType": "S3", "Location": self.code_location(function.logical_id)},
+        }
+
+    def layer_description(self, arn: str) -> dict[str, Any]:
+        """GetLayerVersionByArn's answer."""
+        if self.code is None or arn not in self.layers:
+            raise FunctionNotFound(f"Layer version {arn} does not exist.")
+        return {
+            "LayerVersionArn": arn,
+            "LayerArn": arn.rsplit(":", 1)[0],
+            "Version": int(arn.rsplit(":", 1)[1]),
+            "Content": {"Location": self.code_location(self.layers[arn])},
+        }
+
     def stop_endpoint(self) -> None:
         if self._server is not None:
             self._server.shutdown()
@@ -314,6 +361,43 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
     def _error(self, status: int, error_type: str, message: str) -> None:
         body = json.dumps({"Type": "User", "message": message}).encode()
         self._reply(status, body, {"x-amzn-ErrorType": error_type})
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        runtime = self.runtime
+        try:
+            if (code := CODE_PATH.match(url.path)) and runtime.code is not None:
+                if code["key"] != runtime.code_key:
+                    self._error(403, "AccessDenied", "bad code location")
+                    return
+                # Unsigned, like a presigned S3 URL: the random key in the path is the
+                # secret, and only a signed GetFunction answer tells it.
+                body = runtime.code.package(code["logical_id"]).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            verify("GET", self.path, dict(self.headers.items()), lambda: b"", runtime.key)
+            if match := FUNCTION_PATH.match(url.path):
+                function = runtime.function(unquote(match["name"]))
+                answer = runtime.function_description(function)
+            elif (
+                url.path == LAYERS_PATH and dict(parse_qsl(url.query)).get("find") == "LayerVersion"
+            ):
+                answer = runtime.layer_description(dict(parse_qsl(url.query)).get("Arn", ""))
+            else:
+                self._error(404, "ResourceNotFoundException", f"no such route: {self.path}")
+                return
+        except SignatureRefused as refused:
+            self.close_connection = True
+            self._error(403, "AccessDeniedException", str(refused))
+            return
+        except (FunctionNotFound, FileNotFoundError) as missing:
+            self._error(404, "ResourceNotFoundException", str(missing))
+            return
+        self._reply(HTTPStatus.OK, json.dumps(answer).encode())
 
     def do_POST(self) -> None:
         try:

@@ -37,11 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from pgbackups_cli.config import process_alive
+from pgbackups_local.code_packages import CodePackages
+from pgbackups_local.ecs_runtime import IMAGE_PYTHON, EcsRuntime, LocalTaskDefinition
 from pgbackups_local.lambda_runtime import (
     ACCOUNT_ID,
     HourlyRule,
     LambdaRuntime,
     LocalFunction,
+    layer_version_arn,
     scheduled_event,
 )
 from pgbackups_local.signatures import SignedRequestsOnly, StackKey
@@ -61,7 +64,20 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 # The secret whose value is the API's bearer token.
 TOKEN_SECRET = "ApiTokenSecret"  # noqa: S105 (a logical id, not a secret)
 # Shutdown order: no new work, then the work in flight, then what it relies on.
-STOP_ORDER = ("rules", "gateway", "workers", "lambda endpoint", "demo PostgreSQL", "moto")
+STOP_ORDER = (
+    "rules",
+    "gateway",
+    "workers",
+    "tasks",
+    "ecs endpoint",
+    "lambda endpoint",
+    "demo PostgreSQL",
+    "moto",
+)
+# The functions run in this process, in no VPC; the Fargate runner needs subnets to
+# start a task, so the local stack gives it placeholders (the local RunTask checks
+# that some are passed, as ECS does).
+LOCAL_NETWORK = {"DatabaseSubnetIds": "subnet-local", "DatabaseSecurityGroupIds": "sg-local"}
 
 
 class StackError(RuntimeError):
@@ -99,7 +115,9 @@ def function_name(logical_id: str) -> str:
 class TemplateValues:
     """Resolves !Ref and !Sub of the template with Stage=local and the local resources."""
 
-    def __init__(self, template: dict[str, Any], region: str) -> None:
+    def __init__(
+        self, template: dict[str, Any], region: str, parameters: dict[str, str] | None = None
+    ) -> None:
         self.values: dict[str, str] = {
             "AWS::Region": region,
             "AWS::AccountId": ACCOUNT_ID,
@@ -110,6 +128,13 @@ class TemplateValues:
         for name, parameter in (template.get("Parameters") or {}).items():
             if "Default" in parameter:
                 self.values[name] = str(parameter["Default"])
+        for name, value in LOCAL_NETWORK.items():
+            if name in self.values and not self.values[name]:
+                self.values[name] = value
+        for name, value in (parameters or {}).items():
+            if name not in (template.get("Parameters") or {}):
+                raise StackError(f"template.yaml has no parameter {name}")
+            self.values[name] = value
         self.values["Stage"] = STAGE
 
     def set_ref(self, logical_id: str, value: str) -> None:
@@ -122,6 +147,11 @@ class TemplateValues:
             return str(value)
         if isinstance(value, dict) and "Ref" in value:
             return self._lookup(value["Ref"])
+        if isinstance(value, dict) and "Fn::Join" in value:
+            delimiter, items = value["Fn::Join"]
+            # A list parameter (!Ref of a CommaDelimitedList) holds its items comma-joined.
+            parts = self.resolve(items).split(",") if isinstance(items, dict) else items
+            return str(delimiter).join(self.resolve(part) for part in parts)
         if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
             return re.sub(r"\$\{([^}!]+)\}", lambda m: self._lookup(m[1]), value["Fn::Sub"])
         raise StackError(f"the local stack cannot resolve {value!r} from template.yaml")
@@ -141,6 +171,9 @@ def local_functions(template: dict[str, Any], values: TemplateValues) -> list[Lo
     for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
         props = resource["Properties"]
         retries = (props.get("EventInvokeConfig") or {}).get("MaximumRetryAttempts", 2)
+        # SAM appends the function's own layers to the global ones.
+        layer_refs = [*(globals_.get("Layers") or []), *(props.get("Layers") or [])]
+        layers = tuple((ref["Ref"], values.resolve(ref)) for ref in layer_refs)
         functions.append(
             LocalFunction(
                 logical_id=logical_id,
@@ -153,6 +186,7 @@ def local_functions(template: dict[str, Any], values: TemplateValues) -> list[Lo
                     values.resolve(props.get("MemorySize", globals_.get("MemorySize", 128)))
                 ),
                 max_retries=int(retries),
+                layers=layers,
             )
         )
     return functions
@@ -180,6 +214,46 @@ def function_environment(template: dict[str, Any], values: TemplateValues) -> di
                 )
             merged[name], origin[name] = value, logical_id
     return merged
+
+
+TASK_PLATFORM_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_LAMBDA",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "POWERTOOLS_TRACE_DISABLED",
+    "POWERTOOLS_METRICS_DISABLED",
+)
+
+
+def local_task_definition(
+    values: TemplateValues, logical_id: str, resource: dict[str, Any]
+) -> LocalTaskDefinition:
+    """A single-container task definition of the template, resolved for the local stack.
+
+    The image's Python is replaced by this venv's, started with -S: like the
+    image's, it brings none of this venv's packages, so the task runs only on
+    what the bootstrap unpacks from the built function and layers.
+    """
+    props = resource["Properties"]
+    (container,) = props["ContainerDefinitions"]
+    argv = [*container.get("EntryPoint", []), *container.get("Command", [])]
+    if argv and argv[0] == IMAGE_PYTHON:
+        argv = [IMAGE_PYTHON, "-S", *argv[1:]]
+    environment = {
+        item["Name"]: values.resolve(item["Value"]) for item in container.get("Environment", [])
+    }
+    return LocalTaskDefinition(
+        arn=values.resolve({"Ref": logical_id}),
+        family=values.resolve(props["Family"]),
+        container=container["Name"],
+        argv=tuple(values.resolve(part) for part in argv),
+        environment=environment,
+    )
 
 
 # -- the stack ------------------------------------------------------------------------------
@@ -237,6 +311,7 @@ class LocalStack:
         state_dir: Path = DEFAULT_STATE_DIR,
         demo_size_mb: int | None = None,
         region: str = REGION,
+        parameters: dict[str, str] | None = None,
         shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
         announce: Callable[[str], None] = log.info,
     ) -> None:
@@ -248,7 +323,7 @@ class LocalStack:
         self.shutdown_grace = shutdown_grace
         self.announce = announce
         self.template = load_template()
-        self.values = TemplateValues(self.template, region)
+        self.values = TemplateValues(self.template, region, parameters)
         self.info: StackInfo | None = None
         # A new key per start: what another user of the machine could not have seen.
         self.key = StackKey.generate()
@@ -275,11 +350,14 @@ class LocalStack:
         moto_url = self._start_moto()
         resources = self._create_resources(moto_url)
         functions = local_functions(self.template, self.values)
-        runtime = LambdaRuntime(functions, REPO / "functions", self.region, key=self.key)
+        # GetFunction's packages: what `make build` made (tools is its PgToolsLayer).
+        code = CodePackages(tools.parent, self.state_dir / "code")
+        runtime = LambdaRuntime(functions, REPO / "functions", self.region, key=self.key, code=code)
         runtime.start()
         self._on_stop("workers", lambda: runtime.drain(self.shutdown_grace))
         self._on_stop("lambda endpoint", runtime.stop_endpoint)
-        self._configure_environment(moto_url, runtime.url, tools)
+        ecs = self._start_ecs()
+        self._configure_environment(moto_url, runtime.url, tools, ecs)
         # Cold-start the functions the gateway does not load, so a bad setting fails now.
         runtime.warm(*(f.name for f in functions if self._is_background(f.logical_id)))
         api_url = self._start_gateway()
@@ -365,6 +443,23 @@ class LocalStack:
                 self.values.set_ref(logical_id, ref)
         for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
             self.values.set_ref(logical_id, function_name(logical_id))
+        # !Ref of a layer is its version's ARN; of a cluster its name; of a task
+        # definition its revision's ARN.
+        for logical_id, layer in resources_of_type(
+            self.template, "AWS::Serverless::LayerVersion"
+        ).items():
+            name = self.values.resolve(layer["Properties"].get("LayerName", logical_id))
+            self.values.set_ref(logical_id, layer_version_arn(self.region, name))
+        for logical_id, cluster in resources_of_type(self.template, "AWS::ECS::Cluster").items():
+            props = cluster.get("Properties") or {}
+            name = self.values.resolve(props.get("ClusterName") or generated_name(logical_id))
+            self.values.set_ref(logical_id, name)
+        for logical_id, definition in resources_of_type(
+            self.template, "AWS::ECS::TaskDefinition"
+        ).items():
+            family = self.values.resolve(definition["Properties"]["Family"])
+            arn = f"arn:aws:ecs:{self.region}:{ACCOUNT_ID}:task-definition/{family}:1"
+            self.values.set_ref(logical_id, arn)
         return created
 
     def _create_table(
@@ -449,7 +544,33 @@ class LocalStack:
         )
         return not behind_api and not is_authorizer
 
-    def _configure_environment(self, moto_url: str, lambda_url: str, tools: Path) -> None:
+    def _start_ecs(self) -> EcsRuntime:
+        """RunTask of the template's task definitions, run as local processes."""
+        clusters = resources_of_type(self.template, "AWS::ECS::Cluster")
+        definitions = [
+            local_task_definition(self.values, logical_id, resource)
+            for logical_id, resource in resources_of_type(
+                self.template, "AWS::ECS::TaskDefinition"
+            ).items()
+        ]
+        (cluster_id,) = clusters
+        ecs = EcsRuntime(
+            cluster=self.values.resolve({"Ref": cluster_id}),
+            definitions=definitions,
+            platform_environment={},  # filled by _configure_environment
+            tasks_dir=self.state_dir / "tasks",
+            region=self.region,
+            account=ACCOUNT_ID,
+            key=self.key,
+        )
+        ecs.start()
+        self._on_stop("tasks", lambda: ecs.drain(self.shutdown_grace))
+        self._on_stop("ecs endpoint", ecs.stop_endpoint)
+        return ecs
+
+    def _configure_environment(
+        self, moto_url: str, lambda_url: str, tools: Path, ecs: EcsRuntime
+    ) -> None:
         """This process's environment is the functions' (they all run here)."""
         env = function_environment(self.template, self.values)
         env["PGTOOLS_DIR"] = str(tools)  # /opt on Lambda: the same layer, built here
@@ -470,6 +591,14 @@ class LocalStack:
             POWERTOOLS_TRACE_DISABLED="true",
             POWERTOOLS_METRICS_DISABLED="true",
         )
+        # What ECS gives a task beyond its definition: the region and, through the
+        # task role, credentials (here the stack's), and the endpoints.
+        ecs.platform_environment.update(
+            {name: env[name] for name in TASK_PLATFORM_VARIABLES},
+            PATH=os.environ.get("PATH", "/usr/bin:/bin"),
+            LANG="C.UTF-8",
+        )
+        env["AWS_ENDPOINT_URL_ECS"] = ecs.url
         os.environ.update(env)
 
     def _start_gateway(self) -> str:

@@ -12,19 +12,68 @@ from pgbackups.domain.models import BackupRecord, utcnow
 DEFAULT_URL_LIFETIME = timedelta(minutes=5)
 MAX_URL_LIFETIME = timedelta(hours=1)
 
-# Parts of 8 MiB, 4 in flight. An upload from a stream holds at most
-# max_in_memory_upload_chunks + 1 parts (max_io_queue bounds downloads only), so
-# memory stays under 8 MiB x 7 whatever the archive's size (`make bench`: 115 MiB
-# peak for the whole process); 10,000 parts allow archives up to 78 GiB, more
-# than one Lambda invocation can dump.
-STREAM_TRANSFER = TransferConfig(
-    multipart_threshold=8 * 1024 * 1024,
-    multipart_chunksize=8 * 1024 * 1024,
-    max_concurrency=4,
-    use_threads=True,
-)
-# Not an argument of boto3's TransferConfig, but s3transfer reads it (default 10).
-STREAM_TRANSFER.max_in_memory_upload_chunks = 6
+MIB = 1024 * 1024
+# S3's limits: 10,000 parts per upload, 5 TiB per object, 5 MiB per part but the last.
+MAX_PARTS = 10_000
+MAX_OBJECT_SIZE = 5 * 1024**4
+# Parts of 8 MiB, 4 in flight (`make bench`): enough for archives up to 78 GiB.
+MIN_PART_SIZE = 8 * MIB
+# The part size that lets 10,000 parts reach 5 TiB (525 MiB): no archive needs more.
+MAX_PART_SIZE = -(-MAX_OBJECT_SIZE // MAX_PARTS // MIB) * MIB
+# The expected size is an estimate (the database grows, a dump without compression
+# can outgrow pg_database_size with bytea in hex): parts are sized for twice as much.
+SIZE_MARGIN = 2.0
+# s3transfer holds at most max_in_memory_upload_chunks parts queued or in flight,
+# plus the one being read and the one being handed over (max_io_queue bounds
+# downloads only): memory_bound(). Small parts: 6 of them, 4 uploading. Large
+# parts: as many as fit in UPLOAD_BUFFER_BUDGET, at least 2, so the largest part
+# size (525 MiB) holds at most 4 x 525 MiB = 2,100 MiB; the Fargate task's memory
+# parameter leaves room for it. tests/unit/test_archives.py measures it on a
+# simulated 200 GiB stream.
+IN_MEMORY_PARTS = 6
+MIN_IN_MEMORY_PARTS = 2
+UPLOAD_BUFFER_BUDGET = IN_MEMORY_PARTS * MIN_PART_SIZE
+MAX_CONCURRENCY = 4
+
+
+def part_size_for(expected_size: int | None) -> int:
+    """The multipart part size for an archive of about `expected_size` bytes.
+
+    Whole MiB, between 8 MiB and 525 MiB, so that `SIZE_MARGIN` times the
+    expected size fits in 10,000 parts (and 5 TiB always fits at the largest).
+    """
+    if not expected_size or expected_size <= 0:
+        return MIN_PART_SIZE
+    needed = expected_size * SIZE_MARGIN / MAX_PARTS
+    whole_mib = -(-int(needed) // MIB) * MIB
+    return max(MIN_PART_SIZE, min(MAX_PART_SIZE, whole_mib))
+
+
+def in_memory_parts(part_size: int) -> int:
+    return max(MIN_IN_MEMORY_PARTS, min(IN_MEMORY_PARTS, UPLOAD_BUFFER_BUDGET // part_size))
+
+
+def memory_bound(part_size: int) -> int:
+    """The most bytes of archive an upload holds at once with this part size."""
+    return (in_memory_parts(part_size) + 2) * part_size
+
+
+def stream_transfer(part_size: int = MIN_PART_SIZE) -> TransferConfig:
+    parts = in_memory_parts(part_size)
+    config = TransferConfig(
+        multipart_threshold=part_size,
+        multipart_chunksize=part_size,
+        max_concurrency=min(MAX_CONCURRENCY, parts),
+        use_threads=True,
+    )
+    # Not an argument of boto3's TransferConfig, but s3transfer reads it (default 10).
+    config.max_in_memory_upload_chunks = parts
+    return config
+
+
+# The settings of an archive of unknown size (`make bench`: 115 MiB peak RSS for the
+# whole backup process with them).
+STREAM_TRANSFER = stream_transfer()
 
 
 class ArchiveStore:
@@ -36,18 +85,24 @@ class ArchiveStore:
     def bucket(self) -> str:
         return self._bucket
 
-    def upload_stream(self, key: str, stream: BinaryIO) -> None:
+    def upload_stream(self, key: str, stream: BinaryIO, expected_size: int | None = None) -> None:
         """Upload a non-seekable stream with a multipart upload and bounded memory.
 
-        If reading the stream raises, s3transfer aborts the multipart upload and
-        no object is created.
+        The part size grows with `expected_size` (see `part_size_for`). If reading
+        the stream raises, s3transfer aborts the multipart upload and no object is
+        created.
         """
+        config = (
+            STREAM_TRANSFER
+            if expected_size is None
+            else stream_transfer(part_size_for(expected_size))
+        )
         self._s3.upload_fileobj(
             stream,
             self._bucket,
             key,
             ExtraArgs={"ContentType": "application/octet-stream"},
-            Config=STREAM_TRANSFER,
+            Config=config,
         )
 
     def download_url(

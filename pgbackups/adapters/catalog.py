@@ -182,6 +182,7 @@ class Catalog:
         retention: RetentionPolicy | None = None,
         compression: str | None = None,
         has_replica: bool | None = None,
+        runner: str | None = None,
     ) -> DatabaseRecord:
         changes: dict[str, Any] = {}
         if schedule is not None:
@@ -192,6 +193,8 @@ class Catalog:
             changes["compression"] = compression
         if has_replica is not None:
             changes["has_replica"] = has_replica
+        if runner is not None:
+            changes["runner"] = runner
         if not changes:
             return self.get_database(name)
         assignments = ", ".join(f"#{field} = :{field}" for field in changes)

@@ -1,10 +1,21 @@
-"""Backup runners: where the backup code runs for a `scheduled` record."""
+"""Starting a backup's run: the backup function (async invoke) or an ECS Fargate task.
+
+Both run the same `run_backup` on the same `BackupRequest`; see
+pgbackups.domain.runners for which one a backup gets.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pgbackups.domain.models import BackupRequest
+from pgbackups.domain.runners import RunnerFailed
+
+REQUEST_VARIABLE = "PGBACKUPS_BACKUP_REQUEST"
+CODE_VARIABLE = "PGBACKUPS_TASK_CODE"
+# RunTask refuses container overrides over 8 KiB (names and values together).
+MAX_OVERRIDES_BYTES = 8192
 
 
 class LambdaRunner:
@@ -23,3 +34,82 @@ class LambdaRunner:
             InvocationType="Event",
             Payload=request.model_dump_json().encode(),
         )
+
+
+class FargateRunner:
+    """Runs the backup task (template.yaml's BackupTaskDefinition) with ECS RunTask.
+
+    The task runs AWS's public Lambda Python image, so it gets the backup
+    function's code and layers from here: their presigned locations (GetFunction,
+    GetLayerVersionByArn, valid 10 minutes) go in the task's environment with the
+    request. Nothing secret does: the task reads the database URL from Secrets
+    Manager with its own role.
+    """
+
+    name = "fargate"
+
+    def __init__(
+        self,
+        ecs: Any,
+        lambda_client: Any,
+        *,
+        cluster: str,
+        task_definition: str,
+        container: str,
+        subnets: tuple[str, ...],
+        security_groups: tuple[str, ...],
+        public_ip: bool,
+        function_name: str,
+    ) -> None:
+        self._ecs = ecs
+        self._lambda = lambda_client
+        self._cluster = cluster
+        self._task_definition = task_definition
+        self._container = container
+        self._subnets = list(subnets)
+        self._security_groups = list(security_groups)
+        self._public_ip = public_ip
+        self._function = function_name
+
+    def code_locations(self) -> dict[str, Any]:
+        """The backup function's code and its layers, in Lambda's order, as URLs."""
+        function = self._lambda.get_function(FunctionName=self._function)
+        layers = [
+            self._lambda.get_layer_version_by_arn(Arn=layer["Arn"])["Content"]["Location"]
+            for layer in function["Configuration"].get("Layers", [])
+        ]
+        return {"function": function["Code"]["Location"], "layers": layers}
+
+    def start(self, request: BackupRequest) -> None:
+        environment = [
+            {"name": REQUEST_VARIABLE, "value": request.model_dump_json()},
+            {"name": CODE_VARIABLE, "value": json.dumps(self.code_locations())},
+        ]
+        size = sum(len(item["name"]) + len(item["value"]) for item in environment)
+        if size > MAX_OVERRIDES_BYTES:
+            raise RunnerFailed(
+                f"the task's code locations take {size} bytes, over RunTask's 8 KiB overrides"
+            )
+        network: dict[str, Any] = {
+            "subnets": self._subnets,
+            "assignPublicIp": "ENABLED" if self._public_ip else "DISABLED",
+        }
+        if self._security_groups:
+            network["securityGroups"] = self._security_groups
+        answer = self._ecs.run_task(
+            cluster=self._cluster,
+            taskDefinition=self._task_definition,
+            launchType="FARGATE",
+            count=1,
+            startedBy=f"pgbackups-{request.backup_id}"[:36],
+            # Idempotent: a retried start of the same backup does not run a second task.
+            clientToken=request.backup_id,
+            networkConfiguration={"awsvpcConfiguration": network},
+            overrides={
+                "containerOverrides": [{"name": self._container, "environment": environment}]
+            },
+        )
+        failures = answer.get("failures") or []
+        if failures or not answer.get("tasks"):
+            reasons = "; ".join(f"{f.get('reason')} ({f.get('arn', '')})" for f in failures)
+            raise RunnerFailed(f"ECS did not start the backup task: {reasons or 'no task'}")

@@ -23,10 +23,15 @@ from pgbackups.domain.models import (
     DatabaseName,
     KeptAs,
     RetentionPolicy,
+    RunnerSetting,
     Schedule,
     Timezone,
 )
 
+RUNNER_HELP = (
+    "Where its backups run: `lambda`, `fargate` (ECS, for backups longer than Lambda's "
+    "15 minutes) or `auto` (the default: Fargate once backups outgrow Lambda)"
+)
 # Path parameters: anything else is answered 404 before any lookup.
 BACKUP_REF = rf"^(latest|{BACKUP_ID.pattern[1:-1]})$"
 
@@ -87,6 +92,7 @@ class DatabaseRegistration(BaseModel):
     compression: CompressionSpec | None = Field(
         default=None, description="pg_dump compression; default chosen by benchmark"
     )
+    runner: RunnerSetting | None = Field(default=None, description=RUNNER_HELP)
 
 
 class ScheduleChanges(BaseModel):
@@ -121,6 +127,7 @@ class DatabaseChanges(BaseModel):
     schedule: ScheduleChanges | None = None
     retention: RetentionChanges | None = None
     compression: CompressionSpec | None = None
+    runner: RunnerSetting | None = Field(default=None, description=RUNNER_HELP)
 
     @property
     def removes_replica(self) -> bool:
@@ -146,6 +153,7 @@ class Database(BaseModel):
     schedule: ScheduleView
     retention: RetentionPolicy
     compression: str
+    runner: RunnerSetting = Field(description=RUNNER_HELP)
     has_replica: bool
     created_at: datetime
     last_backup: BackupSummary | None = Field(description="The newest backup, whatever its status")

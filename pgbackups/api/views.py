@@ -20,6 +20,7 @@ def database_view(record: DatabaseRecord, last: BackupRecord | None, now: dateti
         schedule=schedule_view(record.schedule, now),
         retention=record.retention,
         compression=record.compression,
+        runner=record.runner,
         has_replica=record.has_replica,
         created_at=record.created_at,
         last_backup=(

@@ -23,6 +23,7 @@ BackupStatus = Literal["scheduled", "running", "done", "error"]
 BackupMethod = Literal["periodic", "manual"]
 BackupSource = Literal["primary", "replica"]
 RunnerName = Literal["lambda", "fargate"]
+RunnerSetting = Literal["lambda", "fargate", "auto"]
 KeptAs = Literal["daily", "weekly", "monthly", "manual"]
 
 DEFAULT_HOUR = 1
@@ -117,6 +118,8 @@ class DatabaseRecord(BaseModel):
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     compression: str = DEFAULT_COMPRESSION
     has_replica: bool = False
+    # Which runner takes its backups (pgbackups.domain.runners.choose_runner).
+    runner: RunnerSetting = "auto"
     created_at: datetime
     # Bookkeeping, not shown by the API:
     active_backup_id: str | None = None  # the one scheduled or running backup (the lock)
@@ -199,6 +202,13 @@ class BackupRequest(BaseModel):
 def backup_name(database: str, created_at: datetime) -> str:
     """`YYYYMMDDhhmmss_<database>` from the creation time in UTC."""
     return f"{created_at.astimezone(UTC):%Y%m%d%H%M%S}_{database}"
+
+
+def expected_archive_size(database_size: int | None, last_ratio: float | None) -> int | None:
+    """pg_database_size times the last backup's archive/database ratio (1 if unknown)."""
+    if not database_size:
+        return None
+    return int(database_size * (last_ratio if last_ratio and last_ratio > 0 else 1.0))
 
 
 def archive_key(database: str, backup_id: str) -> str:

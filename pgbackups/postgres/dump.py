@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
@@ -92,6 +93,7 @@ class DumpStream(io.RawIOBase):
         self._stdout: IO[bytes] = process.stdout
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.finished_at: float | None = None  # time.monotonic() at the end of the output
         self._header = b""
         self._cancelled = threading.Event()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
@@ -117,6 +119,7 @@ class DumpStream(io.RawIOBase):
         if self._cancelled.is_set():
             raise DumpTimedOut()
         if not count:
+            self.finished_at = time.monotonic()
             self._finish()
             return 0
         chunk = view[:count]
@@ -167,6 +170,7 @@ class DumpStream(io.RawIOBase):
 class StoredArchive:
     size: int
     sha256: str
+    dump_seconds: float = 0.0  # from pg_dump's start to the last byte of its output
 
 
 def stream_dump_to_s3(
@@ -177,26 +181,35 @@ def stream_dump_to_s3(
     *,
     seconds_left: float,
     launcher: Launcher = launch,
+    expected_size: int | None = None,
 ) -> StoredArchive:
     """Run pg_dump and upload its stdout to `key`; stop it after `seconds_left`.
 
     On any failure the multipart upload is aborted, no object is left and the
-    exception propagates (DumpFailed for pg_dump's own failures).
+    exception propagates (DumpFailed for pg_dump's own failures). `expected_size`
+    (bytes) sizes the upload's parts.
     """
+    began = time.monotonic()
     process = launcher(argv, env)
     stream = DumpStream(process)
     watchdog = threading.Timer(max(seconds_left, 0), stream.cancel)
     watchdog.daemon = True
     watchdog.start()
     try:
-        archives.upload_stream(key, io.BufferedReader(stream, buffer_size=1024 * 1024))
+        archives.upload_stream(
+            key, io.BufferedReader(stream, buffer_size=1024 * 1024), expected_size
+        )
     except DumpFailed:
         raise
     except Exception as error:
         stream.kill()
         raise UploadFailed(f"upload to S3 failed: {error}") from error
     else:
-        return StoredArchive(size=stream.size, sha256=stream.sha256.hexdigest())
+        return StoredArchive(
+            size=stream.size,
+            sha256=stream.sha256.hexdigest(),
+            dump_seconds=(stream.finished_at or time.monotonic()) - began,
+        )
     finally:
         watchdog.cancel()
         stream.close()

@@ -11,12 +11,14 @@ Lambda killed at its timeout) is turned into `error` by the dispatcher's reaper.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
-from pgbackups.domain.errors import BackupNotStarted, PgBackupsError
+from pgbackups.domain.errors import BackupNotFound, BackupNotStarted, PgBackupsError
 from pgbackups.domain.models import (
     BackupMethod,
     BackupRecord,
@@ -25,10 +27,13 @@ from pgbackups.domain.models import (
     ConnectionInfo,
     DatabaseRecord,
     RunnerName,
+    RunnerSetting,
     error_text,
+    expected_archive_size,
 )
+from pgbackups.domain.runners import RunnerFailed, RunnerLimits, choose_runner
 from pgbackups.domain.schedule import PeriodicSlot
-from pgbackups.ports import Services
+from pgbackups.ports import BackupRunner, Services
 from pgbackups.postgres.dump import DumpFailed, dump_command, stream_dump_to_s3
 from pgbackups.postgres.probe import ServerFacts, probe
 from pgbackups.postgres.urls import Connection, registered_connection, scrub
@@ -47,6 +52,7 @@ def schedule_backup(
     at: datetime,
     *,
     slot: PeriodicSlot | None = None,
+    runner_setting: RunnerSetting | None = None,
 ) -> BackupRecord:
     """Record a `scheduled` backup (taking the database's lock) and start the backup function.
 
@@ -67,10 +73,13 @@ def schedule_backup(
         )
     services.catalog.create_backup(record, periodic_day=slot.day if slot else None)
     try:
-        services.runner.start(BackupRequest(database=database, backup_id=record.id))
+        runner = runner_for(services, database, runner_setting)
+        runner.start(BackupRequest(database=database, backup_id=record.id))
     except Exception as error:  # whatever the runner's fault, the lock must be released
         logger.exception("the backup could not be started", extra={"backup_id": record.id})
         reason = f"the backup function could not be started ({type(error).__name__})"
+        if isinstance(error, RunnerFailed):
+            reason = f"the backup could not be started: {error}"
         failed = record.model_copy(
             update={"status": "error", "finished_at": services.clock(), "error": reason}
         )
@@ -110,6 +119,35 @@ def find_backup(services: Services, database: str, ref: str) -> BackupRecord:
     return services.catalog.get_backup(database, ref)
 
 
+NO_FARGATE = (
+    "this deployment has no Fargate runner: deploy with DatabaseSubnetIds "
+    "and DatabaseSecurityGroupIds for its tasks"
+)
+# Enough history for the runner choice: the newest finished and the newest done.
+RECENT_BACKUPS = 10
+
+
+def runner_for(
+    services: Services, database: str, setting: RunnerSetting | None = None
+) -> BackupRunner:
+    """The runner of the database's next backup (pgbackups.domain.runners.choose_runner)."""
+    if setting is None:
+        setting = services.catalog.get_database(database).runner
+    if setting == "fargate" and services.fargate is None:
+        raise RunnerFailed(NO_FARGATE)
+    if setting == "lambda" or services.fargate is None:
+        return services.runner
+    recent, _ = services.catalog.list_backups(database, limit=RECENT_BACKUPS)
+    limits = RunnerLimits(
+        lambda_timeout_seconds=services.settings.backup_timeout_seconds,
+        fargate_size_threshold_bytes=services.settings.fargate_size_threshold_bytes,
+        fargate_available=services.fargate is not None,
+    )
+    name, why = choose_runner(setting, recent, limits)
+    logger.info("runner chosen", extra={"database": database, "runner": name, "why": why})
+    return services.fargate if name == "fargate" else services.runner
+
+
 def choose_source(info: ConnectionInfo) -> tuple[BackupSource, Connection, ServerFacts]:
     """The replica when one is registered and accepts connections, else the primary.
 
@@ -138,15 +176,17 @@ def run_backup(
     record it.
     """
     started = time.monotonic()
+    phases = Phases()
     database, backup_id = request.database, request.backup_id
     now = services.clock()
-    record = services.catalog.start_backup(
-        database,
-        backup_id,
-        now,
-        runner=runner,
-        deadline_at=now + timedelta(seconds=seconds_left),
-    )
+    with phases("catalog"):
+        record = services.catalog.start_backup(
+            database,
+            backup_id,
+            now,
+            runner=runner,
+            deadline_at=now + timedelta(seconds=seconds_left),
+        )
     if record is None:
         logger.info(
             "backup is not scheduled any more: nothing to do", extra={"backup_id": backup_id}
@@ -155,9 +195,10 @@ def run_backup(
     database_record: DatabaseRecord | None = None
     try:
         # Read once: the dump's settings and, after it, the retention policy.
-        database_record = services.catalog.get_database(database, include_removed=True)
+        with phases("catalog"):
+            database_record = services.catalog.get_database(database, include_removed=True)
         seconds = seconds_left - DEADLINE_MARGIN_SECONDS
-        finished = _dump(services, database_record, record, seconds, started)
+        finished = _dump(services, database_record, record, seconds, started, phases)
     except DumpFailed as error:
         finished = _failed(services, record, str(error))
     except PgBackupsError as error:
@@ -166,7 +207,9 @@ def run_backup(
         logger.exception("backup failed unexpectedly")
         finished = _failed(services, record, f"internal error ({type(error).__name__})")
 
-    if not services.catalog.finish_backup(finished):
+    with phases("catalog"):
+        recorded = services.catalog.finish_backup(finished)
+    if not recorded:
         # The dispatcher's reaper gave up on this backup meanwhile: its record says
         # `error`, so no object may remain.
         logger.warning("backup was finished elsewhere; discarding this result")
@@ -176,10 +219,37 @@ def run_backup(
         # Recorded first, so a failing delete cannot hide the reason; the upload was
         # aborted, this only covers a failure that came after it.
         _discard_archive(services, finished)
-    publish_backup_event(services, finished)
+    with phases("event"):
+        publish_backup_event(services, finished)
     if finished.status == "done" and database_record is not None:
-        _apply_retention(services, database_record)
+        with phases("retention"):
+            _apply_retention(services, database_record)
+    logger.info(
+        "backup phases",
+        extra={"backup_id": backup_id, "status": finished.status, "phases": phases.rounded()},
+    )
     return finished
+
+
+class Phases:
+    """Seconds spent in each phase of a backup, logged at its end (`make bench` reads them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.add(name, time.monotonic() - began)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def rounded(self) -> dict[str, float]:
+        return {name: round(value, 3) for name, value in self.seconds.items()}
 
 
 def _dump(
@@ -188,12 +258,18 @@ def _dump(
     record: BackupRecord,
     seconds_left: float,
     started: float,
+    phases: Phases,
 ) -> BackupRecord:
-    info = services.secrets.get(record.database)
-    source, target, facts = choose_source(info)
-    pg_dump_version = services.tools.version()
+    with phases("catalog"):
+        last_ratio = _last_ratio(services, record)
+    with phases("secret"):
+        info = services.secrets.get(record.database)
+    with phases("probe"):
+        source, target, facts = choose_source(info)
+        pg_dump_version = services.tools.version()
     logger.info("dumping", extra={"source": source, "compression": database.compression})
     argv, env = dump_command(services.tools, target, database.compression)
+    streaming = time.monotonic()
     try:
         stored = stream_dump_to_s3(
             services.archives,
@@ -202,10 +278,14 @@ def _dump(
             env,
             seconds_left=seconds_left - (time.monotonic() - started),
             launcher=services.launcher,
+            expected_size=expected_archive_size(facts.database_size, last_ratio),
         )
     except DumpFailed as error:
         # pg_dump's last lines come from the server: never let them carry a password.
         raise DumpFailed(scrub(str(error), info.url, info.replica_url)) from None
+    # Until pg_dump's last byte was read, then the last parts and CompleteMultipartUpload.
+    phases.add("dump stream", stored.dump_seconds)
+    phases.add("upload completion", time.monotonic() - streaming - stored.dump_seconds)
     return record.model_copy(
         update={
             "status": "done",
@@ -219,6 +299,17 @@ def _dump(
             "pg_dump_version": pg_dump_version,
         }
     )
+
+
+def _last_ratio(services: Services, record: BackupRecord) -> float | None:
+    """Archive size / database size of the database's last successful backup."""
+    try:
+        last = services.catalog.latest_done_backup(record.database)
+    except BackupNotFound:
+        return None
+    if not last.size or not last.database_size:
+        return None
+    return last.size / last.database_size
 
 
 def _failed(services: Services, record: BackupRecord, reason: str) -> BackupRecord:

@@ -18,6 +18,7 @@ from pgbackups.domain.errors import (
     ConnectionParameterNotAllowed,
     DatabaseExists,
     DatabaseNotFound,
+    InvalidInput,
 )
 from pgbackups.domain.models import (
     SECRET_DELETION_LEASE,
@@ -25,11 +26,13 @@ from pgbackups.domain.models import (
     ConnectionInfo,
     DatabaseRecord,
     RetentionPolicy,
+    RunnerSetting,
     Schedule,
 )
 from pgbackups.ports import Services
 from pgbackups.postgres import probe
 from pgbackups.postgres.urls import registered_connection
+from pgbackups.usecases.backup import NO_FARGATE
 
 logger = Logger(child=True)
 
@@ -44,6 +47,7 @@ class NewDatabase:
     schedule: Schedule | None = None
     retention: RetentionPolicy | None = None
     compression: str | None = None
+    runner: RunnerSetting | None = None
 
     def __repr__(self) -> str:  # never print a URL by accident
         return f"NewDatabase(name={self.name!r})"
@@ -62,6 +66,7 @@ class DatabaseChanges:
     schedule: Mapping[str, Any] = field(default_factory=dict)
     retention: Mapping[str, Any] = field(default_factory=dict)
     compression: str | None = None
+    runner: RunnerSetting | None = None
 
     def __repr__(self) -> str:  # never print a URL by accident
         return f"DatabaseChanges(schedule={dict(self.schedule)}, retention={dict(self.retention)})"
@@ -98,7 +103,14 @@ def check_connection(url: str, field: str) -> None:
         ) from None
 
 
+def check_runner(services: Services, runner: RunnerSetting | None) -> None:
+    """`fargate` only where the deployment has a Fargate runner."""
+    if runner == "fargate" and services.fargate is None:
+        raise InvalidInput(NO_FARGATE, field="runner")
+
+
 def register_database(services: Services, new: NewDatabase) -> DatabaseRecord:
+    check_runner(services, new.runner)
     _refuse_existing(services, new.name)
     check_connection(new.url, "url")
     if new.replica_url is not None:
@@ -108,6 +120,7 @@ def register_database(services: Services, new: NewDatabase) -> DatabaseRecord:
         schedule=new.schedule or Schedule(),
         retention=new.retention or RetentionPolicy(),
         compression=new.compression or services.settings.default_compression,
+        runner=new.runner or "auto",
         has_replica=new.replica_url is not None,
         created_at=services.clock(),
     )
@@ -168,6 +181,7 @@ def _refuse_existing(services: Services, name: str) -> None:
 
 def change_database(services: Services, name: str, changes: DatabaseChanges) -> DatabaseRecord:
     current = services.catalog.get_database(name)
+    check_runner(services, changes.runner)
     if changes.url is not None:
         check_connection(changes.url, "url")
     if changes.replica_url is not None:
@@ -188,6 +202,7 @@ def change_database(services: Services, name: str, changes: DatabaseChanges) -> 
         retention=_merged(current.retention, changes.retention),
         compression=changes.compression,
         has_replica=has_replica,
+        runner=changes.runner,
     )
 
 

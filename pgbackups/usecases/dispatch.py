@@ -83,7 +83,14 @@ def _schedule_periodic_backup(
     open to the next hours."""
     try:
         # Created now; the slot says which local day it is for and how late it comes.
-        record = schedule_backup(services, database.name, "periodic", services.clock(), slot=slot)
+        record = schedule_backup(
+            services,
+            database.name,
+            "periodic",
+            services.clock(),
+            slot=slot,
+            runner_setting=database.runner,
+        )
     except PeriodicBackupExists:
         return None
     except BackupInProgress as busy:

@@ -174,6 +174,7 @@ def test_register_database_checks_the_url_and_stores_it_in_secrets_manager_only(
         },
         "retention": {"daily": 7, "weekly": 4, "monthly": 0, "manual": 10},
         "compression": "zstd:1",
+        "runner": "auto",
         "has_replica": False,
         "created_at": "2026-01-15T09:30:00Z",
         "last_backup": None,

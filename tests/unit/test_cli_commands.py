@@ -426,7 +426,7 @@ def test_backups_filters_and_more_pages(api: FakeApi) -> None:
 
 
 def test_backups_info(api: FakeApi) -> None:
-    api.routes[f"GET /v1/databases/shop/backups/{NEW_ID}"] = (200, backup(NEW_ID))
+    api.routes[f"GET /v1/databases/shop/backups/{NEW_ID}"] = (200, backup(NEW_ID, runner="fargate"))
     result = run("backups-info", "--backup", NEW_ID.lower())
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
@@ -434,7 +434,9 @@ def test_backups_info(api: FakeApi) -> None:
     assert "Status:          done" in lines
     assert "Duration:        3s" in lines
     assert f"SHA-256:         {DIGEST}" in lines
-    assert json.loads(run("backups-info", "--backup", NEW_ID, "--json").stdout) == backup(NEW_ID)
+    assert "Runner:          fargate" in lines
+    info = json.loads(run("backups-info", "--backup", NEW_ID, "--json").stdout)
+    assert info == backup(NEW_ID, runner="fargate")
 
 
 def test_backups_info_defaults_to_the_newest_backup(api: FakeApi) -> None:

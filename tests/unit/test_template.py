@@ -55,6 +55,7 @@ OUTPUTS = {
     "TableName",
     "EventBusName",
     "BackupFunctionName",
+    "BackupClusterName",
 }
 
 
@@ -420,6 +421,19 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     }
     backup_function = {"Fn::GetAtt": ["BackupFunction", "Arn"]}
     bus = {"Fn::GetAtt": ["EventBus", "Arn"]}
+    # Starting a backup on Fargate: RunTask of the one task definition, passing its
+    # two roles, and the backup function's code and layers for the task to fetch.
+    start_tasks = {
+        "ecs:RunTask": [{"Ref": "BackupTaskDefinition"}],
+        "iam:PassRole": [
+            [
+                {"Fn::GetAtt": ["BackupTaskRole", "Arn"]},
+                {"Fn::GetAtt": ["BackupTaskExecutionRole", "Arn"]},
+            ]
+        ],
+        "lambda:GetFunction": [backup_function],
+        "lambda:GetLayerVersion": [[{"Ref": "SharedLayer"}, {"Ref": "PgToolsLayer"}]],
+    }
     # DynamoDB authorizes the items of TransactWriteItems as PutItem, UpdateItem and
     # DeleteItem: there is no TransactWriteItems action. Only the API and the
     # dispatcher create records (PutItem).
@@ -444,6 +458,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         },
         "lambda:InvokeFunction": [backup_function],
         "events:PutEvents": [bus],
+        **start_tasks,
     }
     assert actions_on(resources["AuthorizerFunction"]) == {
         "secretsmanager:GetSecretValue": [{"Ref": "ApiTokenSecret"}],
@@ -462,7 +477,23 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "secretsmanager:DeleteSecret": [database_secrets],
         "lambda:InvokeFunction": [backup_function],
         "events:PutEvents": [bus],
+        **start_tasks,
     }
+    # The task does what the backup function does, and nothing more.
+    (task_policy,) = resources["BackupTaskRole"]["Properties"]["Policies"]
+    task_actions = actions_on({"Properties": {"Policies": [task_policy["PolicyDocument"]]}})
+    assert task_actions == actions_on(resources["BackupFunction"])
+    (execution_policy,) = resources["BackupTaskExecutionRole"]["Properties"]["Policies"]
+    assert actions_on({"Properties": {"Policies": [execution_policy["PolicyDocument"]]}}) == {
+        "logs:CreateLogStream": [{"Fn::GetAtt": ["BackupTaskLogGroup", "Arn"]}],
+        "logs:PutLogEvents": [{"Fn::Sub": "${BackupTaskLogGroup.Arn}:log-stream:*"}],
+    }
+    for role in ("BackupTaskRole", "BackupTaskExecutionRole"):
+        (trust,) = resources[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        assert trust["Condition"] == {
+            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        }
 
 
 def test_backup_function_has_the_tools_the_time_and_the_retries(
@@ -628,3 +659,61 @@ def test_samconfig_deploys_the_three_stages() -> None:
     assert set(load_template()["Parameters"]["Stage"]["AllowedValues"]) == set(stacks)
     # Nothing account-specific or secret: it is committed.
     assert not re.search(r"\b\d{12}\b|arn:aws|token|password", text, re.IGNORECASE)
+
+
+# ---------------------------------------------------------------- Fargate
+
+
+def test_the_backup_task_runs_the_function_code_on_the_public_lambda_image(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    props = resources["BackupTaskDefinition"]["Properties"]
+    assert props["RequiresCompatibilities"] == ["FARGATE"] and props["NetworkMode"] == "awsvpc"
+    assert props["Cpu"] == {"Ref": "FargateCpu"}
+    assert props["Memory"] == {"Ref": "FargateMemory"}
+    assert props["EphemeralStorage"] == {"SizeInGiB": {"Ref": "FargateEphemeralStorageGiB"}}
+    assert props["TaskRoleArn"] == {"Fn::GetAtt": ["BackupTaskRole", "Arn"]}
+    assert props["ExecutionRoleArn"] == {"Fn::GetAtt": ["BackupTaskExecutionRole", "Arn"]}
+    (container,) = props["ContainerDefinitions"]
+    # The same runtime as the functions: Amazon Linux 2023, the layers' Python.
+    runtime = template["Globals"]["Function"]["Runtime"].removeprefix("python")
+    assert container["Image"] == f"public.ecr.aws/lambda/python:{runtime}"
+    assert container["ReadonlyRootFilesystem"] is True
+    assert container["EntryPoint"] == ["/var/lang/bin/python3", "-c"]
+    (loader,) = container["Command"]
+    assert "task_bootstrap.py" in loader and "PGBACKUPS_TASK_CODE" in loader
+    assert (ROOT / "functions" / "task_bootstrap.py").is_file()
+    assert container["LogConfiguration"]["Options"]["awslogs-group"] == {
+        "Ref": "BackupTaskLogGroup"
+    }
+    environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+    backup = function_environment(template, "BackupFunction")
+    for name in (
+        "TABLE_NAME",
+        "BUCKET_NAME",
+        "SECRET_PREFIX",
+        "EVENT_BUS_NAME",
+        "DEFAULT_COMPRESSION",
+    ):
+        assert environment[name] == backup[name], name
+    assert environment["BACKUP_TASK_TIMEOUT_SECONDS"] == {"Ref": "BackupTaskTimeoutSeconds"}
+    for name, value in environment.items():
+        for text in literals(value):
+            assert not SECRET_LITERAL.search(text), f"{name} looks like a secret: {text!r}"
+    assert resources["BackupCluster"]["Type"] == "AWS::ECS::Cluster"
+
+
+def test_the_functions_that_start_backups_know_the_fargate_runner(template: dict[str, Any]) -> None:
+    for name in ("ApiFunction", "DispatcherFunction"):
+        environment = function_environment(template, name)
+        assert environment["BACKUP_TASK_CLUSTER"] == {"Ref": "BackupCluster"}
+        assert environment["BACKUP_TASK_DEFINITION"] == {"Ref": "BackupTaskDefinition"}
+        # The tasks run in the databases' subnets, as the functions do.
+        assert environment["BACKUP_TASK_SUBNETS"] == {
+            "Fn::Join": [",", {"Ref": "DatabaseSubnetIds"}]
+        }
+        assert environment["BACKUP_TASK_SECURITY_GROUPS"] == {
+            "Fn::Join": [",", {"Ref": "DatabaseSecurityGroupIds"}]
+        }
+        assert environment["FARGATE_SIZE_THRESHOLD_BYTES"] == {"Ref": "FargateSizeThresholdBytes"}
+        assert environment["BACKUP_TIMEOUT_SECONDS"] == {"Ref": "BackupTimeoutSeconds"}

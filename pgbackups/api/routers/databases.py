@@ -56,6 +56,7 @@ def build_router(services: Services) -> Router:
                 schedule=registration.schedule,
                 retention=registration.retention,
                 compression=registration.compression,
+                runner=registration.runner,
             ),
         )
         return Response(
@@ -77,7 +78,7 @@ def build_router(services: Services) -> Router:
     @router.patch(
         "/v1/databases/<db>",
         operation_id="updateDatabase",
-        summary="Change a database's URLs, schedule, retention or compression",
+        summary="Change a database's URLs, schedule, retention, compression or runner",
         tags=TAGS,
         responses=answers(200, "The changed database", 400),
     )
@@ -94,6 +95,7 @@ def build_router(services: Services) -> Router:
                     changes.retention.model_dump(exclude_none=True) if changes.retention else {}
                 ),
                 compression=changes.compression,
+                runner=changes.runner,
             ),
         )
         return view(record)

@@ -1,0 +1,178 @@
+"""The Fargate task's bootstrap on what `make build` made: it downloads the built
+function and layers (zipped with their modes and symlinks, as Lambda stores them),
+unpacks them and takes a real backup of a real database into moto.
+
+The task runs as on Fargate: the container command from template.yaml, in a
+Python started with -S (none of this venv's packages: only what it unpacks),
+with the task definition's environment and no secret in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgbackups.domain.models import BackupRecord, ConnectionInfo, DatabaseRecord
+from pgbackups.ports import Services
+from pgbackups_local.code_packages import zip_tree
+from pgbackups_local.template import load_template
+from tests.conftest import REGION, AwsStack
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / ".aws-sam" / "build"
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def code_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The built function and layers as zips, served on 127.0.0.1 like presigned URLs."""
+    packages = tmp_path_factory.mktemp("packages")
+    for logical_id in ("BackupFunction", "SharedLayer", "PgToolsLayer"):
+        assert (BUILD / logical_id).is_dir(), f"run `make build` first ({logical_id})"
+        zip_tree(BUILD / logical_id, packages / f"{logical_id}.zip")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(packages)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def task_container() -> dict[str, Any]:
+    (container,) = load_template()["Resources"]["BackupTaskDefinition"]["Properties"][
+        "ContainerDefinitions"
+    ]
+    return dict(container)
+
+
+def task_environment(
+    aws: AwsStack, code_url: str, request: dict[str, str], task_dir: Path
+) -> dict[str, str]:
+    """The task definition's environment with this test's resources, plus the RunTask
+    override and what ECS itself gives a task (region, credentials, the endpoint)."""
+    resolved = {
+        "TABLE_NAME": aws.settings.table_name,
+        "BUCKET_NAME": aws.settings.bucket_name,
+        "SECRET_PREFIX": aws.settings.secret_prefix,
+        "EVENT_BUS_NAME": aws.settings.event_bus_name,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "DEFAULT_COMPRESSION": "zstd:1",
+        "BACKUP_TIMEOUT_SECONDS": "900",
+        "BACKUP_TASK_TIMEOUT_SECONDS": "3600",
+        "PGBACKUPS_TASK_DIR": str(task_dir),
+        "TMPDIR": str(task_dir),
+    }
+    environment = {
+        item["Name"]: resolved.get(item["Name"], item["Value"])
+        for item in task_container()["Environment"]
+    }
+    assert all(isinstance(value, str) for value in environment.values()), environment
+    code = {
+        "function": f"{code_url}/BackupFunction.zip",
+        "layers": [f"{code_url}/SharedLayer.zip", f"{code_url}/PgToolsLayer.zip"],
+    }
+    return environment | {
+        "PGBACKUPS_BACKUP_REQUEST": json.dumps(request),
+        "PGBACKUPS_TASK_CODE": json.dumps(code),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": aws.endpoint,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "PATH": "/usr/bin:/bin",
+    }
+
+
+def test_the_task_unpacks_the_built_code_and_takes_a_real_backup(
+    aws: AwsStack, services: Services, database_url: str, tmp_path: Path, code_server: str
+) -> None:
+    services.catalog.create_database(DatabaseRecord(name="shop", created_at=datetime.now(UTC)))
+    services.secrets.put("shop", ConnectionInfo(url=database_url))
+    record = BackupRecord.new("shop", "manual", datetime.now(UTC))
+    services.catalog.create_backup(record)
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    container = task_container()
+    entry_point, *options = container["EntryPoint"]
+    assert entry_point == "/var/lang/bin/python3" and options == ["-c"]
+    environment = task_environment(
+        aws, code_server, {"database": "shop", "backup_id": record.id}, task_dir
+    )
+    assert database_url not in json.dumps(environment)
+
+    started = datetime.now(UTC)
+    result = subprocess.run(
+        [sys.executable, "-S", *options, *container["Command"]],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "backup_id": record.id,
+        "status": "done",
+    }
+    stored = services.catalog.get_backup("shop", record.id)
+    assert stored.status == "done" and stored.runner == "fargate"
+    assert stored.deadline_at is not None
+    assert (
+        started + timedelta(minutes=59)
+        < stored.deadline_at
+        <= started + timedelta(hours=1, minutes=1)
+    )
+    archive = aws.s3.get_object(Bucket=aws.settings.bucket_name, Key=stored.object_key)[
+        "Body"
+    ].read()
+    assert archive.startswith(b"PGDMP")
+    assert hashlib.sha256(archive).hexdigest() == stored.sha256 and len(archive) == stored.size
+    assert services.catalog.get_database("shop").active_backup_id is None
+    assert [e["detail-type"] for e in aws.received_events()] == ["Backup Succeeded"]
+
+    # Lambda's layout, rebuilt from the zips: modes and symlinks restored.
+    opt = task_dir / "opt"
+    pg_dump = opt / "bin" / "pg_dump"
+    assert stat.S_IMODE(pg_dump.stat().st_mode) == 0o755
+    libpq = opt / "lib" / "libpq.so.5"
+    assert libpq.is_symlink() and os.readlink(libpq).startswith("libpq.so.5.")
+    assert (task_dir / "var" / "task" / "backup_task.py").is_file()
+    assert (opt / "python" / "pgbackups" / "usecases" / "backup.py").is_file()
+    # The packages did hold the symlink as a symlink (not a copy of the library).
+    with zipfile.ZipFile(_fetch(code_server, "PgToolsLayer.zip", tmp_path)) as package:
+        link = package.getinfo("lib/libpq.so.5")
+        assert stat.S_ISLNK(link.external_attr >> 16)
+
+
+def _fetch(base: str, name: str, into: Path) -> Path:
+    import urllib.request
+
+    path = into / name
+    with urllib.request.urlopen(f"{base}/{name}") as response:  # noqa: S310 (local)
+        path.write_bytes(response.read())
+    return path

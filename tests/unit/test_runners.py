@@ -1,0 +1,219 @@
+"""Which runner takes a backup, and the RunTask request the Fargate runner sends."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from pgbackups.adapters.runners import CODE_VARIABLE, REQUEST_VARIABLE, FargateRunner
+from pgbackups.domain.models import BackupRecord, BackupRequest
+from pgbackups.domain.runners import RunnerFailed, RunnerLimits, choose_runner
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 1, 1, 0, tzinfo=UTC)
+LIMITS = RunnerLimits(lambda_timeout_seconds=900, fargate_size_threshold_bytes=10 * 10**9)
+
+
+def backup(
+    minutes_ago: int,
+    status: str = "done",
+    *,
+    seconds: float = 60,
+    runner: str | None = "lambda",
+    error: str | None = None,
+    database_size: int = 10**9,
+) -> BackupRecord:
+    created = T0 - timedelta(minutes=minutes_ago)
+    record = BackupRecord.new("shop", "periodic", created)
+    return record.model_copy(
+        update={
+            "status": status,
+            "started_at": created,
+            "finished_at": created + timedelta(seconds=seconds),
+            "runner": runner,
+            "error": error,
+            "database_size": database_size,
+        }
+    )
+
+
+def test_explicit_settings_are_obeyed() -> None:
+    slow = [backup(10, seconds=800)]
+    assert choose_runner("lambda", slow, LIMITS)[0] == "lambda"
+    assert choose_runner("fargate", [], LIMITS)[0] == "fargate"
+
+
+def test_auto_starts_on_lambda() -> None:
+    assert choose_runner("auto", [], LIMITS) == ("lambda", "the database's backups fit in Lambda")
+    assert choose_runner("auto", [backup(10, seconds=449)], LIMITS)[0] == "lambda"
+
+
+def test_auto_moves_to_fargate_past_half_of_the_lambda_limit() -> None:
+    name, why = choose_runner("auto", [backup(10, seconds=451)], LIMITS)
+    assert (name, why) == ("fargate", "the last backup took 451 s, over half of Lambda's limit")
+    # A scheduled or running backup does not count; the last *finished* one does.
+    running = backup(1, "running")
+    assert choose_runner("auto", [running, backup(10, seconds=451)], LIMITS)[0] == "fargate"
+
+
+def test_auto_moves_to_fargate_above_the_size_threshold() -> None:
+    big = backup(10, seconds=30, database_size=10 * 10**9 + 1)
+    assert choose_runner("auto", [big], LIMITS)[0] == "fargate"
+    at_threshold = backup(10, seconds=30, database_size=10 * 10**9)
+    assert choose_runner("auto", [at_threshold], LIMITS)[0] == "lambda"
+
+
+def test_auto_moves_to_fargate_after_a_lambda_timeout() -> None:
+    timed_out = backup(5, "error", runner="lambda", error="timed out")
+    assert choose_runner("auto", [timed_out, backup(60)], LIMITS) == (
+        "fargate",
+        "the last backup timed out in Lambda",
+    )
+    reaped = backup(5, "error", runner="lambda", error="timed out: the lambda run stopped")
+    assert choose_runner("auto", [reaped], LIMITS)[0] == "fargate"
+    # Other failures, and a timeout on Fargate itself, do not move it.
+    refused = backup(5, "error", error="cannot connect to shop")
+    assert choose_runner("auto", [refused, backup(60)], LIMITS)[0] == "lambda"
+    fargate_timeout = backup(5, "error", runner="fargate", error="timed out")
+    assert choose_runner("auto", [fargate_timeout, backup(60)], LIMITS)[0] == "lambda"
+
+
+def test_auto_stays_on_fargate_while_backups_are_long_there() -> None:
+    on_fargate = backup(10, seconds=1200, runner="fargate")
+    assert choose_runner("auto", [on_fargate], LIMITS)[0] == "fargate"
+    # ...and comes back to Lambda once they are short again.
+    quick = backup(10, seconds=100, runner="fargate")
+    assert choose_runner("auto", [quick], LIMITS)[0] == "lambda"
+
+
+def test_auto_without_a_fargate_runner_is_lambda() -> None:
+    limits = RunnerLimits(900, 10 * 10**9, fargate_available=False)
+    assert choose_runner("auto", [backup(10, seconds=800)], limits)[0] == "lambda"
+
+
+# -- the RunTask request ---------------------------------------------------------
+
+FUNCTION = "pgbackups-prod-BackupFunction-abc"
+SHARED = "arn:aws:lambda:eu-west-1:123456789012:layer:pgbackups-prod-shared:7"
+PGTOOLS = "arn:aws:lambda:eu-west-1:123456789012:layer:pgbackups-prod-pgtools:3"
+CODE_URL = (
+    "https://awslambda-eu-west-1-tasks.s3.eu-west-1.amazonaws.com/snapshots/fn?X-Amz-Signature=1"
+)
+SHARED_URL = (
+    "https://awslambda-eu-west-1-layers.s3.eu-west-1.amazonaws.com/shared?X-Amz-Signature=2"
+)
+PGTOOLS_URL = (
+    "https://awslambda-eu-west-1-layers.s3.eu-west-1.amazonaws.com/pgtools?X-Amz-Signature=3"
+)
+TASK_DEFINITION = "arn:aws:ecs:eu-west-1:123456789012:task-definition/pgbackups-prod-backup:4"
+
+
+def clients() -> tuple[Any, Any]:
+    session = boto3.Session(
+        aws_access_key_id="x", aws_secret_access_key="y", region_name="eu-west-1"
+    )
+    return session.client("ecs"), session.client("lambda")
+
+
+def fargate_runner(ecs: Any, lambda_client: Any, **overrides: Any) -> FargateRunner:
+    settings: dict[str, Any] = {
+        "cluster": "pgbackups-prod",
+        "task_definition": TASK_DEFINITION,
+        "container": "backup",
+        "subnets": ("subnet-a", "subnet-b"),
+        "security_groups": ("sg-db",),
+        "public_ip": False,
+        "function_name": FUNCTION,
+    }
+    return FargateRunner(ecs, lambda_client, **(settings | overrides))
+
+
+def stub_code_locations(lambda_stub: Stubber) -> None:
+    lambda_stub.add_response(
+        "get_function",
+        {
+            "Configuration": {
+                "FunctionName": FUNCTION,
+                "Layers": [{"Arn": SHARED}, {"Arn": PGTOOLS}],
+            },
+            "Code": {"RepositoryType": "S3", "Location": CODE_URL},
+        },
+        {"FunctionName": FUNCTION},
+    )
+    for arn, url in ((SHARED, SHARED_URL), (PGTOOLS, PGTOOLS_URL)):
+        lambda_stub.add_response(
+            "get_layer_version_by_arn",
+            {"LayerVersionArn": arn, "Content": {"Location": url}},
+            {"Arn": arn},
+        )
+
+
+def test_run_task_carries_the_cluster_task_definition_network_and_no_secret() -> None:
+    ecs, lambda_client = clients()
+    request = BackupRequest(database="shop", backup_id="01JBZ4X2Q6W8E0R1T2Y3V4M5N6")
+    expected_code = {"function": CODE_URL, "layers": [SHARED_URL, PGTOOLS_URL]}
+    with Stubber(ecs) as ecs_stub, Stubber(lambda_client) as lambda_stub:
+        stub_code_locations(lambda_stub)
+        ecs_stub.add_response(
+            "run_task",
+            {
+                "tasks": [{"taskArn": "arn:aws:ecs:eu-west-1:123456789012:task/pgbackups-prod/1"}],
+                "failures": [],
+            },
+            {
+                "cluster": "pgbackups-prod",
+                "taskDefinition": TASK_DEFINITION,
+                "launchType": "FARGATE",
+                "count": 1,
+                "startedBy": "pgbackups-01JBZ4X2Q6W8E0R1T2Y3V4M5N6",
+                "clientToken": "01JBZ4X2Q6W8E0R1T2Y3V4M5N6",
+                "networkConfiguration": {
+                    "awsvpcConfiguration": {
+                        "subnets": ["subnet-a", "subnet-b"],
+                        "securityGroups": ["sg-db"],
+                        "assignPublicIp": "DISABLED",
+                    }
+                },
+                "overrides": {
+                    "containerOverrides": [
+                        {
+                            "name": "backup",
+                            "environment": [
+                                {"name": REQUEST_VARIABLE, "value": request.model_dump_json()},
+                                {"name": CODE_VARIABLE, "value": json.dumps(expected_code)},
+                            ],
+                        }
+                    ]
+                },
+            },
+        )
+        sent: list[dict[str, Any]] = []
+        ecs.meta.events.register(
+            "before-parameter-build.ecs.RunTask", lambda params, **_: sent.append(params)
+        )
+        fargate_runner(ecs, lambda_client).start(request)
+        ecs_stub.assert_no_pending_responses()
+        lambda_stub.assert_no_pending_responses()
+    # The request as sent: the presigned code locations, but no URL, password or token.
+    sent_text = json.dumps(sent).lower().replace('"clienttoken":', "")
+    for secret_like in ("postgres://", "postgresql://", "password", "token", "secret"):
+        assert secret_like not in sent_text, secret_like
+
+
+def test_a_refused_run_task_raises_with_ecs_reason() -> None:
+    ecs, lambda_client = clients()
+    with Stubber(ecs) as ecs_stub, Stubber(lambda_client) as lambda_stub:
+        stub_code_locations(lambda_stub)
+        ecs_stub.add_response(
+            "run_task", {"tasks": [], "failures": [{"arn": "subnet-a", "reason": "RESOURCE:ENI"}]}
+        )
+        with pytest.raises(RunnerFailed, match="RESOURCE:ENI"):
+            fargate_runner(ecs, lambda_client, public_ip=True).start(
+                BackupRequest(database="shop", backup_id="01JBZ4X2Q6W8E0R1T2Y3V4M5N6")
+            )

@@ -1,0 +1,98 @@
+"""The Fargate task's bootstrap unpacks zips as Lambda does: modes and symlinks kept,
+nothing written outside its folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import stat
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bootstrap() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "task_bootstrap", ROOT / "functions" / "task_bootstrap.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def archive(*entries: tuple[str, int, bytes]) -> zipfile.ZipFile:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as package:
+        for name, mode, data in entries:
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = mode << 16
+            package.writestr(info, data)
+    return zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+
+
+def test_modes_and_symlinks_are_restored(tmp_path: Path) -> None:
+    package = archive(
+        ("bin/pg_dump", stat.S_IFREG | 0o755, b"#!/bin/sh\necho 18.6\n"),
+        ("lib/libpq.so.5.18", stat.S_IFREG | 0o644, b"ELF"),
+        ("lib/libpq.so.5", stat.S_IFLNK | 0o777, b"libpq.so.5.18"),
+        ("python/pkg/__init__.py", stat.S_IFREG | 0o644, b""),
+    )
+    assert bootstrap().unpack(package, tmp_path) == 4
+    assert stat.S_IMODE((tmp_path / "bin/pg_dump").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "python/pkg/__init__.py").stat().st_mode) == 0o644
+    link = tmp_path / "lib/libpq.so.5"
+    assert link.is_symlink() and link.read_bytes() == b"ELF"
+
+
+def test_a_later_layer_overwrites_an_earlier_one(tmp_path: Path) -> None:
+    module = bootstrap()
+    module.unpack(archive(("lib/x", stat.S_IFLNK | 0o777, b"y")), tmp_path)
+    module.unpack(archive(("lib/x", stat.S_IFREG | 0o600, b"file")), tmp_path)
+    assert not (tmp_path / "lib/x").is_symlink() and (tmp_path / "lib/x").read_bytes() == b"file"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ("../escape", stat.S_IFREG | 0o644, b"x"),
+        ("/etc/passwd", stat.S_IFREG | 0o644, b"x"),
+        ("lib/up", stat.S_IFLNK | 0o777, b"../../outside"),
+        ("lib/abs", stat.S_IFLNK | 0o777, b"/etc/passwd"),
+    ],
+)
+def test_nothing_is_written_outside_the_folder(
+    tmp_path: Path, entry: tuple[str, int, bytes]
+) -> None:
+    module = bootstrap()
+    target = tmp_path / "opt"
+    target.mkdir()
+    with pytest.raises(module.BootstrapError, match="refusing"):
+        module.unpack(archive(entry), target)
+    assert list(tmp_path.iterdir()) == [target]
+    assert [p for p in target.rglob("*") if not p.is_dir()] == []
+
+
+def test_files_are_not_written_through_a_symlinked_folder(tmp_path: Path) -> None:
+    module = bootstrap()
+    target = tmp_path / "opt"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target.mkdir()
+    (target / "lib").symlink_to(outside)
+    with pytest.raises(module.BootstrapError, match="outside"):
+        module.unpack(archive(("lib/evil.so", stat.S_IFREG | 0o755, b"x")), target)
+    assert list(outside.iterdir()) == []
+
+
+def test_code_locations_must_be_https(tmp_path: Path) -> None:
+    module = bootstrap()
+    with pytest.raises(module.BootstrapError, match="https"):
+        module.download("ftp://example.com/code.zip", tmp_path)
