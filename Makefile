@@ -27,9 +27,21 @@ help:
 	@echo "make lint    ruff and mypy"
 	@echo "make build   sam build: both layers and every function into $(BUILD_DIR)"
 	@echo "make local   the local stack in the foreground"
-	@echo "make bench   backup throughput and memory, written to bench/results/"
+	@echo "make bench   backup throughput and memory, PITR recovery point and restore time, in bench/results/"
 
-setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(PG15)
+
+# Debian's PostgreSQL 15: the continuous-backup tests restore a server older than
+# the pinned 18 with its own major's binaries. No cluster of its own is created.
+PG15 := /usr/lib/postgresql/15/bin/postgres
+$(PG15):
+	@if [ "$$(id -u)" != 0 ]; then \
+	    echo "PostgreSQL 15 is missing: sudo apt-get install postgresql-15" >&2; exit 1; fi
+	mkdir -p /etc/postgresql-common
+	grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf || \
+	    echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@python=$$(scripts/find-python) || exit 1; \
@@ -74,6 +86,7 @@ demo: setup build
 
 bench: setup build
 	$(PY) bench/run.py
+	$(PY) bench/pitr.py
 
 clean:
 	rm -rf $(BUILD_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -25,6 +25,7 @@ class Settings:
     secret_prefix: str
     event_bus_name: str = "default"
     backup_function_name: str = ""
+    capture_function_name: str = ""
     pgtools_dir: Path = Path("/opt")
     backup_timeout_seconds: int = 900
     default_compression: str = DEFAULT_COMPRESSION
@@ -63,6 +64,7 @@ class Settings:
             secret_prefix=env["SECRET_PREFIX"].rstrip("/"),
             event_bus_name=env.get("EVENT_BUS_NAME", "default"),
             backup_function_name=env.get("BACKUP_FUNCTION_NAME", ""),
+            capture_function_name=env.get("CAPTURE_FUNCTION_NAME", ""),
             pgtools_dir=Path(env.get("PGTOOLS_DIR", "/opt")),
             backup_timeout_seconds=timeout,
             default_compression=compression,

@@ -16,7 +16,8 @@ from botocore.config import Config
 from pgbackups.adapters.archives import ArchiveStore
 from pgbackups.adapters.catalog import Catalog
 from pgbackups.adapters.events import BackupEvents
-from pgbackups.adapters.runners import FargateRunner, LambdaRunner
+from pgbackups.adapters.pitr import PitrCatalog
+from pgbackups.adapters.runners import FargateRunner, LambdaCaptureStarter, LambdaRunner
 from pgbackups.adapters.secrets import ConnectionSecrets
 from pgbackups.api.auth import TokenAuthorizer
 from pgbackups.ports import Services
@@ -34,11 +35,13 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
         return session.client(name, config=config)
 
     s3 = client("s3", _RETRIES.merge(Config(signature_version="s3v4")))
+    dynamodb = client("dynamodb")
+    lambda_client = client("lambda")
     fargate = None
     if settings.fargate_available:
         fargate = FargateRunner(
             client("ecs"),
-            client("lambda"),
+            lambda_client,
             cluster=settings.task_cluster,
             task_definition=settings.task_definition,
             container=settings.task_container,
@@ -49,13 +52,15 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
         )
     return Services(
         settings=settings,
-        catalog=Catalog(client("dynamodb"), settings.table_name),
+        catalog=Catalog(dynamodb, settings.table_name),
         archives=ArchiveStore(s3, settings.bucket_name),
         secrets=ConnectionSecrets(client("secretsmanager"), settings.secret_prefix),
         events=BackupEvents(client("events"), settings.event_bus_name),
-        runner=LambdaRunner(client("lambda"), settings.backup_function_name),
+        runner=LambdaRunner(lambda_client, settings.backup_function_name),
         tools=PgTools(settings.pgtools_dir),
         fargate=fargate,
+        pitr=PitrCatalog(dynamodb, settings.table_name),
+        captures=LambdaCaptureStarter(lambda_client, settings.capture_function_name),
     )
 
 

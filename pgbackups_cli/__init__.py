@@ -11,6 +11,7 @@ from pgbackups_cli.client import ApiFailure
 from pgbackups_cli.databases import databases, databases_add, databases_remove
 from pgbackups_cli.login import login
 from pgbackups_cli.output import Failure
+from pgbackups_cli.pitr import COMMANDS as PITR_COMMANDS
 from pgbackups_cli.session import api_options, database_option
 
 
@@ -75,6 +76,13 @@ def main() -> None:
     """
 
 
-for command in (databases, databases_add, databases_remove, *BACKUP_COMMANDS, login):
+for command in (
+    databases,
+    databases_add,
+    databases_remove,
+    *BACKUP_COMMANDS,
+    *PITR_COMMANDS,
+    login,
+):
     main.add_command(command)
 main.add_command(LocalStackCommand())

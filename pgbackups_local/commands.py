@@ -1,8 +1,9 @@
 """`pgbackups local`: the whole system on this machine, no AWS account, no Docker.
 
 pgbackups local [--host 127.0.0.1] [--port 3000] [--state-dir .pgbackups-local]
-                [--demo] [--demo-size-mb N]
+                [--demo [--demo-pitr]] [--demo-size-mb N]
 pgbackups local dispatch --at <RFC3339> [--state-dir .pgbackups-local]
+pgbackups local pitr-capture [-d DATABASE] [--state-dir .pgbackups-local]
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from pgbackups_local.stack import (
 )
 
 DEFAULT_DEMO_SIZE_MB = 300
+DISPATCHER = "dispatcher.handler"
+WAL_CAPTURE = "wal_capture.handler"
 
 
 class _StopRequested(BaseException):
@@ -79,6 +82,11 @@ state_dir_option = click.option(
     help="Also run an embedded PostgreSQL with sample data, registered as `demo`.",
 )
 @click.option(
+    "--demo-pitr",
+    is_flag=True,
+    help="With --demo: also enable continuous backups (point-in-time recovery) on `demo`.",
+)
+@click.option(
     "--demo-size-mb", type=click.IntRange(1, 100_000), default=DEFAULT_DEMO_SIZE_MB,
     show_default=True, help="Approximate size of the demo database.",
 )  # fmt: skip
@@ -102,6 +110,7 @@ def local(
     port: int,
     state_dir: Path,
     demo: bool,
+    demo_pitr: bool,
     demo_size_mb: int,
     shutdown_grace: float,
     show_token: bool,
@@ -128,6 +137,7 @@ def local(
         port=port,
         state_dir=state_dir,
         demo_size_mb=demo_size_mb if demo else None,
+        demo_pitr=demo and demo_pitr,
         shutdown_grace=shutdown_grace,
         announce=lambda line: click.echo(f"  … {line}"),
     )
@@ -248,10 +258,10 @@ def dispatch(at: datetime, state_dir: Path, as_json: bool) -> None:
         (logical_id, event_name)
         for logical_id, function in resources_of_type(template, "AWS::Serverless::Function").items()
         for event_name, event in (function["Properties"].get("Events") or {}).items()
-        if event.get("Type") == "Schedule"
+        if event.get("Type") == "Schedule" and function["Properties"]["Handler"] == DISPATCHER
     ]
     if len(scheduled) != 1:
-        raise click.ClickException("template.yaml should have exactly one scheduled function")
+        raise click.ClickException("template.yaml should have exactly one dispatcher schedule")
     (logical_id, event_name) = scheduled[0]
     client = boto3.session.Session(
         aws_access_key_id=info["aws_access_key_id"],
@@ -284,6 +294,81 @@ def dispatch(at: datetime, state_dir: Path, as_json: bool) -> None:
             click.echo(f"         {databases.get(backup_id, '?'):<24} {backup_id}")
     reaped, pruned = len(answer.get("reaped", [])), len(answer.get("pruned", []))
     click.echo(f"       Stale backups failed: {reaped}; backups pruned by retention: {pruned}.")
+
+
+# -- pitr-capture ------------------------------------------------------------------------------
+
+
+@local.command("pitr-capture")
+@click.option(
+    "--database", "-d", help="Only this database (default: each with continuous backups)."
+)
+@state_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the captures' answers as JSON.")
+def pitr_capture(database: str | None, state_dir: Path, as_json: bool) -> None:
+    """Run one WAL capture now against the running stack (the schedule does it every minute)."""
+    import boto3
+    import requests
+
+    from pgbackups_local.template import load_template, resources_of_type
+
+    try:
+        info = read_stack_file(state_dir)
+    except StackError as error:
+        raise click.ClickException(str(error)) from None
+    (logical_id,) = [
+        logical_id
+        for logical_id, function in resources_of_type(
+            load_template(), "AWS::Serverless::Function"
+        ).items()
+        if function["Properties"]["Handler"] == WAL_CAPTURE
+    ]
+    if database is None:
+        headers = {"Authorization": f"Bearer {info['token']}"}
+        api = info["api_url"]
+        listed = requests.get(f"{api}/v1/databases", headers=headers, timeout=30).json()
+        names = [
+            d["name"]
+            for d in listed.get("databases", [])
+            if requests.get(f"{api}/v1/databases/{d['name']}/pitr", headers=headers, timeout=30)
+            .json()
+            .get("enabled")
+        ]
+    else:
+        names = [database]
+    client = boto3.session.Session(
+        aws_access_key_id=info["aws_access_key_id"],
+        aws_secret_access_key=info["aws_secret_access_key"],
+        region_name=info["region"],
+    ).client("lambda", endpoint_url=info["lambda_endpoint_url"])
+    answers = []
+    for name in names:
+        response = client.invoke(
+            FunctionName=info["functions"][logical_id],
+            InvocationType="RequestResponse",
+            Payload=json.dumps({"database": name}).encode(),
+        )
+        answer = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            raise click.ClickException(
+                f"the capture of {name} failed: {answer.get('errorType')}: "
+                f"{answer.get('errorMessage')}"
+            )
+        answers.append(answer)
+    if as_json:
+        click.echo(json.dumps(answers, indent=2))
+        return
+    if not answers:
+        click.echo("       No database has continuous backups enabled.")
+    for answer in answers:
+        click.echo(f"-----> Captured {answer['database']}: {answer['outcome']}")
+        click.echo(
+            f"       {len(answer['segments'])} complete segment(s)"
+            + (f", partial {answer['partial']}" if answer["partial"] else "")
+            + (f", base backup {answer['base_backup']}" if answer["base_backup"] else "")
+        )
+        if answer.get("broken_reason"):
+            click.echo(f" !     Chain broken: {answer['broken_reason']}")
 
 
 def _databases_of(info: dict[str, Any], backup_ids: list[str]) -> dict[str, str]:

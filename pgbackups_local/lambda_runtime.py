@@ -475,7 +475,7 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
 
 # -- the hourly EventBridge rule ---------------------------------------------------
 
-CRON_HOURLY = re.compile(r"^cron\((?P<minute>\d{1,2}) \* \* \* \? \*\)$")
+CRON_HOURLY = re.compile(r"^cron\((?P<minute>\d{1,2})(/(?P<step>\d{1,2}))? \* \* \* \? \*\)$")
 
 
 def scheduled_event(at: datetime, region: str, rule_name: str) -> dict[str, Any]:
@@ -494,7 +494,8 @@ def scheduled_event(at: datetime, region: str, rule_name: str) -> dict[str, Any]
 
 
 class HourlyRule:
-    """`cron(M * * * ? *)`: invokes the target asynchronously at minute M of every hour."""
+    """`cron(M * * * ? *)`: invokes the target asynchronously at minute M of every hour;
+    `cron(M/N * * * ? *)` at M, M+N, … (the WAL capture's interval)."""
 
     def __init__(
         self, expression: str, fire: Callable[[datetime], None], *, name: str = "Hourly"
@@ -502,19 +503,23 @@ class HourlyRule:
         match = CRON_HOURLY.match(expression)
         if match is None:
             raise ValueError(
-                f"the local stack runs hourly schedules only (cron(M * * * ? *)), not {expression}"
+                "the local stack runs hourly schedules only (cron(M * * * ? *) or "
+                f"cron(M/N * * * ? *)), not {expression}"
             )
         self.minute = int(match["minute"])
+        self.step = int(match["step"] or 60)
         self.name = name
         self._fire = fire
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"rule-{name}", daemon=True)
 
     def next_run(self, after: datetime) -> datetime:
-        candidate = after.replace(minute=self.minute, second=0, microsecond=0)
-        if candidate <= after:
-            candidate += timedelta(hours=1)
-        return candidate
+        hour = after.replace(minute=0, second=0, microsecond=0)
+        for start in (hour, hour + timedelta(hours=1)):
+            for minute in range(self.minute, 60, self.step):
+                if (candidate := start + timedelta(minutes=minute)) > after:
+                    return candidate
+        raise AssertionError("unreachable: the next hour has a run")
 
     def start(self) -> None:
         self._thread.start()

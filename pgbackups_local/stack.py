@@ -310,6 +310,7 @@ class LocalStack:
         port: int = 3000,
         state_dir: Path = DEFAULT_STATE_DIR,
         demo_size_mb: int | None = None,
+        demo_pitr: bool = False,
         region: str = REGION,
         parameters: dict[str, str] | None = None,
         shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
@@ -319,6 +320,7 @@ class LocalStack:
         self.port = port
         self.state_dir = Path(state_dir)
         self.demo_size_mb = demo_size_mb
+        self.demo_pitr = demo_pitr
         self.region = region
         self.shutdown_grace = shutdown_grace
         self.announce = announce
@@ -630,7 +632,8 @@ class LocalStack:
                     log.info("%s: invoking %s for %s", rule, function.name, at.isoformat())
                     runtime.submit(function, scheduled_event(at, self.region, rule))
 
-                rule = HourlyRule(event["Properties"]["Schedule"], fire, name=rule_name)
+                expression = self.values.resolve(event["Properties"]["Schedule"])
+                rule = HourlyRule(expression, fire, name=rule_name)
                 rule.start()
                 self._on_stop("rules", rule.stop)
 
@@ -661,6 +664,18 @@ class LocalStack:
             raise StackError(
                 f"registering the demo database failed: {response.status_code} {response.text}"
             )
+        if self.demo_pitr:
+            # The embedded server allows replication (wal_level = replica): the capture
+            # schedule takes the first base backup within a minute.
+            answer = requests.put(
+                f"{api_url}/v1/databases/{DEMO_DATABASE}/pitr",
+                json={"enabled": True},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=60,
+            )
+            if answer.status_code != 200:
+                raise StackError(f"enabling continuous backups failed: {answer.text}")
+            self.announce(f"continuous backups enabled on `{DEMO_DATABASE}`")
         rows = ", ".join(f"{table} {count:,}" for table, count in data.rows.items())
         size_mb = data.size_bytes / 1024**2
         self.announce(f"registered `{DEMO_DATABASE}` ({size_mb:.0f} MB: {rows})")

@@ -122,6 +122,40 @@ class ArchiveStore:
         )
         return url, utcnow() + lifetime
 
+    def put_bytes(self, key: str, data: bytes, metadata: dict[str, str], kind: str) -> None:
+        """A small object in one request (a compressed WAL segment), tagged with its kind
+        (the bucket's lifecycle expires overwritten WAL sooner than backups)."""
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=key,
+            Body=data,
+            Metadata=metadata,
+            Tagging=f"pgbackups-kind={kind}",
+            ContentType="application/octet-stream",
+        )
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix`, in key order."""
+        found: list[str] = []
+        for page in self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self._bucket, Prefix=prefix
+        ):
+            found += [item["Key"] for item in page.get("Contents", [])]
+        return found
+
+    def object_url(self, key: str, lifetime: timedelta) -> str:
+        """A presigned GET of any archive object (what a point-in-time restore downloads)."""
+        return str(
+            self._s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self._bucket, "Key": key},
+                ExpiresIn=int(min(lifetime, MAX_URL_LIFETIME).total_seconds()),
+            )
+        )
+
+    def metadata(self, key: str) -> dict[str, str]:
+        return dict(self._s3.head_object(Bucket=self._bucket, Key=key)["Metadata"])
+
     def delete(self, key: str) -> None:
         """Idempotent: deleting a missing key succeeds."""
         self._s3.delete_object(Bucket=self._bucket, Key=key)

@@ -1,7 +1,9 @@
-"""Backup events on EventBridge: `Backup Succeeded` / `Backup Failed`, source `pgbackups`."""
+"""Events on EventBridge, source `pgbackups`: `Backup Succeeded` / `Backup Failed`, and
+`PITR Broken` when a chain of continuous backups ends."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pgbackups.domain.models import BackupRecord
@@ -16,12 +18,19 @@ class BackupEvents:
 
     def publish(self, record: BackupRecord) -> None:
         detail_type = "Backup Succeeded" if record.status == "done" else "Backup Failed"
+        self._put(detail_type, record.model_dump_json())
+
+    def publish_pitr_broken(self, detail: dict[str, object]) -> None:
+        """`PITR Broken`: a chain of continuous backups ended; a new one starts."""
+        self._put("PITR Broken", json.dumps(detail))
+
+    def _put(self, detail_type: str, detail: str) -> None:
         response = self._events.put_events(
             Entries=[
                 {
                     "Source": EVENT_SOURCE,
                     "DetailType": detail_type,
-                    "Detail": record.model_dump_json(),
+                    "Detail": detail,
                     "EventBusName": self._bus,
                     "Resources": [],
                 }

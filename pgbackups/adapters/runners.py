@@ -113,3 +113,18 @@ class FargateRunner:
         if failures or not answer.get("tasks"):
             reasons = "; ".join(f"{f.get('reason')} ({f.get('arn', '')})" for f in failures)
             raise RunnerFailed(f"ECS did not start the backup task: {reasons or 'no task'}")
+
+
+class LambdaCaptureStarter:
+    """Starts one WAL capture of one database: the capture function, asynchronously."""
+
+    def __init__(self, lambda_client: Any, function_name: str) -> None:
+        self._lambda = lambda_client
+        self._function = function_name
+
+    def start(self, database: str) -> None:
+        self._lambda.invoke(
+            FunctionName=self._function,
+            InvocationType="Event",
+            Payload=json.dumps({"database": database}).encode(),
+        )

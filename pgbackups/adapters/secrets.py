@@ -48,6 +48,46 @@ class ConnectionSecrets:
         data = json.loads(value)
         return ConnectionInfo(url=data["url"], replica_url=data.get("replica_url"))
 
+    def replication_secret_id(self, database: str) -> str:
+        return f"{self._prefix}/databases/{database}/replication"
+
+    def put_replication_url(self, database: str, url: str) -> None:
+        """The URL continuous backups stream WAL with, when it is not the database's own."""
+        secret_id = self.replication_secret_id(database)
+        try:
+            self._sm.put_secret_value(SecretId=secret_id, SecretString=url)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            self._sm.create_secret(
+                Name=secret_id,
+                SecretString=url,
+                Description=f"pgbackups: replication URL of database {database}",
+                Tags=[{"Key": "pgbackups:database", "Value": database}],
+            )
+
+    def replication_url(self, database: str) -> str:
+        """The replication URL, else the database's own URL."""
+        try:
+            return str(
+                self._sm.get_secret_value(SecretId=self.replication_secret_id(database))[
+                    "SecretString"
+                ]
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+        return self.get(database).url
+
+    def delete_replication_url(self, database: str) -> None:
+        try:
+            self._sm.delete_secret(
+                SecretId=self.replication_secret_id(database), ForceDeleteWithoutRecovery=True
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+
     def delete(self, database: str) -> None:
         try:
             self._sm.delete_secret(

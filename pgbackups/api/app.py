@@ -25,7 +25,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from pgbackups.api.errors import MalformedBody, http_status
-from pgbackups.api.routers import backups, databases, schedule
+from pgbackups.api.routers import backups, databases, pitr, schedule
 from pgbackups.domain.errors import PgBackupsError
 from pgbackups.ports import Services
 
@@ -154,7 +154,7 @@ def build_api(services: Services) -> APIGatewayHttpResolver:
         security=[{BEARER: []}],
     )
     _install_error_handlers(app)
-    for router in (databases, schedule, backups):
+    for router in (databases, schedule, backups, pitr):
         app.include_router(router.build_router(services))
     _openapi_route(app)
     return app

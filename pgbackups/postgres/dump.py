@@ -80,16 +80,27 @@ def dump_command(
 
 
 class DumpStream(io.RawIOBase):
-    """pg_dump's stdout as a readable stream that hashes and checks what passes.
+    """A program's stdout (pg_dump's, pg_basebackup's) as a readable stream that hashes
+    and checks what passes.
 
-    Raises DumpFailed from `read` on a missing `PGDMP` header, on a non-zero
-    exit once stdout is exhausted, or DumpTimedOut once `cancel()` was called.
+    Raises DumpFailed from `read` when the output does not start with `magic`, on a
+    non-zero exit once stdout is exhausted, or DumpTimedOut once `cancel()` was called.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        *,
+        magic: bytes = ARCHIVE_MAGIC,
+        not_magic: str = NOT_AN_ARCHIVE,
+        program: str = "pg_dump",
+    ) -> None:
         super().__init__()
         assert process.stdout is not None and process.stderr is not None
         self._process = process
+        self._magic = magic
+        self._not_magic = not_magic
+        self._program = program
         self._stdout: IO[bytes] = process.stdout
         self.sha256 = hashlib.sha256()
         self.size = 0
@@ -123,11 +134,11 @@ class DumpStream(io.RawIOBase):
             self._finish()
             return 0
         chunk = view[:count]
-        if len(self._header) < len(ARCHIVE_MAGIC):
-            self._header += bytes(chunk[: len(ARCHIVE_MAGIC) - len(self._header)])
-            if not ARCHIVE_MAGIC.startswith(self._header):
+        if len(self._header) < len(self._magic):
+            self._header += bytes(chunk[: len(self._magic) - len(self._header)])
+            if not self._magic.startswith(self._header):
                 self.kill()
-                raise DumpFailed(NOT_AN_ARCHIVE)
+                raise DumpFailed(self._not_magic)
         self.sha256.update(chunk)
         self.size += count
         return count
@@ -138,12 +149,12 @@ class DumpStream(io.RawIOBase):
         if self._cancelled.is_set():
             raise DumpTimedOut()
         if code != 0:
-            reason = self.stderr_tail or f"pg_dump exited with code {code}"
+            reason = self.stderr_tail or f"{self._program} exited with code {code}"
             if code < 0:
-                reason = f"pg_dump was killed by signal {-code}. {self.stderr_tail}".strip()
+                reason = f"{self._program} was killed by signal {-code}. {self.stderr_tail}".strip()
             raise DumpFailed(reason)
-        if self._header != ARCHIVE_MAGIC:
-            raise DumpFailed(NOT_AN_ARCHIVE)
+        if self._header != self._magic:
+            raise DumpFailed(self._not_magic)
 
     @property
     def stderr_tail(self) -> str:
@@ -182,16 +193,20 @@ def stream_dump_to_s3(
     seconds_left: float,
     launcher: Launcher = launch,
     expected_size: int | None = None,
+    magic: bytes = ARCHIVE_MAGIC,
+    not_magic: str = NOT_AN_ARCHIVE,
+    program: str = "pg_dump",
 ) -> StoredArchive:
-    """Run pg_dump and upload its stdout to `key`; stop it after `seconds_left`.
+    """Run pg_dump (or another program that writes an archive to stdout, checked by its
+    first bytes `magic`) and upload its stdout to `key`; stop it after `seconds_left`.
 
     On any failure the multipart upload is aborted, no object is left and the
-    exception propagates (DumpFailed for pg_dump's own failures). `expected_size`
+    exception propagates (DumpFailed for the program's own failures). `expected_size`
     (bytes) sizes the upload's parts.
     """
     began = time.monotonic()
     process = launcher(argv, env)
-    stream = DumpStream(process)
+    stream = DumpStream(process, magic=magic, not_magic=not_magic, program=program)
     watchdog = threading.Timer(max(seconds_left, 0), stream.cancel)
     watchdog.daemon = True
     watchdog.start()

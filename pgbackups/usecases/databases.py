@@ -33,6 +33,7 @@ from pgbackups.ports import Services
 from pgbackups.postgres import probe
 from pgbackups.postgres.urls import registered_connection
 from pgbackups.usecases.backup import NO_FARGATE
+from pgbackups.usecases.pitr import forget_pitr
 
 logger = Logger(child=True)
 
@@ -229,6 +230,7 @@ def remove_database(services: Services, name: str) -> None:
                 services, services.catalog.get_database(name, include_removed=True)
             )
         raise
+    forget_pitr(services, name)  # the server must not keep WAL for nobody
     services.secrets.delete(name)
     services.catalog.secret_deleted(name, at)
     logger.info("database removed", extra={"database": name})

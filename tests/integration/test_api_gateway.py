@@ -69,7 +69,7 @@ def test_the_template_protects_every_route_but_the_openapi_document() -> None:
     }
 
     assert routes.pop(("GET", "/v1/openapi.json")) is False
-    assert len(routes) == 12
+    assert len(routes) == 15
     assert all(routes.values())
 
 

@@ -14,7 +14,7 @@ from pgbackups_local.postgres import EmbeddedPostgres
 
 pytestmark = pytest.mark.integration
 
-TOOLS = ("pg_dump", "pg_restore", "psql")
+TOOLS = ("pg_dump", "pg_restore", "psql", "pg_basebackup")
 LAMBDA_GLIBC = (2, 34)
 GLIBC_LIBS = {
     "linux-vdso.so.1", "ld-linux-x86-64.so.2", "libc.so.6", "libm.so.6", "libdl.so.2",

@@ -44,10 +44,19 @@ API_ROUTES = {
     ("GET", "/v1/databases/{db}/backups/{id}/archive"),
     ("GET", "/v1/databases/{db}/schedule"),
     ("PUT", "/v1/databases/{db}/schedule"),
+    ("GET", "/v1/databases/{db}/pitr"),
+    ("PUT", "/v1/databases/{db}/pitr"),
+    ("GET", "/v1/databases/{db}/pitr/restore"),
     ("GET", "/v1/openapi.json"),
 }
 PUBLIC_ROUTES = {("GET", "/v1/openapi.json")}
-FUNCTIONS = {"ApiFunction", "AuthorizerFunction", "BackupFunction", "DispatcherFunction"}
+FUNCTIONS = {
+    "ApiFunction",
+    "AuthorizerFunction",
+    "BackupFunction",
+    "DispatcherFunction",
+    "WalCaptureFunction",
+}
 OUTPUTS = {
     "ApiUrl",
     "ApiTokenSecretArn",
@@ -290,7 +299,7 @@ def test_table_has_point_in_time_recovery_and_pk_sk_keys(resources: dict[str, An
 # ------------------------------------------------------------------ functions
 
 
-def test_the_four_functions_are_thin_modules_of_functions_dir(resources: dict[str, Any]) -> None:
+def test_the_functions_are_thin_modules_of_functions_dir(resources: dict[str, Any]) -> None:
     functions = of_type(resources, "AWS::Serverless::Function")
     assert set(functions) == FUNCTIONS
     handlers = {name: f["Properties"]["Handler"] for name, f in functions.items()}
@@ -299,6 +308,7 @@ def test_the_four_functions_are_thin_modules_of_functions_dir(resources: dict[st
         "AuthorizerFunction": "authorizer.handler",
         "BackupFunction": "backup.handler",
         "DispatcherFunction": "dispatcher.handler",
+        "WalCaptureFunction": "wal_capture.handler",
     }
     assert {f["Properties"]["CodeUri"] for f in functions.values()} == {"functions/"}
 
@@ -442,9 +452,11 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     }
     catalog = {**reads_and_updates, "dynamodb:PutItem": [table]}
 
+    bucket = {"Fn::GetAtt": ["Bucket", "Arn"]}
     assert actions_on(resources["ApiFunction"]) == {
         **catalog,
         "s3:GetObject": [objects],
+        "s3:ListBucket": [bucket],  # restore plans list WAL (databases/* only, by condition)
         "s3:DeleteObject": [objects],
         **{
             f"secretsmanager:{action}": [database_secrets]
@@ -494,6 +506,41 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         assert trust["Condition"] == {
             "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
         }
+    capture_function = {
+        "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}"
+        ":function:pgbackups-${Stage}-wal-capture-function"
+    }
+    assert actions_on(resources["WalCaptureFunction"]) == {
+        **catalog,
+        "s3:PutObject": [objects],
+        "s3:PutObjectTagging": [objects],
+        "s3:AbortMultipartUpload": [objects],
+        "s3:DeleteObject": [objects],
+        "s3:ListBucket": [bucket],
+        "secretsmanager:GetSecretValue": [database_secrets],
+        "events:PutEvents": [bus],
+        "lambda:InvokeFunction": [capture_function],  # one invocation per database
+    }
+    for function in ("ApiFunction", "WalCaptureFunction"):
+        (listing,) = [
+            s for s in policy_statements(resources[function]) if s["Action"] == "s3:ListBucket"
+        ]
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": "databases/*"}}
+
+
+def test_overwritten_wal_does_not_stay_seven_days(resources: dict[str, Any]) -> None:
+    rules = resources["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (wal,) = [r for r in rules if r.get("TagFilters")]
+    assert wal["TagFilters"] == [{"Key": "pgbackups-kind", "Value": "wal"}]
+    assert wal["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+
+
+def test_wal_capture_runs_at_the_interval_parameter(resources: dict[str, Any]) -> None:
+    (event,) = resources["WalCaptureFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == {
+        "Fn::Sub": "cron(0/${CaptureIntervalMinutes} * * * ? *)"
+    }
 
 
 def test_backup_function_has_the_tools_the_time_and_the_retries(
@@ -513,9 +560,11 @@ def test_backup_function_has_the_tools_the_time_and_the_retries(
         "SubnetIds": {"Ref": "DatabaseSubnetIds"},
         "SecurityGroupIds": {"Ref": "DatabaseSecurityGroupIds"},
     }
-    # The API checks registered URLs with a real connection: same VPC as the backups.
+    # The API checks registered URLs with a real connection, the capture streams WAL:
+    # same VPC as the backups.
     assert resources["ApiFunction"]["Properties"]["VpcConfig"] == props["VpcConfig"]
-    for name in FUNCTIONS - {"BackupFunction", "ApiFunction"}:
+    assert resources["WalCaptureFunction"]["Properties"]["VpcConfig"] == props["VpcConfig"]
+    for name in FUNCTIONS - {"BackupFunction", "ApiFunction", "WalCaptureFunction"}:
         assert "VpcConfig" not in resources[name]["Properties"], name
 
 

@@ -1,0 +1,256 @@
+"""Continuous backups (point-in-time recovery): settings, chains, base backups, the window.
+
+A *chain* is one unbroken stretch of WAL from one server (system id, timeline),
+captured from the reserved slot, with the base backups taken during it. A gap,
+a new system id or timeline, or a lost slot ends a chain (`broken`) and starts a
+new one. A moment is recoverable when some chain has a base backup finished
+before it and a commit at or after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from ulid import ULID
+
+from pgbackups.domain.errors import Conflict, InvalidInput, NotFound
+from pgbackups.domain.models import to_rfc3339
+
+PitrStatus = Literal["ok", "broken", "disabled"]
+DEFAULT_BASE_BACKUP_EVERY_DAYS = 7
+DEFAULT_WINDOW_DAYS = 7
+
+
+class ReplicationRefused(InvalidInput):
+    """The server does not allow what continuous backups need; the message names it."""
+
+    code = "replication_refused"
+
+
+class OutsideRecoveryWindow(InvalidInput):
+    code = "outside_recovery_window"
+
+
+class CaptureRunning(Conflict):
+    code = "capture_running"
+
+
+class PitrNotEnabled(NotFound):
+    code = "pitr_not_enabled"
+
+
+def slot_name(database: str) -> str:
+    """`pgbackups_<db>`: slot names allow lower-case letters, digits and underscores only."""
+    return f"pgbackups_{database.replace('-', '_')}"
+
+
+class PitrSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    base_backup_every_days: int = Field(default=DEFAULT_BASE_BACKUP_EVERY_DAYS, ge=1, le=7)
+    window_days: int = Field(default=DEFAULT_WINDOW_DAYS, ge=1, le=30)
+
+
+class PitrState(PitrSettings):
+    """A database's continuous backups (DynamoDB item `PITR`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    database: str
+    status: PitrStatus = "disabled"
+    broken_reason: str | None = None
+    chain_id: str | None = None  # the chain the capture extends
+    enabled_at: datetime | None = None
+
+
+class WalChain(BaseModel):
+    """One unbroken stretch of WAL (DynamoDB item `PITRCHAIN#<id>`)."""
+
+    id: str
+    database: str
+    system_id: str
+    timeline: int
+    segment_size: int
+    server_version_num: int
+    source_database: str  # the database a restore into a target URL moves
+    source_user: str  # the role the restore connects as to the recovered cluster
+    started_at: datetime
+    start_lsn: int  # the slot's position when the chain started (a segment boundary)
+    position: int  # stored and acknowledged: every segment before it is archived complete
+    archived_lsn: int  # stored, the last partial segment included
+    last_commit_at: datetime | None = None  # newest commit in the archive
+    last_archived_at: datetime | None = None
+    broken_at: datetime | None = None
+    broken_reason: str | None = None
+
+    @classmethod
+    def new(cls, database: str, started_at: datetime, **fields: object) -> WalChain:
+        return cls(
+            id=str(ULID.from_datetime(started_at)),
+            database=database,
+            started_at=started_at,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    @property
+    def server_major(self) -> int:
+        return self.server_version_num // 10000
+
+    def wal_prefix(self) -> str:
+        return f"databases/{self.database}/pitr/{self.id}/wal/"
+
+
+class BaseBackup(BaseModel):
+    """One pg_basebackup tar in S3 (DynamoDB item `PITRBASE#<id>`)."""
+
+    id: str
+    database: str
+    chain_id: str
+    started_at: datetime
+    finished_at: datetime
+    # Bounds read from the server around the backup: the backup's own start is at
+    # or after `start_lsn` and its end at or before `end_lsn`.
+    start_lsn: int
+    end_lsn: int
+    timeline: int
+    size: int
+    sha256: str
+    server_version_num: int
+
+    @property
+    def object_key(self) -> str:
+        return base_backup_key(self.database, self.chain_id, self.id)
+
+
+def base_backup_key(database: str, chain_id: str, backup_id: str) -> str:
+    return f"databases/{database}/pitr/{chain_id}/base/{backup_id}.tar.gz"
+
+
+# -- the window --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """What one chain can restore: any moment in [earliest, latest]."""
+
+    chain: WalChain
+    earliest: datetime
+    latest: datetime
+
+
+def stretches(chains: list[WalChain], bases: list[BaseBackup]) -> list[Stretch]:
+    """The recoverable stretch of each chain that has a base backup, oldest first."""
+    found = []
+    for chain in sorted(chains, key=lambda c: c.id):
+        # A base backup restores nothing until the WAL up to its end is archived.
+        own = [b for b in bases if b.chain_id == chain.id and b.end_lsn <= chain.archived_lsn]
+        if not own:
+            continue
+        earliest = min(b.finished_at for b in own)
+        latest = max(earliest, chain.last_commit_at or earliest)
+        found.append(Stretch(chain, earliest, latest))
+    return found
+
+
+@dataclass(frozen=True)
+class Window:
+    earliest: datetime | None
+    latest: datetime | None
+
+
+def recovery_window(chains: list[WalChain], bases: list[BaseBackup]) -> Window:
+    found = stretches(chains, bases)
+    if not found:
+        return Window(None, None)
+    return Window(min(s.earliest for s in found), max(s.latest for s in found))
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    chain: WalChain
+    base: BaseBackup
+    target: datetime | None  # None: replay the whole archive (the latest state)
+
+
+def restore_point(
+    chains: list[WalChain], bases: list[BaseBackup], target: datetime | None
+) -> RestorePoint:
+    """The chain and base backup that restore `target` (None: the latest moment).
+
+    OutsideRecoveryWindow when no chain covers it. A target at or after the
+    chain's newest commit replays the whole chain: recovery to a time past the
+    last archived commit would end in `recovery ended before configured recovery
+    target was reached`, and the state is the same.
+    """
+    found = stretches(chains, bases)
+    if not found:
+        raise OutsideRecoveryWindow("there is no base backup yet: nothing can be restored")
+    if target is None:
+        stretch = max(found, key=lambda s: s.latest)
+        target = stretch.latest
+    else:
+        matching = [s for s in found if s.earliest <= target <= s.latest]
+        if not matching:
+            window = ", ".join(f"{to_rfc3339(s.earliest)} to {to_rfc3339(s.latest)}" for s in found)
+            raise OutsideRecoveryWindow(
+                f"{to_rfc3339(target)} is outside the recovery window ({window})",
+                field="target_time",
+            )
+        stretch = matching[-1]
+    chain = stretch.chain
+    base = max(
+        (
+            b
+            for b in bases
+            if b.chain_id == chain.id
+            and b.finished_at <= target
+            and b.end_lsn <= chain.archived_lsn
+        ),
+        key=lambda b: b.finished_at,
+    )
+    to_end = chain.last_commit_at is None or target >= chain.last_commit_at
+    return RestorePoint(chain, base, None if to_end else target)
+
+
+# -- retention ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    delete_bases: list[BaseBackup]
+    delete_chains: list[WalChain]  # with all their WAL
+    wal_floor: dict[str, int]  # chain id → WAL before this LSN is not needed any more
+
+
+def plan_pitr_retention(
+    chains: list[WalChain],
+    bases: list[BaseBackup],
+    current_chain_id: str | None,
+    window_days: int,
+    now: datetime,
+) -> RetentionPlan:
+    """Keep `window_days` of history: the newest base backup finished before the window
+    starts (it restores the window's first moment) and everything newer; the WAL that
+    the oldest kept base backup of each chain needs, and none before it."""
+    start = now - timedelta(days=window_days)
+    ordered = sorted(bases, key=lambda b: b.finished_at)
+    before = [b for b in ordered if b.finished_at <= start]
+    anchor = before[-1] if before else None
+    kept = [b for b in ordered if anchor is None or b.finished_at >= anchor.finished_at]
+    delete_bases = [b for b in ordered if b not in kept]
+    delete_chains = []
+    wal_floor: dict[str, int] = {}
+    for chain in chains:
+        own = [b for b in kept if b.chain_id == chain.id]
+        if own:
+            wal_floor[chain.id] = min(b.start_lsn for b in own)
+        elif chain.id != current_chain_id and (
+            (chain.broken_at is not None and chain.broken_at <= start)
+            or any(b.chain_id == chain.id for b in delete_bases)
+        ):
+            delete_chains.append(chain)
+    return RetentionPlan(delete_bases, delete_chains, wal_floor)

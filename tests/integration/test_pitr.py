@@ -1,0 +1,500 @@
+"""Continuous backups end to end: real servers (the wheel's 18, Debian's 15), moto, restores.
+
+Rows are committed at known times across several capture runs, then restored to
+a moment between two commits (exactly the rows before it) and to the latest
+state (every row, the last ones only in the partial segment).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgbackups.domain.models import ConnectionInfo, DatabaseRecord, to_rfc3339
+from pgbackups.domain.pitr import OutsideRecoveryWindow, PitrSettings, ReplicationRefused
+from pgbackups.ports import Services
+from pgbackups.postgres import wal
+from pgbackups.usecases import pitr
+from pgbackups_cli.pitr import RecoveredCluster, restore_cluster, server_binaries
+from pgbackups_local.postgres import EmbeddedPostgres
+from tests.conftest import AwsStack, LambdaContext, RecordingRunner, load_function
+from tests.integration.test_api import Api
+
+pytestmark = pytest.mark.integration
+
+DEBIAN_15 = Path("/usr/lib/postgresql/15")
+CACHE = Path("/var/tmp/pgbackups-test-cache")
+
+
+class DebianPostgres(EmbeddedPostgres):
+    """A throwaway cluster of Debian's PostgreSQL 15 (installed by `make setup`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.install = DEBIAN_15
+
+
+def start_server(major: str, extra_conf: str = "") -> EmbeddedPostgres:
+    if major == "15":
+        if not (DEBIAN_15 / "bin" / "postgres").exists():
+            pytest.fail("PostgreSQL 15 is missing: `make setup` installs postgresql-15")
+        server: EmbeddedPostgres = DebianPostgres(name="pitr15")
+    else:
+        server = EmbeddedPostgres(name="pitr18")
+    return server.init(extra_conf=extra_conf).start()
+
+
+@pytest.fixture(autouse=True)
+def binaries_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    CACHE.mkdir(mode=0o755, exist_ok=True)
+    monkeypatch.setenv("PGBACKUPS_CACHE_DIR", str(CACHE))
+
+
+@pytest.fixture(params=["18", "15"])
+def source(request: pytest.FixtureRequest) -> Iterator[EmbeddedPostgres]:
+    server = start_server(request.param)
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def register(services: Services, server: EmbeddedPostgres, name: str) -> str:
+    url = server.create_database(name)
+    services.catalog.create_database(DatabaseRecord(name=name, created_at=datetime.now(UTC)))
+    services.secrets.put(name, ConnectionInfo(url=url))
+    server.psql("CREATE TABLE events (id int PRIMARY KEY, note text)", name)
+    return url
+
+
+def commit_row(server: EmbeddedPostgres, database: str, row: int) -> datetime:
+    """Insert one row; the commit's own timestamp, as the server's clock has it."""
+    # The test servers run with synchronous_commit = off: this commit is flushed at once.
+    server.psql(
+        f"SET synchronous_commit = on; INSERT INTO events VALUES ({row}, 'row {row}')", database
+    )
+    stamp = server.psql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
+
+
+def plan_json(services: Services, database: str, target: datetime | None) -> dict[str, Any]:
+    plan = pitr.restore_links(services, pitr.plan_restore(services, database, target))
+    text = json.dumps(plan, default=lambda v: to_rfc3339(v) if isinstance(v, datetime) else v)
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def restored_rows(cluster: RecoveredCluster, database: str) -> list[int]:
+    out = cluster.run(
+        "psql", "--no-psqlrc", "-h", str(cluster.socket_dir), "-p", str(cluster.port),
+        "-U", "postgres", "-d", database, "-Atc", "SELECT id FROM events ORDER BY id",
+    )  # fmt: skip
+    return [int(line) for line in out.split()]
+
+
+def restore(
+    services: Services, database: str, target: datetime | None, tmp_path: Path, major: int
+) -> list[int]:
+    plan = plan_json(services, database, target)
+    assert plan["server_major"] == major
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"pitr-{os.getpid()}-{time.monotonic_ns()}"
+    work.mkdir(mode=0o755)
+    cluster = restore_cluster(
+        plan, work / "data", install=server_binaries(major), progress=lambda _: None
+    )
+    try:
+        return restored_rows(cluster, plan["source_database"])
+    finally:
+        cluster.stop()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def enable(services: Services, database: str) -> None:
+    pitr.enable_pitr(services, database, PitrSettings(enabled=True))
+
+
+def test_restore_between_commits_and_to_latest(
+    services: Services, aws: AwsStack, source: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    name = "shop"
+    register(services, source, name)
+    enable(services, name)
+    first = pitr.capture(services, name, seconds_left=600)
+    assert first.base_backup is not None
+
+    times = [commit_row(source, name, 1)]
+    time.sleep(1.1)
+    pitr.capture(services, name, seconds_left=600)
+    times.append(commit_row(source, name, 2))
+    # Enough WAL to fill a segment, so complete segments and a partial both exist.
+    source.psql("CREATE TABLE filler AS SELECT generate_series(1, 300000) AS n", name)
+    time.sleep(1.1)
+    times.append(commit_row(source, name, 3))
+    report = pitr.capture(services, name, seconds_left=600)
+    assert report.segments, "a complete segment was archived"
+    time.sleep(1.1)
+    times.append(commit_row(source, name, 4))  # only ever in a partial segment
+    report = pitr.capture(services, name, seconds_left=600)
+    assert report.partial is not None and not report.segments
+
+    major = int(source.psql("SHOW server_version_num")) // 10000
+    between = times[1] + (times[2] - times[1]) / 2
+    assert restore(services, name, between, tmp_path, major) == [1, 2]
+    assert restore(services, name, None, tmp_path, major) == [1, 2, 3, 4]
+
+
+def test_refusals_name_the_cause(services: Services, aws: AwsStack) -> None:
+    server = start_server("18", extra_conf="wal_level = minimal\nmax_wal_senders = 0\n")
+    try:
+        register(services, server, "minimal")
+        with pytest.raises(ReplicationRefused, match="wal_level = minimal"):
+            enable(services, "minimal")
+    finally:
+        server.destroy()
+
+    server = start_server("18")
+    try:
+        register(services, server, "norights")
+        server.psql("CREATE ROLE app LOGIN PASSWORD 'secret-pw'")
+        services.secrets.put(
+            "norights",
+            ConnectionInfo(url=f"postgresql://app:secret-pw@127.0.0.1:{server.port}/norights"),
+        )
+        with pytest.raises(ReplicationRefused, match="REPLICATION") as refused:
+            enable(services, "norights")
+        assert "secret-pw" not in refused.value.message
+        assert services.pitr.get_state("norights") is None
+    finally:
+        server.destroy()
+
+
+def test_window_refuses_times_outside(services: Services, aws: AwsStack) -> None:
+    server = start_server("18")
+    try:
+        register(services, server, "win")
+        enable(services, "win")
+        pitr.capture(services, "win", seconds_left=600)
+        commit_row(server, "win", 1)
+        pitr.capture(services, "win", seconds_left=600)
+        window = pitr.recovery_window_of(services, "win")
+        assert window.earliest is not None and window.latest is not None
+        for outside in (window.earliest - timedelta(seconds=1), window.latest + timedelta(1)):
+            with pytest.raises(OutsideRecoveryWindow):
+                pitr.plan_restore(services, "win", outside)
+        assert wal.format_lsn(wal.parse_lsn("1/A0")) == "1/A0"
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def server18() -> Iterator[EmbeddedPostgres]:
+    server = start_server("18")
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+class Killed(BaseException):
+    """Stands for the function dying: nothing after it runs (not even `except Exception`)."""
+
+
+def test_killed_after_upload_before_acknowledging_resends_without_gap(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "killed"
+    url = register(services, server18, name)
+    enable(services, name)
+    pitr.capture(services, name, seconds_left=600)
+    commit_row(server18, name, 1)
+    server18.psql("CREATE TABLE filler AS SELECT generate_series(1, 300000) AS n", name)
+    commit_row(server18, name, 2)
+    chain_before = services.pitr.get_chain(name, services.pitr.get_state(name).chain_id)  # type: ignore[arg-type]
+
+    stored: list[str] = []
+    put_chain = services.pitr.put_chain
+
+    def die_after_upload(chain: Any) -> None:
+        if chain.position > chain_before.position:  # a complete segment was just uploaded
+            stored.append(
+                wal.segment_name(chain.timeline, chain_before.position, chain.segment_size)
+            )
+            raise Killed()
+        put_chain(chain)
+
+    monkeypatch.setattr(services.pitr, "put_chain", die_after_upload)
+    with pytest.raises(Killed):
+        pitr.capture(services, name, seconds_left=600)
+    monkeypatch.undo()
+    key = chain_before.wal_prefix() + stored[0] + ".gz"
+    assert key in aws.object_keys(), "the segment was uploaded"
+    slot = wal.slot_restart_lsn(url, "pgbackups_killed")
+    assert slot <= chain_before.position + chain_before.segment_size - 1, "not acknowledged"
+
+    report = pitr.capture(services, name, seconds_left=600)
+    assert stored[0] in report.segments, "the next run re-sends the segment"
+    assert wal.slot_restart_lsn(url, "pgbackups_killed") > chain_before.position
+    assert restore(services, name, None, Path(), 18) == [1, 2]
+
+
+def test_killed_before_upload_the_slot_keeps_the_wal(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "unstored"
+    url = register(services, server18, name)
+    enable(services, name)
+    pitr.capture(services, name, seconds_left=600)
+    chain = services.pitr.get_chain(name, services.pitr.get_state(name).chain_id)  # type: ignore[arg-type]
+    server18.psql("CREATE TABLE filler AS SELECT generate_series(1, 600000) AS n", name)
+    commit_row(server18, name, 1)
+
+    def die(*_: Any, **__: Any) -> None:
+        raise Killed()
+
+    monkeypatch.setattr(services.archives, "put_bytes", die)
+    with pytest.raises(Killed):
+        pitr.capture(services, name, seconds_left=600)
+    monkeypatch.undo()
+    restart = wal.slot_restart_lsn(url, "pgbackups_unstored")
+    assert restart - restart % chain.segment_size <= chain.position, "the slot still holds it"
+    server18.psql("CHECKPOINT")
+    report = pitr.capture(services, name, seconds_left=600)
+    assert report.outcome == "captured" and report.segments
+    assert restore(services, name, None, Path(), 18) == [1]
+
+
+def test_two_captures_at_once_one_works_the_other_leaves(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    name = "racing"
+    register(services, server18, name)
+    enable(services, name)
+    pitr.capture(services, name, seconds_left=600)
+    commit_row(server18, name, 1)
+
+    uploading, proceed = threading.Event(), threading.Event()
+    put_bytes = services.archives.put_bytes
+
+    def slow_put(*args: Any, **kwargs: Any) -> None:
+        uploading.set()
+        proceed.wait(30)
+        put_bytes(*args, **kwargs)
+
+    monkeypatch.setattr(services.archives, "put_bytes", slow_put)
+    reports: list[pitr.CaptureReport] = []
+    first = threading.Thread(
+        target=lambda: reports.append(pitr.capture(services, name, seconds_left=600))
+    )
+    first.start()
+    assert uploading.wait(30)
+    chain_id = services.pitr.get_state(name).chain_id  # type: ignore[union-attr]
+    before = services.pitr.get_chain(name, chain_id)  # type: ignore[arg-type]
+    second = pitr.capture(services, name, seconds_left=600)
+    assert second.outcome == "busy"
+    assert services.pitr.get_chain(name, chain_id) == before  # type: ignore[arg-type]
+    proceed.set()
+    first.join(60)
+    assert reports[0].outcome == "captured" and reports[0].partial is not None
+
+
+def test_invalidated_slot_breaks_the_chain_and_a_new_one_restores(
+    services: Services, aws: AwsStack
+) -> None:
+    server = start_server("18", extra_conf="max_slot_wal_keep_size = 48MB\nmax_wal_size = 32MB\n")
+    try:
+        name = "lossy"
+        register(services, server, name)
+        enable(services, name)
+        pitr.capture(services, name, seconds_left=600)
+        old_chain = services.pitr.get_state(name).chain_id  # type: ignore[union-attr]
+        for _ in range(6):
+            server.psql("CREATE TABLE IF NOT EXISTS burst AS SELECT 1 AS n", name)
+            server.psql("INSERT INTO burst SELECT generate_series(1, 400000)", name)
+            server.psql("SELECT pg_switch_wal(); CHECKPOINT")
+        assert server.psql("SELECT wal_status FROM pg_replication_slots") == "lost"
+        aws.received_events()  # drop earlier ones
+
+        report = pitr.capture(services, name, seconds_left=600)
+        assert report.outcome == "broken" and "invalidated" in (report.broken_reason or "")
+        assert report.base_backup is not None, "the new chain starts with a base backup"
+        events = [e for e in aws.received_events() if e["detail-type"] == "PITR Broken"]
+        assert [e["detail"]["chain_id"] for e in events] == [old_chain]
+        state = services.pitr.get_state(name)
+        assert state is not None and state.chain_id != old_chain and state.status == "ok"
+        assert services.pitr.get_chain(name, old_chain).broken_reason
+
+        commit_row(server, name, 7)
+        pitr.capture(services, name, seconds_left=600)
+        assert restore(services, name, None, Path(), 18) == [7]
+    finally:
+        server.destroy()
+
+
+def test_retention_drops_old_base_backups_and_the_wal_only_they_needed(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres
+) -> None:
+    name = "aging"
+    register(services, server18, name)
+    pitr.enable_pitr(
+        services, name, PitrSettings(enabled=True, base_backup_every_days=7, window_days=7)
+    )
+    start = datetime.now(UTC)
+    now = [start]
+    services.clock = lambda: now[0]
+
+    def day(days: int) -> None:
+        now[0] = start + timedelta(days=days)
+        first = days * 100000
+        server18.psql(
+            f"INSERT INTO events SELECT g, 'x' FROM generate_series({first}, {first + 99999}) g",
+            name,
+        )
+        server18.psql("SELECT pg_switch_wal()")
+        pitr.capture(services, name, seconds_left=600)
+
+    pitr.capture(services, name, seconds_left=600)
+    day(1)
+    day(8)
+    bases = sorted(services.pitr.base_backups(name), key=lambda b: b.finished_at)
+    assert len(bases) == 2
+    assert pitr.recovery_window_of(services, name).earliest == bases[0].finished_at
+    chain = services.pitr.get_chain(name, bases[0].chain_id)
+    old_segments = [
+        k for k in aws.object_keys()
+        if k.startswith(chain.wal_prefix())
+        and wal.segment_start(k.removeprefix(chain.wal_prefix())[:24], chain.segment_size)
+        + chain.segment_size <= bases[1].start_lsn
+    ]  # fmt: skip
+    assert old_segments
+
+    day(16)  # the window (7 days) now starts after the second base backup
+    keys = aws.object_keys()
+    assert bases[0].object_key not in keys
+    assert bases[1].object_key in keys
+    assert not set(old_segments) & set(keys)
+    assert pitr.recovery_window_of(services, name).earliest == bases[1].finished_at
+    assert [b.id for b in services.pitr.base_backups(name)][:1] == [bases[1].id]
+
+
+# -- the HTTP API and the capture function ---------------------------------------------------
+
+
+@pytest.fixture
+def api(aws: AwsStack, lambda_context: LambdaContext) -> Api:
+    module = load_function("api")
+    runner = RecordingRunner()
+    module.services.runner = runner
+    return Api(module, runner, aws, lambda_context)
+
+
+def test_api_enables_reports_the_window_and_plans_restores(
+    api: Api, server18: EmbeddedPostgres, lambda_context: Any, load_event: Any
+) -> None:
+    url = server18.create_database("shop")
+    server18.psql("CREATE TABLE events (id int PRIMARY KEY, note text)", "shop")
+    api.register("shop", url)
+    assert api.call("api-get-pitr").body["status"] == "disabled"
+
+    server18.psql("CREATE ROLE app LOGIN PASSWORD 'app-pw'")
+    refused = api.call(
+        "api-put-pitr",
+        body={
+            "enabled": True,
+            "replication_url": f"postgresql://app:app-pw@127.0.0.1:{server18.port}/shop",
+        },
+    )
+    assert refused.status == 422, refused.body
+    assert refused.body["error"]["code"] == "replication_refused"
+    assert "REPLICATION" in refused.body["error"]["message"]
+    assert "app-pw" not in json.dumps(refused.body)
+    bad = api.call("api-put-pitr", body={"enabled": True, "window_days": 31})
+    assert bad.status == 422 and bad.body["error"]["field"] == "window_days"
+
+    answer = api.call("api-put-pitr", body=json.loads(load_event("api-put-pitr")["body"]))
+    assert answer.status == 200, answer.body
+    assert answer.body["enabled"] is True and answer.body["status"] == "ok"
+    slots = server18.psql("SELECT slot_name, restart_lsn IS NOT NULL FROM pg_replication_slots")
+    assert slots == "pgbackups_shop|t"
+
+    capture = load_function("wal_capture")
+    result = capture.handler(load_event("wal-capture-database"), lambda_context)
+    assert result["database"] == "shop" and result["base_backup"]
+    commit_row(server18, "shop", 1)
+    assert capture.handler({"database": "shop"}, lambda_context)["outcome"] == "captured"
+
+    view = api.call("api-get-pitr").body
+    assert len(view["base_backups"]) == 1 and view["lag_seconds"] is not None
+    earliest = datetime.fromisoformat(view["earliest_recoverable_at"].replace("Z", "+00:00"))
+    latest = datetime.fromisoformat(view["latest_recoverable_at"].replace("Z", "+00:00"))
+    assert earliest < latest
+
+    too_early = to_rfc3339(earliest - timedelta(minutes=5))
+    outside = api.call("api-get-pitr-restore", query={"target_time": too_early})
+    assert outside.status == 422 and outside.body["error"]["code"] == "outside_recovery_window"
+    plan = api.call("api-get-pitr-restore", query={"target_time": "latest"})
+    assert plan.status == 200, plan.body
+    assert plan.body["server_major"] == 18 and plan.body["target_time"] is None
+    assert plan.body["source_database"] == "shop"
+    assert plan.body["wal"] and all(f["url"].startswith("http") for f in plan.body["wal"])
+    assert "password" not in json.dumps(plan.body)
+
+    off = api.call("api-put-pitr", body={"enabled": False})
+    assert off.status == 200 and off.body["status"] == "disabled"
+    assert server18.psql("SELECT count(*) FROM pg_replication_slots") == "0"
+
+
+def test_scheduled_run_starts_one_capture_per_database(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres, lambda_context: Any
+) -> None:
+    for name in ("one", "two", "off"):
+        register(services, server18, name)
+    enable(services, "one")
+    enable(services, "two")
+    started: list[str] = []
+    services.captures.start = started.append  # type: ignore[method-assign]
+    assert pitr.start_captures(services) == ["one", "two"]
+    assert started == ["one", "two"]
+
+
+def test_removing_the_database_drops_its_slot(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres
+) -> None:
+    from pgbackups.usecases.databases import remove_database
+
+    register(services, server18, "gone")
+    enable(services, "gone")
+    assert server18.psql("SELECT slot_name FROM pg_replication_slots") == "pgbackups_gone"
+    remove_database(services, "gone")
+    assert server18.psql("SELECT count(*) FROM pg_replication_slots") == "0"
+    state = services.pitr.get_state("gone")
+    assert state is not None and not state.enabled
+
+
+def test_settings_wait_for_a_running_capture(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres
+) -> None:
+    from pgbackups.domain.pitr import CaptureRunning
+
+    register(services, server18, "held")
+    enable(services, "held")
+    now = datetime.now(UTC)
+    assert services.pitr.acquire_lease("held", "a-capture", now, now + timedelta(minutes=5))
+    with pytest.raises(CaptureRunning):
+        pitr.enable_pitr(services, "held", PitrSettings(enabled=False))
+    state = services.pitr.get_state("held")
+    assert state is not None and state.enabled
+    assert server18.psql("SELECT slot_name FROM pg_replication_slots") == "pgbackups_held"
+    services.pitr.release_lease("held", "a-capture")
+    pitr.enable_pitr(services, "held", PitrSettings(enabled=False))
+    assert server18.psql("SELECT count(*) FROM pg_replication_slots") == "0"

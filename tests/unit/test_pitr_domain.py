@@ -1,0 +1,133 @@
+"""The recovery window, restore points and retention of continuous backups; LSN arithmetic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pgbackups.domain.pitr import (
+    BaseBackup,
+    OutsideRecoveryWindow,
+    WalChain,
+    plan_pitr_retention,
+    recovery_window,
+    restore_point,
+    slot_name,
+)
+from pgbackups.postgres.wal import format_lsn, parse_lsn, segment_name, segment_start
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SEG = 16 * 1024 * 1024
+
+
+def chain(
+    chain_id: str, *, archived: int, last_commit: datetime | None, **extra: object
+) -> WalChain:
+    return WalChain(
+        id=chain_id, database="shop", system_id="1", timeline=1, segment_size=SEG,
+        server_version_num=180006, source_database="shop", source_user="postgres",
+        started_at=T0, start_lsn=0, position=archived, archived_lsn=archived,
+        last_commit_at=last_commit, **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def base(base_id: str, chain_id: str, finished: datetime, start: int, end: int) -> BaseBackup:
+    return BaseBackup(
+        id=base_id, database="shop", chain_id=chain_id, started_at=finished - timedelta(minutes=1),
+        finished_at=finished, start_lsn=start, end_lsn=end, timeline=1, size=1, sha256="0" * 64,
+        server_version_num=180006,
+    )  # fmt: skip
+
+
+def test_lsn_and_segment_names_round_trip() -> None:
+    assert parse_lsn("16/B374D848") == 0x16B374D848
+    assert format_lsn(parse_lsn("0/1700000")) == "0/1700000"
+    assert segment_name(1, 0x16B374D848, SEG) == "0000000100000016000000B3"
+    assert segment_start("0000000100000016000000B3", SEG) == 0x16B3000000
+    with pytest.raises(ValueError):
+        parse_lsn("16/B374D848; DROP")
+
+
+def test_slot_names_are_valid_postgres_identifiers() -> None:
+    assert slot_name("my-shop_2") == "pgbackups_my_shop_2"
+
+
+def test_window_runs_from_the_oldest_base_backup_to_the_newest_archived_commit() -> None:
+    chains = [chain("A", archived=10 * SEG, last_commit=T0 + timedelta(hours=5))]
+    bases = [
+        base("b1", "A", T0, SEG, 2 * SEG),
+        base("b2", "A", T0 + timedelta(hours=2), 3 * SEG, 4 * SEG),
+    ]
+    window = recovery_window(chains, bases)
+    assert (window.earliest, window.latest) == (T0, T0 + timedelta(hours=5))
+
+
+def test_a_base_backup_counts_once_the_wal_to_its_end_is_archived() -> None:
+    chains = [chain("A", archived=2 * SEG, last_commit=T0 + timedelta(hours=1))]
+    assert recovery_window(chains, [base("b1", "A", T0, SEG, 3 * SEG)]).earliest is None
+
+
+def test_restore_point_picks_the_newest_base_before_the_target_and_replays_to_the_end_after_the_last_commit() -> (
+    None
+):
+    chains = [chain("A", archived=10 * SEG, last_commit=T0 + timedelta(hours=5))]
+    bases = [
+        base("b1", "A", T0, SEG, 2 * SEG),
+        base("b2", "A", T0 + timedelta(hours=2), 3 * SEG, 4 * SEG),
+    ]
+    point = restore_point(chains, bases, T0 + timedelta(hours=3))
+    assert (point.base.id, point.target) == ("b2", T0 + timedelta(hours=3))
+    assert restore_point(chains, bases, T0 + timedelta(hours=1)).base.id == "b1"
+    assert restore_point(chains, bases, T0 + timedelta(hours=5)).target is None
+    assert restore_point(chains, bases, None).target is None
+    for outside in (T0 - timedelta(seconds=1), T0 + timedelta(hours=5, seconds=1)):
+        with pytest.raises(OutsideRecoveryWindow, match="outside the recovery window"):
+            restore_point(chains, bases, outside)
+
+
+def test_a_broken_chain_stays_restorable_for_its_own_stretch() -> None:
+    old = chain(
+        "A",
+        archived=10 * SEG,
+        last_commit=T0 + timedelta(hours=1),
+        broken_at=T0 + timedelta(hours=2),
+    )
+    new = chain("B", archived=10 * SEG, last_commit=T0 + timedelta(hours=6))
+    bases = [
+        base("a1", "A", T0, SEG, 2 * SEG),
+        base("b1", "B", T0 + timedelta(hours=3), SEG, 2 * SEG),
+    ]
+    assert restore_point([old, new], bases, T0 + timedelta(minutes=30)).chain.id == "A"
+    assert restore_point([old, new], bases, T0 + timedelta(hours=4)).chain.id == "B"
+    with pytest.raises(OutsideRecoveryWindow):  # the gap between the chains
+        restore_point([old, new], bases, T0 + timedelta(hours=2))
+
+
+def test_retention_keeps_the_base_backup_that_starts_the_window_and_what_it_needs() -> None:
+    chains = [chain("A", archived=30 * SEG, last_commit=T0 + timedelta(days=20))]
+    bases = [
+        base("b1", "A", T0, SEG, 2 * SEG),
+        base("b2", "A", T0 + timedelta(days=7), 10 * SEG, 11 * SEG),
+        base("b3", "A", T0 + timedelta(days=14), 20 * SEG, 21 * SEG),
+    ]
+    plan = plan_pitr_retention(chains, bases, "A", 7, T0 + timedelta(days=16))
+    assert [b.id for b in plan.delete_bases] == ["b1"]
+    assert plan.wal_floor == {"A": 10 * SEG}
+    assert plan.delete_chains == []
+    keep_all = plan_pitr_retention(chains, bases, "A", 30, T0 + timedelta(days=16))
+    assert keep_all.delete_bases == [] and keep_all.wal_floor == {"A": SEG}
+
+
+def test_retention_drops_a_broken_chain_once_its_base_backups_are_gone() -> None:
+    old = chain("A", archived=5 * SEG, last_commit=T0, broken_at=T0 + timedelta(hours=1))
+    new = chain("B", archived=5 * SEG, last_commit=T0 + timedelta(days=9))
+    bases = [
+        base("a1", "A", T0, SEG, 2 * SEG),
+        base("b1", "B", T0 + timedelta(days=1), SEG, 2 * SEG),
+    ]
+    plan = plan_pitr_retention([old, new], bases, "B", 7, T0 + timedelta(days=9))
+    assert [b.id for b in plan.delete_bases] == ["a1"]
+    assert [c.id for c in plan.delete_chains] == ["A"]
