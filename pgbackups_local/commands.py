@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import signal
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -19,13 +22,13 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from pgbackups_cli.output import Failure
+from pgbackups_cli.stack_file import DEFAULT_STATE_DIR, StackFileError, read_stack_file
 from pgbackups_local.stack import (
-    DEFAULT_STATE_DIR,
     SHUTDOWN_GRACE_SECONDS,
     LocalStack,
     StackError,
     StackInfo,
-    read_stack_file,
 )
 
 DEFAULT_DEMO_SIZE_MB = 300
@@ -158,10 +161,10 @@ def _run_in_foreground(stack: LocalStack, *, show_token: bool = False) -> None:
         click.echo("Stopped before the stack was ready.")
         return
     except StackError as error:
-        raise click.ClickException(str(error)) from None
+        raise Failure(str(error)) from None
     except Exception as error:
         logging.getLogger("pgbackups.local").exception("the local stack could not start")
-        raise click.ClickException(f"the local stack could not start: {error}") from None
+        raise Failure(f"the local stack could not start: {error}") from None
     if phase == "starting":
         phase = "running"
     click.echo(_banner(info, stack, show_token=show_token))
@@ -198,7 +201,11 @@ def _banner(info: StackInfo, stack: LocalStack, *, show_token: bool = False) -> 
     db = "demo" if info.demo_database_url else "shop"
     lines += [
         "",
-        "Try, in another terminal:",
+        "What it is not: its state lives in memory and is gone when it stops, and moto",
+        "does not enforce the expiry of presigned download URLs.",
+        "",
+        "Try, in another terminal (`pgbackups` run in this folder finds this stack by itself):",
+        *_path_hint(),
         f"  export PGBACKUPS_API_URL={info.api_url} PGBACKUPS_TOKEN={read_token}",
         f"  curl -s {auth} $PGBACKUPS_API_URL/v1/databases",
     ]
@@ -223,6 +230,17 @@ def _banner(info: StackInfo, stack: LocalStack, *, show_token: bool = False) -> 
     return "\n".join(lines)
 
 
+def _path_hint() -> list[str]:
+    """`export PATH=…` when the `pgbackups` beside this Python is not the one on PATH."""
+    script = Path(sys.executable).parent / "pgbackups"
+    found = shutil.which("pgbackups")
+    if not script.exists() or (found and Path(found).resolve() == script.resolve()):
+        return []
+    return [
+        f'  export PATH="{script.parent.resolve()}{os.pathsep}$PATH"   # puts `pgbackups` on PATH'
+    ]
+
+
 # -- dispatch --------------------------------------------------------------------------------
 
 
@@ -241,8 +259,8 @@ def dispatch(at: datetime, state_dir: Path, as_json: bool) -> None:
 
     try:
         info = read_stack_file(state_dir)
-    except StackError as error:
-        raise click.ClickException(str(error)) from None
+    except StackFileError as error:
+        raise Failure(str(error)) from None
     template = load_template()
     scheduled = [
         (logical_id, event_name)
@@ -251,7 +269,7 @@ def dispatch(at: datetime, state_dir: Path, as_json: bool) -> None:
         if event.get("Type") == "Schedule"
     ]
     if len(scheduled) != 1:
-        raise click.ClickException("template.yaml should have exactly one scheduled function")
+        raise Failure("template.yaml should have exactly one scheduled function")
     (logical_id, event_name) = scheduled[0]
     client = boto3.session.Session(
         aws_access_key_id=info["aws_access_key_id"],
@@ -266,7 +284,7 @@ def dispatch(at: datetime, state_dir: Path, as_json: bool) -> None:
     )
     answer = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError"):
-        raise click.ClickException(
+        raise Failure(
             f"the dispatcher failed: {answer.get('errorType')}: {answer.get('errorMessage')}"
         )
     if as_json:

@@ -81,7 +81,7 @@ def test_the_environment_beats_the_config_file(cwd: Path, home: Path) -> None:
     env = {"PGBACKUPS_API_URL": ENV_URL, "PGBACKUPS_TOKEN": "env-token"}
     config = resolve(Flags(), env, cwd, home)
     assert (config.api_url, config.token) == (ENV_URL, "env-token")
-    assert config.token_from == "environment (PGBACKUPS_*)"
+    assert config.token_from == "PGBACKUPS_TOKEN"
 
 
 def test_flags_beat_the_environment(cwd: Path, home: Path) -> None:
@@ -90,7 +90,7 @@ def test_flags_beat_the_environment(cwd: Path, home: Path) -> None:
     env = {"PGBACKUPS_API_URL": ENV_URL, "PGBACKUPS_TOKEN": "env-token"}
     config = resolve(Flags(api_url=FLAG_URL + "/", token="flag-token"), env, cwd, home)
     assert (config.api_url, config.token) == (FLAG_URL, "flag-token")
-    assert config.api_url_from == "command-line flags"
+    assert config.api_url_from == "--api-url"
 
 
 def test_each_setting_is_taken_where_first_found(cwd: Path, home: Path) -> None:
