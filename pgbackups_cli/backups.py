@@ -67,7 +67,12 @@ TARGET_URL_ENV = "PGBACKUPS_TARGET_URL"
 @click.option(
     "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="How many."
 )
-@click.option("--all", "everything", is_flag=True, help="Every backup, page after page.")
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Every backup, page after page (of --limit backups each, or 100).",
+)
 @click.option("--cursor", metavar="CURSOR", help="The page after this one (as --json gives it).")
 @click.option(
     "--status", type=click.Choice(["scheduled", "running", "done", "error"]), help="Only these."
@@ -88,7 +93,8 @@ def backups(
     state = session()
     name = state.database_name()
     client = state.client()
-    query: dict[str, Any] = {"limit": PAGE_LIMIT if everything else limit}
+    page_size = PAGE_LIMIT if everything and limit_is_default(click.get_current_context()) else limit
+    query: dict[str, Any] = {"limit": page_size}
     query |= {"status": status, "method": method, "cursor": cursor}
     page = client.get(state.database_path("backups"), query)
     found = list(page["backups"])
@@ -115,6 +121,12 @@ def backups(
             f"{shown} shown; see more with --all, or the next page with "
             f"--cursor {page['next_cursor']}"
         )
+
+
+def limit_is_default(ctx: click.Context) -> bool:
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source("limit") is ParameterSource.DEFAULT
 
 
 def _newest_backup(state: Session) -> dict[str, Any]:

@@ -215,7 +215,8 @@ def resolve(
         database=_text(database_source.database) if database_source else None,
         api_url_from=url_source.api_url_name or url_source.name,
         token_from=token_source.token_name or token_source.name,
-        local_stack=url_source.local_stack,
+        # The URL is this folder's local stack's, wherever it was configured.
+        local_stack=any(s.local_stack and normalized_api_url(s.api_url) == api_url for s in found),
     )
 
 

@@ -91,7 +91,10 @@ def locate_pgtools(
     env = os.environ if environ is None else environ
     if env.get(PGTOOLS_DIR_ENV):
         root, where = Path(env[PGTOOLS_DIR_ENV]), f"{PGTOOLS_DIR_ENV}={env[PGTOOLS_DIR_ENV]}"
-        remedy = f"point {PGTOOLS_DIR_ENV} at a built PgToolsLayer (bin/, lib/)"
+        remedy = (
+            f"point {PGTOOLS_DIR_ENV} at a built PgToolsLayer (bin/, lib/), "
+            "as `make build` writes to .aws-sam/build/PgToolsLayer"
+        )
     elif fallback is not None:
         root, where = fallback, str(fallback)
         remedy = f"run `make build` first (or point {PGTOOLS_DIR_ENV} at a built PgToolsLayer)"

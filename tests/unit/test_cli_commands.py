@@ -919,7 +919,8 @@ def test_restore_without_pg_restore_says_how_to_get_it(
     assert result.exit_code == 1
     assert result.stderr == (
         f" !     pg_restore was not found in PGBACKUPS_PGTOOLS_DIR={tmp_path / 'nowhere'}/bin: "
-        "point PGBACKUPS_PGTOOLS_DIR at a built PgToolsLayer (bin/, lib/)\n"
+        "point PGBACKUPS_PGTOOLS_DIR at a built PgToolsLayer (bin/, lib/), "
+        "as `make build` writes to .aws-sam/build/PgToolsLayer\n"
     )
 
 
