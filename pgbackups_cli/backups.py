@@ -93,7 +93,9 @@ def backups(
     state = session()
     name = state.database_name()
     client = state.client()
-    page_size = PAGE_LIMIT if everything and limit_is_default(click.get_current_context()) else limit
+    page_size = (
+        PAGE_LIMIT if everything and limit_is_default(click.get_current_context()) else limit
+    )
     query: dict[str, Any] = {"limit": page_size}
     query |= {"status": status, "method": method, "cursor": cursor}
     page = client.get(state.database_path("backups"), query)
