@@ -199,30 +199,32 @@ def _banner(info: StackInfo, stack: LocalStack, *, show_token: bool = False) -> 
     if info.demo_database_url:
         lines.append("  Demo     database `demo` registered (its URL is in stack.json)")
     db = "demo" if info.demo_database_url else "shop"
+    folder = "" if stack.state_dir == DEFAULT_STATE_DIR else " with PGBACKUPS_API_URL/TOKEN below"
     lines += [
         "",
         "What it is not: its state lives in memory and is gone when it stops, and moto",
         "does not enforce the expiry of presigned download URLs.",
         "",
-        "Try, in another terminal (`pgbackups` run in this folder finds this stack by itself):",
+        f"Try, in another terminal in this folder (`pgbackups` finds this stack{folder}):",
         *_path_hint(),
-        f"  export PGBACKUPS_API_URL={info.api_url} PGBACKUPS_TOKEN={read_token}",
-        f"  curl -s {auth} $PGBACKUPS_API_URL/v1/databases",
+        "  pgbackups status",
     ]
     if not info.demo_database_url:
         lines.append(
-            f"  curl -s -X POST {auth} -H 'Content-Type: application/json' "
-            """-d '{"name": "shop", "url": "postgresql://user:password@127.0.0.1:5432/shop"}' """
-            "$PGBACKUPS_API_URL/v1/databases"
+            f"  pgbackups databases-add {db}   # asks for the URL of one of your PostgreSQL "
+            "databases (hidden)"
         )
     lines += [
-        f"  curl -s -X POST {auth} $PGBACKUPS_API_URL/v1/databases/{db}/backups",
-        f"  curl -s {auth} $PGBACKUPS_API_URL/v1/databases/{db}/backups",
         f"  pgbackups backups-create -d {db}",
         f"  pgbackups backups -d {db}",
         f"  pgbackups backups-download -d {db}",
         f"  pgbackups local dispatch --at {paris_1am.isoformat()}{state}"
         "   # the dispatcher, as if it were 01:00 in Paris",
+        "",
+        "From any folder, or with curl:",
+        f"  export PGBACKUPS_API_URL={info.api_url} PGBACKUPS_TOKEN={read_token}",
+        f"  curl -s {auth} $PGBACKUPS_API_URL/v1/databases",
+        f"  curl -s -X POST {auth} $PGBACKUPS_API_URL/v1/databases/{db}/backups",
         "",
         "Backups run in this process; the dispatcher runs at the top of every hour.",
         "Ctrl-C stops everything.",

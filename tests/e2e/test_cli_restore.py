@@ -4,8 +4,6 @@ PostgreSQL 15 (Debian's, as most servers out there are older than pg_restore 18)
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,23 +12,6 @@ from pgbackups_local.postgres import EmbeddedPostgres, free_port
 from tests.e2e.conftest import ROWS_SQL, Cli, Source, lines
 
 pytestmark = pytest.mark.e2e
-
-PG15 = Path(os.environ.get("PGBACKUPS_PG15_DIR", "/usr/lib/postgresql/15"))
-
-
-@pytest.fixture(scope="module")
-def postgres15() -> Iterator[EmbeddedPostgres]:
-    """Debian's PostgreSQL 15 (`make test` installs it), as the postgres user, on 127.0.0.1."""
-    if not (PG15 / "bin" / "postgres").exists():
-        pytest.fail(
-            f"Debian's PostgreSQL 15 is not in {PG15}: `make test` installs it "
-            "(apt-get install -y postgresql-15)"
-        )
-    server = EmbeddedPostgres(name="pg15", install=PG15).init().start()
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")
