@@ -3,7 +3,10 @@ talks to, the commands users reach for, progress, Ctrl-C, errors that teach."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import signal
 import subprocess
 import time
@@ -428,3 +431,34 @@ def test_downloads_are_ignored_by_git() -> None:
         check=False,
     )
     assert ignored.returncode == 0
+
+
+def test_on_a_terminal_the_url_is_asked_for_without_echo(
+    cli: Cli, folder: Path, postgres: EmbeddedPostgres
+) -> None:
+    url = postgres.create_database("cli_prompted")
+    primary, replica = pty.openpty()
+    process = subprocess.Popen(
+        pgbackups_command("databases-add", "cli_prompted"),
+        env=cli.environment(),
+        cwd=cli.folder,
+        stdin=replica,
+        stdout=replica,
+        stderr=replica,
+    )
+    os.close(replica)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"hidden)" not in seen and time.monotonic() < deadline:
+        seen += os.read(primary, 1024)
+    assert (
+        b"Connection URL of cli_prompted (postgresql://user:password@host:5432/db, hidden)" in seen
+    )
+    os.write(primary, url.encode() + b"\n")
+    while process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            seen += os.read(primary, 1024)
+    os.close(primary)
+    assert process.wait(timeout=30) == 0, seen.decode(errors="replace")
+    assert b"-----> Database cli_prompted added" in seen
+    assert postgres.password.encode() not in seen  # not echoed

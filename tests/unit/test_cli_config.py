@@ -12,6 +12,7 @@ from pgbackups_cli.config import (
     ConfigError,
     Flags,
     config_path,
+    normalized_api_url,
     read_config_file,
     resolve,
     save_config,
@@ -189,3 +190,20 @@ def test_a_stack_file_left_over_by_a_stopped_stack_is_ignored(cwd: Path, home: P
     with pytest.raises(ConfigError) as missing:
         resolve(Flags(), {}, cwd, home)
     assert "left over from a local stack that is no longer running" in str(missing.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        (
+            "https://abc.execute-api.eu-west-1.amazonaws.com",
+            "https://abc.execute-api.eu-west-1.amazonaws.com",
+        ),
+        ("https://abc.example.com/v1", "https://abc.example.com"),
+        ("https://abc.example.com/v1/ ", "https://abc.example.com"),
+        ("https://abc.example.com/prod/v1", "https://abc.example.com/prod"),
+        ("  ", None),
+    ],
+)
+def test_a_pasted_api_url_ending_in_v1_works(given: str, used: str | None) -> None:
+    assert normalized_api_url(given) == used
