@@ -50,7 +50,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PY) -m pip install --quiet --upgrade pip
 	@PYTHONWARNINGS="ignore:Editable installation" \
 	    $(PY) -m pip install $(PIP_TALK) --constraint constraints.txt --editable '.[cli,local,dev]' \
-	    | grep --line-buffered -E '^(Collecting|Successfully installed)' | cut -c1-100; \
+	    | grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' | cut -c1-100; \
 	    exit $${PIPESTATUS[0]}
 	@touch $@
 
@@ -60,7 +60,7 @@ $(SAM_VENV)/.installed:
 	[ -x $(SAM_VENV)/bin/python ] || $$python -m venv $(SAM_VENV)
 	$(SAY) "Installing aws-sam-cli into $(SAM_VENV) (first time: 1-2 min)"
 	@$(SAM_VENV)/bin/pip install $(PIP_TALK) aws-sam-cli==1.170.0 \
-	    | grep --line-buffered -E '^(Collecting|Successfully installed)' | cut -c1-100; \
+	    | grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' | cut -c1-100; \
 	    exit $${PIPESTATUS[0]}
 	@touch $@
 
@@ -69,7 +69,7 @@ $(CHECKOV_VENV)/.installed:
 	[ -x $(CHECKOV_VENV)/bin/python ] || $$python -m venv $(CHECKOV_VENV)
 	$(SAY) "Installing checkov into $(CHECKOV_VENV), for the template checks (first time: 1-2 min)"
 	@$(CHECKOV_VENV)/bin/pip install $(PIP_TALK) checkov==3.3.30 \
-	    | grep --line-buffered -E '^(Collecting|Successfully installed)' | cut -c1-100; \
+	    | grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' | cut -c1-100; \
 	    exit $${PIPESTATUS[0]}
 	@touch $@
 

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pgbackups_cli.stack_file import read_stack_file, stack_file_path
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 RUNS = 10
@@ -58,11 +60,11 @@ def local_stack(pgbackups: str, work: Path) -> Iterator[dict[str, Any]]:
         )  # fmt: skip
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while not (state / "stack.json").exists():
+        while not stack_file_path(state).exists():
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the local stack did not start: see {work / 'stack.log'}")
             time.sleep(0.2)
-        yield json.loads((state / "stack.json").read_text())
+        yield read_stack_file(state)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)

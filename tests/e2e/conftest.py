@@ -7,7 +7,6 @@ the tests see only the process, its stack.json and its HTTP endpoints.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +20,10 @@ from typing import Any
 import pytest
 import requests
 
+from pgbackups_cli.client import ApiClient
+from pgbackups_cli.follow import StillRunning
+from pgbackups_cli.follow import wait_for_backup as wait_for_backup_of
+from pgbackups_cli.stack_file import read_stack_file, stack_file_path
 from pgbackups_local.postgres import EmbeddedPostgres, free_port
 
 START_TIMEOUT = 120.0
@@ -53,7 +56,7 @@ class RunningStack:
 
     @property
     def stack_file(self) -> Path:
-        return self.state_dir / "stack.json"
+        return stack_file_path(self.state_dir)
 
     @property
     def api_url(self) -> str:
@@ -104,7 +107,7 @@ def start_stack(base_dir: Path, *args: str) -> RunningStack:
                 f"the local stack was not ready in {START_TIMEOUT} s:\n{stack.log()[-3000:]}"
             )
         time.sleep(0.1)
-    stack.info = json.loads(stack.stack_file.read_text())
+    stack.info = read_stack_file(state_dir)
     return stack
 
 
@@ -123,18 +126,12 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
 def wait_for_backup(
     stack: RunningStack, database: str, backup_id: str, timeout: float = 60
 ) -> dict[str, Any]:
-    """Poll the API until the backup is done or error."""
-    api = stack.api()
-    deadline = time.monotonic() + timeout
-    while True:
-        response = api.get(f"{stack.api_url}/v1/databases/{database}/backups/{backup_id}")
-        assert response.status_code == 200, response.text
-        backup: dict[str, Any] = response.json()
-        if backup["status"] in ("done", "error"):
-            return backup
-        if time.monotonic() > deadline:
-            pytest.fail(f"backup {backup_id} still {backup['status']} after {timeout} s")
-        time.sleep(0.2)
+    """The backup once done or error, polled as the CLI polls it (one home for waiting)."""
+    client = ApiClient(stack.api_url, str(stack.info["token"]))
+    try:
+        return wait_for_backup_of(client, database, backup_id, timeout=timeout, poll_seconds=0.2)
+    except StillRunning as error:
+        pytest.fail(str(error))
 
 
 # -- the CLI as a user runs it ------------------------------------------------------------
