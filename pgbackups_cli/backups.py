@@ -204,7 +204,9 @@ def backups_create(no_wait: bool, silent: bool) -> None:
 
             def show(current: dict[str, Any]) -> None:
                 elapsed = human_seconds(time.monotonic() - started)
-                spinner.update(f"Backing up {name}: {current['status']}, {elapsed}")
+                uploaded = current.get("uploaded")
+                sent = f", {human_size(uploaded)} uploaded" if uploaded else ""
+                spinner.update(f"Backing up {name}: {current['status']}, {elapsed}{sent}")
 
             backup = wait_for_backup(client, name, backup_id, on_poll=show)
     except KeyboardInterrupt:

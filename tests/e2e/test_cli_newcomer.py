@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import pty
+import re
 import signal
 import subprocess
 import time
@@ -467,3 +468,21 @@ def test_on_a_terminal_the_url_is_asked_for_without_echo(
     assert process.wait(timeout=30) == 0, seen.decode(errors="replace")
     assert b"-----> Database cli_prompted added" in seen
     assert postgres.password.encode() not in seen  # not echoed
+
+
+def test_backups_create_shows_the_bytes_uploaded_so_far(
+    cli: Cli, folder: Path, postgres: EmbeddedPostgres
+) -> None:
+    # Random bytes do not compress: at gzip:9, pg_dump takes seconds over 80 MB, during
+    # which the archive's parts reach S3 one after the other.
+    url = postgres.create_database("cli_slow")
+    postgres.psql(
+        "CREATE TABLE noise AS SELECT g AS id, decode(string_agg(md5(random()::text), ''), 'hex') "
+        "AS bytes FROM generate_series(1, 8000) AS g, generate_series(1, 640) GROUP BY g",
+        "cli_slow",
+    )
+    assert cli("databases-add", "cli_slow", "--url", "-", input=url + "\n").returncode == 0
+    assert cli("databases-update", "cli_slow", "--compression", "gzip:9").returncode == 0
+    result = cli("backups-create", "-d", "cli_slow", **terminal())
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"Backing up cli_slow: running, \d+s, [\d.]+ MB uploaded", result.stderr)

@@ -446,6 +446,9 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         **catalog,
         "s3:GetObject": [objects],
         "s3:DeleteObject": [objects],
+        # a running backup's upload progress (GET …/backups/{id})
+        "s3:ListBucketMultipartUploads": [{"Fn::GetAtt": ["Bucket", "Arn"]}],
+        "s3:ListMultipartUploadParts": [objects],
         **{
             f"secretsmanager:{action}": [database_secrets]
             for action in (
