@@ -774,7 +774,10 @@ def test_get_backup_by_id_and_latest(api: Api, shop: str) -> None:
 
     latest = api.call("api-get-backup", f"{path}/latest")
     assert latest.status == 200
-    assert latest.body == json.loads(done.model_dump_json()) | {"kept_as": "daily"}
+    assert latest.body == json.loads(done.model_dump_json()) | {
+        "kept_as": "daily",
+        "uploaded": None,
+    }
 
     by_id = api.call("api-get-backup", f"{path}/{older.id}")
     assert by_id.status == 200
