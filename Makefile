@@ -25,7 +25,7 @@ PG15_DIR := /usr/lib/postgresql/15
 export PGBACKUPS_PG15_DIR := $(PG15_DIR)
 # What `sam build` reads: when none of it changed, the build is not redone.
 BUILD_INPUTS := template.yaml pyproject.toml constraints.txt $(wildcard layers/*/Makefile) \
-                $(shell find functions pgbackups -name '*.py' -not -path '*/__pycache__/*')
+                $(shell find functions pgbackups -type f -not -path '*/__pycache__/*')
 # pip, talking: one line per package it fetches, no progress bars, no version nag.
 PIP_TALK := --progress-bar off
 SAY = @printf '\033[1m==> %s\033[0m\n'
