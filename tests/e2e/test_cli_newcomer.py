@@ -64,6 +64,10 @@ def wait_until_running(cli: Cli, name: str) -> dict[str, Any]:
     pytest.fail("the backup did not start running")
 
 
+def _sigint_as_on_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def terminal(**env: str) -> dict[str, str]:
     """rich draws spinners as on a terminal (the text is what a user sees)."""
     return {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", **env}
@@ -367,6 +371,9 @@ def test_ctrl_c_exits_130_and_the_backup_goes_on(cli: Cli, folder: Path, source:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # As a terminal's foreground job: a test run started in the background of a
+            # non-interactive shell inherits SIGINT ignored, and Python keeps it so.
+            preexec_fn=_sigint_as_on_a_terminal,
         )
         backup = wait_until_running(cli, name)
         process.send_signal(signal.SIGINT)
