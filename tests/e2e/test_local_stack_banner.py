@@ -4,6 +4,7 @@ suggests works, in the folder where the stack runs, in a shell that only did wha
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def test_the_banners_commands_work_when_pasted(tmp_path: Path) -> None:
         assert any(c.startswith("export PATH=") for c in commands), banner
         assert "pgbackups backups-create -d demo" in commands
         script = "set -e\n" + "\n".join(
-            f"echo '$ {c}'; {c}" + (" > /dev/null" if c.startswith("curl") else "")
+            f"echo {shlex.quote('$ ' + c)}; {c}" + (" > /dev/null" if c.startswith("curl") else "")
             for c in commands
         )
         shell_env = {

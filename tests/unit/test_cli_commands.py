@@ -829,7 +829,7 @@ def test_restore_asks_showing_the_target_without_its_password(restores: RestoreS
     assert result.stderr.splitlines()[:3] == [
         " !     WARNING: Destructive action",
         f" !     backup {NEW_ID} of shop will be restored into database restored on db.example.com:6543",
-        " !     (postgresql://app:***@db.example.com:6543/restored, PostgreSQL 18.1): the objects it holds are dropped and recreated there.",
+        " !     (postgres://app:***@db.example.com:6543/restored, PostgreSQL 18.1): the objects it holds are dropped and recreated there.",
     ]
     assert "s3cret" not in result.output
     assert restores.runs == []
