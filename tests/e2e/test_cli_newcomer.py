@@ -275,6 +275,7 @@ def test_databases_update(cli: Cli, folder: Path, postgres: EmbeddedPostgres) ->
         "       Keeps 3 daily, 4 weekly, 0 monthly and 2 manual backups",
         "       Compression: gzip:6",
         "       Replica: none",
+        "       Runner: auto",
     ]
     database = cli.api_get("/v1/databases/cli_update")
     assert database["retention"] == {"daily": 3, "weekly": 4, "monthly": 0, "manual": 2}
@@ -287,6 +288,11 @@ def test_databases_update(cli: Cli, folder: Path, postgres: EmbeddedPostgres) ->
     dropped = cli("databases-update", "cli_update", "--no-replica")
     assert "       Replica: none" in lines(dropped.stdout)
     assert postgres.password not in replica.stdout + replica.stderr
+
+    runner = cli("databases-update", "cli_update", "--runner", "lambda")
+    assert runner.returncode == 0, runner.stderr
+    assert lines(runner.stdout)[-1] == "       Runner: lambda"
+    assert cli.api_get("/v1/databases/cli_update")["runner"] == "lambda"
 
     bad = cli("databases-update", "cli_update", "--compression", "brotli")
     assert bad.returncode == 1
