@@ -20,6 +20,15 @@ export PGBACKUPS_CHECKOV := $(CURDIR)/$(CHECKOV)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 BASE_PYTHON = $(shell scripts/find-python)
+# Debian's PostgreSQL 15: the tests restore into a server older than pg_restore 18.
+PG15_DIR := /usr/lib/postgresql/15
+export PGBACKUPS_PG15_DIR := $(PG15_DIR)
+# What `sam build` reads: when none of it changed, the build is not redone.
+BUILD_INPUTS := template.yaml pyproject.toml constraints.txt $(wildcard layers/*/Makefile) \
+                $(shell find functions pgbackups -type f -not -path '*/__pycache__/*')
+# pip, talking: one line per package it fetches, no progress bars, no version nag.
+PIP_TALK := --progress-bar off
+SAY = @printf '\033[1m==> %s\033[0m\n'
 
 help:
 	@echo "make demo    the whole flow on the local stack with an embedded PostgreSQL"
@@ -27,48 +36,70 @@ help:
 	@echo "make lint    ruff and mypy"
 	@echo "make build   sam build: both layers and every function into $(BUILD_DIR)"
 	@echo "make local   the local stack in the foreground"
-	@echo "make bench   backup throughput and memory, PITR recovery point and restore time, in bench/results/"
+	@echo "make bench   CLI start-up, backup throughput and memory, PITR recovery point and restore time, in bench/results/"
+	@echo "make install-cli   puts \`pgbackups\` on PATH (a link in ~/.local/bin)"
 
-setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed $(PG15)
+# Everything `make test` needs; `make demo` and `make local` need less (no checkov, no 15).
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed postgresql-15
 
-# Debian's PostgreSQL 15: the continuous-backup tests restore a server older than
-# the pinned 18 with its own major's binaries. No cluster of its own is created.
-PG15 := /usr/lib/postgresql/15/bin/postgres
-$(PG15):
-	@if [ "$$(id -u)" != 0 ]; then \
-	    echo "PostgreSQL 15 is missing: sudo apt-get install postgresql-15" >&2; exit 1; fi
-	mkdir -p /etc/postgresql-common
-	grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf || \
-	    echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15
-
+# The editable install's own notice ("Editable installation…") is not ours to act on.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@python=$$(scripts/find-python) || exit 1; \
-	[ -x $(PY) ] || $$python -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --constraint constraints.txt --editable '.[cli,local,dev]'
-	touch $@
+	[ -x $(PY) ] || { printf '\033[1m==> %s\033[0m\n' "Creating $(VENV) with $$python"; $$python -m venv $(VENV); }
+	$(SAY) "Installing the app, the CLI, the local stack and the dev tools into $(VENV) (first time: 1-3 min)"
+	@$(PY) -m pip install --quiet --upgrade pip
+	@PYTHONWARNINGS="ignore:Editable installation" \
+	    $(PY) -m pip install $(PIP_TALK) --constraint constraints.txt --editable '.[cli,local,dev]' \
+	    | grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' | cut -c1-100; \
+	    exit $${PIPESTATUS[0]}
+	@touch $@
 
 # aws-sam-cli and checkov pin their own boto3: each lives in a venv of its own.
 $(SAM_VENV)/.installed:
 	@python=$$(scripts/find-python) || exit 1; \
 	[ -x $(SAM_VENV)/bin/python ] || $$python -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
-	touch $@
+	$(SAY) "Installing aws-sam-cli into $(SAM_VENV) (first time: 1-2 min)"
+	@$(SAM_VENV)/bin/pip install $(PIP_TALK) aws-sam-cli==1.170.0 \
+	    | grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' | cut -c1-100; \
+	    exit $${PIPESTATUS[0]}
+	@touch $@
 
 $(CHECKOV_VENV)/.installed:
 	@python=$$(scripts/find-python) || exit 1; \
 	[ -x $(CHECKOV_VENV)/bin/python ] || $$python -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
-	touch $@
+	$(SAY) "Installing checkov into $(CHECKOV_VENV), for the template checks (first time: 1-2 min)"
+	@$(CHECKOV_VENV)/bin/pip install $(PIP_TALK) checkov==3.3.30 \
+	    | grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' | cut -c1-100; \
+	    exit $${PIPESTATUS[0]}
+	@touch $@
+
+# As root it is installed with apt-get (no cluster is created: the tests make their own);
+# otherwise make stops with the command to run.
+postgresql-15:
+	@if [ -x $(PG15_DIR)/bin/postgres ]; then exit 0; fi; \
+	command="apt-get install -y --no-install-recommends postgresql-15"; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	    echo "The tests need Debian's PostgreSQL 15 in $(PG15_DIR). Install it with:" >&2; \
+	    echo "    sudo $$command" >&2; exit 1; \
+	fi; \
+	printf '\033[1m==> %s\033[0m\n' "Installing Debian's PostgreSQL 15 (the restore test's older server)"; \
+	mkdir -p /etc/postgresql-common; \
+	[ -e /etc/postgresql-common/createcluster.conf ] || \
+	    echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$command -o Dpkg::Options::=--force-confold -q || { apt-get update -q && $$command -o Dpkg::Options::=--force-confold -q; }
 
 # sam runs the layers' makefiles with the app venv's Python first on PATH (the
-# python3.12 builder and the pip that fetches the Lambda wheels).
-build: $(VENV)/.installed $(SAM_VENV)/.installed
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON="$(CURDIR)/$(PY)" \
+# python3.12 builder and the pip that fetches the Lambda wheels). Skipped when
+# nothing it reads has changed since the last build.
+build: $(BUILD_DIR)/.inputs-built
+
+$(BUILD_DIR)/.inputs-built: $(BUILD_INPUTS) | $(VENV)/.installed $(SAM_VENV)/.installed
+	$(SAY) "sam build: the layers and the functions into $(BUILD_DIR)"
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON="$(CURDIR)/$(PY)" \
 	    SAM_CLI_TELEMETRY=0 $(SAM) build --build-in-source
 	@echo "Built: $$(ls $(BUILD_DIR) | grep -v template | tr '\n' ' ')"
+	@touch $@
 
 test: setup build
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -78,17 +109,26 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-local: setup build
+local: build
 	$(VENV)/bin/pgbackups local
 
-demo: setup build
+demo: build
 	$(PY) -m pgbackups_local.demo
 
-bench: setup build
+# CLI start-up first (a minute), then the backup throughput (much longer).
+bench: build
+	$(PY) bench/cli_startup.py
 	$(PY) bench/run.py
 	$(PY) bench/pitr.py
+
+# Puts `pgbackups` on PATH: a link in ~/.local/bin to this clone's .venv/bin/pgbackups.
+install-cli: $(VENV)/.installed
+	@mkdir -p $(HOME)/.local/bin
+	ln -sf $(CURDIR)/$(VENV)/bin/pgbackups $(HOME)/.local/bin/pgbackups
+	@case ":$$PATH:" in *":$(HOME)/.local/bin:"*) echo "pgbackups is on PATH: try \`pgbackups --help\`";; \
+	    *) echo "Add ~/.local/bin to PATH: export PATH=\"$(HOME)/.local/bin:\$$PATH\"";; esac
 
 clean:
 	rm -rf $(BUILD_DIR) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup build test lint local demo bench clean
+.PHONY: help setup build test lint local demo bench clean install-cli postgresql-15

@@ -47,8 +47,9 @@ from contenders import AwsStack, BenchError, Dataset, Limit, MotoServer, OneLine
 
 from pgbackups.adapters.archives import STREAM_TRANSFER
 from pgbackups.domain.models import DEFAULT_COMPRESSION
-from pgbackups.postgres.pgtools import PgTools
+from pgbackups.postgres.pgtools import PgTools, PgToolsNotFound, locate_pgtools
 from pgbackups_local.postgres import EmbeddedPostgres
+from pgbackups_local.stack import BUILT_LAYER
 
 ROOT = contenders.ROOT
 RESULTS = ROOT / "bench" / "results"
@@ -97,10 +98,10 @@ def ensure_awscli() -> Path:
 
 
 def pgtools_dir() -> Path:
-    path = Path(os.environ.get("PGBACKUPS_PGTOOLS_DIR", ROOT / ".aws-sam/build/PgToolsLayer"))
-    if not (path / "bin" / "pg_dump").exists():
-        raise SystemExit(f"the pgtools layer is not built at {path}: run `make build`")
-    return path
+    try:
+        return locate_pgtools(fallback=BUILT_LAYER, program="pg_dump").root
+    except PgToolsNotFound as error:
+        raise SystemExit(str(error)) from None
 
 
 def _version(package: str) -> str | None:

@@ -1,5 +1,5 @@
 """`backups`, `backups-info`, `backups-create`, `backups-download`, `backups-restore`,
-`backups-config`: the seed's backup commands on the HTTP API."""
+`backups-delete`, `backups-config`: the seed's backup commands on the HTTP API."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ from pgbackups_cli.download import (
     download_to_file,
     stream_archive,
 )
+from pgbackups_cli.follow import wait_for_backup
 from pgbackups_cli.output import (
     RESULT,
     Failure,
+    Interrupted,
     backups_table,
     human_duration,
     human_size,
@@ -47,14 +49,15 @@ from pgbackups_cli.session import (
     database_option,
     json_option,
     session,
+    silent_option,
     yes_option,
 )
 
 if TYPE_CHECKING:
     from pgbackups_cli.restore import Target
 
-POLL_SECONDS = 1.0
-ACTIVE = ("scheduled", "running")
+PAGE_LIMIT = 100  # the API's largest page
+TARGET_URL_ENV = "PGBACKUPS_TARGET_URL"
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -65,30 +68,67 @@ ACTIVE = ("scheduled", "running")
     "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="How many."
 )
 @click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Every backup, page after page (of --limit backups each, or 100).",
+)
+@click.option("--cursor", metavar="CURSOR", help="The page after this one (as --json gives it).")
+@click.option(
     "--status", type=click.Choice(["scheduled", "running", "done", "error"]), help="Only these."
 )
 @click.option("--method", type=click.Choice(["periodic", "manual"]), help="Only these.")
 @database_option
 @api_options
 @json_option
-def backups(limit: int, status: str | None, method: str | None, as_json: bool) -> None:
+def backups(
+    limit: int,
+    everything: bool,
+    cursor: str | None,
+    status: str | None,
+    method: str | None,
+    as_json: bool,
+) -> None:
     """List backups, newest first."""
     state = session()
     name = state.database_name()
-    page = state.client().get(
-        state.database_path("backups"), {"limit": limit, "status": status, "method": method}
+    client = state.client()
+    page_size = (
+        PAGE_LIMIT if everything and limit_is_default(click.get_current_context()) else limit
     )
+    query: dict[str, Any] = {"limit": page_size}
+    query |= {"status": status, "method": method, "cursor": cursor}
+    page = client.get(state.database_path("backups"), query)
+    found = list(page["backups"])
+    while everything and page.get("next_cursor"):
+        page = client.get(state.database_path("backups"), query | {"cursor": page["next_cursor"]})
+        found += page["backups"]
     if as_json:
-        print_json(page)
+        print_json({"backups": found, "next_cursor": page.get("next_cursor")})
         return
-    found = page["backups"]
     if not found:
-        say(f"No backups of {name} yet. Take one with `pgbackups backups-create`.")
+        if status or method:
+            which = " ".join(word for word in (status, method) if word)
+            say(f"No {which} backups of {name}.")
+        elif cursor:
+            say(f"No more backups of {name}.")
+        else:
+            say(f"No backups of {name} yet. Take one with `pgbackups backups-create`.")
         return
     click.echo(f"=== Backups of {name}")
     print_table(backups_table(found))
     if page.get("next_cursor"):
-        note(f"The {len(found)} most recent; see more with --limit (up to 100).")
+        shown = "The most recent backup" if len(found) == 1 else f"The {len(found)} most recent"
+        note(
+            f"{shown} shown; see more with --all, or the next page with "
+            f"--cursor {page['next_cursor']}"
+        )
+
+
+def limit_is_default(ctx: click.Context) -> bool:
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source("limit") is ParameterSource.DEFAULT
 
 
 def _newest_backup(state: Session) -> dict[str, Any]:
@@ -122,6 +162,7 @@ def backups_info(backup_ref: str | None, as_json: bool) -> None:
         ("Created at", human_time(backup.get("created_at"))),
         ("Started at", human_time(backup.get("started_at"))),
         ("Finished at", human_time(backup.get("finished_at"))),
+        ("Waited", human_duration(backup.get("created_at"), backup.get("started_at"))),
         ("Duration", human_duration(backup.get("started_at"), backup.get("finished_at"))),
         ("Size", human_size(backup.get("size"))),
         ("Database size", human_size(backup.get("database_size"))),
@@ -143,9 +184,10 @@ def backups_info(backup_ref: str | None, as_json: bool) -> None:
 
 @click.command("backups-create")
 @click.option("--no-wait", is_flag=True, help="Return once the backup is scheduled.")
+@silent_option
 @database_option
 @api_options
-def backups_create(no_wait: bool) -> None:
+def backups_create(no_wait: bool, silent: bool) -> None:
     """Take a manual backup now and follow it until it is done."""
     state = session()
     name = state.database_name()
@@ -156,15 +198,19 @@ def backups_create(no_wait: bool) -> None:
     if no_wait:
         note(f"Follow it with `pgbackups backups-info -d {name} --backup {backup_id}`.")
         return
-    path = state.database_path("backups", backup_id)
+    started = time.monotonic()
     try:
-        with stderr_console().status(f"Backing up {name}: {backup['status']}…") as spinner:
-            while backup["status"] in ACTIVE:
-                time.sleep(POLL_SECONDS)
-                backup = client.get(path)
-                spinner.update(f"Backing up {name}: {backup['status']}…")
+        with stderr_console(quiet=silent).status(f"Backing up {name}: scheduled") as spinner:
+
+            def show(current: dict[str, Any]) -> None:
+                elapsed = human_seconds(time.monotonic() - started)
+                uploaded = current.get("uploaded")
+                sent = f", {human_size(uploaded)} uploaded" if uploaded else ""
+                spinner.update(f"Backing up {name}: {current['status']}, {elapsed}{sent}")
+
+            backup = wait_for_backup(client, name, backup_id, on_poll=show)
     except KeyboardInterrupt:
-        raise Failure(
+        raise Interrupted(
             "Stopped following the backup; it goes on. Check it with "
             f"`pgbackups backups-info -d {name} --backup {backup_id}`."
         ) from None
@@ -175,6 +221,11 @@ def backups_create(no_wait: bool) -> None:
         f"{human_duration(backup.get('started_at'), backup.get('finished_at'))}"
     )
     say("Backup successfully finished")
+
+
+def human_seconds(seconds: float) -> str:
+    minutes, whole = divmod(int(seconds), 60)
+    return f"{minutes}m{whole:02d}s" if minutes else f"{whole}s"
 
 
 # -- downloading --------------------------------------------------------------------------
@@ -203,7 +254,7 @@ def _selected_backup(state: Session, backup_ref: str | None, *, err: bool, quiet
     metavar="PATH|-",
     help="A directory, a file, or - for stdout. Default: ./<name>.pgsql.",
 )
-@click.option("--silent", "-s", is_flag=True, help="No messages, no progress bar.")
+@silent_option
 @database_option
 @api_options
 def backups_download(backup_ref: str | None, output: str | None, silent: bool) -> None:
@@ -244,11 +295,15 @@ def backups_download(backup_ref: str | None, output: str | None, silent: bool) -
 # -- restoring ----------------------------------------------------------------------------
 
 
-def _parse_target(ctx: click.Context, param: click.Parameter, value: str) -> Target:
+def _parse_target(ctx: click.Context, param: click.Parameter, value: str | None) -> Target | None:
     from pgbackups_cli.restore import Target
+    from pgbackups_cli.secret_input import url_value
 
+    url = url_value(ctx, param, value)
+    if url is None:
+        return None
     try:
-        return Target.parse(value)
+        return Target.parse(url)
     except ValueError as error:
         raise click.BadParameter(str(error), ctx=ctx, param=param) from None
 
@@ -264,49 +319,69 @@ def _parse_target(ctx: click.Context, param: click.Parameter, value: str) -> Tar
 @click.option(
     "--target-url",
     "target",
-    required=True,
-    metavar="URL",
+    metavar="URL|-",
+    envvar=TARGET_URL_ENV,
+    show_envvar=True,
     callback=_parse_target,
-    help="postgres://user:password@host:5432/database to restore into.",
+    help="postgres://user:password@host:5432/database to restore into; `-` reads it from "
+    "standard input; asked for (hidden) on a terminal when not given.",
 )
 @yes_option
+@silent_option
 @database_option
 @api_options
 def backups_restore(
-    backup_ref: str | None, archive_file: Path | None, target: Target, yes: bool
+    backup_ref: str | None,
+    archive_file: Path | None,
+    target: Target | None,
+    yes: bool,
+    silent: bool,
 ) -> None:
-    """Restore a backup into --target-url with pg_restore 18 (--clean --if-exists …)."""
-    # Imported here: pg_restore's module pulls in boto3, which other commands do not need.
+    """Restore a backup into --target-url with pg_restore 18 (--clean --if-exists …).
+
+    The target is connected to first (host, credentials, database): nothing is
+    downloaded when it cannot be reached.
+    """
     from pgbackups_cli.restore import (
         RestoreFailed,
+        Target,
         check_archive_file,
+        check_target,
+        count_entries,
         find_pgtools,
         run_pg_restore,
     )
+    from pgbackups_cli.secret_input import ask_for_url
 
     if backup_ref is not None and archive_file is not None:
         raise click.UsageError("pass either --backup or --file, not both")
+    if target is None:
+        try:
+            target = Target.parse(ask_for_url("--target-url", TARGET_URL_ENV, "Restore into"))
+        except ValueError as error:
+            raise click.UsageError(f"--target-url: {error}") from None
     try:
         tools = find_pgtools()
+        if archive_file is not None:
+            check_archive_file(archive_file)
+        server = check_target(target)
     except RestoreFailed as error:
         raise Failure(str(error)) from None
     state = session()
     if archive_file is not None:
-        try:
-            check_archive_file(archive_file)
-        except RestoreFailed as error:
-            raise Failure(str(error)) from None
         what = f"{archive_file}"
     else:
-        backup_id = _selected_backup(state, backup_ref, err=False, quiet=False)
+        backup_id = _selected_backup(state, backup_ref, err=False, quiet=silent)
         what = f"backup {backup_id} of {state.database_name()}"
     if not yes:
         shout(
             "WARNING: Destructive action\n"
             f"{what} will be restored into database {target.database} on {target.address}\n"
-            f"({target.redacted}): the objects it holds are dropped and recreated there."
+            f"({target.redacted}, PostgreSQL {server.version}): the objects it holds are "
+            "dropped and recreated there."
         )
         confirm(f"Restore into {target.database} on {target.address}?")
+    console = stderr_console(quiet=silent)
     with contextlib.ExitStack() as cleanup:
         if archive_file is None:
             folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pgbackups-")))
@@ -315,17 +390,55 @@ def backups_restore(
             )
             archive_file = folder / archive.filename
             try:
-                download_to_file(archive, archive_file, stderr_console())
+                download_to_file(archive, archive_file, console)
             except DownloadFailed as error:
                 raise Failure(str(error)) from None
-            say(f"Downloaded and verified {archive.filename} ({human_size(archive.size)})")
-        say(f"Restoring {what} into {target.database} on {target.address}")
+            if not silent:
+                say(f"Downloaded and verified {archive.filename} ({human_size(archive.size)})")
+        if not silent:
+            say(f"Restoring {what} into {target.database} on {target.address}")
+        total = count_entries(tools, archive_file)
         try:
-            with stderr_console().status("Running pg_restore…"):
-                run_pg_restore(tools, archive_file, target)
+            with console.status("Running pg_restore…") as spinner:
+
+                def show(done: int) -> None:
+                    counted = f"{min(done, total)}/{total}" if total else f"{done}"
+                    spinner.update(f"Running pg_restore: {counted} entries")
+
+                outcome = run_pg_restore(tools, archive_file, target, on_progress=show)
         except RestoreFailed as error:
             raise Failure(str(error)) from None
+    if outcome.ignored_transaction_timeout:
+        note(
+            f"PostgreSQL {server.version} does not know transaction_timeout (pg_restore 18 "
+            "sets it): that one error was ignored, nothing else failed."
+        )
     say("Restore successfully finished")
+
+
+# -- deleting ---------------------------------------------------------------------------
+
+
+@click.command("backups-delete")
+@backup_option("Backup id (required).")
+@yes_option
+@database_option
+@api_options
+def backups_delete(backup_ref: str | None, yes: bool) -> None:
+    """Delete one backup: its archive and its record."""
+    if backup_ref is None:
+        raise click.UsageError("backups-delete needs --backup ID (see `pgbackups backups`)")
+    state = session()
+    name = state.database_name()
+    backup = state.client().get(state.database_path("backups", backup_ref))
+    if not yes:
+        shout(
+            f"WARNING: backup {backup['id']} of {name} ({human_time(backup.get('created_at'))}, "
+            f"{human_size(backup.get('size'))}) will be deleted: its archive cannot be recovered."
+        )
+        confirm(f"Delete backup {backup['id']}?")
+    state.client().delete(state.database_path("backups", backup["id"]))
+    say(f"Backup {backup['id']} deleted")
 
 
 # -- schedule ---------------------------------------------------------------------------
@@ -336,10 +449,28 @@ def _parse_schedule_at(
 ) -> ScheduleAt | None:
     if value is None:
         return None
+    ctx.meta["pgbackups.schedule_at"] = value
+    extra = ctx.params.get("extra") or ()
+    if extra:
+        return None  # said by the command, with the quoting it needs
     try:
         return parse_schedule_at(value)
     except ScheduleAtError as error:
         raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
+def _quote_hint(ctx: click.Context, extra: tuple[str, ...]) -> None:
+    """`--schedule-at 3 Europe/Paris` without quotes: the shell split it; say how to quote."""
+    if not extra:
+        return
+    given = ctx.meta.get("pgbackups.schedule_at")
+    if given is None:
+        raise click.UsageError(f"unexpected argument: {' '.join(extra)}")
+    whole = " ".join((given, *extra))
+    raise click.UsageError(
+        f"--schedule-at takes one value, but the shell split it: quote it, "
+        f'as in --schedule-at "{whole}"'
+    )
 
 
 def _say_schedule(schedule: dict[str, Any], *, changed: bool) -> None:
@@ -353,6 +484,7 @@ def _say_schedule(schedule: dict[str, Any], *, changed: bool) -> None:
 
 
 @click.command("backups-config")
+@click.argument("extra", nargs=-1, is_eager=True, metavar="")
 @click.option(
     "--schedule-at",
     metavar='"HOUR[:00] [TIMEZONE]"',
@@ -366,9 +498,14 @@ def _say_schedule(schedule: dict[str, Any], *, changed: bool) -> None:
 @api_options
 @json_option
 def backups_config(
-    schedule_at: ScheduleAt | None, unschedule: bool, yes: bool, as_json: bool
+    extra: tuple[str, ...],
+    schedule_at: ScheduleAt | None,
+    unschedule: bool,
+    yes: bool,
+    as_json: bool,
 ) -> None:
     """Show or change when periodic backups run."""
+    _quote_hint(click.get_current_context(), extra)
     if schedule_at is not None and unschedule:
         raise click.UsageError("--schedule-at and --unschedule cannot be used together")
     state = session()
@@ -398,5 +535,6 @@ COMMANDS = [
     backups_create,
     backups_download,
     backups_restore,
+    backups_delete,
     backups_config,
 ]

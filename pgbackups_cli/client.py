@@ -7,26 +7,29 @@ URL, or an answer that is not the API's.
 
 from __future__ import annotations
 
+import functools
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
+
+if TYPE_CHECKING:
+    import urllib.error
+    import urllib.request
 
 TIMEOUT_SECONDS = 30
 
 
-def _version() -> str:
+@functools.cache
+def user_agent() -> str:
+    """`pgbackups-cli/<version>`, looked up on the first request (not at start-up)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        return version("pgbackups")
+        return f"pgbackups-cli/{version('pgbackups')}"
     except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0"
-
-
-USER_AGENT = f"pgbackups-cli/{_version()}"
+        return "pgbackups-cli/0"
 
 
 class ApiFailure(Exception):
@@ -49,6 +52,8 @@ class ApiUnreachable(ApiFailure):
 
 def urlopen(request: urllib.request.Request, timeout: float) -> Any:
     """One indirection, so unit tests can answer without a server."""
+    import urllib.request  # on the first request: http.client and email are slow to load
+
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (callers check the scheme)
 
 
@@ -89,6 +94,9 @@ class ApiClient:
         query: Mapping[str, Any] | None = None,
     ) -> Any:
         """The decoded JSON answer of a 2xx (None when empty); ApiFailure otherwise."""
+        import urllib.error
+        import urllib.request
+
         url = self.api_url + path
         present = {key: value for key, value in (query or {}).items() if value is not None}
         if present:
@@ -96,7 +104,7 @@ class ApiClient:
         headers = {
             "Authorization": f"Bearer {self.token}",
             "Accept": "application/json",
-            "User-Agent": USER_AGENT,
+            "User-Agent": user_agent(),
         }
         data = None
         if body is not None:

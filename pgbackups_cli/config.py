@@ -25,11 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pgbackups_cli.stack_file import (
+    DEFAULT_STATE_DIR,
+    StackFileError,
+    read_stack_file,
+    stack_file_path,
+)
+
 API_URL_ENV = "PGBACKUPS_API_URL"
 TOKEN_ENV = "PGBACKUPS_TOKEN"  # noqa: S105 (a variable name)
 DATABASE_ENV = "PGBACKUPS_DATABASE"
 CONFIG_ENV = "PGBACKUPS_CONFIG"
-STACK_FILE = Path(".pgbackups-local") / "stack.json"
+STACK_FILE = stack_file_path()  # relative to the current folder
 
 
 class ConfigError(Exception):
@@ -49,12 +56,15 @@ class Flags:
 class Source:
     """One place settings can come from."""
 
-    name: str  # for messages: "--api-url", "PGBACKUPS_API_URL", "config file /…/config.json"
+    name: str  # for messages: "config file /…/config.json", "local stack …/stack.json"
     api_url: str | None = None
     token: str | None = None
     database: str | None = None
     bound: bool = False  # a file: its token belongs to its own API URL only
     local_stack: bool = False
+    # Where the URL and the token came from, when more precise than `name` (flags, env).
+    api_url_name: str | None = None
+    token_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,8 +87,11 @@ def config_path(environ: Mapping[str, str] | None = None, home: Path | None = No
     return root / "pgbackups" / "config.json"
 
 
-def _normalized(url: str | None) -> str | None:
-    return url.strip().rstrip("/") if url and url.strip() else None
+def normalized_api_url(url: str | None) -> str | None:
+    """The API's base URL: blanks, a trailing / and a pasted /v1 taken off."""
+    if not url or not url.strip():
+        return None
+    return url.strip().rstrip("/").removesuffix("/v1").rstrip("/") or None
 
 
 def _text(value: Any) -> str | None:
@@ -114,12 +127,21 @@ def sources(
     """Every place with settings, first found wins."""
     env = os.environ if environ is None else environ
     found = [
-        Source("command-line flags", flags.api_url, flags.token, flags.database),
+        Source(
+            "command-line flags",
+            flags.api_url,
+            flags.token,
+            flags.database,
+            api_url_name="--api-url",
+            token_name="--token",  # noqa: S106 (a label, not a secret)
+        ),
         Source(
             "environment (PGBACKUPS_*)",
             env.get(API_URL_ENV),
             env.get(TOKEN_ENV),
             env.get(DATABASE_ENV),
+            api_url_name=API_URL_ENV,
+            token_name=TOKEN_ENV,
         ),
     ]
     path = config_path(env, home)
@@ -134,9 +156,13 @@ def sources(
                 bound=True,
             )
         )
-    stack_path = (cwd or Path.cwd()) / STACK_FILE
-    stack = read_config_file(stack_path)
-    if stack is not None and _alive(stack.get("pid")):
+    stack_dir = (cwd or Path.cwd()) / DEFAULT_STATE_DIR
+    stack_path = stack_file_path(stack_dir)
+    try:
+        stack: dict[str, Any] | None = read_stack_file(stack_dir)
+    except StackFileError:  # none, or left over: said when nothing else is configured
+        stack = None
+    if stack is not None:
         found.append(
             Source(
                 f"local stack {stack_path}",
@@ -157,7 +183,7 @@ def resolve(
 ) -> ApiConfig:
     """The API, token and database to use; ConfigError saying what to do if none."""
     found = sources(flags, environ, cwd, home)
-    url_source = next((s for s in found if _normalized(s.api_url)), None)
+    url_source = next((s for s in found if normalized_api_url(s.api_url)), None)
     if url_source is None:
         stale = (cwd or Path.cwd()) / STACK_FILE
         left_over = (
@@ -170,11 +196,11 @@ def resolve(
             "or start the local stack in this folder with `pgbackups local` "
             f"(or set {API_URL_ENV} and {TOKEN_ENV}).{left_over}"
         )
-    api_url = _normalized(url_source.api_url)
+    api_url = normalized_api_url(url_source.api_url)
     assert api_url is not None
 
     def usable(source: Source) -> bool:
-        return not source.bound or _normalized(source.api_url) in (None, api_url)
+        return not source.bound or normalized_api_url(source.api_url) in (None, api_url)
 
     token_source = next((s for s in found if _text(s.token) and usable(s)), None)
     if token_source is None:
@@ -187,28 +213,11 @@ def resolve(
         api_url=api_url,
         token=str(_text(token_source.token)),
         database=_text(database_source.database) if database_source else None,
-        api_url_from=url_source.name,
-        token_from=token_source.name,
-        local_stack=url_source.local_stack,
+        api_url_from=url_source.api_url_name or url_source.name,
+        token_from=token_source.token_name or token_source.name,
+        # The URL is this folder's local stack's, wherever it was configured.
+        local_stack=any(s.local_stack and normalized_api_url(s.api_url) == api_url for s in found),
     )
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (owned by us or not)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _alive(pid: Any) -> bool:
-    """Whether the local stack that wrote stack.json still runs (True when unknown)."""
-    return not isinstance(pid, int) or pid <= 0 or process_alive(pid)
 
 
 def save_config(path: Path, api_url: str, token: str, database: str | None = None) -> None:
@@ -232,6 +241,15 @@ def save_config(path: Path, api_url: str, token: str, database: str | None = Non
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
+
+
+def remove_config(path: Path) -> bool:
+    """Delete the saved login; whether there was one."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def is_private(path: Path) -> bool:

@@ -1,6 +1,9 @@
-"""`databases`, `databases-add`, `databases-remove`."""
+"""`databases`, `databases-add`, `databases-update`, `databases-remove`."""
 
 from __future__ import annotations
+
+import contextlib
+from typing import Any
 
 import click
 
@@ -15,14 +18,20 @@ from pgbackups_cli.output import (
     shout,
     stderr_console,
 )
+from pgbackups_cli.secret_input import ask_for_url, url_option
 from pgbackups_cli.session import (
     api_options,
     check_database_name,
     confirm,
     json_option,
     session,
+    silent_option,
     yes_option,
 )
+
+URL_ENV = "PGBACKUPS_DATABASE_URL"
+REPLICA_URL_ENV = "PGBACKUPS_REPLICA_URL"
+RUNNERS = ("auto", "lambda", "fargate")
 
 
 @click.command("databases")
@@ -36,37 +45,124 @@ def databases(as_json: bool) -> None:
         return
     found = answer["databases"]
     if not found:
-        say("No databases yet. Add one with `pgbackups databases-add NAME --url postgres://…`.")
+        say("No databases yet. Add one with `pgbackups databases-add NAME --url -`.")
         return
     click.echo("=== Databases")
     print_table(databases_table(found))
 
 
+def _connecting(message: str, silent: bool) -> contextlib.AbstractContextManager[Any]:
+    return stderr_console(quiet=silent).status(message)
+
+
 @click.command("databases-add")
 @click.argument("name")
-@click.option(
+@url_option(
     "--url",
-    required=True,
-    metavar="URL",
-    help="postgres://user:password@host:5432/database (kept in Secrets Manager only).",
+    envvar=URL_ENV,
+    help_text="postgres://user:password@host:5432/database (kept in Secrets Manager only).",
 )
-@click.option("--replica-url", metavar="URL", help="A read replica to back up from.")
+@url_option("--replica-url", envvar=REPLICA_URL_ENV, help_text="A read replica to back up from.")
+@silent_option
 @api_options
-def databases_add(name: str, url: str, replica_url: str | None) -> None:
-    """Register database NAME; its URLs are checked with a real connection."""
+def databases_add(name: str, url: str | None, replica_url: str | None, silent: bool) -> None:
+    """Register database NAME; its URLs are checked with a real connection.
+
+    Give the URL without putting its password on the command line:
+    `pgbackups databases-add NAME --url - < url.txt`, PGBACKUPS_DATABASE_URL,
+    or nothing, to be asked for it.
+    """
     check_database_name(name, "NAME")
-    for option, value in (("--url", url), ("--replica-url", replica_url)):
-        if value is not None and not value.startswith(("postgres://", "postgresql://")):
-            raise click.UsageError(f"{option} must start with postgres:// or postgresql://")
+    if url is None:
+        url = ask_for_url("--url", URL_ENV, f"Connection URL of {name}")
     body = {"name": name, "url": url}
     if replica_url is not None:
         body["replica_url"] = replica_url
-    with stderr_console().status(f"Connecting to {name} and registering it…"):
+    with _connecting(f"Connecting to {name} and registering it…", silent):
         created = session().client().post("/v1/databases", body)
     say(f"Database {name} added")
     note(f"Periodic backups: {schedule_text(created.get('schedule') or {})}")
     if created.get("has_replica"):
         note("Backups are taken from the replica when it is reachable")
+
+
+@click.command("databases-update")
+@click.argument("name")
+@url_option("--url", envvar=URL_ENV, help_text="A new URL for the database.")
+@url_option("--replica-url", envvar=REPLICA_URL_ENV, help_text="A (new) read replica.")
+@click.option("--no-replica", is_flag=True, help="Stop backing up from the replica.")
+@click.option(
+    "--compression", metavar="SPEC", help="pg_dump compression: zstd:1, gzip:6, lz4, none…"
+)
+@click.option("--keep-daily", type=click.IntRange(0), metavar="N", help="Daily backups kept.")
+@click.option("--keep-weekly", type=click.IntRange(0), metavar="N", help="Weekly backups kept.")
+@click.option("--keep-monthly", type=click.IntRange(0), metavar="N", help="Monthly backups kept.")
+@click.option("--keep-manual", type=click.IntRange(0), metavar="N", help="Manual backups kept.")
+@click.option("--runner", type=click.Choice(RUNNERS), help="Where backups run.")
+@silent_option
+@api_options
+@json_option
+def databases_update(
+    name: str,
+    url: str | None,
+    replica_url: str | None,
+    no_replica: bool,
+    compression: str | None,
+    keep_daily: int | None,
+    keep_weekly: int | None,
+    keep_monthly: int | None,
+    keep_manual: int | None,
+    runner: str | None,
+    silent: bool,
+    as_json: bool,
+) -> None:
+    """Change database NAME: retention, compression, URLs, runner (what is not given stays)."""
+    check_database_name(name, "NAME")
+    if replica_url is not None and no_replica:
+        raise click.UsageError("--replica-url and --no-replica cannot be used together")
+    body: dict[str, Any] = {}
+    if url is not None:
+        body["url"] = url
+    if replica_url is not None:
+        body["replica_url"] = replica_url
+    if no_replica:
+        body["replica_url"] = None
+    if compression is not None:
+        body["compression"] = compression
+    retention = {
+        key: value
+        for key, value in (
+            ("daily", keep_daily),
+            ("weekly", keep_weekly),
+            ("monthly", keep_monthly),
+            ("manual", keep_manual),
+        )
+        if value is not None
+    }
+    if retention:
+        body["retention"] = retention
+    if runner is not None:
+        body["runner"] = runner
+    if not body:
+        raise click.UsageError(
+            "nothing to change: pass --keep-daily/--keep-weekly/--keep-monthly/--keep-manual, "
+            "--compression, --url, --replica-url, --no-replica or --runner"
+        )
+    with _connecting(f"Updating {name}…", silent):
+        changed = session().client().request("PATCH", database_path(name), body=body)
+    if as_json:
+        print_json(changed)
+        return
+    say(f"Database {name} updated")
+    policy = changed.get("retention") or {}
+    note(
+        f"Keeps {policy.get('daily')} daily, {policy.get('weekly')} weekly, "
+        f"{policy.get('monthly')} monthly and {policy.get('manual')} manual backups"
+    )
+    note(f"Compression: {changed.get('compression')}")
+    note(f"Replica: {'yes' if changed.get('has_replica') else 'none'}")
+    if changed.get("runner"):
+        note(f"Runner: {changed['runner']}")
 
 
 @click.command("databases-remove")
@@ -87,3 +183,6 @@ def databases_remove(name: str, yes: bool) -> None:
         confirm(f"Remove database {name}?")
     client.delete(path)
     say(f"Database {name} removed")
+
+
+COMMANDS = [databases, databases_add, databases_update, databases_remove]

@@ -12,24 +12,16 @@ import contextlib
 import hashlib
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import IO, TYPE_CHECKING, Any
 
 from pgbackups_cli import client
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 CHUNK_SIZE = 1024 * 1024
 TIMEOUT_SECONDS = 60
@@ -76,6 +68,15 @@ def check_destination(output: str | None) -> None:
 
 
 def _progress(console: Console) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -89,11 +90,14 @@ def _progress(console: Console) -> Progress:
 
 def stream_archive(archive: Archive, sink: IO[bytes], console: Console) -> tuple[int, str]:
     """Copy the archive into `sink` chunk by chunk; its size and SHA-256 hex digest."""
+    import urllib.error
+    import urllib.request
+
     if not archive.download_url.startswith(("http://", "https://")):
         raise DownloadFailed("the API gave a download URL that is not http(s)")
     # A presigned URL carries its own signature: no Authorization header.
     request = urllib.request.Request(  # noqa: S310 (http(s), checked above)
-        archive.download_url, headers={"User-Agent": client.USER_AGENT}
+        archive.download_url, headers={"User-Agent": client.user_agent()}
     )
     digest = hashlib.sha256()
     size = 0

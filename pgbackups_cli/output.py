@@ -3,6 +3,9 @@
 Results go to stdout, errors to stderr. Spinners and progress bars go to stderr
 too, so that `pgbackups backups --json | jq` or `backups-download -o - | …`
 get nothing but what they asked for.
+
+rich is imported by the functions that draw (tables, spinners, bars) only, so
+that `pgbackups --help` and the commands that print lines start fast.
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ import json
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich import box
-from rich.console import Console
-from rich.filesize import decimal
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 ARROW = "-----> "
 BANG = " !     "
@@ -32,6 +35,18 @@ class Failure(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         shout(self.format_message(), file=file)
+
+
+class Interrupted(Failure):
+    """Ctrl-C: ` !     <what happens now>` on stderr, exit 130 (128 + SIGINT), as shells do."""
+
+    exit_code = 130
+
+
+def dim(message: str, *, err: bool = True) -> None:
+    """A line of context (which API, for instance), dim on a terminal, plain when piped."""
+    terminal = (sys.stderr if err else sys.stdout).isatty()
+    click.echo(click.style(message, dim=True) if terminal else message, err=err)
 
 
 def say(message: str, *, err: bool = False) -> None:
@@ -54,9 +69,21 @@ def _prefixed(first: str, message: str, rest: str) -> str:
     return "\n".join([first + lines[0], *(rest + line for line in lines[1:])])
 
 
-def human_size(size: int | None) -> str:
-    """`12.3 MB` (powers of 1000, as rich's download column shows them); `-` if unknown."""
-    return "-" if size is None else decimal(size)
+SIZE_UNITS = ("kB", "MB", "GB", "TB", "PB")
+
+
+def human_size(size: float | None) -> str:
+    """`12.3 MB`: powers of 1000, as rich's download column counts, everywhere the
+    project shows a size (CLI, demo); `-` if unknown."""
+    if size is None:
+        return "-"
+    if size < 1000:
+        return "1 byte" if size == 1 else f"{size:.0f} bytes"
+    for unit in SIZE_UNITS:
+        size /= 1000
+        if size < 999.95 or unit == SIZE_UNITS[-1]:
+            return f"{size:.1f} {unit}"
+    raise AssertionError("unreachable")
 
 
 def human_time(value: str | None) -> str:
@@ -101,6 +128,8 @@ def print_json(value: Any) -> None:
 
 
 def stdout_console() -> Console:
+    from rich.console import Console
+
     # Piped output is not cut at 80 columns: a table row stays one greppable line.
     console = Console(highlight=False, soft_wrap=True)
     if not console.is_terminal:
@@ -110,13 +139,24 @@ def stdout_console() -> Console:
 
 def stderr_console(*, quiet: bool = False) -> Console:
     """Where spinners and progress bars draw; `quiet` silences them."""
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, quiet=quiet)
 
 
-def _table(*columns: str) -> Table:
+def _table(*columns: str, keep_whole: Mapping[str, int] | None = None) -> Table:
+    """A table whose `keep_whole` columns (name → width) are never cut; the others
+    wrap when the terminal is narrow."""
+    from rich import box
+    from rich.table import Table
+
     table = Table(box=box.MINIMAL, show_edge=False, pad_edge=False, header_style="bold")
+    whole = keep_whole or {}
     for column in columns:
-        table.add_column(column, no_wrap=True)
+        if column in whole:
+            table.add_column(column, no_wrap=True, min_width=whole[column], overflow="fold")
+        else:
+            table.add_column(column, overflow="fold")
     return table
 
 
@@ -126,12 +166,14 @@ def _status(status: str) -> str:
 
 
 def backups_table(backups: Iterable[Mapping[str, Any]]) -> Table:
-    """`ID │ CREATED AT │ SIZE │ STATUS`, in the order given (the API's: newest first)."""
-    table = _table("ID", "CREATED AT", "SIZE", "STATUS")
+    """`ID │ CREATED AT │ METHOD │ SIZE │ STATUS`, in the order given (the API's: newest
+    first). The ID is never cut: it is what the other commands take."""
+    table = _table("ID", "CREATED AT", "METHOD", "SIZE", "STATUS", keep_whole={"ID": 26})
     for backup in backups:
         table.add_row(
             backup["id"],
             human_time(backup.get("created_at")),
+            backup.get("method") or "-",
             human_size(backup.get("size")),
             _status(backup["status"]),
         )
@@ -139,7 +181,7 @@ def backups_table(backups: Iterable[Mapping[str, Any]]) -> Table:
 
 
 def databases_table(databases: Iterable[Mapping[str, Any]]) -> Table:
-    table = _table("NAME", "SCHEDULE", "LAST BACKUP", "REPLICA")
+    table = _table("NAME", "SCHEDULE", "LAST BACKUP", "REPLICA", keep_whole={"NAME": 4})
     for database in databases:
         last = database.get("last_backup")
         last_text = (

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from pgbackups.domain.models import check_timezone
-
 _SCHEDULE_AT = re.compile(
     r"^(?P<hour>\d+)(?:(?::(?P<colon>\d{2}))|(?:[hH](?P<h>\d{2})?))?(?:\s+(?P<zone>\S+))?$"
 )
@@ -81,10 +79,17 @@ def parse_schedule_at(
     return ScheduleAt(hour=hour, timezone=canonical_timezone(match["zone"]))
 
 
+def _check_timezone(name: str) -> str:
+    # The domain's check (imported on use: models loads pydantic, which --help does not need).
+    from pgbackups.domain.models import check_timezone
+
+    return check_timezone(name)
+
+
 def canonical_timezone(name: str) -> str:
     """The IANA name as the time zone database spells it (`utc` → `UTC`)."""
     try:
-        return check_timezone(name)
+        return _check_timezone(name)
     except ValueError:
         pass
     spelled = _timezones_by_lower_name().get(name.lower())
@@ -133,6 +138,6 @@ def _zone_name(candidate: str) -> str | None:
     if candidate in _UTC_ALIASES:
         return "UTC"
     try:
-        return check_timezone(candidate)
+        return _check_timezone(candidate)
     except ValueError:
         return None

@@ -15,10 +15,10 @@ from typing import Any
 
 import click
 
-from pgbackups.domain.models import BACKUP_ID, DATABASE_NAME
+from pgbackups.domain.names import BACKUP_ID, DATABASE_NAME
 from pgbackups_cli.client import ApiClient, database_path
 from pgbackups_cli.config import ApiConfig, ConfigError, Flags, resolve
-from pgbackups_cli.output import Failure
+from pgbackups_cli.output import Failure, Interrupted, dim
 
 LATEST = "latest"
 
@@ -28,6 +28,7 @@ class Session:
     api_url: str | None = None
     token: str | None = None
     database: str | None = None
+    silent: bool = False  # -s: nothing on stderr but errors
     _config: ApiConfig | None = field(default=None, repr=False)
     _client: ApiClient | None = field(default=None, repr=False)
     _database_name: str | None = field(default=None, repr=False)
@@ -55,6 +56,9 @@ class Session:
             self._client = ApiClient(
                 config.api_url, config.token, token_from=config.token_from, hint_unreachable=hint
             )
+            if not config.local_stack and not self.silent:
+                # Only this folder's own local stack goes without saying.
+                dim(f"Using {config.api_url} (from {config.api_url_from})")
         return self._client
 
     def database_name(self) -> str:
@@ -73,8 +77,7 @@ class Session:
             return str(names[0])
         if not names:
             raise Failure(
-                "No database registered yet. Add one with "
-                "`pgbackups databases-add NAME --url postgres://…`."
+                "No database registered yet. Add one with `pgbackups databases-add NAME --url -`."
             )
         raise click.UsageError(
             f"There are {len(names)} databases: pass --database/-d with one of "
@@ -162,6 +165,20 @@ def json_option[F: Callable[..., Any]](function: F) -> F:
     )(function)
 
 
+def silent_option[F: Callable[..., Any]](function: F) -> F:
+    def remember(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        session(ctx).silent = session(ctx).silent or value
+        return value
+
+    return click.option(
+        "--silent",
+        "-s",
+        is_flag=True,
+        callback=remember,
+        help="No progress and no messages on stderr but errors.",
+    )(function)
+
+
 def yes_option[F: Callable[..., Any]](function: F) -> F:
     return click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(function)
 
@@ -181,8 +198,10 @@ def confirm(question: str) -> None:
     """Failure (exit 1) unless the user says yes; no terminal to ask counts as no."""
     try:
         agreed = click.confirm(question, default=False)
-    except click.Abort:
-        agreed = False
-        click.echo()
+    except click.Abort as error:
+        click.echo(err=True)
+        if isinstance(error.__context__, KeyboardInterrupt):
+            raise Interrupted("Cancelled: nothing was changed.") from None
+        agreed = False  # no terminal, or end of input
     if not agreed:
         raise Failure("Cancelled: nothing was changed (pass --yes to skip this question).")

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import signal
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -20,13 +23,13 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from pgbackups_cli.output import Failure
+from pgbackups_cli.stack_file import DEFAULT_STATE_DIR, StackFileError, read_stack_file
 from pgbackups_local.stack import (
-    DEFAULT_STATE_DIR,
     SHUTDOWN_GRACE_SECONDS,
     LocalStack,
     StackError,
     StackInfo,
-    read_stack_file,
 )
 
 DEFAULT_DEMO_SIZE_MB = 300
@@ -168,10 +171,10 @@ def _run_in_foreground(stack: LocalStack, *, show_token: bool = False) -> None:
         click.echo("Stopped before the stack was ready.")
         return
     except StackError as error:
-        raise click.ClickException(str(error)) from None
+        raise Failure(str(error)) from None
     except Exception as error:
         logging.getLogger("pgbackups.local").exception("the local stack could not start")
-        raise click.ClickException(f"the local stack could not start: {error}") from None
+        raise Failure(f"the local stack could not start: {error}") from None
     if phase == "starting":
         phase = "running"
     click.echo(_banner(info, stack, show_token=show_token))
@@ -206,31 +209,48 @@ def _banner(info: StackInfo, stack: LocalStack, *, show_token: bool = False) -> 
     if info.demo_database_url:
         lines.append("  Demo     database `demo` registered (its URL is in stack.json)")
     db = "demo" if info.demo_database_url else "shop"
+    folder = "" if stack.state_dir == DEFAULT_STATE_DIR else " with PGBACKUPS_API_URL/TOKEN below"
     lines += [
         "",
-        "Try, in another terminal:",
-        f"  export PGBACKUPS_API_URL={info.api_url} PGBACKUPS_TOKEN={read_token}",
-        f"  curl -s {auth} $PGBACKUPS_API_URL/v1/databases",
+        "What it is not: its state lives in memory and is gone when it stops, and moto",
+        "does not enforce the expiry of presigned download URLs.",
+        "",
+        f"Try, in another terminal in this folder (`pgbackups` finds this stack{folder}):",
+        *_path_hint(),
+        "  pgbackups status",
     ]
     if not info.demo_database_url:
         lines.append(
-            f"  curl -s -X POST {auth} -H 'Content-Type: application/json' "
-            """-d '{"name": "shop", "url": "postgresql://user:password@127.0.0.1:5432/shop"}' """
-            "$PGBACKUPS_API_URL/v1/databases"
+            f"  pgbackups databases-add {db}   # asks for the URL of one of your PostgreSQL "
+            "databases (hidden)"
         )
     lines += [
-        f"  curl -s -X POST {auth} $PGBACKUPS_API_URL/v1/databases/{db}/backups",
-        f"  curl -s {auth} $PGBACKUPS_API_URL/v1/databases/{db}/backups",
         f"  pgbackups backups-create -d {db}",
         f"  pgbackups backups -d {db}",
         f"  pgbackups backups-download -d {db}",
         f"  pgbackups local dispatch --at {paris_1am.isoformat()}{state}"
         "   # the dispatcher, as if it were 01:00 in Paris",
         "",
+        "From any folder, or with curl:",
+        f"  export PGBACKUPS_API_URL={info.api_url} PGBACKUPS_TOKEN={read_token}",
+        f"  curl -s {auth} $PGBACKUPS_API_URL/v1/databases",
+        f"  curl -s -X POST {auth} $PGBACKUPS_API_URL/v1/databases/{db}/backups",
+        "",
         "Backups run in this process; the dispatcher runs at the top of every hour.",
         "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
+
+
+def _path_hint() -> list[str]:
+    """`export PATH=…` when the `pgbackups` beside this Python is not the one on PATH."""
+    script = Path(sys.executable).parent / "pgbackups"
+    found = shutil.which("pgbackups")
+    if not script.exists() or (found and Path(found).resolve() == script.resolve()):
+        return []
+    return [
+        f'  export PATH="{script.parent.resolve()}{os.pathsep}$PATH"   # puts `pgbackups` on PATH'
+    ]
 
 
 # -- dispatch --------------------------------------------------------------------------------
@@ -251,8 +271,8 @@ def dispatch(at: datetime, state_dir: Path, as_json: bool) -> None:
 
     try:
         info = read_stack_file(state_dir)
-    except StackError as error:
-        raise click.ClickException(str(error)) from None
+    except StackFileError as error:
+        raise Failure(str(error)) from None
     template = load_template()
     scheduled = [
         (logical_id, event_name)
@@ -261,7 +281,7 @@ def dispatch(at: datetime, state_dir: Path, as_json: bool) -> None:
         if event.get("Type") == "Schedule" and function["Properties"]["Handler"] == DISPATCHER
     ]
     if len(scheduled) != 1:
-        raise click.ClickException("template.yaml should have exactly one dispatcher schedule")
+        raise Failure("template.yaml should have exactly one dispatcher schedule")
     (logical_id, event_name) = scheduled[0]
     client = boto3.session.Session(
         aws_access_key_id=info["aws_access_key_id"],
@@ -276,7 +296,7 @@ def dispatch(at: datetime, state_dir: Path, as_json: bool) -> None:
     )
     answer = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError"):
-        raise click.ClickException(
+        raise Failure(
             f"the dispatcher failed: {answer.get('errorType')}: {answer.get('errorMessage')}"
         )
     if as_json:

@@ -13,7 +13,6 @@ table with the source. Stops the stack and exits 0, or non-zero with the reason.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import signal
 import subprocess
@@ -30,8 +29,12 @@ import click
 
 from pgbackups.postgres.dump import RESTORE_FLAGS
 from pgbackups.postgres.pgtools import PgTools
-from pgbackups.postgres.urls import split_password
-from pgbackups_local.stack import STACK_FILE, StackError, pgtools_dir
+from pgbackups_cli.client import ApiClient, ApiFailure
+from pgbackups_cli.follow import StillRunning, wait_for_backup
+from pgbackups_cli.output import human_size
+from pgbackups_cli.restore import RestoreFailed, Target, run_pg_restore
+from pgbackups_cli.stack_file import StackFileError, read_stack_file, stack_file_path
+from pgbackups_local.stack import StackError, pgtools_dir
 
 DEFAULT_SIZE_MB = 100
 STACK_START_TIMEOUT = 300.0
@@ -42,14 +45,6 @@ SCRATCH_DATABASE = "demo_restored"
 
 class DemoFailed(Exception):
     """A step did not give what it should; the message says what happened."""
-
-
-def human_size(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 class Demo:
@@ -91,7 +86,7 @@ class Demo:
                 ],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        stack_file = self.state_dir / STACK_FILE
+        stack_file = stack_file_path(self.state_dir)
         deadline = time.monotonic() + STACK_START_TIMEOUT
         while not stack_file.exists():
             self._relay_progress()
@@ -101,7 +96,10 @@ class Demo:
                 raise DemoFailed(f"the local stack was not ready after {STACK_START_TIMEOUT:.0f} s")
             time.sleep(0.2)
         self._relay_progress()
-        self.stack = json.loads(stack_file.read_text())
+        try:
+            self.stack = read_stack_file(self.state_dir)
+        except StackFileError as error:
+            raise DemoFailed(str(error)) from None
         self.say(f"Ready in {time.monotonic() - started:.1f} s.")
         self.say(f"HTTP API  {self.stack['api_url']}  (bearer token in {stack_file})")
         self.say(
@@ -134,7 +132,7 @@ class Demo:
             raise DemoFailed(f"the local stack did not stop within {STOP_TIMEOUT:.0f} s") from None
         if code != 0:
             raise DemoFailed(f"the local stack exited with code {code} when asked to stop")
-        if (self.state_dir / STACK_FILE).exists():
+        if stack_file_path(self.state_dir).exists():
             raise DemoFailed("the local stack stopped but left its stack.json behind")
 
     def log_tail(self, lines: int = 25) -> str:
@@ -217,18 +215,16 @@ class Demo:
         self.say("Stopped cleanly: servers down, ports freed, stack.json removed.")
 
     def wait_for(self, backup_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + BACKUP_TIMEOUT
-        while True:
-            backup: dict[str, Any] = self.api("GET", f"/v1/databases/demo/backups/{backup_id}", 200)
-            if backup["status"] == "done":
-                return backup
-            if backup["status"] == "error":
-                raise DemoFailed(f"the backup failed: {backup['error']}")
-            if time.monotonic() > deadline:
-                raise DemoFailed(
-                    f"the backup is still {backup['status']} after {BACKUP_TIMEOUT:.0f} s"
-                )
-            time.sleep(0.5)
+        client = ApiClient(self.stack["api_url"], self.stack["token"])
+        try:
+            backup = wait_for_backup(
+                client, "demo", backup_id, timeout=BACKUP_TIMEOUT, poll_seconds=0.5
+            )
+        except (StillRunning, ApiFailure) as error:
+            raise DemoFailed(str(error)) from None
+        if backup["status"] == "error":
+            raise DemoFailed(f"the backup failed: {backup['error']}")
+        return backup
 
     def download(self, backup: dict[str, Any]) -> Path:
         import requests
@@ -265,24 +261,11 @@ class Demo:
         with _connect(_with_database(self.stack["demo_database_url"], "postgres")) as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{SCRATCH_DATABASE}"')
             cursor.execute(f'CREATE DATABASE "{SCRATCH_DATABASE}"')
-        safe_url, password = split_password(scratch_url)
         started = time.monotonic()
-        result = subprocess.run(
-            [
-                self.tools.program("pg_restore"),
-                *RESTORE_FLAGS,
-                f"--dbname={safe_url}",
-                str(archive),
-            ],
-            env=self.tools.environment(password),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise DemoFailed(
-                f"pg_restore exited with {result.returncode}: {result.stderr.strip()[-800:]}"
-            )
+        try:
+            run_pg_restore(self.tools, archive, Target.parse(scratch_url))
+        except RestoreFailed as error:
+            raise DemoFailed(str(error)) from None
         self.say(
             f"pg_restore {self.tools.version('pg_restore')} ({' '.join(RESTORE_FLAGS)}) "
             f"finished in {time.monotonic() - started:.1f} s without errors."

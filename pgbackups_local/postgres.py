@@ -72,8 +72,11 @@ def server_install() -> Path:
 class EmbeddedPostgres:
     """One PostgreSQL cluster in a temporary directory."""
 
-    def __init__(self, *, name: str = "pgbackups", base_dir: Path | None = None) -> None:
-        self.install = server_install()
+    def __init__(
+        self, *, name: str = "pgbackups", base_dir: Path | None = None, install: Path | None = None
+    ) -> None:
+        # `install`: another server's bin/ and lib/ (e.g. Debian's /usr/lib/postgresql/15).
+        self.install = install or server_install()
         self.user = _server_user()
         self.password = secrets.token_urlsafe(18)
         self.port = free_port()

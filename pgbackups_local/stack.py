@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgbackups_cli.config import process_alive
+from pgbackups.postgres.pgtools import PgToolsNotFound, locate_pgtools
+from pgbackups_cli.stack_file import DEFAULT_STATE_DIR, STACK_FILE, process_alive
 from pgbackups_local.code_packages import CodePackages
 from pgbackups_local.ecs_runtime import IMAGE_PYTHON, EcsRuntime, LocalTaskDefinition
 from pgbackups_local.lambda_runtime import (
@@ -54,10 +55,9 @@ from pgbackups_local.template import TEMPLATE, load_template, resources_of_type,
 log = logging.getLogger("pgbackups.local")
 
 REPO = TEMPLATE.parent
+BUILT_LAYER = REPO / ".aws-sam" / "build" / "PgToolsLayer"
 STAGE = "local"
 REGION = "eu-west-1"
-STACK_FILE = "stack.json"
-DEFAULT_STATE_DIR = Path(".pgbackups-local")
 DEMO_DATABASE = "demo"
 # How long running backups may take to finish once the stack is asked to stop.
 SHUTDOWN_GRACE_SECONDS = 10.0
@@ -86,14 +86,11 @@ class StackError(RuntimeError):
 
 def pgtools_dir(environ: dict[str, str] | None = None) -> Path:
     """The built pgtools layer (bin/, lib/): what the backup function sees as /opt."""
-    env = os.environ if environ is None else environ
-    path = Path(env.get("PGBACKUPS_PGTOOLS_DIR") or REPO / ".aws-sam/build/PgToolsLayer")
-    if not (path / "bin" / "pg_dump").exists():
-        raise StackError(
-            f"the PostgreSQL client tools layer is not built at {path}: run `make build` first "
-            "(or point PGBACKUPS_PGTOOLS_DIR at a built PgToolsLayer)"
-        )
-    return path.resolve()
+    try:
+        tools = locate_pgtools(environ, fallback=BUILT_LAYER, program="pg_dump")
+    except PgToolsNotFound as error:
+        raise StackError(f"the PostgreSQL client tools layer is missing: {error}") from None
+    return tools.root
 
 
 # -- names and environment, as the template declares them -------------------------------
@@ -283,23 +280,6 @@ class StackInfo:
         if self.demo_database_url is None:
             del data["demo_database_url"], data["demo_postgres_pid"]
         return data
-
-
-def read_stack_file(state_dir: Path) -> dict[str, Any]:
-    path = state_dir / STACK_FILE
-    try:
-        info: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StackError(
-            f"no local stack is running with state dir {state_dir} (no {path}): "
-            "start one with `pgbackups local`"
-        ) from None
-    if not process_alive(int(info.get("pid", 0))):
-        raise StackError(
-            f"{path} is left over from a stack (pid {info.get('pid')}) that is not running: "
-            "start one with `pgbackups local`"
-        )
-    return info
 
 
 class LocalStack:

@@ -24,10 +24,12 @@ import pytest
 
 from pgbackups.domain.models import BackupRequest
 from pgbackups.ports import Services
+from pgbackups.postgres.pgtools import PgToolsNotFound, locate_pgtools
 from pgbackups.settings import Settings
 from pgbackups.wiring import build_services
 from pgbackups_local.functions import LambdaContext, load_handler_module
 from pgbackups_local.postgres import EmbeddedPostgres, free_port
+from pgbackups_local.stack import BUILT_LAYER
 from pgbackups_local.template import load_template, table_definition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,10 +97,10 @@ def logs() -> Iterator[io.StringIO]:
 @pytest.fixture(scope="session")
 def pgtools_dir() -> Path:
     """The built pgtools layer (bin/, lib/), as the backup function sees /opt."""
-    path = Path(os.environ.get("PGBACKUPS_PGTOOLS_DIR", ROOT / ".aws-sam/build/PgToolsLayer"))
-    if not (path / "bin" / "pg_dump").exists():
-        pytest.fail(f"the pgtools layer is not built at {path}: run `make build` (or `make test`)")
-    return path
+    try:
+        return locate_pgtools(fallback=BUILT_LAYER, program="pg_dump").root
+    except PgToolsNotFound as error:
+        pytest.fail(f"{error} (`make test` builds it)")
 
 
 @pytest.fixture(scope="session")

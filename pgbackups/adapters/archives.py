@@ -159,3 +159,17 @@ class ArchiveStore:
     def delete(self, key: str) -> None:
         """Idempotent: deleting a missing key succeeds."""
         self._s3.delete_object(Bucket=self._bucket, Key=key)
+
+    def uploaded_so_far(self, key: str) -> int | None:
+        """Bytes of the parts uploaded so far to `key`'s multipart upload in progress;
+        None when there is none (not started, or already complete or aborted)."""
+        uploads = self._s3.list_multipart_uploads(Bucket=self._bucket, Prefix=key)
+        upload = next((u for u in uploads.get("Uploads", []) if u["Key"] == key), None)
+        if upload is None:
+            return None
+        total = 0
+        for page in self._s3.get_paginator("list_parts").paginate(
+            Bucket=self._bucket, Key=key, UploadId=upload["UploadId"]
+        ):
+            total += sum(part["Size"] for part in page.get("Parts", []))
+        return total

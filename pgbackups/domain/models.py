@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from ulid import ULID
 
-DATABASE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-BACKUP_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+from pgbackups.domain.names import BACKUP_ID as BACKUP_ID  # re-exported: the API and catalog use it
+from pgbackups.domain.names import DATABASE_NAME
 
 BackupStatus = Literal["scheduled", "running", "done", "error"]
 BackupMethod = Literal["periodic", "manual"]

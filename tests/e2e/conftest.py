@@ -7,7 +7,6 @@ the tests see only the process, its stack.json and its HTTP endpoints.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,7 +20,11 @@ from typing import Any
 import pytest
 import requests
 
-from pgbackups_local.postgres import free_port
+from pgbackups_cli.client import ApiClient
+from pgbackups_cli.follow import StillRunning
+from pgbackups_cli.follow import wait_for_backup as wait_for_backup_of
+from pgbackups_cli.stack_file import read_stack_file, stack_file_path
+from pgbackups_local.postgres import EmbeddedPostgres, free_port
 
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
@@ -53,7 +56,7 @@ class RunningStack:
 
     @property
     def stack_file(self) -> Path:
-        return self.state_dir / "stack.json"
+        return stack_file_path(self.state_dir)
 
     @property
     def api_url(self) -> str:
@@ -104,7 +107,7 @@ def start_stack(base_dir: Path, *args: str) -> RunningStack:
                 f"the local stack was not ready in {START_TIMEOUT} s:\n{stack.log()[-3000:]}"
             )
         time.sleep(0.1)
-    stack.info = json.loads(stack.stack_file.read_text())
+    stack.info = read_stack_file(state_dir)
     return stack
 
 
@@ -123,15 +126,160 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
 def wait_for_backup(
     stack: RunningStack, database: str, backup_id: str, timeout: float = 60
 ) -> dict[str, Any]:
-    """Poll the API until the backup is done or error."""
-    api = stack.api()
-    deadline = time.monotonic() + timeout
-    while True:
-        response = api.get(f"{stack.api_url}/v1/databases/{database}/backups/{backup_id}")
+    """The backup once done or error, polled as the CLI polls it (one home for waiting)."""
+    client = ApiClient(stack.api_url, str(stack.info["token"]))
+    try:
+        return wait_for_backup_of(client, database, backup_id, timeout=timeout, poll_seconds=0.2)
+    except StillRunning as error:
+        pytest.fail(str(error))
+
+
+# -- the CLI as a user runs it ------------------------------------------------------------
+
+TIMEOUT = 180
+ROWS_SQL = "SELECT count(*), md5(string_agg(i::text, ',' ORDER BY id)) FROM items i"
+SAMPLE_SQL = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE items (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL,
+    price numeric(10, 2),
+    tags text[],
+    attributes jsonb,
+    feeling mood,
+    created_at timestamptz DEFAULT now()
+);
+INSERT INTO items (name, price, tags, attributes, feeling)
+SELECT 'item ' || g, g * 1.25, ARRAY['t' || g % 7, 'u'], jsonb_build_object('n', g, 'odd', g % 2 = 1),
+       (ARRAY['sad', 'ok', 'happy'])[1 + g % 3]::mood
+FROM generate_series(1, 20000) AS g;
+CREATE VIEW expensive AS SELECT * FROM items WHERE price > 100;
+"""
+
+
+@dataclass
+class Cli:
+    """Runs the installed `pgbackups` against one stack, isolated from this machine's config."""
+
+    stack: RunningStack
+    folder: Path
+    home: Path
+
+    def environment(self, **changes: str | None) -> dict[str, str]:
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith("PGBACKUPS_") or name == "PGBACKUPS_PGTOOLS_DIR"
+        }
+        env.pop("XDG_CONFIG_HOME", None)
+        env.update(
+            HOME=str(self.home),
+            PGBACKUPS_CONFIG=str(self.home / "no-config.json"),
+            COLUMNS="200",
+        )
+        for name, value in changes.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
+    def __call__(
+        self,
+        *args: str,
+        input: str | None = None,
+        cwd: Path | None = None,
+        **env: str | None,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            pgbackups_command(*args),
+            env=self.environment(**env),
+            cwd=cwd or self.folder,
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
+    def binary(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            pgbackups_command(*args),
+            env=self.environment(),
+            cwd=self.folder,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
+    def api_get(self, path: str) -> Any:
+        response = self.stack.api().get(f"{self.stack.api_url}{path}", timeout=30)
         assert response.status_code == 200, response.text
-        backup: dict[str, Any] = response.json()
-        if backup["status"] in ("done", "error"):
-            return backup
-        if time.monotonic() > deadline:
-            pytest.fail(f"backup {backup_id} still {backup['status']} after {timeout} s")
-        time.sleep(0.2)
+        return response.json()
+
+
+def beside_the_stack(folder: Path, stack: RunningStack) -> Path:
+    """`folder` as if `pgbackups local` ran there: its .pgbackups-local is the stack's."""
+    (folder / ".pgbackups-local").symlink_to(stack.state_dir, target_is_directory=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cli(local_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    base = tmp_path_factory.mktemp("cli")
+    (base / "work").mkdir()
+    (base / "home").mkdir()
+    return Cli(local_stack, beside_the_stack(base / "work", local_stack), base / "home")
+
+
+@pytest.fixture
+def folder(cli: Cli, tmp_path: Path) -> Iterator[Path]:
+    """A fresh current folder for one test, beside the stack."""
+    cli.folder = beside_the_stack(tmp_path, cli.stack)
+    yield tmp_path
+
+
+@dataclass
+class Source:
+    name: str
+    url: str
+    server: EmbeddedPostgres
+
+    def rows(self, database: str | None = None) -> str:
+        return self.server.psql(ROWS_SQL, database or self.name)
+
+
+@pytest.fixture(scope="session")
+def source(postgres: EmbeddedPostgres) -> Source:
+    """A database with sample rows, shared by the CLI modules (each registers it on its stack)."""
+    url = postgres.create_database("cli_shop")
+    postgres.psql(SAMPLE_SQL, "cli_shop")
+    return Source("cli_shop", url, postgres)
+
+
+def lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.split("│")]
+
+
+PG15 = Path(os.environ.get("PGBACKUPS_PG15_DIR", "/usr/lib/postgresql/15"))
+
+
+@pytest.fixture(scope="session")
+def postgres15() -> Iterator[EmbeddedPostgres]:
+    """Debian's PostgreSQL 15 (`make test` installs it), as the postgres user, on 127.0.0.1:
+    most servers out there are older than pg_restore 18."""
+    if not (PG15 / "bin" / "postgres").exists():
+        pytest.fail(
+            f"Debian's PostgreSQL 15 is not in {PG15}: `make test` installs it "
+            "(apt-get install -y postgresql-15)"
+        )
+    server = EmbeddedPostgres(name="pg15", install=PG15).init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()

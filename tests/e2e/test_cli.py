@@ -1,8 +1,9 @@
 """The `pgbackups` CLI as a user runs it: the installed script, in a subprocess, on the local stack.
 
-Each test runs `pgbackups …` with PGBACKUPS_API_URL/PGBACKUPS_TOKEN from the
-stack, in an empty folder with an empty HOME, and checks what it printed and
-its exit code. The round trip registers a real PostgreSQL database, backs it
+Each test runs `pgbackups …` in a folder of its own whose `.pgbackups-local`
+is the running stack's state dir (so the CLI finds the stack by itself, as in
+the folder where `pgbackups local` runs), with an empty HOME, and checks what
+it printed and its exit code. The round trip registers a real PostgreSQL database, backs it
 up, lists, downloads and restores it into an empty database, and compares rows.
 """
 
@@ -10,146 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import stat
-import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pgbackups_local.postgres import EmbeddedPostgres, free_port
-from tests.e2e.conftest import RunningStack, pgbackups_command
+from tests.e2e.conftest import Cli, Source, cells, lines
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT = 180
 UNKNOWN_ID = "01KB3ZQ4Y6M7T2N8S0F1E9V5ZZ"
-ROWS_SQL = "SELECT count(*), md5(string_agg(i::text, ',' ORDER BY id)) FROM items i"
-SAMPLE_SQL = """
-CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
-CREATE TABLE items (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name text NOT NULL,
-    price numeric(10, 2),
-    tags text[],
-    attributes jsonb,
-    feeling mood,
-    created_at timestamptz DEFAULT now()
-);
-INSERT INTO items (name, price, tags, attributes, feeling)
-SELECT 'item ' || g, g * 1.25, ARRAY['t' || g % 7, 'u'], jsonb_build_object('n', g, 'odd', g % 2 = 1),
-       (ARRAY['sad', 'ok', 'happy'])[1 + g % 3]::mood
-FROM generate_series(1, 20000) AS g;
-CREATE VIEW expensive AS SELECT * FROM items WHERE price > 100;
-"""
-
-
-@dataclass
-class Cli:
-    """Runs the installed `pgbackups` against one stack, isolated from this machine's config."""
-
-    stack: RunningStack
-    folder: Path
-    home: Path
-
-    def environment(self, **changes: str | None) -> dict[str, str]:
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith("PGBACKUPS_") or name == "PGBACKUPS_PGTOOLS_DIR"
-        }
-        env.pop("XDG_CONFIG_HOME", None)
-        env.update(
-            HOME=str(self.home),
-            PGBACKUPS_CONFIG=str(self.home / "no-config.json"),
-            PGBACKUPS_API_URL=self.stack.api_url,
-            PGBACKUPS_TOKEN=str(self.stack.info["token"]),
-            COLUMNS="200",
-        )
-        for name, value in changes.items():
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = value
-        return env
-
-    def __call__(
-        self,
-        *args: str,
-        input: str | None = None,
-        cwd: Path | None = None,
-        **env: str | None,
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            pgbackups_command(*args),
-            env=self.environment(**env),
-            cwd=cwd or self.folder,
-            input=input if input is not None else "",
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-
-    def binary(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            pgbackups_command(*args),
-            env=self.environment(),
-            cwd=self.folder,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-
-    def api_get(self, path: str) -> Any:
-        response = self.stack.api().get(f"{self.stack.api_url}{path}", timeout=30)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-
-@pytest.fixture(scope="module")
-def cli(local_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> Cli:
-    base = tmp_path_factory.mktemp("cli")
-    (base / "work").mkdir()
-    (base / "home").mkdir()
-    return Cli(local_stack, base / "work", base / "home")
-
-
-@pytest.fixture
-def folder(cli: Cli, tmp_path: Path) -> Iterator[Path]:
-    """A fresh current folder for one test."""
-    cli.folder = tmp_path
-    yield tmp_path
-
-
-@dataclass
-class Source:
-    name: str
-    url: str
-    server: EmbeddedPostgres
-
-    def rows(self, database: str | None = None) -> str:
-        return self.server.psql(ROWS_SQL, database or self.name)
-
-
-@pytest.fixture(scope="module")
-def source(postgres: EmbeddedPostgres) -> Source:
-    url = postgres.create_database("cli_shop")
-    postgres.psql(SAMPLE_SQL, "cli_shop")
-    return Source("cli_shop", url, postgres)
-
-
-def lines(text: str) -> list[str]:
-    return text.splitlines()
-
-
-def cells(line: str) -> list[str]:
-    return [cell.strip() for cell in line.split("│")]
 
 
 # -- an empty stack; configuration and failures ---------------------------------------------
@@ -161,20 +34,22 @@ def test_an_empty_stack(cli: Cli, folder: Path) -> None:
     result = cli("databases")
     assert (result.returncode, result.stdout) == (
         0,
-        "-----> No databases yet. Add one with `pgbackups databases-add NAME --url postgres://…`.\n",
+        "-----> No databases yet. Add one with `pgbackups databases-add NAME --url -`.\n",
     )
     for command in ("backups", "backups-create", "backups-download", "backups-config"):
         result = cli(command)
         assert (result.returncode, result.stderr) == (
             1,
             " !     No database registered yet. Add one with "
-            "`pgbackups databases-add NAME --url postgres://…`.\n",
+            "`pgbackups databases-add NAME --url -`.\n",
         ), command
     assert json.loads(cli("databases", "--json").stdout) == {"databases": []}
 
 
 def test_nothing_configured(cli: Cli, folder: Path) -> None:
-    result = cli("backups", PGBACKUPS_API_URL=None, PGBACKUPS_TOKEN=None)
+    elsewhere = folder / "elsewhere"
+    elsewhere.mkdir()
+    result = cli("backups", cwd=elsewhere)
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr == (
@@ -185,20 +60,25 @@ def test_nothing_configured(cli: Cli, folder: Path) -> None:
 
 
 def test_the_local_stacks_stack_json_in_the_current_folder(cli: Cli, folder: Path) -> None:
-    (folder / ".pgbackups-local").mkdir()
-    shutil.copy(cli.stack.stack_file, folder / ".pgbackups-local" / "stack.json")
-    result = cli("databases", "--json", PGBACKUPS_API_URL=None, PGBACKUPS_TOKEN=None)
-    assert result.returncode == 0, result.stderr
+    copy = folder / "copy"
+    (copy / ".pgbackups-local").mkdir(parents=True)
+    shutil.copy(cli.stack.stack_file, copy / ".pgbackups-local" / "stack.json")
+    result = cli("databases", "--json", cwd=copy)
+    assert (result.returncode, result.stderr) == (0, "")  # this folder's stack: nothing to say
     assert "databases" in json.loads(result.stdout)
+    from_env = cli(
+        "databases",
+        "--json",
+        cwd=copy,
+        PGBACKUPS_API_URL=cli.stack.api_url + "/v1/",  # as pasted from the banner's curl
+        PGBACKUPS_TOKEN=str(cli.stack.info["token"]),
+    )
+    assert (from_env.returncode, from_env.stderr) == (0, "")  # the same API, however reached
 
 
 def test_login_saves_the_credentials_for_later_commands(cli: Cli, folder: Path) -> None:
     config = folder / "config" / "pgbackups.json"
-    env: dict[str, str | None] = {
-        "PGBACKUPS_API_URL": None,
-        "PGBACKUPS_TOKEN": None,
-        "PGBACKUPS_CONFIG": str(config),
-    }
+    env: dict[str, str | None] = {"PGBACKUPS_CONFIG": str(config)}
     wrong = cli("login", "--api-url", cli.stack.api_url, "--token", "not-the-token", **env)
     assert wrong.returncode == 1
     assert wrong.stderr == (
@@ -215,23 +95,29 @@ def test_login_saves_the_credentials_for_later_commands(cli: Cli, folder: Path) 
     assert json.loads(config.read_text()) == {"api_url": cli.stack.api_url, "token": token}
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert cli("databases", **env).returncode == 0
+    elsewhere = folder / "elsewhere"
+    elsewhere.mkdir()
+    saved = cli("databases", cwd=elsewhere, **env)
+    assert saved.returncode == 0
+    assert saved.stderr == f"Using {cli.stack.api_url} (from config file {config})\n"
 
 
 def test_a_wrong_token(cli: Cli, folder: Path) -> None:
     result = cli("databases", PGBACKUPS_TOKEN="not-the-token")
     assert result.returncode == 1
     assert result.stderr == (
-        f" !     The API at {cli.stack.api_url} refused the token from environment "
-        "(PGBACKUPS_*) (403). Check it, or save the right one with `pgbackups login`.\n"
+        f" !     The API at {cli.stack.api_url} refused the token from PGBACKUPS_TOKEN "
+        "(403). Check it, or save the right one with `pgbackups login`.\n"
     )
 
 
 def test_an_unreachable_api(cli: Cli, folder: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    result = cli("backups", "-d", "shop", PGBACKUPS_API_URL=url)
+    result = cli("backups", "-d", "shop", PGBACKUPS_API_URL=url, PGBACKUPS_TOKEN="t")
     assert result.returncode == 1
-    assert (
-        result.stderr == f" !     Cannot reach the API at {url}: [Errno 111] Connection refused\n"
+    assert result.stderr == (
+        f"Using {url} (from PGBACKUPS_API_URL)\n"
+        f" !     Cannot reach the API at {url}: [Errno 111] Connection refused\n"
     )
 
 
@@ -263,7 +149,7 @@ def test_a_refused_connection_url_is_not_echoed(cli: Cli, folder: Path, source: 
 
 def test_round_trip(cli: Cli, folder: Path, source: Source, postgres: EmbeddedPostgres) -> None:
     name = source.name
-    added = cli("databases-add", name, "--url", source.url)
+    added = cli("databases-add", name, "--url", "-", input=source.url + "\n")
     assert (added.returncode, added.stdout) == (
         0,
         f"-----> Database {name} added\n       Periodic backups: daily at 1:00 Europe/Paris\n",
@@ -309,10 +195,11 @@ def test_round_trip(cli: Cli, folder: Path, source: Source, postgres: EmbeddedPo
     assert table.returncode == 0
     rows = lines(table.stdout)
     assert rows[0] == f"=== Backups of {name}"
-    assert cells(rows[1]) == ["ID", "CREATED AT", "SIZE", "STATUS"]
+    assert cells(rows[1]) == ["ID", "CREATED AT", "METHOD", "SIZE", "STATUS"]
     assert [cells(row)[0] for row in rows[3:]] == [second_id, first_id]  # newest first
-    assert cells(rows[3])[3] == "done"
-    assert cells(rows[3])[2].endswith(("kB", "MB"))
+    assert cells(rows[3])[2] == "manual"
+    assert cells(rows[3])[4] == "done"
+    assert cells(rows[3])[3].endswith(("kB", "MB"))
     page = json.loads(cli("backups", "-d", name, "--json").stdout)
     assert page == cli.api_get(f"/v1/databases/{name}/backups")
 
@@ -381,16 +268,19 @@ def _wait_until_done(cli: Cli, database: str, backup_id: str) -> None:
     assert wait_for_backup(cli.stack, database, backup_id)["status"] == "done"
 
 
-def test_restore_failure_shows_pg_restores_errors(
+def test_restore_checks_the_target_before_anything_else(
     cli: Cli, folder: Path, source: Source, postgres: EmbeddedPostgres
 ) -> None:
     _ensure_registered(cli, source)
     _ensure_a_done_backup(cli, source.name)
     missing = postgres.url("no_such_database")
     result = cli("backups-restore", "-d", source.name, "--target-url", missing, "--yes")
-    assert result.returncode == 1
-    assert " !     pg_restore failed (exit code 1):" in result.stderr
-    assert 'database "no_such_database" does not exist' in result.stderr
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f" !     cannot connect to postgresql://postgres:***@127.0.0.1:{postgres.port}/"
+        f'no_such_database: connection to server at "127.0.0.1", port {postgres.port} '
+        'failed: FATAL: database "no_such_database" does not exist\n'
+    )
     assert postgres.password not in result.stdout + result.stderr
 
 
@@ -405,7 +295,7 @@ def test_a_failed_backup(cli: Cli, folder: Path, postgres: EmbeddedPostgres) -> 
     assert result.stderr.startswith(" !     Backup failed: ")
     assert 'database "cli_doomed" does not exist' in result.stderr
     failed = cli("backups", "-d", "cli_doomed")
-    assert cells(lines(failed.stdout)[3])[2:] == ["-", "error"]
+    assert cells(lines(failed.stdout)[3])[3:] == ["-", "error"]
 
 
 def test_a_database_must_be_named_when_there_are_several(cli: Cli, folder: Path) -> None:

@@ -774,7 +774,10 @@ def test_get_backup_by_id_and_latest(api: Api, shop: str) -> None:
 
     latest = api.call("api-get-backup", f"{path}/latest")
     assert latest.status == 200
-    assert latest.body == json.loads(done.model_dump_json()) | {"kept_as": "daily"}
+    assert latest.body == json.loads(done.model_dump_json()) | {
+        "kept_as": "daily",
+        "uploaded": None,
+    }
 
     by_id = api.call("api-get-backup", f"{path}/{older.id}")
     assert by_id.status == 200
@@ -978,3 +981,26 @@ def test_showing_a_backup_reads_only_the_backups_newer_than_it(api: Api, shop: s
 
     assert answer.status == 200 and answer.body["kept_as"] == "manual"
     assert calls.items_queried == 2  # itself and the newer one, not the six older
+
+
+def test_a_running_backup_shows_how_much_is_uploaded(api: Api, shop: str) -> None:
+    done = make_backup(api.services, shop, NOW - timedelta(minutes=2), status="done")
+    running = make_backup(api.services, shop, NOW - timedelta(minutes=1), status="running")
+    path = f"/v1/databases/{shop}/backups/{running.id}"
+    assert api.call("api-get-backup", path).body["uploaded"] is None  # nothing started yet
+
+    # As s3transfer streams pg_dump's output: a multipart upload with two parts so far.
+    s3, bucket = api.aws.s3, api.aws.settings.bucket_name
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=running.object_key)["UploadId"]
+    for number, size in ((1, 5 * 1024 * 1024), (2, 1234)):
+        s3.upload_part(
+            Bucket=bucket, Key=running.object_key, UploadId=upload, PartNumber=number,
+            Body=b"x" * size,
+        )  # fmt: skip
+    answer = api.call("api-get-backup", path)
+    assert answer.status == 200
+    assert answer.body["uploaded"] == 5 * 1024 * 1024 + 1234
+
+    shown = api.call("api-get-backup", f"/v1/databases/{shop}/backups/{done.id}").body
+    assert shown["uploaded"] is None  # only while running
+    s3.abort_multipart_upload(Bucket=bucket, Key=running.object_key, UploadId=upload)

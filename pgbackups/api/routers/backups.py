@@ -77,6 +77,10 @@ def build_router(services: Services) -> Router:
     )
     def get_backup(db: DatabaseParam, id: BackupRefParam) -> BackupView:
         (backup,) = shown(database(db), [find_backup(services, db, id)])
+        if backup.status == "running":  # how far the upload has gone, for clients that wait
+            backup = backup.model_copy(
+                update={"uploaded": services.archives.uploaded_so_far(backup.object_key)}
+            )
         return backup
 
     @router.delete(
