@@ -33,7 +33,6 @@ from typing import Any
 
 import click
 
-from pgbackups.postgres.dump import DUMP_FLAGS
 from pgbackups_cli.output import Failure, print_json, print_table, say, stderr_console
 from pgbackups_cli.session import (
     api_options,
@@ -362,6 +361,7 @@ def leave_startable(cluster: RecoveredCluster) -> None:
 
 def move_into(cluster: RecoveredCluster, plan: dict[str, Any], target_url: str) -> None:
     """pg_dump of the recovered cluster's database, pg_restore into `target_url`."""
+    from pgbackups.postgres.dump import DUMP_FLAGS
     from pgbackups_cli.restore import Target, find_pgtools, run_pg_restore
 
     tools = find_pgtools()

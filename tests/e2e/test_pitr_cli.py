@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.e2e.conftest import RunningStack
-from tests.e2e.test_cli import Cli
+from tests.e2e.conftest import Cli, RunningStack, beside_the_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +28,7 @@ def cli(local_stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> 
     base = tmp_path_factory.mktemp("pitr-cli")
     (base / "work").mkdir()
     (base / "home").mkdir()
-    return Cli(local_stack, base / "work", base / "home")
+    return Cli(local_stack, beside_the_stack(base / "work", local_stack), base / "home")
 
 
 @pytest.fixture
