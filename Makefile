@@ -11,6 +11,9 @@ CHECKOV_VENV := .venv-checkov
 SAM := $(SAM_VENV)/bin/sam
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 BUILD_DIR := .aws-sam/build
+# The dashboard's browser tests drive Debian's chromium through Playwright
+# (`playwright install` cannot download a browser on these machines).
+CHROMIUM := /usr/bin/chromium
 PYTEST_ARGS ?=
 
 # The built layers and the tools the tests call.
@@ -38,6 +41,7 @@ help:
 	@echo "make local   the local stack in the foreground"
 	@echo "make bench   CLI start-up, backup throughput and memory, PITR recovery point and restore time, in bench/results/"
 	@echo "make install-cli   puts \`pgbackups\` on PATH (a link in ~/.local/bin)"
+	@echo "make screenshot  docs/dashboard-backups.png, from the dashboard's browser tests"
 
 # Everything `make test` needs; `make demo` and `make local` need less (no checkov, no 15).
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed postgresql-15
@@ -101,8 +105,21 @@ $(BUILD_DIR)/.inputs-built: $(BUILD_INPUTS) | $(VENV)/.installed $(SAM_VENV)/.in
 	@echo "Built: $$(ls $(BUILD_DIR) | grep -v template | tr '\n' ' ')"
 	@touch $@
 
-test: setup build
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+	    echo "The dashboard's browser tests need Debian's chromium. Run:" >&2; \
+	    echo "    sudo apt-get update && sudo apt-get install -y chromium" >&2; \
+	    exit 1; \
+	fi
+
+test: setup build $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+screenshot: setup build $(CHROMIUM)
+	PGBACKUPS_SCREENSHOT=$(CURDIR)/docs/dashboard-backups.png \
+	    $(PY) -m pytest tests/e2e/test_dashboard.py -q -k screenshot
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -131,4 +148,4 @@ install-cli: $(VENV)/.installed
 clean:
 	rm -rf $(BUILD_DIR) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup build test lint local demo bench clean install-cli postgresql-15
+.PHONY: help setup build test lint local demo bench screenshot clean install-cli postgresql-15

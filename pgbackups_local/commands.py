@@ -202,6 +202,7 @@ def _banner(info: StackInfo, stack: LocalStack, *, show_token: bool = False) -> 
         "pgbackups local stack is up (no AWS account, no Docker).",
         "",
         f"  API      {info.api_url}   (routes under /v1)",
+        f"  Dashboard {info.api_url}/   (sign in with the token)",
         f"  Token    {info.token if show_token else 'in stack.json (--show-token prints it here)'}",
         f"  AWS      {info.aws_endpoint_url}   (moto, {info.region}: bucket {info.bucket}, table {info.table})",
         f"  State    {stack.stack_file}",

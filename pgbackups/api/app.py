@@ -25,7 +25,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from pgbackups.api.errors import MalformedBody, http_status
-from pgbackups.api.routers import backups, databases, pitr, schedule
+from pgbackups.api.routers import backups, dashboard, databases, pitr, schedule
 from pgbackups.domain.errors import PgBackupsError
 from pgbackups.ports import Services
 
@@ -157,4 +157,5 @@ def build_api(services: Services) -> APIGatewayHttpResolver:
     for router in (databases, schedule, backups, pitr):
         app.include_router(router.build_router(services))
     _openapi_route(app)
+    app.include_router(dashboard.build_router())
     return app

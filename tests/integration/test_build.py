@@ -28,6 +28,9 @@ def test_the_build_has_both_layers_and_every_function(build_dir: Path) -> None:
     built = {p.name for p in build_dir.iterdir() if p.is_dir()}
     assert built >= {"SharedLayer", "PgToolsLayer", *FUNCTIONS}
     assert (build_dir / "SharedLayer" / "python" / "pgbackups" / "usecases" / "backup.py").exists()
+    assert (
+        build_dir / "SharedLayer" / "python" / "pgbackups" / "api" / "static" / "index.html"
+    ).exists()
     assert (build_dir / "PgToolsLayer" / "bin" / "pg_dump").exists()
 
 

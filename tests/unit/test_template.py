@@ -48,8 +48,10 @@ API_ROUTES = {
     ("PUT", "/v1/databases/{db}/pitr"),
     ("GET", "/v1/databases/{db}/pitr/restore"),
     ("GET", "/v1/openapi.json"),
+    ("GET", "/"),  # the dashboard and its static files
+    ("GET", "/static/{file}"),
 }
-PUBLIC_ROUTES = {("GET", "/v1/openapi.json")}
+PUBLIC_ROUTES = {("GET", "/v1/openapi.json"), ("GET", "/"), ("GET", "/static/{file}")}
 FUNCTIONS = {
     "ApiFunction",
     "AuthorizerFunction",
@@ -59,6 +61,7 @@ FUNCTIONS = {
 }
 OUTPUTS = {
     "ApiUrl",
+    "DashboardUrl",
     "ApiTokenSecretArn",
     "BucketName",
     "TableName",
@@ -621,7 +624,7 @@ def test_http_api_declares_every_route_of_the_spec(resources: dict[str, Any]) ->
     assert set(http_api_routes(resources)) == API_ROUTES
 
 
-def test_only_the_openapi_document_is_public(resources: dict[str, Any]) -> None:
+def test_only_the_openapi_document_and_the_dashboard_are_public(resources: dict[str, Any]) -> None:
     auth = resources["HttpApi"]["Properties"]["Auth"]
     assert auth["DefaultAuthorizer"] == "TokenAuthorizer"
     public = {

@@ -1,0 +1,572 @@
+// The pgbackups dashboard: sign-in, databases, and a database's Backups tab.
+// Routes: #/ (databases) and #/databases/<name> (its Backups tab).
+
+import { ApiError, api, forgetToken, onSignedOut, retentionBounds, signIn, storedToken } from "./api.js";
+import { drawHistory } from "./chart.js";
+import {
+  $,
+  browserTimeZone,
+  busy,
+  clearErrors,
+  el,
+  formatSize,
+  formatTime,
+  hourLabel,
+  showError,
+} from "./dom.js";
+
+const PAGE_SIZE = 20;
+const HISTORY_SIZE = 30;
+const POLL_MS = 1000;
+const ACTIVE = new Set(["scheduled", "running"]);
+const VIEWS = ["sign-in-view", "databases-view", "database-view"];
+
+const state = {
+  database: null, // the database record shown in the Backups tab
+  backups: [], // rows shown, newest first
+  nextCursor: null,
+  pollTimer: null,
+  generation: 0, // bumped on every navigation: late answers of a left view are dropped
+};
+
+// -- views -----------------------------------------------------------------------------
+
+function showView(id) {
+  $("#loading").hidden = true;
+  for (const view of VIEWS) $(`#${view}`).hidden = view !== id;
+  $("#sign-out").hidden = id === "sign-in-view";
+}
+
+function signedOut(message) {
+  stopPolling();
+  state.generation += 1;
+  state.database = null;
+  state.backups = [];
+  // No data of the previous session stays in the page.
+  $("#databases-table tbody").replaceChildren();
+  $("#databases-table").hidden = true;
+  $("#backups-table tbody").replaceChildren();
+  $("#history-chart").replaceChildren();
+  $("#database-title").textContent = "";
+  const form = $("#sign-in-form");
+  clearErrors(form);
+  form.reset();
+  if (message) $('[data-error-for=""]', form).textContent = message;
+  showView("sign-in-view");
+  $("#token").focus();
+}
+
+onSignedOut(() => signedOut("Your token was refused (it may have changed): sign in again."));
+
+function route() {
+  state.generation += 1;
+  stopPolling();
+  if (!storedToken()) {
+    signedOut("");
+    return;
+  }
+  const match = location.hash.match(/^#\/databases\/([^/]+)$/);
+  if (match) {
+    openDatabase(decodeURIComponent(match[1]));
+  } else {
+    openDatabases();
+  }
+}
+
+// -- sign-in ---------------------------------------------------------------------------
+
+$("#sign-in-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  clearErrors(form);
+  const token = $("#token").value.trim();
+  if (!token) {
+    showError(form, new ApiError(0, "missing", "Enter the API token."));
+    return;
+  }
+  performance.clearMarks();
+  performance.mark("sign-in");
+  await busy($('button[type="submit"]', form), async () => {
+    try {
+      const list = await signIn(token);
+      $("#token").value = "";
+      if (location.hash !== "" && location.hash !== "#/") {
+        route();
+      } else {
+        state.generation += 1;
+        renderDatabases(list.databases);
+        showView("databases-view");
+      }
+    } catch (error) {
+      forgetToken();
+      const message =
+        error.status === 401 || error.status === 403
+          ? "This token was refused: check it and try again."
+          : error.message;
+      showError(form, new ApiError(error.status, error.code, message));
+    }
+  });
+});
+
+$("#sign-out").addEventListener("click", () => {
+  forgetToken();
+  location.hash = "#/";
+  signedOut("");
+});
+
+// -- databases -------------------------------------------------------------------------
+
+function scheduleText(schedule) {
+  return schedule.enabled ? `Daily at ${hourLabel(schedule.hour)} ${schedule.timezone}` : "Disabled";
+}
+
+function statusBadge(status) {
+  return el("span", { class: `status status-${status}` }, status);
+}
+
+async function openDatabases() {
+  const generation = state.generation;
+  showView("databases-view");
+  $("#databases-error").textContent = "";
+  try {
+    const list = await api.databases();
+    if (generation === state.generation) renderDatabases(list.databases);
+  } catch (error) {
+    if (generation === state.generation) $("#databases-error").textContent = error.message;
+  }
+}
+
+function renderDatabases(databases) {
+  const rows = databases.map((database) => {
+    const last = database.last_backup;
+    const remove = el("button", { type: "button", class: "danger small" }, "Remove");
+    remove.addEventListener("click", () => removeDatabase(database.name, remove));
+    return el(
+      "tr",
+      { "data-database": database.name },
+      el("td", { "data-label": "Name" }, el("a", { href: `#/databases/${encodeURIComponent(database.name)}` }, database.name)),
+      el("td", { "data-label": "Schedule" }, scheduleText(database.schedule)),
+      el(
+        "td",
+        { "data-label": "Last backup" },
+        last
+          ? [el("time", { datetime: last.created_at, title: formatTime(last.created_at, "UTC", true) }, formatTime(last.created_at, browserTimeZone())), " ", statusBadge(last.status)]
+          : "None yet",
+      ),
+      el("td", { "data-label": "Replica" }, database.has_replica ? "Yes" : "No"),
+      el("td", { class: "row-actions" }, remove),
+    );
+  });
+  $("#databases-table tbody").replaceChildren(...rows);
+  $("#databases-table").hidden = databases.length === 0;
+  $("#databases-empty").hidden = databases.length !== 0;
+  performance.mark("databases-shown");
+}
+
+const addForm = $("#add-database-form");
+function toggleAddForm(open) {
+  addForm.hidden = !open;
+  $("#add-database-toggle").setAttribute("aria-expanded", String(open));
+  if (open) {
+    $("#new-name").focus();
+  } else {
+    addForm.reset();
+    clearErrors(addForm);
+  }
+}
+$("#add-database-toggle").addEventListener("click", () => toggleAddForm(addForm.hidden));
+$("#add-database-cancel").addEventListener("click", () => toggleAddForm(false));
+
+addForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors(addForm);
+  const registration = { name: $("#new-name").value.trim(), url: $("#new-url").value };
+  const replica = $("#new-replica-url").value;
+  if (replica) registration.replica_url = replica;
+  await busy($('button[type="submit"]', addForm), async () => {
+    try {
+      await api.addDatabase(registration);
+      toggleAddForm(false);
+      await openDatabases();
+    } catch (error) {
+      showError(addForm, error);
+    }
+  });
+});
+
+async function removeDatabase(name, button) {
+  const confirmed = await confirmAction({
+    title: `Remove ${name}?`,
+    message: "Its schedule stops and its backups expire under its retention policy. This cannot be undone.",
+    typed: name,
+    action: "Remove database",
+  });
+  if (!confirmed) return;
+  await busy(button, async () => {
+    try {
+      await api.removeDatabase(name);
+      await openDatabases();
+    } catch (error) {
+      $("#databases-error").textContent = error.message;
+    }
+  });
+}
+
+// -- confirmation dialog ---------------------------------------------------------------
+
+const dialog = $("#confirm-dialog");
+function confirmAction({ title, message, typed = null, action = "Confirm" }) {
+  $("#confirm-title").textContent = title;
+  $("#confirm-message").textContent = message;
+  const ok = $("#confirm-ok");
+  ok.textContent = action;
+  const input = $("#confirm-input");
+  input.value = "";
+  $("#confirm-typed").hidden = typed === null;
+  if (typed !== null) {
+    $("#confirm-input-label").textContent = `Type ${typed} to confirm`;
+    ok.disabled = true;
+    input.oninput = () => {
+      ok.disabled = input.value !== typed;
+    };
+  } else {
+    ok.disabled = false;
+    input.oninput = null;
+  }
+  dialog.returnValue = "";
+  dialog.showModal();
+  (typed !== null ? input : ok).focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
+  });
+}
+
+// -- a database's Backups tab ----------------------------------------------------------
+
+async function openDatabase(name) {
+  const generation = state.generation;
+  showView("database-view");
+  state.database = null;
+  state.backups = [];
+  $("#crumb-name").textContent = name;
+  $("#database-title").textContent = name;
+  $("#database-facts").textContent = "";
+  $("#database-error").textContent = "";
+  $("#trigger-error").textContent = "";
+  $("#backups-table tbody").replaceChildren();
+  $("#history-chart").replaceChildren();
+  for (const form of [$("#schedule-form"), $("#retention-form")]) clearErrors(form);
+  $("#next-run").textContent = "";
+  try {
+    const database = await api.database(name);
+    if (generation !== state.generation) return;
+    state.database = database;
+    renderDatabaseFacts(database);
+    renderSchedule(database.schedule);
+    renderRetention(database.retention);
+    await Promise.all([loadBackups(true), loadHistory()]);
+  } catch (error) {
+    if (generation === state.generation) $("#database-error").textContent = error.message;
+  }
+}
+
+function renderDatabaseFacts(database) {
+  const facts = [
+    `Compression ${database.compression}`,
+    database.has_replica ? "backs up from its replica when reachable" : "no replica",
+    `registered ${formatTime(database.created_at, browserTimeZone())}`,
+  ];
+  $("#database-facts").textContent = facts.join(" · ");
+}
+
+// Schedule ---------------------------------------------------------------------------
+
+function fillScheduleControls() {
+  const hours = $("#schedule-hour");
+  hours.replaceChildren(...Array.from({ length: 24 }, (_, hour) => el("option", { value: hour }, hourLabel(hour))));
+  const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+  $("#timezones").replaceChildren(...[...new Set(["UTC", ...zones])].map((zone) => el("option", { value: zone })));
+}
+
+function renderSchedule(schedule) {
+  $("#schedule-enabled").checked = schedule.enabled;
+  $("#schedule-hour").value = String(schedule.hour);
+  // A disabled schedule has no zone worth keeping: offer the browser's own.
+  $("#schedule-timezone").value = schedule.enabled ? schedule.timezone : browserTimeZone();
+  renderNextRun(schedule);
+}
+
+function renderNextRun(schedule) {
+  const next = $("#next-run");
+  if (!schedule.enabled || !schedule.next_run_at) {
+    next.textContent = "Scheduled backups are disabled.";
+    return;
+  }
+  const local = browserTimeZone();
+  next.replaceChildren(
+    "Next run: ",
+    el("strong", {}, formatTime(schedule.next_run_at, "UTC")),
+    local === "UTC" ? "" : ` (${formatTime(schedule.next_run_at, local)} in your time zone, ${local})`,
+  );
+}
+
+$("#schedule-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  clearErrors(form);
+  const name = state.database?.name;
+  if (!name) return;
+  const schedule = {
+    enabled: $("#schedule-enabled").checked,
+    hour: Number($("#schedule-hour").value),
+    timezone: $("#schedule-timezone").value.trim(),
+  };
+  await busy($('button[type="submit"]', form), async () => {
+    try {
+      const saved = await api.putSchedule(name, schedule);
+      state.database.schedule = saved;
+      renderSchedule(saved);
+    } catch (error) {
+      showError(form, error);
+    }
+  });
+});
+
+// Retention ----------------------------------------------------------------------------
+
+const RETENTION = ["daily", "weekly", "monthly", "manual"];
+let bounds = null;
+
+function renderRetention(retention) {
+  const form = $("#retention-form");
+  $(".saved", form).textContent = "";
+  for (const name of RETENTION) $(`#retention-${name}`).value = String(retention[name]);
+  if (bounds === null) {
+    bounds = retentionBounds().catch(() => null);
+  }
+  bounds.then((known) => {
+    if (!known) return;
+    for (const name of RETENTION) {
+      const { minimum, maximum } = known[name] || {};
+      if (minimum === undefined || maximum === undefined) continue;
+      // Shown, not enforced by the browser: the API is the judge and says why.
+      $(`[data-bounds-for="${name}"]`, form).textContent = `${minimum}–${maximum}`;
+    }
+  });
+}
+
+$("#retention-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  clearErrors(form);
+  $(".saved", form).textContent = "";
+  const name = state.database?.name;
+  if (!name) return;
+  const retention = {};
+  for (const field of RETENTION) {
+    const raw = $(`#retention-${field}`).value.trim();
+    const value = Number(raw);
+    if (raw === "" || !Number.isInteger(value)) {
+      showError(form, new ApiError(0, "invalid_input", "A whole number is required.", `retention.${field}`));
+      return;
+    }
+    retention[field] = value;
+  }
+  await busy($('button[type="submit"]', form), async () => {
+    try {
+      const saved = await api.changeDatabase(name, { retention });
+      state.database = saved;
+      renderRetention(saved.retention);
+      $(".saved", form).textContent = "Retention updated.";
+      await loadBackups(true);
+    } catch (error) {
+      showError(form, error);
+    }
+  });
+});
+
+// Backups --------------------------------------------------------------------------------
+
+function filters() {
+  return { status: $("#filter-status").value, method: $("#filter-method").value };
+}
+
+async function loadBackups(reset) {
+  const name = state.database?.name;
+  if (!name) return;
+  const generation = state.generation;
+  const page = await api.backups(name, { limit: PAGE_SIZE, cursor: reset ? null : state.nextCursor, ...filters() });
+  if (generation !== state.generation) return;
+  state.backups = reset ? page.backups : [...state.backups, ...page.backups];
+  state.nextCursor = page.next_cursor;
+  renderBackups();
+  schedulePolling();
+}
+
+async function loadHistory() {
+  const name = state.database?.name;
+  if (!name) return;
+  const generation = state.generation;
+  const page = await api.backups(name, { limit: HISTORY_SIZE });
+  if (generation === state.generation) drawHistory($("#history-chart"), page.backups);
+}
+
+function renderBackups() {
+  $("#backups-table tbody").replaceChildren(...state.backups.map(backupRow));
+  $("#backups-empty").hidden = state.backups.length !== 0;
+  $("#load-more").hidden = !state.nextCursor;
+}
+
+function backupRow(backup) {
+  const rowError = el("p", { class: "error", role: "alert" });
+  const actions = el("td", { class: "row-actions" });
+  if (backup.status === "done") {
+    const download = el("button", { type: "button", class: "small" }, "Download");
+    download.addEventListener("click", () => downloadBackup(backup, download, rowError));
+    actions.append(download);
+  }
+  if (!ACTIVE.has(backup.status)) {
+    const remove = el("button", { type: "button", class: "small danger" }, "Delete");
+    remove.addEventListener("click", () => deleteBackup(backup, remove, rowError));
+    actions.append(remove);
+  }
+  actions.append(rowError);
+  const status = el("td", { "data-label": "Status" }, statusBadge(backup.status));
+  if (backup.status === "error" && backup.error) {
+    status.append(el("p", { class: "reason" }, backup.error));
+  }
+  return el(
+    "tr",
+    { "data-backup-id": backup.id, "data-status": backup.status },
+    el("td", { class: "id", "data-label": "ID" }, el("code", {}, backup.id)),
+    el("td", { "data-label": "Created at" }, el("time", { datetime: backup.created_at, title: formatTime(backup.created_at, "UTC", true) }, formatTime(backup.created_at, browserTimeZone()))),
+    el("td", { "data-label": "Method" }, backup.method),
+    el("td", { class: "number", "data-label": "Size" }, formatSize(backup.size)),
+    status,
+    el("td", { "data-label": "Kept as" }, backup.kept_as || "–"),
+    actions,
+  );
+}
+
+$("#load-more").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  $("#backups-error").textContent = "";
+  await busy(button, async () => {
+    try {
+      await loadBackups(false);
+    } catch (error) {
+      $("#backups-error").textContent = error.message;
+    }
+  });
+});
+
+for (const select of [$("#filter-status"), $("#filter-method")]) {
+  select.addEventListener("change", async () => {
+    $("#backups-error").textContent = "";
+    try {
+      await loadBackups(true);
+    } catch (error) {
+      $("#backups-error").textContent = error.message;
+    }
+  });
+}
+
+$("#trigger-backup").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  $("#trigger-error").textContent = "";
+  const name = state.database?.name;
+  if (!name) return;
+  await busy(button, async () => {
+    try {
+      const backup = await api.createBackup(name);
+      state.backups = [backup, ...state.backups.filter((b) => b.id !== backup.id)];
+      renderBackups();
+      schedulePolling();
+      loadHistory().catch(() => {});
+    } catch (error) {
+      const active = error.details?.backup_id ? ` (backup ${error.details.backup_id})` : "";
+      $("#trigger-error").textContent = `${error.message}${active}`;
+    }
+  });
+});
+
+async function downloadBackup(backup, button, rowError) {
+  rowError.textContent = "";
+  await busy(button, async () => {
+    try {
+      const link = await api.archive(state.database.name, backup.id);
+      // A presigned S3 GET answered with Content-Disposition: attachment, so the
+      // page stays and the browser saves <name>.pgsql.
+      window.location.assign(link.download_url);
+    } catch (error) {
+      rowError.textContent = error.message;
+    }
+  });
+}
+
+async function deleteBackup(backup, button, rowError) {
+  rowError.textContent = "";
+  const confirmed = await confirmAction({
+    title: `Delete backup ${backup.id}?`,
+    message: `Its archive ${backup.name}.pgsql is deleted with it.`,
+    action: "Delete backup",
+  });
+  if (!confirmed) return;
+  await busy(button, async () => {
+    try {
+      await api.deleteBackup(state.database.name, backup.id);
+      state.backups = state.backups.filter((b) => b.id !== backup.id);
+      renderBackups();
+      loadHistory().catch(() => {});
+    } catch (error) {
+      rowError.textContent = error.message;
+    }
+  });
+}
+
+// Live status: poll the rows that are scheduled or running, stop when none is.
+
+function schedulePolling() {
+  stopPolling();
+  if (state.backups.some((b) => ACTIVE.has(b.status))) {
+    const generation = state.generation;
+    state.pollTimer = setTimeout(() => poll(generation), POLL_MS);
+  }
+}
+
+function stopPolling() {
+  if (state.pollTimer !== null) clearTimeout(state.pollTimer);
+  state.pollTimer = null;
+}
+
+async function poll(generation) {
+  state.pollTimer = null;
+  const name = state.database?.name;
+  if (!name || generation !== state.generation) return;
+  const active = state.backups.filter((b) => ACTIVE.has(b.status));
+  const answers = await Promise.allSettled(active.map((b) => api.backup(name, b.id)));
+  if (generation !== state.generation) return;
+  const fresh = new Map();
+  const gone = new Set();
+  let failure = null;
+  answers.forEach((answer, i) => {
+    if (answer.status === "fulfilled") fresh.set(answer.value.id, answer.value);
+    else if (answer.reason instanceof ApiError && answer.reason.status === 404) gone.add(active[i].id);
+    else failure = answer.reason;
+  });
+  state.backups = state.backups.filter((b) => !gone.has(b.id)).map((b) => fresh.get(b.id) || b);
+  renderBackups();
+  $("#backups-error").textContent = failure ? failure.message : "";
+  if ([...fresh.values()].some((b) => !ACTIVE.has(b.status)) || gone.size) {
+    loadHistory().catch(() => {});
+  }
+  // A failure other than "gone" (the network, the API) is retried at the next tick,
+  // unless the token was refused, which signs out and stops everything.
+  schedulePolling();
+}
+
+// -- start -----------------------------------------------------------------------------
+
+fillScheduleControls();
+window.addEventListener("hashchange", route);
+route();
