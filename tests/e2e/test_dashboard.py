@@ -302,6 +302,14 @@ def test_manual_backup_goes_live_to_done_and_downloads_with_its_sha256(
     row = backup_rows(page).first
     expect(row).to_have_attribute("data-status", "done", timeout=60_000)
 
+    # No backup is active any more: the page stops asking.
+    polls: list[str] = []
+    page.on(
+        "request", lambda request: polls.append(request.url) if "/backups" in request.url else None
+    )
+    page.wait_for_timeout(2500)
+    assert polls == []
+
     statuses = page.evaluate("window.__statuses")
     assert statuses[0] == "scheduled" and statuses[-1] == "done", statuses
     assert statuses in (["scheduled", "done"], ["scheduled", "running", "done"]), statuses
@@ -566,8 +574,12 @@ def test_every_dashboard_answer_has_strict_headers_and_the_page_logs_no_error(
         assert response.status == 200
         assert STRICT_HEADERS.items() <= response.all_headers().items(), response.url
     # The page and every file it loads, as sent (reported, not asserted).
-    size = sum(len(r.body()) for r in dashboard)
-    print(f"\ndashboard transfer size: {size} bytes over {len(dashboard)} files")
+    sizes = {r.url.removeprefix(local_stack.api_url): len(r.body()) for r in dashboard}
+    calls = [r for r in responses if "/v1/" in r.url]
+    print(
+        f"\ndashboard files: {sum(sizes.values())} bytes ({sizes}); "
+        f"API answers to show the tab: {sum(len(r.body()) for r in calls)} bytes in {len(calls)}"
+    )
     assert console.errors() == [] and console.messages == []
 
     # The policy is in force: an inline script added now does not run.

@@ -63,12 +63,14 @@ def send(gateway: Gateway, method: str, path: str, **kwargs: Any) -> requests.Re
     return requests.request(method, f"{gateway.url}{path}", timeout=30, **kwargs)
 
 
-def test_the_template_protects_every_route_but_the_openapi_document() -> None:
+def test_the_template_protects_every_route_but_the_openapi_document_and_the_dashboard() -> None:
     routes = {
         (route.method, route.path): route.authorized for route in http_routes(load_template())
     }
 
     assert routes.pop(("GET", "/v1/openapi.json")) is False
+    assert routes.pop(("GET", "/")) is False
+    assert routes.pop(("GET", "/static/{file}")) is False
     assert len(routes) == 15
     assert all(routes.values())
 
@@ -122,10 +124,27 @@ def test_the_openapi_document_is_public_valid_and_complete(gateway: Gateway) -> 
     assert documented == {(route.method, route.path) for route in PROTECTED}
 
 
+def test_the_dashboard_is_served_without_a_token(gateway: Gateway) -> None:
+    page = send(gateway, "GET", "/")
+    script = send(gateway, "GET", "/static/app.js")
+
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert script.status_code == 200 and script.headers["Content-Type"].startswith(
+        "text/javascript"
+    )
+    for answer in (page, script, send(gateway, "GET", "/static/template.yaml")):
+        assert (
+            answer.headers["Content-Security-Policy"]
+            == "default-src 'self'; frame-ancestors 'none'"
+        )
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_unknown_routes_are_the_gateways_404(gateway: Gateway, token: str) -> None:
     auth = {"Authorization": f"Bearer {token}"}
     for method, path in (
-        ("GET", "/"),
+        ("POST", "/"),
+        ("GET", "/static/app.js/x"),
         ("GET", "/v2/databases"),
         ("PUT", "/v1/databases"),
         ("GET", "/v1/databases/shop/backups/x/y/z"),
