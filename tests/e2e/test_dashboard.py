@@ -636,3 +636,20 @@ def test_usable_at_360_px_and_by_keyboard(
     )
     assert "Download" in reached
     assert console.errors() == []
+
+
+def test_a_manual_backup_the_filters_would_hide_clears_them_and_is_followed(
+    page: Page, console: Console, local_stack: RunningStack, history: str
+) -> None:
+    open_backups_tab(page, local_stack, history)
+    page.get_by_label("Status").select_option("error")
+    expect(backup_rows(page)).to_have_count(2)
+
+    page.get_by_role("button", name="Trigger manual backup").click()
+    expect(page.get_by_label("Status")).to_have_value("")
+    first = backup_rows(page).first
+    expect(first).to_have_attribute("data-status", "done", timeout=60_000)
+    newest = all_backups(local_stack, history)[0]
+    assert newest["status"] == "done" and newest["method"] == "manual"
+    assert first.get_attribute("data-backup-id") == newest["id"]
+    assert console.errors() == []

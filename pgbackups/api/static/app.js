@@ -479,9 +479,17 @@ $("#trigger-backup").addEventListener("click", async (event) => {
   await busy(button, async () => {
     try {
       const backup = await api.createBackup(name);
-      state.backups = [backup, ...state.backups.filter((b) => b.id !== backup.id)];
-      renderBackups();
-      schedulePolling();
+      const { status, method } = filters();
+      if ((status && status !== backup.status) || (method && method !== backup.method)) {
+        // The filters would hide the new backup: show them all, so it can be followed.
+        $("#filter-status").value = "";
+        $("#filter-method").value = "";
+        await loadBackups(true);
+      } else {
+        state.backups = [backup, ...state.backups.filter((b) => b.id !== backup.id)];
+        renderBackups();
+        schedulePolling();
+      }
       loadHistory().catch(() => {});
     } catch (error) {
       const active = error.details?.backup_id ? ` (backup ${error.details.backup_id})` : "";
