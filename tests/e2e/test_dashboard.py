@@ -50,6 +50,8 @@ HTTP_ERROR_LOG = re.compile(
 )
 
 ScreenshotPath = os.environ.get("PGBACKUPS_SCREENSHOT")
+# The machine is shared: give each expectation time, it returns as soon as it holds.
+expect.set_options(timeout=20_000)
 
 
 # -- browser ------------------------------------------------------------------------------
