@@ -165,7 +165,7 @@ def open_backups_tab(page: Page, stack: RunningStack, database: str) -> None:
 
 
 def backup_rows(page: Page) -> Any:
-    return page.locator("#backups-table tbody tr")
+    return page.locator("#backups-table tbody tr[data-backup-id]")
 
 
 def utc_label(rfc3339: str) -> str:
@@ -242,6 +242,7 @@ def test_schedule_at_3_in_new_york_then_disabled(
     page.get_by_label("Hour").select_option("3")
     page.get_by_label("Time zone").fill("America/New_York")
     page.get_by_role("button", name="Update").first.click()
+    expect(page.locator("#schedule-form .saved")).to_have_text("Schedule updated.")
 
     schedule = api_get(local_stack, f"/v1/databases/{name}/schedule").json()
     expect(page.locator("#next-run")).to_contain_text(utc_label(schedule["next_run_at"]))
@@ -255,6 +256,7 @@ def test_schedule_at_3_in_new_york_then_disabled(
 
     page.get_by_label("I want to enable scheduled backups").uncheck()
     page.get_by_role("button", name="Update").first.click()
+    expect(page.locator("#schedule-form .saved")).to_have_text("Schedule updated.")
     expect(page.locator("#next-run")).to_have_text("Scheduled backups are disabled.")
     assert api_get(local_stack, f"/v1/databases/{name}/schedule").json()["enabled"] is False
     # Nothing scheduled: the picker offers the browser's own zone.
@@ -354,7 +356,11 @@ def test_a_failed_backup_shows_error_and_its_reason_and_hostile_text_stays_text(
     (backup,) = api_get(local_stack, f"/v1/databases/{name}/backups").json()["backups"]
     assert backup["status"] == "error" and HOSTILE in backup["error"]
     expect(row.locator(".status")).to_have_text("error")
-    expect(row.locator(".reason")).to_have_text(backup["error"])
+    reason = page.locator(f'#backups-table tr[data-reason-for="{backup["id"]}"] .reason')
+    expect(reason).to_have_text(backup["error"])
+    expect(row.locator("td[data-label=Status]")).to_have_attribute(
+        "aria-describedby", f"reason-{backup['id']}"
+    )
     expect(row.get_by_role("button", name="Download")).to_have_count(0)
     # Shown literally; no element was made of it and nothing ran.
     assert page.locator("img").count() == 0

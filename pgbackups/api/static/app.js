@@ -289,6 +289,7 @@ function fillScheduleControls() {
 }
 
 function renderSchedule(schedule) {
+  $("#schedule-form .saved").textContent = "";
   $("#schedule-enabled").checked = schedule.enabled;
   $("#schedule-hour").value = String(schedule.hour);
   // A disabled schedule has no zone worth keeping: offer the browser's own.
@@ -314,6 +315,7 @@ $("#schedule-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.currentTarget;
   clearErrors(form);
+  $(".saved", form).textContent = "";
   const name = state.database?.name;
   if (!name) return;
   const schedule = {
@@ -326,6 +328,7 @@ $("#schedule-form").addEventListener("submit", async (event) => {
       const saved = await api.putSchedule(name, schedule);
       state.database.schedule = saved;
       renderSchedule(saved);
+      $(".saved", form).textContent = "Schedule updated.";
     } catch (error) {
       showError(form, error);
     }
@@ -412,12 +415,13 @@ async function loadHistory() {
 }
 
 function renderBackups() {
-  $("#backups-table tbody").replaceChildren(...state.backups.map(backupRow));
+  $("#backups-table tbody").replaceChildren(...state.backups.flatMap(backupRows));
   $("#backups-empty").hidden = state.backups.length !== 0;
   $("#load-more").hidden = !state.nextCursor;
 }
 
-function backupRow(backup) {
+/** A backup's row, and for a failed one a second row with the reason across the table. */
+function backupRows(backup) {
   const rowError = el("p", { class: "error", role: "alert" });
   const actions = el("td", { class: "row-actions" });
   if (backup.status === "done") {
@@ -431,13 +435,12 @@ function backupRow(backup) {
     actions.append(remove);
   }
   actions.append(rowError);
-  const status = el("td", { "data-label": "Status" }, statusBadge(backup.status));
-  if (backup.status === "error" && backup.error) {
-    status.append(el("p", { class: "reason" }, backup.error));
-  }
-  return el(
+  const reasonId = `reason-${backup.id}`;
+  const reason = backup.status === "error" && backup.error ? backup.error : null;
+  const status = el("td", { "data-label": "Status", "aria-describedby": reason && reasonId }, statusBadge(backup.status));
+  const row = el(
     "tr",
-    { "data-backup-id": backup.id, "data-status": backup.status },
+    { "data-backup-id": backup.id, "data-status": backup.status, class: reason && "has-reason" },
     el("td", { class: "id", "data-label": "ID" }, el("code", {}, backup.id)),
     el("td", { "data-label": "Created at" }, el("time", { datetime: backup.created_at, title: formatTime(backup.created_at, "UTC", true) }, formatTime(backup.created_at, browserTimeZone()))),
     el("td", { "data-label": "Method" }, backup.method),
@@ -446,6 +449,13 @@ function backupRow(backup) {
     el("td", { "data-label": "Kept as" }, backup.kept_as || "–"),
     actions,
   );
+  if (!reason) return [row];
+  const reasonRow = el(
+    "tr",
+    { class: "reason-row", "data-reason-for": backup.id },
+    el("td", { colspan: 7 }, el("p", { class: "reason", id: reasonId }, reason)),
+  );
+  return [row, reasonRow];
 }
 
 $("#load-more").addEventListener("click", async (event) => {
