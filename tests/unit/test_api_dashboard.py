@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -95,3 +96,15 @@ def test_the_routes_are_public_and_left_out_of_the_openapi_document() -> None:
     assert routes[("GET", "/static/{file}")].authorized is False
     paths = openapi_document(build_api(Untouchable()))["paths"]
     assert "/" not in paths and not any(path.startswith("/static") for path in paths)
+
+
+def test_the_page_never_parses_strings_as_html_or_code() -> None:
+    """API values go in as text: no HTML sinks, no eval, no inline script or style."""
+    sinks = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "Function(")
+    for name in ASSETS:
+        source = (STATIC_DIR / name).read_text()
+        assert not [sink for sink in sinks if sink in source], name
+    page = (STATIC_DIR / "index.html").read_text()
+    assert "style=" not in page and "<style" not in page
+    assert page.count("<script") == 1
+    assert not re.search(r"<[^>]*\son[a-z]+\s*=", page)  # no inline event handler
