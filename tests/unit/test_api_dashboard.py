@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from pgbackups.api import build_api
-from pgbackups.api.app import openapi_document
+from pgbackups.api.app import build_api, openapi_document
 from pgbackups.api.routers.dashboard import ASSETS, SECURITY_HEADERS, STATIC_DIR
 from pgbackups_local.template import http_routes, load_template
 from tests.conftest import LambdaContext, load_event

@@ -1,4 +1,4 @@
-"""The web dashboard (SPEC §7): `GET /` and its static files, public, same origin as /v1.
+"""The web dashboard (README, "Dashboard"): `GET /` and its static files, same origin as /v1.
 
 The page signs in with the API token itself, so these routes need no authorizer
 (template.yaml says `Authorizer: NONE`, like /v1/openapi.json). Only the files
