@@ -19,7 +19,16 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    APIResponse,
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.e2e.conftest import RunningStack, wait_for_backup
@@ -332,6 +341,34 @@ def test_manual_backup_goes_live_to_done_and_downloads_with_its_sha256(
     assert download.suggested_filename == f"{backup['name']}.pgsql"
     assert hashlib.sha256(saved.read_bytes()).hexdigest() == backup["sha256"]
     assert saved.read_bytes()[:5] == b"PGDMP"
+    assert console.errors() == []
+
+
+def test_a_list_answered_after_the_trigger_does_not_hide_the_new_backup(
+    page: Page, console: Console, local_stack: RunningStack, postgres: EmbeddedPostgres
+) -> None:
+    name = new_database(postgres)
+    register(local_stack, name, postgres.url(name))
+    held: list[tuple[Route, APIResponse]] = []
+
+    def hold_the_first_list(route: Route) -> None:
+        if "limit=20" in route.request.url and not held:
+            # Asked now, answered below once the backup is triggered: a slow answer.
+            held.append((route, route.fetch()))
+        else:
+            route.continue_()
+
+    page.route(f"**/v1/databases/{name}/backups?*", hold_the_first_list)
+    open_backups_tab(page, local_stack, name)
+    page.get_by_role("button", name="Trigger manual backup").click()
+    expect(backup_rows(page)).to_have_count(1)
+    (route, before_the_trigger), *_ = held
+    assert before_the_trigger.json()["backups"] == []
+    route.fulfill(response=before_the_trigger)
+
+    expect(backup_rows(page).first).to_have_attribute("data-status", "done", timeout=60_000)
+    (backup,) = api_get(local_stack, f"/v1/databases/{name}/backups").json()["backups"]
+    expect(backup_rows(page).first).to_have_attribute("data-backup-id", backup["id"])
     assert console.errors() == []
 
 

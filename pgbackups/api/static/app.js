@@ -27,6 +27,7 @@ const state = {
   nextCursor: null,
   pollTimer: null,
   generation: 0, // bumped on every navigation: late answers of a left view are dropped
+  listSeq: 0, // bumped on every list request: only the latest one is shown
 };
 
 // -- views -----------------------------------------------------------------------------
@@ -398,8 +399,10 @@ async function loadBackups(reset) {
   const name = state.database?.name;
   if (!name) return;
   const generation = state.generation;
+  const seq = ++state.listSeq;
   const page = await api.backups(name, { limit: PAGE_SIZE, cursor: reset ? null : state.nextCursor, ...filters() });
-  if (generation !== state.generation) return;
+  // A list asked for before a newer one (or before a trigger) would hide what followed.
+  if (generation !== state.generation || seq !== state.listSeq) return;
   state.backups = reset ? page.backups : [...state.backups, ...page.backups];
   state.nextCursor = page.next_cursor;
   renderBackups();
@@ -494,12 +497,14 @@ $("#trigger-backup").addEventListener("click", async (event) => {
         // The filters would hide the new backup: show them all, so it can be followed.
         $("#filter-status").value = "";
         $("#filter-method").value = "";
-        await loadBackups(true);
       } else {
         state.backups = [backup, ...state.backups.filter((b) => b.id !== backup.id)];
         renderBackups();
-        schedulePolling();
       }
+      // Then the list as it now is: it supersedes any list asked for before the trigger.
+      loadBackups(true).catch((error) => {
+        $("#backups-error").textContent = error.message;
+      });
       loadHistory().catch(() => {});
     } catch (error) {
       const active = error.details?.backup_id ? ` (backup ${error.details.backup_id})` : "";
