@@ -378,12 +378,18 @@ def test_a_list_answered_after_the_trigger_does_not_hide_the_new_backup(
 def test_a_failed_backup_shows_error_and_its_reason_and_hostile_text_stays_text(
     page: Page, console: Console, local_stack: RunningStack, postgres: EmbeddedPostgres
 ) -> None:
-    # PostgreSQL names are free text: this one ends up in pg_dump's error message.
-    pg_name = f"x{uuid.uuid4().hex[:6]}{HOSTILE}"
-    postgres.psql(f'CREATE DATABASE "{pg_name}"')
+    # PostgreSQL role names are free text: this one ends up in the server's error,
+    # once the role is gone, and so in the backup's `error`.
+    role = f"x{uuid.uuid4().hex[:6]}{HOSTILE}"
+    password = uuid.uuid4().hex
+    postgres.psql(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+    pg_name = new_database(postgres)
+    url = (
+        f"postgresql://{quote(role, safe='')}:{password}@{postgres.host}:{postgres.port}/{pg_name}"
+    )
     name = f"failing-{uuid.uuid4().hex[:6]}"
-    register(local_stack, name, postgres.url(quote(pg_name, safe="")))
-    postgres.psql(f'DROP DATABASE "{pg_name}" WITH (FORCE)')  # every backup now fails for real
+    register(local_stack, name, url)
+    postgres.psql(f'DROP ROLE "{role}"')  # every backup now fails for real
 
     open_backups_tab(page, local_stack, name)
     page.get_by_role("button", name="Trigger manual backup").click()
