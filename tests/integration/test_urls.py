@@ -57,24 +57,37 @@ def target_database(postgres: EmbeddedPostgres) -> Iterator[str]:
     yield name
 
 
+def _execute(server: EmbeddedPostgres, database: str, *statements: sql.Composable) -> None:
+    # psycopg2's `with connection` ends the transaction, not the connection: close it too,
+    # or every example keeps one of the shared server's connections.
+    with (
+        contextlib.closing(psycopg2.connect(server.url(database))) as connection,
+        connection,
+        connection.cursor() as cursor,
+    ):
+        for statement in statements:
+            cursor.execute(statement)
+
+
 def create_role(server: EmbeddedPostgres, user: str, password: str, database: str) -> None:
-    with psycopg2.connect(server.url("postgres")) as connection, connection.cursor() as cursor:
-        cursor.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
-        cursor.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(user), sql.Literal(password)
-            )
-        )
-    with psycopg2.connect(server.url(database)) as connection, connection.cursor() as cursor:
-        cursor.execute(sql.SQL("GRANT SELECT ON t TO {}").format(sql.Identifier(user)))
-    connection.close()
+    role = sql.Identifier(user)
+    _execute(
+        server,
+        "postgres",
+        sql.SQL("DROP ROLE IF EXISTS {}").format(role),
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(password)),
+    )
+    _execute(server, database, sql.SQL("GRANT SELECT ON t TO {}").format(role))
 
 
 def drop_role(server: EmbeddedPostgres, user: str, database: str) -> None:
-    with psycopg2.connect(server.url(database)) as connection, connection.cursor() as cursor:
-        cursor.execute(sql.SQL("REVOKE ALL ON t FROM {}").format(sql.Identifier(user)))
-        cursor.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))
-    connection.close()
+    role = sql.Identifier(user)
+    _execute(
+        server,
+        database,
+        sql.SQL("REVOKE ALL ON t FROM {}").format(role),
+        sql.SQL("DROP ROLE {}").format(role),
+    )
 
 
 def seen_in_proc(process: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
