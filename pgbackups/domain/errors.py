@@ -82,3 +82,24 @@ class ConnectionParameterNotAllowed(InvalidInput):
     sockets (passfile, sslcert, service, a socket directory...); `parameter` names it."""
 
     code = "connection_parameter_not_allowed"
+
+
+# Continuous backups (point-in-time recovery).
+
+
+class ReplicationRefused(InvalidInput):
+    """The server does not allow what continuous backups need; the message names it."""
+
+    code = "replication_refused"
+
+
+class OutsideRecoveryWindow(InvalidInput):
+    code = "outside_recovery_window"
+
+
+class CaptureRunning(Conflict):
+    code = "capture_running"
+
+
+class PitrNotEnabled(NotFound):
+    code = "pitr_not_enabled"

@@ -16,30 +16,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from ulid import ULID
 
-from pgbackups.domain.errors import Conflict, InvalidInput, NotFound
+from pgbackups.domain.errors import (
+    OutsideRecoveryWindow,
+)
 from pgbackups.domain.models import to_rfc3339
 
 PitrStatus = Literal["ok", "broken", "disabled"]
 DEFAULT_BASE_BACKUP_EVERY_DAYS = 7
 DEFAULT_WINDOW_DAYS = 7
-
-
-class ReplicationRefused(InvalidInput):
-    """The server does not allow what continuous backups need; the message names it."""
-
-    code = "replication_refused"
-
-
-class OutsideRecoveryWindow(InvalidInput):
-    code = "outside_recovery_window"
-
-
-class CaptureRunning(Conflict):
-    code = "capture_running"
-
-
-class PitrNotEnabled(NotFound):
-    code = "pitr_not_enabled"
 
 
 def slot_name(database: str) -> str:

@@ -23,14 +23,12 @@ from datetime import datetime, timedelta
 from aws_lambda_powertools import Logger
 from ulid import ULID
 
+from pgbackups.domain.errors import CaptureRunning, PitrNotEnabled, ReplicationRefused
 from pgbackups.domain.models import to_rfc3339
 from pgbackups.domain.pitr import (
     BaseBackup,
-    CaptureRunning,
-    PitrNotEnabled,
     PitrSettings,
     PitrState,
-    ReplicationRefused,
     RestorePoint,
     WalChain,
     Window,

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from pgbackups.domain.errors import OutsideRecoveryWindow, ReplicationRefused
 from pgbackups.domain.models import ConnectionInfo, DatabaseRecord, to_rfc3339
-from pgbackups.domain.pitr import OutsideRecoveryWindow, PitrSettings, ReplicationRefused
+from pgbackups.domain.pitr import PitrSettings
 from pgbackups.ports import Services
 from pgbackups.postgres import wal
 from pgbackups.usecases import pitr
@@ -484,7 +485,7 @@ def test_removing_the_database_drops_its_slot(
 def test_settings_wait_for_a_running_capture(
     services: Services, aws: AwsStack, server18: EmbeddedPostgres
 ) -> None:
-    from pgbackups.domain.pitr import CaptureRunning
+    from pgbackups.domain.errors import CaptureRunning
 
     register(services, server18, "held")
     enable(services, "held")

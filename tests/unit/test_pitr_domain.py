@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pgbackups.domain.errors import OutsideRecoveryWindow
 from pgbackups.domain.pitr import (
     BaseBackup,
-    OutsideRecoveryWindow,
     WalChain,
     plan_pitr_retention,
     recovery_window,
