@@ -168,8 +168,11 @@ class ArchiveStore:
         if upload is None:
             return None
         total = 0
-        for page in self._s3.get_paginator("list_parts").paginate(
-            Bucket=self._bucket, Key=key, UploadId=upload["UploadId"]
-        ):
-            total += sum(part["Size"] for part in page.get("Parts", []))
+        try:
+            for page in self._s3.get_paginator("list_parts").paginate(
+                Bucket=self._bucket, Key=key, UploadId=upload["UploadId"]
+            ):
+                total += sum(part["Size"] for part in page.get("Parts", []))
+        except self._s3.exceptions.NoSuchUpload:
+            return None  # completed or aborted since it was listed
         return total

@@ -360,6 +360,11 @@ def test_a_list_answered_after_the_trigger_does_not_hide_the_new_backup(
 
     page.route(f"**/v1/databases/{name}/backups?*", hold_the_first_list)
     open_backups_tab(page, local_stack, name)
+    for _ in range(200):  # the handler runs while Playwright waits: the list is fetched first
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the Backups tab never asked for its list"
     page.get_by_role("button", name="Trigger manual backup").click()
     expect(backup_rows(page)).to_have_count(1)
     (route, before_the_trigger), *_ = held
