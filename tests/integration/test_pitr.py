@@ -7,8 +7,10 @@ state (every row, the last ones only in the partial segment).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +25,13 @@ from pgbackups.domain.pitr import PitrSettings
 from pgbackups.ports import Services
 from pgbackups.postgres import wal
 from pgbackups.usecases import pitr
-from pgbackups_cli.pitr import RecoveredCluster, restore_cluster, server_binaries
+from pgbackups_cli.pitr import (
+    PitrRestoreFailed,
+    RecoveredCluster,
+    plan_pages,
+    restore_cluster,
+    server_binaries,
+)
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, LambdaContext, RecordingRunner, load_function
 from tests.integration.test_api import Api
@@ -85,9 +93,14 @@ def commit_row(server: EmbeddedPostgres, database: str, row: int) -> datetime:
     return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
 
 
-def plan_json(services: Services, database: str, target: datetime | None) -> dict[str, Any]:
-    plan = pitr.restore_links(services, pitr.plan_restore(services, database, target))
-    text = json.dumps(plan, default=lambda v: to_rfc3339(v) if isinstance(v, datetime) else v)
+def plan_json(
+    services: Services, database: str, target: datetime | None, cursor: str | None = None
+) -> dict[str, Any]:
+    page = pitr.plan_restore(services, database, target, cursor=cursor, limit=1)
+    text = json.dumps(
+        pitr.restore_links(services, page),
+        default=lambda v: to_rfc3339(v) if isinstance(v, datetime) else v,
+    )
     result: dict[str, Any] = json.loads(text)
     return result
 
@@ -103,19 +116,19 @@ def restored_rows(cluster: RecoveredCluster, database: str) -> list[int]:
 def restore(
     services: Services, database: str, target: datetime | None, tmp_path: Path, major: int
 ) -> list[int]:
-    plan = plan_json(services, database, target)
+    # One WAL file a page: every restore crosses pages, as a busy week's does.
+    pages = plan_pages(lambda cursor: plan_json(services, database, target, cursor))
+    plan = next(pages)
     assert plan["server_major"] == major
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"pitr-{os.getpid()}-{time.monotonic_ns()}"
     work.mkdir(mode=0o755)
     cluster = restore_cluster(
-        plan, work / "data", install=server_binaries(major), progress=lambda _: None
+        plan, work / "data", install=server_binaries(major), more=pages, progress=lambda _: None
     )
     try:
         return restored_rows(cluster, plan["source_database"])
     finally:
         cluster.stop()
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -194,6 +207,37 @@ def test_window_refuses_times_outside(services: Services, aws: AwsStack) -> None
         assert wal.format_lsn(wal.parse_lsn("1/A0")) == "1/A0"
     finally:
         server.destroy()
+
+
+def test_a_corrupt_wal_file_stops_the_restore(services: Services, aws: AwsStack) -> None:
+    server = start_server("18")
+    try:
+        register(services, server, "bad")
+        enable(services, "bad")
+        pitr.capture(services, "bad", seconds_left=600)
+        commit_row(server, "bad", 1)
+        pitr.capture(services, "bad", seconds_left=600)
+    finally:
+        server.destroy()
+    # One WAL file changed in the bucket after it was archived, its checksum kept.
+    bucket = aws.settings.bucket_name
+    key = next(k for k in aws.object_keys() if k.endswith(".gz") and "/wal/" in k)
+    stored = aws.s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+    aws.s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(b"not WAL"), Metadata=stored)
+
+    pages = plan_pages(lambda cursor: plan_json(services, "bad", None, cursor))
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"pitr-{os.getpid()}-{time.monotonic_ns()}"
+    work.mkdir(mode=0o755)
+    try:
+        with pytest.raises(
+            PitrRestoreFailed, match=r"checksum mismatch \(the download is corrupt\)"
+        ):
+            restore_cluster(
+                next(pages), work / "data", install=server_binaries(18), more=pages,
+                progress=lambda _: None,
+            )  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture
@@ -449,6 +493,23 @@ def test_api_enables_reports_the_window_and_plans_restores(
     assert plan.body["source_database"] == "shop"
     assert plan.body["wal"] and all(f["url"].startswith("http") for f in plan.body["wal"])
     assert "password" not in json.dumps(plan.body)
+    assert plan.body["wal_total"] == len(plan.body["wal"]) >= 2 and plan.body["next_cursor"] is None
+
+    # A page at a time: the pages add up to the whole plan, in order.
+    names, cursor = [], None
+    while True:
+        query = {"target_time": "latest", "limit": "1"} | ({"cursor": cursor} if cursor else {})
+        page = api.call("api-get-pitr-restore", query=query)
+        assert page.status == 200, page.body
+        names += [f["name"] for f in page.body["wal"]]
+        if (cursor := page.body["next_cursor"]) is None:
+            break
+    assert names == [f["name"] for f in plan.body["wal"]]
+    base_id = plan.body["base_backup"]["id"]
+    wrong = api.call("api-get-pitr-restore", query={"cursor": f"{base_id}.not-a-segment"})
+    assert wrong.status == 422 and wrong.body["error"]["field"] == "cursor"
+    moved = api.call("api-get-pitr-restore", query={"cursor": f"OTHERBASE.{names[0]}"})
+    assert moved.status == 409 and moved.body["error"]["code"] == "recovery_window_moved"
 
     off = api.call("api-put-pitr", body={"enabled": False})
     assert off.status == 200 and off.body["status"] == "disabled"

@@ -2,8 +2,8 @@
 
 The restore plan (GET /v1/databases/{db}/pitr/restore?target_time=...) is what
 `pgbackups pitr-restore` downloads: presigned URLs of one base backup and the WAL
-after it. A time outside the recovery window is refused (422) before any URL is
-made, so the CLI downloads nothing.
+after it, a page at a time. A time outside the recovery window is refused (422)
+before any URL is made, so the CLI downloads nothing.
 """
 
 from __future__ import annotations
@@ -78,9 +78,10 @@ class BaseBackupLink(BaseModel):
 
 
 class WalLink(BaseModel):
+    """A WAL file; its SHA-256 comes with the download (`x-amz-meta-sha256`)."""
+
     name: str
     partial: bool
-    sha256: str
     url: str
 
 
@@ -92,7 +93,9 @@ class RestorePlanView(BaseModel):
     source_database: str
     source_user: str
     base_backup: BaseBackupLink
-    wal: list[WalLink]
+    wal: list[WalLink] = Field(description="This page of the WAL files, in replay order")
+    wal_total: int = Field(description="WAL files of the whole restore, every page")
+    next_cursor: str | None = Field(description="Ask again with it for the next page")
     expires_at: datetime
 
 
@@ -198,8 +201,12 @@ def build_router(services: Services) -> Router:
                 description="RFC 3339 time within the recovery window, or `latest`",
             ),
         ] = "latest",
+        cursor: Annotated[
+            str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=pitr.RESTORE_PAGE_SIZE)] = pitr.RESTORE_PAGE_SIZE,
     ) -> RestorePlanView:
-        plan = pitr.plan_restore(services, db, _target(target_time))
+        plan = pitr.plan_restore(services, db, _target(target_time), cursor=cursor, limit=limit)
         return RestorePlanView.model_validate(pitr.restore_links(services, plan))
 
     return router
