@@ -35,6 +35,7 @@ from typing import Any
 import click
 
 from pgbackups_cli.output import Failure, print_json, print_table, say, stderr_console
+from pgbackups_cli.server_user import as_user, server_user
 from pgbackups_cli.session import (
     api_options,
     confirm,
@@ -56,17 +57,6 @@ class PitrRestoreFailed(Failure):
 
 
 # -- server binaries of a major version ------------------------------------------------------
-
-
-def _server_user() -> str | None:
-    """PostgreSQL refuses root: as root, the server runs as `postgres` (else `nobody`)."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(name)
-            return name
-    raise PitrRestoreFailed("running as root and neither a 'postgres' nor a 'nobody' user exists")
 
 
 def cache_dir() -> Path:
@@ -129,11 +119,7 @@ class RecoveredCluster:
     log_file: Path
 
     def _command(self, program: str, *args: str) -> list[str]:
-        command = [str(self.install / "bin" / program), *args]
-        if self.user is not None:
-            runuser = shutil.which("runuser") or "/usr/sbin/runuser"
-            command = [runuser, "-u", self.user, "--", *command]
-        return command
+        return as_user(self.user, [str(self.install / "bin" / program), *args])
 
     def env(self) -> dict[str, str]:
         return {
@@ -275,7 +261,7 @@ def restore_cluster(
                 compressed.unlink()
                 advance()
 
-    user = _server_user()
+    user = server_user()
     cluster = RecoveredCluster(
         data_dir=target_dir, install=install, socket_dir=socket_dir, port=_free_port(),
         user=user, log_file=work / "recovery.log",
@@ -291,12 +277,12 @@ def restore_cluster(
 
 def check_reachable(target_dir: Path) -> None:
     """As root the server runs as another user, who must be able to reach `target_dir`."""
-    if _server_user() is None:
+    if server_user() is None:
         return
     for folder in target_dir.resolve().parents:
         if not folder.stat().st_mode & 0o001:
             raise PitrRestoreFailed(
-                f"as root, the server runs as {_server_user()}, which cannot enter {folder}: "
+                f"as root, the server runs as {server_user()}, which cannot enter {folder}: "
                 "choose a directory it can reach (e.g. under /var/tmp)"
             )
 

