@@ -1,4 +1,5 @@
-"""Backup function: takes one scheduled backup (async invocation {database, backup_id})."""
+"""Backup function: takes one scheduled backup (async invocation {database, backup_id, kind}):
+a logical backup, or a continuous backup's base backup (kind "base")."""
 
 from typing import Any
 
@@ -7,9 +8,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pgbackups.domain.models import BackupRequest
-from pgbackups.observability import record_backup_metrics
+from pgbackups.observability import record_backup_metrics, record_base_backup_metrics
 from pgbackups.settings import Settings
 from pgbackups.usecases.backup import run_backup
+from pgbackups.usecases.pitr import run_base_backup
 from pgbackups.wiring import build_services
 
 logger = Logger()
@@ -24,6 +26,13 @@ services = build_services(Settings.from_env())
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = BackupRequest.model_validate(event)
     seconds_left = context.get_remaining_time_in_millis() / 1000
+    if request.kind == "base":
+        result = run_base_backup(services, request, seconds_left=seconds_left, runner="lambda")
+        if result is None:
+            metrics.add_metric(name="DuplicateInvocations", unit=MetricUnit.Count, value=1)
+            return {"backup_id": request.backup_id, "kind": "base", "status": "unchanged"}
+        record_base_backup_metrics(metrics, request.database, result)
+        return {"backup_id": request.backup_id, "kind": "base", "status": result.status}
     record = run_backup(services, request, seconds_left=seconds_left, runner="lambda")
     if record is None:
         metrics.add_metric(name="DuplicateInvocations", unit=MetricUnit.Count, value=1)

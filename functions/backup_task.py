@@ -1,8 +1,8 @@
 """Backup task (ECS Fargate): the backup function's work, with the container's deadline.
 
 Started by task_bootstrap.py once the function's code and layers are unpacked.
-The request comes in PGBACKUPS_BACKUP_REQUEST (`{"database", "backup_id"}`, set
-by the Fargate runner's RunTask override); the deadline is the task's own
+The request comes in PGBACKUPS_BACKUP_REQUEST (`{"database", "backup_id", "kind"}`,
+set by the Fargate runner's RunTask override: a logical backup or a base backup); the deadline is the task's own
 (BACKUP_TASK_TIMEOUT_SECONDS), counted from the bootstrap's start. Exit code 0
 when the backup was taken or had nothing to do, 1 when it ended in `error`.
 """
@@ -23,10 +23,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pgbackups.domain.models import BackupRequest
-from pgbackups.observability import record_backup_metrics
+from pgbackups.observability import record_backup_metrics, record_base_backup_metrics
 from pgbackups.postgres.pgtools import launch
 from pgbackups.settings import Settings
 from pgbackups.usecases.backup import run_backup
+from pgbackups.usecases.pitr import run_base_backup
 from pgbackups.wiring import build_services
 
 REQUEST_VARIABLE = "PGBACKUPS_BACKUP_REQUEST"
@@ -66,13 +67,19 @@ def main(*, started_monotonic: float | None = None) -> int:
     signal.signal(signal.SIGTERM, launcher.stop)
     logger.append_keys(backup_id=request.backup_id, database=request.database)
     seconds_left = settings.task_timeout_seconds - (time.monotonic() - started)
-    record = run_backup(services, request, seconds_left=seconds_left, runner="fargate")
-    if record is None:
-        metrics.add_metric(name="DuplicateInvocations", unit=MetricUnit.Count, value=1)
-        status = "unchanged"
+    status = "unchanged"
+    if request.kind == "base":
+        result = run_base_backup(services, request, seconds_left=seconds_left, runner="fargate")
+        if result is not None:
+            record_base_backup_metrics(metrics, request.database, result)
+            status = result.status
     else:
-        record_backup_metrics(metrics, record)
-        status = record.status
+        record = run_backup(services, request, seconds_left=seconds_left, runner="fargate")
+        if record is not None:
+            record_backup_metrics(metrics, record)
+            status = record.status
+    if status == "unchanged":
+        metrics.add_metric(name="DuplicateInvocations", unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()
     print(json.dumps({"backup_id": request.backup_id, "status": status}), flush=True)
     return 1 if status == "error" else 0

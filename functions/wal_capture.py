@@ -40,6 +40,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "outcome": report.outcome,
         "segments": report.segments,
         "partial": report.partial,
-        "base_backup": report.base_backup.id if report.base_backup else None,
+        # The base backup this run asked the backups' runner for (it is taken there).
+        "base_backup": report.base_backup,
         "broken_reason": report.broken_reason,
     }

@@ -386,7 +386,7 @@ def pitr_capture(database: str | None, state_dir: Path, as_json: bool) -> None:
         click.echo(
             f"       {len(answer['segments'])} complete segment(s)"
             + (f", partial {answer['partial']}" if answer["partial"] else "")
-            + (f", base backup {answer['base_backup']}" if answer["base_backup"] else "")
+            + (f", base backup {answer['base_backup']} started" if answer["base_backup"] else "")
         )
         if answer.get("broken_reason"):
             click.echo(f" !     Chain broken: {answer['broken_reason']}")

@@ -645,8 +645,8 @@ class LocalStack:
                 f"registering the demo database failed: {response.status_code} {response.text}"
             )
         if self.demo_pitr:
-            # The embedded server allows replication (wal_level = replica): the capture
-            # schedule takes the first base backup within a minute.
+            # The embedded server allows replication (wal_level = replica): enabling
+            # starts the first base backup on the backup function.
             answer = requests.put(
                 f"{api_url}/v1/databases/{DEMO_DATABASE}/pitr",
                 json={"enabled": True},

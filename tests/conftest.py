@@ -240,18 +240,28 @@ def aws(moto_endpoint: str, pgtools_dir: Path, monkeypatch: pytest.MonkeyPatch) 
 
 class RecordingRunner:
     """Stands in for the async Lambda invoke of the backup function: records the
-    (database, backup id) of each start, or raises `error` when a test sets one."""
+    (database, backup id) of each logical backup's start and each base backup's
+    request, or raises `error` when a test sets one."""
 
     name = "lambda"
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.base_backups: list[BackupRequest] = []
         self.error: Exception | None = None
 
     def start(self, request: BackupRequest) -> None:
         if self.error is not None:
             raise self.error
-        self.calls.append((request.database, request.backup_id))
+        if request.kind == "base":
+            self.base_backups.append(request)
+        else:
+            self.calls.append((request.database, request.backup_id))
+
+    def take_base_backup_requests(self) -> list[BackupRequest]:
+        """The base backups asked for since the last call (a test then runs them)."""
+        taken, self.base_backups = self.base_backups, []
+        return taken
 
 
 @pytest.fixture

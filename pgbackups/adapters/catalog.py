@@ -113,6 +113,22 @@ def decode_cursor(cursor: str) -> str:
     return backup_id
 
 
+def transact(dynamodb: Any, items: list[dict[str, Any]]) -> None:
+    """TransactWriteItems, retried on transient conflicts; TransactionRefused when a
+    condition fails."""
+    for attempt in range(_TRANSACTION_ATTEMPTS):
+        try:
+            dynamodb.transact_write_items(TransactItems=items)
+            return
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            codes = set(_cancellation_codes(error))
+            if not codes & _TRANSIENT or attempt == _TRANSACTION_ATTEMPTS - 1:
+                raise TransactionRefused(str(sorted(codes))) from None
+        time.sleep(random.uniform(0.05, 0.2) * 2**attempt)  # noqa: S311 (jitter)
+
+
 class Catalog:
     """Databases and backups, on a DynamoDB client and table name."""
 
@@ -121,19 +137,7 @@ class Catalog:
         self._table = table_name
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
-        """TransactWriteItems, retried on transient conflicts; TransactionRefused when a
-        condition fails."""
-        for attempt in range(_TRANSACTION_ATTEMPTS):
-            try:
-                self._db.transact_write_items(TransactItems=items)
-                return
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                codes = set(_cancellation_codes(error))
-                if not codes & _TRANSIENT or attempt == _TRANSACTION_ATTEMPTS - 1:
-                    raise TransactionRefused(str(sorted(codes))) from None
-            time.sleep(random.uniform(0.05, 0.2) * 2**attempt)  # noqa: S311 (jitter)
+        transact(self._db, items)
 
     # -- databases ---------------------------------------------------------
 

@@ -109,3 +109,9 @@ class CaptureRunning(Conflict):
 
 class PitrNotEnabled(NotFound):
     code = "pitr_not_enabled"
+
+
+class ChainEnded(Conflict):
+    """The chain a base backup was asked for ended (broken, disabled) before it ran."""
+
+    code = "chain_ended"

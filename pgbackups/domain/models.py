@@ -189,14 +189,23 @@ class ConnectionInfo:
         return f"ConnectionInfo(url='***', replica_url={replica!r})"
 
 
+BackupKind = Literal["logical", "base"]
+
+
 class BackupRequest(BaseModel):
     """What a runner hands the backup code: the backup function's event, one model for
-    the sender (`BackupRunner.start`) and the receiver (the handler)."""
+    the sender (`BackupRunner.start`) and the receiver (the handler).
+
+    `kind` says which: a logical backup (pg_dump, a BackupRecord) or a continuous
+    backup's base backup (pg_basebackup, a BaseBackupRun); absent means logical, as
+    every request was before base backups ran on the runners.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
     database: str = Field(pattern=DATABASE_NAME.pattern)
     backup_id: str = Field(pattern=BACKUP_ID.pattern)
+    kind: BackupKind = "logical"
 
 
 def backup_name(database: str, created_at: datetime) -> str:

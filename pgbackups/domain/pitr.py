@@ -19,7 +19,8 @@ from ulid import ULID
 from pgbackups.domain.errors import (
     OutsideRecoveryWindow,
 )
-from pgbackups.domain.models import to_rfc3339
+from pgbackups.domain.models import RunnerName, to_rfc3339
+from pgbackups.domain.runners import abandoned_reason
 
 PitrStatus = Literal["ok", "broken", "disabled"]
 DEFAULT_BASE_BACKUP_EVERY_DAYS = 7
@@ -104,10 +105,94 @@ class BaseBackup(BaseModel):
     size: int
     sha256: str
     server_version_num: int
+    runner: RunnerName | None = None  # what took it (None: the capture, before runners did)
 
     @property
     def object_key(self) -> str:
         return base_backup_key(self.database, self.chain_id, self.id)
+
+
+BaseBackupRunStatus = Literal["scheduled", "running", "error"]
+# After a failed base backup, the next one is asked for this much later, so a server
+# that refuses pg_basebackup does not get one attempt per capture run.
+BASE_BACKUP_RETRY_AFTER = timedelta(minutes=10)
+
+
+class BaseBackupRun(BaseModel):
+    """A database's base backup on its way (DynamoDB item `PITR#BASEBACKUP`), which is
+    also the lock: at most one is `scheduled` or `running` per database.
+
+    The capture (or enabling) records it `scheduled` and asks the backups' runner to
+    take it; the runner moves it to `running` with its deadline, then either stores
+    a BaseBackup and deletes this item, or leaves it as `error` with the reason
+    (which GET …/pitr shows until a base backup succeeds).
+    """
+
+    id: str
+    database: str
+    chain_id: str
+    status: BaseBackupRunStatus = "scheduled"
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    runner: RunnerName | None = None
+    deadline_at: datetime | None = None  # when the runner stops it for sure
+    error: str | None = None
+
+    @classmethod
+    def new(cls, database: str, chain_id: str, created_at: datetime) -> BaseBackupRun:
+        return cls(
+            id=str(ULID.from_datetime(created_at)),
+            database=database,
+            chain_id=chain_id,
+            created_at=created_at,
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("scheduled", "running")
+
+    @property
+    def object_key(self) -> str:
+        return base_backup_key(self.database, self.chain_id, self.id)
+
+    def abandoned_reason(self, now: datetime) -> str | None:
+        """Why this run is given up (the reaper's rule), or None while it may finish."""
+        return abandoned_reason(
+            what="base backup",
+            status=self.status,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            deadline_at=self.deadline_at,
+            runner=self.runner,
+            now=now,
+        )
+
+    def failed(self, reason: str, at: datetime) -> BaseBackupRun:
+        return self.model_copy(update={"status": "error", "finished_at": at, "error": reason})
+
+
+def base_backup_due(
+    state: PitrState,
+    chain: WalChain,
+    bases: list[BaseBackup],
+    run: BaseBackupRun | None,
+    now: datetime,
+) -> bool:
+    """Whether the chain needs a base backup now: it has none yet (just enabled, or a
+    new chain after a break), or its newest is `base_backup_every_days` old. Not while
+    one is on its way, nor soon after one failed."""
+    if run is not None:
+        if run.active and run.abandoned_reason(now) is None:
+            return False
+        failed_at = run.finished_at if run.status == "error" else None
+        if failed_at is not None and now - failed_at < BASE_BACKUP_RETRY_AFTER:
+            return False
+    own = [b for b in bases if b.chain_id == chain.id]
+    if not own:
+        return True
+    newest = max(b.started_at for b in own)
+    return now - newest >= timedelta(days=state.base_backup_every_days)
 
 
 def base_backup_key(database: str, chain_id: str, backup_id: str) -> str:

@@ -6,14 +6,21 @@ capture keeps, so `-X none`. The compression happens in pg_basebackup
 (`client-gzip`), which is also what the restore reads back with the standard
 library. The stream goes through the same `stream_dump_to_s3` as pg_dump's:
 hashed, checked by its first bytes, the multipart upload aborted on failure.
+
+The backup's exact WAL range (its backup_manifest's WAL-Ranges: where replay
+starts, and the end it must reach) is read from the stream as it passes. The
+manifest is the tar's last member, so the output is decompressed on the fly and
+only its tail kept (pg_basebackup says nothing of the range without `-X`).
 """
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pgbackups.postgres.dump import StoredArchive
 from pgbackups.postgres.dump import stream_dump_to_s3 as stream_to_s3
 from pgbackups.postgres.pgtools import Launcher, PgTools, launch
 from pgbackups.postgres.urls import registered_connection
@@ -24,6 +31,51 @@ if TYPE_CHECKING:
 GZIP_MAGIC = b"\x1f\x8b"
 NOT_GZIP = "pg_basebackup's output is not a gzip-compressed tar"
 COMPRESSION = "client-gzip:1"
+# The manifest's end (WAL-Ranges, its checksum) and the tar's trailer fit in this.
+MANIFEST_TAIL_BYTES = 256 * 1024
+WAL_RANGES = re.compile(rb'"WAL-Ranges"\s*:\s*\[(.*?)\]', re.DOTALL)
+START_LSN = re.compile(rb'"Start-LSN"\s*:\s*"([0-9A-F]+)/([0-9A-F]+)"')
+END_LSN = re.compile(rb'"End-LSN"\s*:\s*"([0-9A-F]+)/([0-9A-F]+)"')
+
+
+@dataclass(frozen=True)
+class StoredBaseBackup:
+    size: int
+    sha256: str
+    wal_range: tuple[int, int] | None  # (start, end) LSN; None if no manifest was seen
+
+
+class ManifestTail:
+    """pg_basebackup's gzip output decompressed as it passes, of which only the last
+    bytes are kept: there, the backup_manifest's WAL-Ranges. Memory stays bounded."""
+
+    def __init__(self) -> None:
+        self._gzip = zlib.decompressobj(wbits=31)
+        self._tail = b""
+
+    def feed(self, chunk: memoryview) -> None:
+        data = self._gzip.decompress(chunk, MANIFEST_TAIL_BYTES)
+        while True:
+            self._tail = (self._tail + data)[-MANIFEST_TAIL_BYTES:]
+            if not self._gzip.unconsumed_tail:
+                return
+            data = self._gzip.decompress(self._gzip.unconsumed_tail, MANIFEST_TAIL_BYTES)
+
+    def wal_range(self) -> tuple[int, int] | None:
+        """The first range's start and the last one's end (a range per timeline)."""
+        ranges = list(WAL_RANGES.finditer(self._tail))
+        if not ranges:
+            return None
+        starts = START_LSN.findall(ranges[-1][1])
+        ends = END_LSN.findall(ranges[-1][1])
+        if not starts or not ends:
+            return None
+        return _lsn(starts[0]), _lsn(ends[-1])
+
+
+def _lsn(parts: tuple[bytes, bytes]) -> int:
+    high, low = parts
+    return int(high, 16) << 32 | int(low, 16)
 
 
 def basebackup_command(tools: PgTools, url: str) -> tuple[list[str], dict[str, str]]:
@@ -50,9 +102,10 @@ def stream_basebackup_to_s3(
     *,
     seconds_left: float,
     launcher: Launcher = launch,
-) -> StoredArchive:
+) -> StoredBaseBackup:
     argv, env = basebackup_command(tools, url)
-    return stream_to_s3(
+    manifest = ManifestTail()
+    stored = stream_to_s3(
         archives,
         key,
         argv,
@@ -62,4 +115,6 @@ def stream_basebackup_to_s3(
         magic=GZIP_MAGIC,
         not_magic=NOT_GZIP,
         program="pg_basebackup",
+        observe=manifest.feed,
     )
+    return StoredBaseBackup(stored.size, stored.sha256, manifest.wal_range())

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -94,6 +94,7 @@ class DumpStream(io.RawIOBase):
         magic: bytes = ARCHIVE_MAGIC,
         not_magic: str = NOT_AN_ARCHIVE,
         program: str = "pg_dump",
+        observe: Callable[[memoryview], None] | None = None,
     ) -> None:
         super().__init__()
         assert process.stdout is not None and process.stderr is not None
@@ -101,6 +102,7 @@ class DumpStream(io.RawIOBase):
         self._magic = magic
         self._not_magic = not_magic
         self._program = program
+        self._observe = observe  # sees every chunk of the output, in order
         self._stdout: IO[bytes] = process.stdout
         self.sha256 = hashlib.sha256()
         self.size = 0
@@ -140,6 +142,8 @@ class DumpStream(io.RawIOBase):
                 self.kill()
                 raise DumpFailed(self._not_magic)
         self.sha256.update(chunk)
+        if self._observe is not None:
+            self._observe(chunk)
         self.size += count
         return count
 
@@ -196,17 +200,18 @@ def stream_dump_to_s3(
     magic: bytes = ARCHIVE_MAGIC,
     not_magic: str = NOT_AN_ARCHIVE,
     program: str = "pg_dump",
+    observe: Callable[[memoryview], None] | None = None,
 ) -> StoredArchive:
     """Run pg_dump (or another program that writes an archive to stdout, checked by its
     first bytes `magic`) and upload its stdout to `key`; stop it after `seconds_left`.
 
     On any failure the multipart upload is aborted, no object is left and the
     exception propagates (DumpFailed for the program's own failures). `expected_size`
-    (bytes) sizes the upload's parts.
+    (bytes) sizes the upload's parts; `observe` sees each chunk of the output as it passes.
     """
     began = time.monotonic()
     process = launcher(argv, env)
-    stream = DumpStream(process, magic=magic, not_magic=not_magic, program=program)
+    stream = DumpStream(process, magic=magic, not_magic=not_magic, program=program, observe=observe)
     watchdog = threading.Timer(max(seconds_left, 0), stream.cancel)
     watchdog.daemon = True
     watchdog.start()

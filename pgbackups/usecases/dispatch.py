@@ -9,6 +9,7 @@ from aws_lambda_powertools import Logger
 
 from pgbackups.domain.errors import BackupInProgress, BackupNotFound, PeriodicBackupExists
 from pgbackups.domain.models import BackupRecord, DatabaseRecord
+from pgbackups.domain.runners import abandoned_reason
 from pgbackups.domain.schedule import PeriodicSlot, periodic_slot
 from pgbackups.ports import Services
 from pgbackups.usecases.backup import publish_backup_event, schedule_backup
@@ -16,12 +17,6 @@ from pgbackups.usecases.databases import finish_secret_deletion
 from pgbackups.usecases.pruning import prune_database
 
 logger = Logger(child=True)
-
-# A `scheduled` record whose async invocation never started it.
-SCHEDULED_GRACE = timedelta(minutes=30)
-# Beyond the runner's deadline (the record's `deadline_at`): a `running` record this
-# late belongs to a run that was killed (timeout, crash) before it could record anything.
-RUNNING_GRACE = timedelta(minutes=5)
 
 
 @dataclass
@@ -129,17 +124,16 @@ def _reap_stale_backup(
         # A lock whose record is gone can never be released by a finish: drop it.
         services.catalog.release_lock(database.name, database.active_backup_id)
         return None
-    deadline = _running_deadline(services, backup)
-    if backup.status == "running" and deadline is not None and now > deadline + RUNNING_GRACE:
-        assert backup.started_at is not None
-        minutes = int((now - backup.started_at).total_seconds() // 60)
-        reason = (
-            f"timed out: the {backup.runner or 'backup'} run stopped without finishing "
-            f"(no result {minutes} minutes after it started)"
-        )
-    elif backup.status == "scheduled" and now - backup.created_at > SCHEDULED_GRACE:
-        reason = "the backup function never started this backup"
-    else:
+    reason = abandoned_reason(
+        what="backup",
+        status=backup.status,
+        created_at=backup.created_at,
+        started_at=backup.started_at,
+        deadline_at=_running_deadline(services, backup),
+        runner=backup.runner,
+        now=now,
+    )
+    if reason is None:
         return None
     failed = backup.model_copy(update={"status": "error", "finished_at": now, "error": reason})
     if not services.catalog.finish_backup(failed, expected_status=backup.status):

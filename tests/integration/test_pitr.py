@@ -2,15 +2,20 @@
 
 Rows are committed at known times across several capture runs, then restored to
 a moment between two commits (exactly the rows before it) and to the latest
-state (every row, the last ones only in the partial segment).
+state (every row, the last ones only in the partial segment). Base backups go
+through the backups' runner: the RecordingRunner records their requests, and the
+tests run them as the backup function does.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import shutil
+import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,8 +25,8 @@ from typing import Any
 import pytest
 
 from pgbackups.domain.errors import OutsideRecoveryWindow, ReplicationRefused
-from pgbackups.domain.models import ConnectionInfo, DatabaseRecord, to_rfc3339
-from pgbackups.domain.pitr import PitrSettings
+from pgbackups.domain.models import BackupRequest, ConnectionInfo, DatabaseRecord, to_rfc3339
+from pgbackups.domain.pitr import BaseBackup, PitrSettings
 from pgbackups.ports import Services
 from pgbackups.postgres import wal
 from pgbackups.usecases import pitr
@@ -136,14 +141,57 @@ def enable(services: Services, database: str) -> None:
     pitr.enable_pitr(services, database, PitrSettings(enabled=True))
 
 
+def base_backup_requests(services: Services) -> list[BackupRequest]:
+    """The base backups asked of the runner since the last look."""
+    assert isinstance(services.runner, RecordingRunner)
+    return services.runner.take_base_backup_requests()
+
+
+def run_base_backups(services: Services) -> list[BaseBackup]:
+    """Take the base backups asked of the runner, as the backup function does."""
+    stored = []
+    for request in base_backup_requests(services):
+        result = pitr.run_base_backup(services, request, seconds_left=600, runner="lambda")
+        assert result is not None and result.status == "done", result
+        assert result.base is not None
+        stored.append(result.base)
+    return stored
+
+
+def manifest_wal_range(aws: AwsStack, base: BaseBackup) -> tuple[int, int]:
+    """Start-LSN and End-LSN of the backup_manifest inside the stored tar."""
+    body = aws.s3.get_object(Bucket=aws.settings.bucket_name, Key=base.object_key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(body))) as tar:
+        member = tar.extractfile("backup_manifest")
+        assert member is not None
+        (wal_range,) = json.load(member)["WAL-Ranges"]
+    return wal.parse_lsn(wal_range["Start-LSN"]), wal.parse_lsn(wal_range["End-LSN"])
+
+
 def test_restore_between_commits_and_to_latest(
-    services: Services, aws: AwsStack, source: EmbeddedPostgres, tmp_path: Path
+    services: Services,
+    aws: AwsStack,
+    source: EmbeddedPostgres,
+    tmp_path: Path,
+    lambda_context: LambdaContext,
 ) -> None:
     name = "shop"
     register(services, source, name)
     enable(services, name)
+    # Enabling asked the backups' runner for the first base backup; while it is on its
+    # way the capture asks for no other.
+    (request,) = base_backup_requests(services)
+    assert request.database == name and request.kind == "base"
     first = pitr.capture(services, name, seconds_left=600)
-    assert first.base_backup is not None
+    assert first.base_backup is None and not base_backup_requests(services)
+    # The backup function's handler takes it with its own deadline.
+    answer = load_function("backup").handler(request.model_dump(mode="json"), lambda_context)
+    assert answer == {"backup_id": request.backup_id, "kind": "base", "status": "done"}
+    (base,) = services.pitr.base_backups(name)
+    assert (base.id, base.runner) == (request.backup_id, "lambda")
+    assert services.pitr.base_backup_run(name) is None
+    # Its exact WAL range, as its backup_manifest says.
+    assert manifest_wal_range(aws, base) == (base.start_lsn, base.end_lsn)
 
     times = [commit_row(source, name, 1)]
     time.sleep(1.1)
@@ -196,6 +244,7 @@ def test_window_refuses_times_outside(services: Services, aws: AwsStack) -> None
     try:
         register(services, server, "win")
         enable(services, "win")
+        assert len(run_base_backups(services)) == 1
         pitr.capture(services, "win", seconds_left=600)
         commit_row(server, "win", 1)
         pitr.capture(services, "win", seconds_left=600)
@@ -214,6 +263,7 @@ def test_a_corrupt_wal_file_stops_the_restore(services: Services, aws: AwsStack)
     try:
         register(services, server, "bad")
         enable(services, "bad")
+        assert len(run_base_backups(services)) == 1
         pitr.capture(services, "bad", seconds_left=600)
         commit_row(server, "bad", 1)
         pitr.capture(services, "bad", seconds_left=600)
@@ -259,6 +309,7 @@ def test_killed_after_upload_before_acknowledging_resends_without_gap(
     name = "killed"
     url = register(services, server18, name)
     enable(services, name)
+    run_base_backups(services)
     pitr.capture(services, name, seconds_left=600)
     commit_row(server18, name, 1)
     server18.psql("CREATE TABLE filler AS SELECT generate_series(1, 300000) AS n", name)
@@ -297,6 +348,7 @@ def test_killed_before_upload_the_slot_keeps_the_wal(
     name = "unstored"
     url = register(services, server18, name)
     enable(services, name)
+    run_base_backups(services)
     pitr.capture(services, name, seconds_left=600)
     chain = services.pitr.get_chain(name, services.pitr.get_state(name).chain_id)  # type: ignore[arg-type]
     server18.psql("CREATE TABLE filler AS SELECT generate_series(1, 600000) AS n", name)
@@ -320,8 +372,6 @@ def test_killed_before_upload_the_slot_keeps_the_wal(
 def test_two_captures_at_once_one_works_the_other_leaves(
     services: Services, aws: AwsStack, server18: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
-
     name = "racing"
     register(services, server18, name)
     enable(services, name)
@@ -353,6 +403,83 @@ def test_two_captures_at_once_one_works_the_other_leaves(
     assert reports[0].outcome == "captured" and reports[0].partial is not None
 
 
+def test_one_base_backup_at_a_time_and_a_stuck_one_is_given_up(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "single"
+    register(services, server18, name)
+    enable(services, name)
+    (first,) = base_backup_requests(services)
+    state = services.pitr.get_state(name)
+    assert state is not None and state.chain_id is not None
+    chain_id = state.chain_id
+    # On its way: neither the capture nor another request starts a second one.
+    assert pitr.capture(services, name, seconds_left=600).base_backup is None
+    assert pitr.request_base_backup(services, name, chain_id) is None
+    assert not base_backup_requests(services)
+
+    # Two due at once, asked for by two callers that both read "none on its way" (as
+    # concurrent captures and enabling may): the conditional write lets one start.
+    result = pitr.run_base_backup(services, first, seconds_left=600, runner="lambda")
+    assert result is not None and result.status == "done"
+    second_id = pitr.request_base_backup(services, name, chain_id)
+    assert second_id is not None
+    monkeypatch.setattr(services.pitr, "base_backup_run", lambda database: None)
+    assert pitr.request_base_backup(services, name, chain_id) is None
+    monkeypatch.undo()
+    (second,) = base_backup_requests(services)
+    assert second.backup_id == second_id
+
+    # Never started by its runner (the invocation was lost): given up after the grace.
+    real_now = services.clock()
+    services.clock = lambda: real_now + timedelta(minutes=31)
+    third_id = pitr.request_base_backup(services, name, chain_id)
+    assert third_id is not None and third_id != second.backup_id
+    (third,) = base_backup_requests(services)
+    assert third.backup_id == third_id
+    # The lost invocation arriving late does nothing: it is not the scheduled run any more.
+    assert pitr.run_base_backup(services, second, seconds_left=600, runner="lambda") is None
+
+    # Started, then killed at its deadline without a word: given up once past it.
+    services.clock = lambda: real_now + timedelta(minutes=32)
+    run = services.pitr.start_base_backup_run(
+        name, third_id, services.clock(), runner="lambda",
+        deadline_at=services.clock() + timedelta(minutes=15),
+    )  # fmt: skip
+    assert run is not None and run.status == "running"
+    assert pitr.request_base_backup(services, name, chain_id) is None, "not past its deadline"
+    services.clock = lambda: real_now + timedelta(minutes=32 + 15 + 6)
+    assert pitr.request_base_backup(services, name, chain_id) is not None
+    (fourth,) = base_backup_requests(services)
+    assert fourth.backup_id != third_id
+    assert [b.id for b in services.pitr.base_backups(name)] == [first.backup_id]
+    keys = aws.object_keys()
+    for given_up in (second, third):
+        assert not [k for k in keys if given_up.backup_id in k]
+
+
+def test_a_failed_base_backup_is_recorded_and_leaves_nothing(
+    api: Api, services: Services, server18: EmbeddedPostgres
+) -> None:
+    name = "failing"
+    url = register(services, server18, name)
+    enable(services, name)
+    (request,) = base_backup_requests(services)
+    services.secrets.put_replication_url(
+        name, "postgresql://postgres:s3cret-pw@127.0.0.1:1/failing"
+    )
+    result = pitr.run_base_backup(services, request, seconds_left=600, runner="lambda")
+    assert result is not None and result.status == "error"
+    assert result.error and "s3cret-pw" not in result.error
+    view = api.call("api-get-pitr", path=f"/v1/databases/{name}/pitr").body
+    assert view["base_backups"] == [] and view["base_backup_in_progress"] is None
+    assert view["last_base_backup_error"] == result.error
+    assert not [k for k in api.aws.object_keys() if "/base/" in k]
+    # Not asked for again at once (a server that refuses would get one try a minute).
+    services.secrets.put_replication_url(name, url)
+    assert pitr.capture(services, name, seconds_left=600).base_backup is None
+
+
 def test_invalidated_slot_breaks_the_chain_and_a_new_one_restores(
     services: Services, aws: AwsStack
 ) -> None:
@@ -361,6 +488,7 @@ def test_invalidated_slot_breaks_the_chain_and_a_new_one_restores(
         name = "lossy"
         register(services, server, name)
         enable(services, name)
+        run_base_backups(services)
         pitr.capture(services, name, seconds_left=600)
         old_chain = services.pitr.get_state(name).chain_id  # type: ignore[union-attr]
         for _ in range(6):
@@ -372,11 +500,15 @@ def test_invalidated_slot_breaks_the_chain_and_a_new_one_restores(
 
         report = pitr.capture(services, name, seconds_left=600)
         assert report.outcome == "broken" and "invalidated" in (report.broken_reason or "")
-        assert report.base_backup is not None, "the new chain starts with a base backup"
         events = [e for e in aws.received_events() if e["detail-type"] == "PITR Broken"]
         assert [e["detail"]["chain_id"] for e in events] == [old_chain]
         state = services.pitr.get_state(name)
-        assert state is not None and state.chain_id != old_chain and state.status == "ok"
+        assert state is not None and state.chain_id != old_chain and state.status == "broken"
+        # The new chain starts with a base backup, asked of the runner.
+        (new_base,) = run_base_backups(services)
+        assert new_base.id == report.base_backup and new_base.chain_id == state.chain_id
+        state = services.pitr.get_state(name)
+        assert state is not None and state.status == "ok" and state.broken_reason is None
         assert services.pitr.get_chain(name, old_chain).broken_reason
 
         commit_row(server, name, 7)
@@ -398,6 +530,11 @@ def test_retention_drops_old_base_backups_and_the_wal_only_they_needed(
     now = [start]
     services.clock = lambda: now[0]
 
+    def capture_and_base_backups() -> None:
+        pitr.capture(services, name, seconds_left=600)
+        if run_base_backups(services):
+            pitr.capture(services, name, seconds_left=600)  # the WAL up to its end
+
     def day(days: int) -> None:
         now[0] = start + timedelta(days=days)
         first = days * 100000
@@ -406,9 +543,9 @@ def test_retention_drops_old_base_backups_and_the_wal_only_they_needed(
             name,
         )
         server18.psql("SELECT pg_switch_wal()")
-        pitr.capture(services, name, seconds_left=600)
+        capture_and_base_backups()
 
-    pitr.capture(services, name, seconds_left=600)
+    capture_and_base_backups()
     day(1)
     day(8)
     bases = sorted(services.pitr.base_backups(name), key=lambda b: b.finished_at)
@@ -471,15 +608,28 @@ def test_api_enables_reports_the_window_and_plans_restores(
     assert answer.body["enabled"] is True and answer.body["status"] == "ok"
     slots = server18.psql("SELECT slot_name, restart_lsn IS NOT NULL FROM pg_replication_slots")
     assert slots == "pgbackups_shop|t"
+    # The first base backup is on its way: asked of the backups' runner, not taken yet.
+    (request,) = api.runner.take_base_backup_requests()
+    pending = answer.body["base_backup_in_progress"]
+    assert pending["id"] == request.backup_id and pending["status"] == "scheduled"
+    assert answer.body["base_backups"] == [] and answer.body["earliest_recoverable_at"] is None
 
     capture = load_function("wal_capture")
     result = capture.handler(load_event("wal-capture-database"), lambda_context)
-    assert result["database"] == "shop" and result["base_backup"]
+    assert result["database"] == "shop" and result["base_backup"] is None
+    backup = load_function("backup")
+    taken = backup.handler(request.model_dump(mode="json"), lambda_context)
+    assert taken["status"] == "done"
+    assert backup.handler(request.model_dump(mode="json"), lambda_context)["status"] == (
+        "unchanged"  # Lambda's retry of the same request
+    )
     commit_row(server18, "shop", 1)
     assert capture.handler({"database": "shop"}, lambda_context)["outcome"] == "captured"
 
     view = api.call("api-get-pitr").body
     assert len(view["base_backups"]) == 1 and view["lag_seconds"] is not None
+    assert view["base_backups"][0]["runner"] == "lambda"
+    assert view["base_backup_in_progress"] is None and view["last_base_backup_error"] is None
     earliest = datetime.fromisoformat(view["earliest_recoverable_at"].replace("Z", "+00:00"))
     latest = datetime.fromisoformat(view["latest_recoverable_at"].replace("Z", "+00:00"))
     assert earliest < latest

@@ -352,7 +352,7 @@ def test_every_function_gets_the_settings_it_requires(template: dict[str, Any]) 
     assert template["Globals"]["Function"]["Environment"]["Variables"]["DEFAULT_COMPRESSION"] == {
         "Ref": "DefaultCompression"
     }
-    for name in ("ApiFunction", "DispatcherFunction"):
+    for name in ("ApiFunction", "DispatcherFunction", "WalCaptureFunction"):
         assert function_environment(template, name)["BACKUP_FUNCTION_NAME"] == {
             "Ref": "BackupFunction"
         }
@@ -520,12 +520,13 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         **catalog,
         "s3:PutObject": [objects],
         "s3:PutObjectTagging": [objects],
-        "s3:AbortMultipartUpload": [objects],
         "s3:DeleteObject": [objects],
         "s3:ListBucket": [bucket],
         "secretsmanager:GetSecretValue": [database_secrets],
         "events:PutEvents": [bus],
-        "lambda:InvokeFunction": [capture_function],  # one invocation per database
+        # one invocation per database; base backups on the backups' runner
+        "lambda:InvokeFunction": [capture_function, backup_function],
+        **start_tasks,
     }
     for function in ("ApiFunction", "WalCaptureFunction"):
         (listing,) = [
@@ -759,7 +760,8 @@ def test_the_backup_task_runs_the_function_code_on_the_public_lambda_image(
 
 
 def test_the_functions_that_start_backups_know_the_fargate_runner(template: dict[str, Any]) -> None:
-    for name in ("ApiFunction", "DispatcherFunction"):
+    # The WAL capture starts base backups on the same runners as logical backups.
+    for name in ("ApiFunction", "DispatcherFunction", "WalCaptureFunction"):
         environment = function_environment(template, name)
         assert environment["BACKUP_TASK_CLUSTER"] == {"Ref": "BackupCluster"}
         assert environment["BACKUP_TASK_DEFINITION"] == {"Ref": "BackupTaskDefinition"}

@@ -9,7 +9,7 @@ before any URL is made, so the CLI downloads nothing.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pgbackups.api.params import DatabaseParam, answers
 from pgbackups.domain.errors import InvalidInput
+from pgbackups.domain.models import RunnerName
 from pgbackups.domain.pitr import (
     DEFAULT_BASE_BACKUP_EVERY_DAYS,
     DEFAULT_WINDOW_DAYS,
@@ -54,6 +55,18 @@ class BaseBackupView(BaseModel):
     timeline: int
     size: int
     sha256: str
+    runner: RunnerName | None = Field(
+        default=None, description="What took it: the backup function or the Fargate task"
+    )
+
+
+class BaseBackupRunView(BaseModel):
+    id: str
+    status: Literal["scheduled", "running"]
+    requested_at: datetime
+    started_at: datetime | None
+    runner: RunnerName | None
+    deadline_at: datetime | None = Field(description="When its runner stops it for sure")
 
 
 class PitrView(BaseModel):
@@ -67,6 +80,12 @@ class PitrView(BaseModel):
     lag_seconds: float | None = Field(description="Age of the newest WAL in S3")
     last_archived_at: datetime | None
     base_backups: list[BaseBackupView]
+    base_backup_in_progress: BaseBackupRunView | None = Field(
+        description="The base backup on its way (asked of the backups' runner), if any"
+    )
+    last_base_backup_error: str | None = Field(
+        description="Why the last base backup failed, until one succeeds"
+    )
 
 
 class BaseBackupLink(BaseModel):
@@ -109,6 +128,7 @@ def pitr_view(services: Services, database: str) -> PitrView:
     window = recovery_window(chains, bases)
     current = next((c for c in chains if state and c.id == state.chain_id), None)
     archived = current.last_archived_at if current else None
+    run = services.pitr.base_backup_run(database)
     now = services.clock()
     return PitrView(
         enabled=bool(state and state.enabled),
@@ -134,9 +154,21 @@ def pitr_view(services: Services, database: str) -> PitrView:
                 timeline=b.timeline,
                 size=b.size,
                 sha256=b.sha256,
+                runner=b.runner,
             )
             for b in bases
         ],
+        base_backup_in_progress=BaseBackupRunView(
+            id=run.id,
+            status="running" if run.status == "running" else "scheduled",
+            requested_at=run.created_at,
+            started_at=run.started_at,
+            runner=run.runner,
+            deadline_at=run.deadline_at,
+        )
+        if run is not None and run.status != "error"
+        else None,
+        last_base_backup_error=run.error if run is not None and run.status == "error" else None,
     )
 
 
@@ -171,7 +203,10 @@ def build_router(services: Services) -> Router:
     @router.put(
         "/v1/databases/<db>/pitr",
         operation_id="putPitr",
-        summary="Enable, change or disable continuous backups (the server is checked)",
+        summary=(
+            "Enable, change or disable continuous backups (the server is checked); enabling "
+            "starts the first base backup on the backups' runner"
+        ),
         tags=tags,
         responses=answers(200, "Continuous backups of the database", 400),
     )
