@@ -71,15 +71,21 @@ def test_capture_window_and_restore_to_a_point_in_time(
     assert api.post(base, json={"name": "orders", "url": url}, timeout=30).status_code == 201
     enabled = api.put(f"{base}/orders/pitr", json={"enabled": True}, timeout=60)
     assert enabled.status_code == 200, enabled.text
+    # Enabling started the first base backup on the backup function; it may be stored already.
+    assert enabled.json()["base_backup_in_progress"] or enabled.json()["base_backups"]
 
-    capture(cli)
-    # This capture or the stack's own schedule (every minute) took the first base backup.
-    for _ in range(60):
-        if api.get(f"{base}/orders/pitr", timeout=30).json()["base_backups"]:
+    for _ in range(120):
+        view = api.get(f"{base}/orders/pitr", timeout=30).json()
+        if view["base_backups"] or view["last_base_backup_error"]:
             break
         time.sleep(1)
     else:
-        pytest.fail("no base backup was taken")
+        pytest.fail(f"no base backup was stored: {view}")
+    assert view["last_base_backup_error"] is None
+    (stored,) = view["base_backups"]
+    assert stored["runner"] == "lambda", "taken by the backup function"
+    assert view["base_backup_in_progress"] is None
+    capture(cli)
     text = cli("local", "pitr-capture", "-d", "orders", "--state-dir", str(cli.stack.state_dir))
     assert text.returncode == 0 and "-----> Captured orders:" in text.stdout
 

@@ -27,10 +27,13 @@ from typing import Any
 import pytest
 
 from pgbackups.domain.models import BackupRecord, ConnectionInfo, DatabaseRecord
+from pgbackups.domain.pitr import PitrSettings
 from pgbackups.ports import Services
+from pgbackups.usecases import pitr
 from pgbackups_local.code_packages import zip_tree
+from pgbackups_local.postgres import EmbeddedPostgres
 from pgbackups_local.template import load_template
-from tests.conftest import REGION, AwsStack
+from tests.conftest import REGION, AwsStack, RecordingRunner
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +70,7 @@ def task_container() -> dict[str, Any]:
 
 
 def task_environment(
-    aws: AwsStack, code_url: str, request: dict[str, str], task_dir: Path
+    aws: AwsStack, code_url: str, request: dict[str, Any], task_dir: Path
 ) -> dict[str, str]:
     """The task definition's environment with this test's resources, plus the RunTask
     override and what ECS itself gives a task (region, credentials, the endpoint)."""
@@ -176,3 +179,47 @@ def _fetch(base: str, name: str, into: Path) -> Path:
     with urllib.request.urlopen(f"{base}/{name}") as response:  # noqa: S310 (local)
         path.write_bytes(response.read())
     return path
+
+
+def test_the_task_takes_a_continuous_backups_base_backup(
+    aws: AwsStack,
+    services: Services,
+    postgres: EmbeddedPostgres,
+    database_name: str,
+    tmp_path: Path,
+    code_server: str,
+) -> None:
+    """The same task, asked for a base backup (kind "base"), stores it as the Fargate run."""
+    name = "shop"
+    services.catalog.create_database(DatabaseRecord(name=name, created_at=datetime.now(UTC)))
+    services.secrets.put(name, ConnectionInfo(url=postgres.create_database(database_name)))
+    pitr.enable_pitr(services, name, PitrSettings(enabled=True))
+    try:
+        assert isinstance(services.runner, RecordingRunner)
+        (request,) = services.runner.take_base_backup_requests()
+        task_dir = tmp_path / "task"
+        task_dir.mkdir()
+        container = task_container()
+        environment = task_environment(aws, code_server, request.model_dump(mode="json"), task_dir)
+        result = subprocess.run(
+            [sys.executable, "-S", *container["EntryPoint"][1:], *container["Command"]],
+            env=environment,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+            "backup_id": request.backup_id,
+            "status": "done",
+        }
+        (base,) = services.pitr.base_backups(name)
+        assert (base.id, base.runner) == (request.backup_id, "fargate")
+        assert services.pitr.base_backup_run(name) is None
+        stored = aws.s3.get_object(Bucket=aws.settings.bucket_name, Key=base.object_key)
+        body = stored["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == base.sha256 and len(body) == base.size
+    finally:
+        pitr.disable_pitr(services, name)  # the shared server must not keep WAL for a slot

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
+import os
+import tarfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from pgbackups.domain.errors import OutsideRecoveryWindow
 from pgbackups.domain.pitr import (
+    BASE_BACKUP_RETRY_AFTER,
     BaseBackup,
+    BaseBackupRun,
+    PitrState,
     WalChain,
+    base_backup_due,
     plan_pitr_retention,
     recovery_window,
     restore_point,
     slot_name,
 )
+from pgbackups.postgres.basebackup import ManifestTail
 from pgbackups.postgres.wal import format_lsn, parse_lsn, segment_name, segment_start
 
 pytestmark = pytest.mark.unit
@@ -131,3 +141,74 @@ def test_retention_drops_a_broken_chain_once_its_base_backups_are_gone() -> None
     plan = plan_pitr_retention([old, new], bases, "B", 7, T0 + timedelta(days=9))
     assert [b.id for b in plan.delete_bases] == ["a1"]
     assert [c.id for c in plan.delete_chains] == ["A"]
+
+
+# -- base backups: when one is due, when one on its way is given up -----------------------
+
+STATE = PitrState(database="shop", enabled=True, status="ok", chain_id="A")
+
+
+def test_a_base_backup_is_due_for_a_new_chain_and_every_few_days() -> None:
+    current = chain("A", archived=SEG, last_commit=None)
+    assert base_backup_due(STATE, current, [], None, T0), "a chain without one"
+    older_chain = [base("1", "OLD", T0, 0, SEG)]
+    assert base_backup_due(STATE, current, older_chain, None, T0), "after a break"
+    own = [base("1", "A", T0, 0, SEG)]
+    week = timedelta(days=STATE.base_backup_every_days)
+    assert not base_backup_due(STATE, current, own, None, T0 + week - timedelta(minutes=2))
+    assert base_backup_due(STATE, current, own, None, T0 + week)
+
+
+def test_not_due_while_one_is_on_its_way_unless_it_is_stuck() -> None:
+    current = chain("A", archived=SEG, last_commit=None)
+    scheduled = BaseBackupRun.new("shop", "A", T0)
+    assert not base_backup_due(STATE, current, [], scheduled, T0 + timedelta(minutes=29))
+    assert base_backup_due(STATE, current, [], scheduled, T0 + timedelta(minutes=31))
+    assert "never started" in (scheduled.abandoned_reason(T0 + timedelta(minutes=31)) or "")
+
+    running = scheduled.model_copy(
+        update={
+            "status": "running",
+            "started_at": T0,
+            "runner": "fargate",
+            "deadline_at": T0 + timedelta(hours=6),
+        }
+    )
+    assert not base_backup_due(STATE, current, [], running, T0 + timedelta(hours=6, minutes=4))
+    assert base_backup_due(STATE, current, [], running, T0 + timedelta(hours=6, minutes=6))
+    reason = running.abandoned_reason(T0 + timedelta(hours=6, minutes=6))
+    assert reason == (
+        "timed out: the fargate run stopped without finishing (no result 366 minutes after "
+        "it started)"
+    )
+
+
+def test_a_failed_base_backup_is_asked_for_again_after_a_while() -> None:
+    current = chain("A", archived=SEG, last_commit=None)
+    failed = BaseBackupRun.new("shop", "A", T0).failed("pg_basebackup: refused", T0)
+    assert not base_backup_due(STATE, current, [], failed, T0 + timedelta(minutes=1))
+    assert base_backup_due(STATE, current, [], failed, T0 + BASE_BACKUP_RETRY_AFTER)
+
+
+def test_the_manifest_tail_finds_the_wal_range_at_the_end_of_a_compressed_tar() -> None:
+    manifest = {
+        "PostgreSQL-Backup-Manifest-Version": 1,
+        "Files": [{"Path": f"base/1/{n}", "Size": 8192} for n in range(5000)],
+        "WAL-Ranges": [{"Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000138"}],
+        "Manifest-Checksum": "0" * 64,
+    }
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in (
+            ("base/1/1", os.urandom(3 * 1024 * 1024)),  # more than one tail's worth
+            ("backup_manifest", json.dumps(manifest, indent=1).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    compressed = gzip.compress(raw.getvalue(), compresslevel=1)
+    tail = ManifestTail()
+    for offset in range(0, len(compressed), 65536):
+        tail.feed(memoryview(compressed[offset : offset + 65536]))
+    assert tail.wal_range() == (parse_lsn("0/2000028"), parse_lsn("0/2000138"))
+    assert ManifestTail().wal_range() is None
