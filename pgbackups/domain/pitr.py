@@ -185,8 +185,13 @@ def base_backup_due(
     if run is not None:
         if run.active and run.abandoned_reason(now) is None:
             return False
+        # A failure of this chain's base backup waits; one of an ended chain does not.
         failed_at = run.finished_at if run.status == "error" else None
-        if failed_at is not None and now - failed_at < BASE_BACKUP_RETRY_AFTER:
+        if (
+            failed_at is not None
+            and run.chain_id == chain.id
+            and now - failed_at < BASE_BACKUP_RETRY_AFTER
+        ):
             return False
     own = [b for b in bases if b.chain_id == chain.id]
     if not own:

@@ -188,6 +188,9 @@ def test_a_failed_base_backup_is_asked_for_again_after_a_while() -> None:
     failed = BaseBackupRun.new("shop", "A", T0).failed("pg_basebackup: refused", T0)
     assert not base_backup_due(STATE, current, [], failed, T0 + timedelta(minutes=1))
     assert base_backup_due(STATE, current, [], failed, T0 + BASE_BACKUP_RETRY_AFTER)
+    # One that failed because its chain ended does not delay the new chain's.
+    ended = BaseBackupRun.new("shop", "OLD", T0).failed("the chain broke", T0)
+    assert base_backup_due(STATE, current, [], ended, T0 + timedelta(minutes=1))
 
 
 def test_the_manifest_tail_finds_the_wal_range_at_the_end_of_a_compressed_tar() -> None:
