@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pgbackups.domain.models import BACKUP_ID, COMPRESSION, DATABASE_NAME
+from pgbackups.domain.models import BACKUP_ID, COMPRESSION, DATABASE_NAME, BackupRequest
 from pgbackups_local.template import load_template
 
 pytestmark = pytest.mark.unit
@@ -573,6 +573,9 @@ def test_backup_function_has_the_tools_the_time_and_the_retries(
     assert resources["WalCaptureFunction"]["Properties"]["VpcConfig"] == props["VpcConfig"]
     for name in FUNCTIONS - {"BackupFunction", "ApiFunction", "WalCaptureFunction"}:
         assert "VpcConfig" not in resources[name]["Properties"], name
+    # Only the backup function runs PostgreSQL's tools (pg_dump, pg_basebackup).
+    for name in FUNCTIONS - {"BackupFunction"}:
+        assert "Layers" not in resources[name]["Properties"], name
 
 
 def test_layers_are_built_by_their_makefiles(
@@ -691,6 +694,13 @@ def test_backup_event_is_the_async_invoke_payload() -> None:
     assert BACKUP_ID.match(event["backup_id"])
     # ULIDs start with a 48-bit timestamp: the first character is at most 7.
     assert event["backup_id"][0] <= "7"
+
+
+def test_base_backup_event_is_a_request_of_the_base_kind() -> None:
+    event = load_event("backup-base.json")
+    request = BackupRequest.model_validate(event)
+    assert request.kind == "base" and request.model_dump() == event
+    assert BackupRequest.model_validate(load_event("backup.json")).kind == "logical"
 
 
 def test_samconfig_deploys_the_three_stages() -> None:
