@@ -344,7 +344,7 @@ def main() -> int:
         server.init(extra_conf=CLUSTER_CONF).start()
         moto = MotoServer(work / "moto.log")
         cleanup.callback(moto.stop)
-        stack = AwsStack(moto.endpoint, tools)
+        stack = AwsStack(moto.endpoint, tools, work)
         logs = work / "backups"
         logs.mkdir()
         limit = Limit(tools, moto)
@@ -384,8 +384,15 @@ def main() -> int:
         datasets = [small]
         if "cpus" in args.items:
             say("item 6: 1 and 2 CPUs")
+            postmaster, moto_pid = postmaster_pid(server), moto.process.pid
             cpu_runs = cpus.measure(
-                small, default, [limit, one_liner, engines[0]], [1, 2], args.repetitions, say
+                small,
+                default,
+                [limit, one_liner, engines[0]],
+                [1, 2],
+                args.repetitions,
+                say,
+                servers=lambda: cpus.server_processes(postmaster, moto_pid),
             )
             extra["cpus"] = cpus.summarize(cpu_runs)
             sections.append(cpus.markdown(extra["cpus"]))
