@@ -186,6 +186,8 @@ def main() -> None:
     s3_calls = S3CallTimes(function.services.archives._s3)
     pg_dump_rss = ChildPeakRss()
     pg_dump_rss.start()
+    # The import (a cold start) is not the backup's: its CPU is reported apart.
+    before = resource.getrusage(resource.RUSAGE_SELF)
     began = time.monotonic()
     answer = function.handler(
         {"database": args.database, "backup_id": args.backup_id},
@@ -202,8 +204,9 @@ def main() -> None:
         "cold_start_seconds": cold_start,
         "rss_after_cold_start_kib": rss_after_cold_start,
         "peak_rss_kib": own.ru_maxrss,
-        "cpu_user_seconds": own.ru_utime,
-        "cpu_system_seconds": own.ru_stime,
+        "cpu_user_seconds": own.ru_utime - before.ru_utime,
+        "cpu_system_seconds": own.ru_stime - before.ru_stime,
+        "cold_start_cpu_seconds": before.ru_utime + before.ru_stime,
         "pg_dump_peak_rss_kib": pg_dump_peak_kib,
         "pg_dump_cpu_user_seconds": children.ru_utime,
         "pg_dump_cpu_system_seconds": children.ru_stime,

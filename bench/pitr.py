@@ -118,7 +118,7 @@ def main() -> int:
     server = EmbeddedPostgres(name="bench-pitr").init(extra_conf="max_wal_size = 1GB\n").start()
     try:
         os.environ.update(FAKE_CREDENTIALS, AWS_ENDPOINT_URL=moto.endpoint)
-        aws = AwsStack(moto.endpoint, tools)
+        aws = AwsStack(moto.endpoint, tools, work)
         settings = Settings(
             table_name=aws.names["TABLE_NAME"], bucket_name=aws.bucket,
             secret_prefix=aws.names["SECRET_PREFIX"], event_bus_name=aws.names["EVENT_BUS_NAME"],
