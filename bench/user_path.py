@@ -25,7 +25,16 @@ from typing import Any
 
 import boto3
 import requests
-from contenders import REGION, BenchError, Dataset, Limit, OneLiner, Run, _proc_cpu_seconds
+from contenders import (
+    REGION,
+    BenchError,
+    Dataset,
+    Limit,
+    OneLiner,
+    Run,
+    _proc_cpu_seconds,
+    write_aws_config,
+)
 
 from pgbackups.postgres.pgtools import PgTools
 
@@ -55,6 +64,8 @@ class LocalStackProcess:
         log_path = work / "stack.log"
         program = Path(sys.executable).with_name("pgbackups")
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+        # Parts unsigned, as over https (contenders.AWS_CONFIG_AS_OVER_HTTPS); the one-liner too.
+        env["AWS_CONFIG_FILE"] = str(write_aws_config(work / "stack-aws-config"))
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [str(program), "local", "--port", "0", "--state-dir", str(state)],
@@ -123,13 +134,21 @@ class StackStorage:
 
 
 class StackCpu:
-    """moto runs inside the stack's process: its CPU is the stack's."""
+    """moto runs in a child process of the stack (pgbackups_local.moto_process)."""
 
     def __init__(self, stack: LocalStackProcess) -> None:
-        self.pid = stack.process.pid
+        self.pid = _moto_child(stack.process.pid)
 
     def cpu_seconds(self) -> float:
         return _proc_cpu_seconds(self.pid)
+
+
+def _moto_child(stack_pid: int) -> int:
+    for task in Path(f"/proc/{stack_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"pgbackups_local.moto_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    raise BenchError("the local stack's moto process was not found")
 
 
 class UserPath:

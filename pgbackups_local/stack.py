@@ -1,7 +1,7 @@
 """The local stack: the whole system in one process, from template.yaml, on moto.
 
-    moto (werkzeug, 127.0.0.1)            ◀── every boto3 client (AWS_ENDPOINT_URL),
-                                              signed with the stack's own key
+    moto (werkzeug, 127.0.0.1,            ◀── every boto3 client (AWS_ENDPOINT_URL),
+          in a child process)                 signed with the stack's own key
     Gateway (--host/--port)               ── authorizer + api function, in-process
     LambdaRuntime (127.0.0.1)             ◀── lambda.invoke (AWS_ENDPOINT_URL_LAMBDA):
                                               worker pool running the backup function
@@ -30,7 +30,8 @@ import json
 import logging
 import os
 import re
-import threading
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ from pgbackups_local.lambda_runtime import (
     layer_version_arn,
     scheduled_event,
 )
-from pgbackups_local.signatures import SignedRequestsOnly, StackKey
+from pgbackups_local.signatures import StackKey
 from pgbackups_local.template import TEMPLATE, load_template, resources_of_type, table_definition
 
 # A child of the functions' powertools logger, so both write to the same stream in order.
@@ -379,27 +380,38 @@ class LocalStack:
             self.stack_file.unlink(missing_ok=True)  # left over by a killed stack
 
     def _start_moto(self) -> str:
-        # The `local` extra. moto's own server, with the signature check in front.
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
+        # The `local` extra: moto's own server, with the signature check in front, in a
+        # process of its own (pgbackups_local.moto_process says why). A session of its
+        # own, so Ctrl-C reaches the stack, which stops moto last.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pgbackups_local.moto_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
         )
-        from werkzeug.serving import make_server
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        app = SignedRequestsOnly(DomainDispatcherApplication(create_backend_app), self.key)
-        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
-        thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
-        thread.start()
+        assert process.stdin is not None and process.stdout is not None
 
         def stop() -> None:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=10)
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # type: ignore[union-attr]
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            process.stdout.close()  # type: ignore[union-attr]
 
         self._on_stop("moto", stop)
-        return f"http://127.0.0.1:{server.server_port}"
+        key = {
+            "access_key_id": self.key.access_key_id,
+            "secret_access_key": self.key.secret_access_key,
+        }
+        process.stdin.write(json.dumps(key).encode() + b"\n")
+        process.stdin.flush()
+        port = process.stdout.readline().strip()
+        if not port.isdigit():
+            raise StackError(f"moto did not start (exit code {process.poll()})")
+        return f"http://127.0.0.1:{int(port)}"
 
     def _client(self, service: str, endpoint: str) -> Any:
         import boto3
