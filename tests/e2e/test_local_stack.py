@@ -258,6 +258,13 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # ended meanwhile
+        return b""
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
@@ -309,3 +316,23 @@ def test_sigterm_stops_everything_the_stack_started(tmp_path: Path) -> None:
     assert "stopped 1 running pg_dump" in log
     assert '"message":"backup failed"' in log
     assert os.path.exists(tmp_path / "state")  # the state dir stays; only stack.json goes
+
+
+def test_moto_stops_with_a_killed_stack(tmp_path: Path) -> None:
+    """moto runs in a process of its own; a stack killed outright does not leave it behind."""
+    stack = start_stack(tmp_path)
+    try:
+        port = urlsplit(stack.info["aws_endpoint_url"]).port
+        assert port and _listening(port)
+        moto = [
+            pid
+            for pid in _process_tree(stack.process.pid) - {stack.process.pid}
+            if b"pgbackups_local.moto_process" in _cmdline(pid)
+        ]
+        assert len(moto) == 1
+    finally:
+        stack.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _alive(moto[0]) or _listening(port):
+        assert time.monotonic() < deadline, "moto outlived the stack"
+        time.sleep(0.2)
