@@ -304,9 +304,10 @@ def markdown(summary: dict[str, Any], dataset: Dataset, compression: str) -> str
     lines = [
         "## The user's path: API trigger to `done` (item 7)",
         "",
-        f"`pgbackups local` in its own process, {dataset.size / 1e6:,.0f} MB database, "
-        f"{compression}, medians; polling every {POLL_SECONDS} s. The one-liner and the "
-        "limit run against the same stack's moto, alternated round-robin.",
+        f"`pgbackups local` in its own process (moto in a child process of its own), "
+        f"{dataset.size / 1e6:,.0f} MB database, {compression}, medians; polling every "
+        f"{POLL_SECONDS} s. The one-liner and the limit run against the same stack's moto, "
+        "alternated round-robin; both uploaders send parts unsigned, as over https on AWS.",
         "",
         "| contender | wall s | vs one-liner | vs limit |",
         "|---|---:|---:|---:|",
