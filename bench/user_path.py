@@ -1,7 +1,8 @@
 """Item 7 of `make bench`: the time a user waits, from the API's trigger to the `done` record.
 
-`pgbackups local` runs in a process of its own (moto, the HTTP API, the async
-invoke and the backup function, as a user starts it). On the same database,
+`pgbackups local` runs in a process of its own (the HTTP API, the async invoke
+and the backup function, with moto in a child process, as a user starts it).
+On the same database,
 alternated round-robin in one run:
 
 - pgbackups   POST /v1/databases/{db}/backups, then GET the backup every 0.1 s
