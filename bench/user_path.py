@@ -98,11 +98,17 @@ class LocalStackProcess:
         session.headers["Authorization"] = f"Bearer {self.info['token']}"
         return session
 
-    def phases(self, backup_id: str) -> dict[str, float]:
-        for line in reversed(self.log_path.read_text(errors="replace").splitlines()):
-            if '"backup phases"' in line and backup_id in line:
-                return dict(json.loads(line[line.index("{") :])["phases"])
-        return {}
+    def phases(self, backup_id: str, timeout: float = 30) -> dict[str, float]:
+        """The backup's `backup phases` log line, written after its record says `done`
+        (the event and the retention come after it): waited for."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in reversed(self.log_path.read_text(errors="replace").splitlines()):
+                if '"backup phases"' in line and backup_id in line:
+                    return dict(json.loads(line[line.index("{") :])["phases"])
+            if time.monotonic() > deadline:
+                raise BenchError(f"no `backup phases` log line for {backup_id}")
+            time.sleep(0.1)
 
 
 class StackStorage:
