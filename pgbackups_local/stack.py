@@ -578,8 +578,8 @@ class LocalStack:
             AWS_DEFAULT_REGION=self.region,
             AWS_ENDPOINT_URL=moto_url,
             AWS_ENDPOINT_URL_LAMBDA=lambda_url,
-            # Never a real account's settings: no ~/.aws files.
-            AWS_CONFIG_FILE=os.devnull,
+            # Never a real account's settings: no ~/.aws files, the stack's own config.
+            AWS_CONFIG_FILE=str(self._write_aws_config()),
             AWS_SHARED_CREDENTIALS_FILE=os.devnull,
             # No X-Ray daemon and no CloudWatch here; logs stay on.
             POWERTOOLS_TRACE_DISABLED="true",
@@ -594,6 +594,15 @@ class LocalStack:
         )
         env["AWS_ENDPOINT_URL_ECS"] = ecs.url
         os.environ.update(env)
+
+    def _write_aws_config(self) -> Path:
+        """S3 as over https: moto listens on http, where botocore would compute a SHA-256
+        of every uploaded part for its signature; to S3 over https it sends streamed
+        parts unsigned (TLS and the CRC32 checksum header protect them). The functions
+        and tasks here do what they do on AWS, and no more."""
+        path = self.state_dir / "aws-config"
+        path.write_text("[default]\ns3 =\n    payload_signing_enabled = false\n")
+        return path
 
     def _start_gateway(self) -> str:
         from pgbackups_local.gateway import Gateway
