@@ -142,6 +142,15 @@ def summarize(runs: list[Run]) -> list[dict[str, Any]]:
     return rows
 
 
+def _own_cpu_ratio(row: dict[str, Any], limit: dict[str, Any]) -> float | None:
+    """(pg_dump + uploader) CPU seconds over the limit's pg_dump CPU seconds."""
+    dump, upload = row.get("pg_dump_cpu_seconds_median"), row.get("uploader_cpu_seconds_median")
+    alone = limit.get("pg_dump_cpu_seconds_median")
+    if dump is None or upload is None or not alone:
+        return None
+    return float((dump + upload) / alone)
+
+
 def _median_cpu(group: list[Run], process: str) -> float | None:
     values = [r.cpu_seconds[process] for r in group if process in r.cpu_seconds]
     return round(statistics.median(values), 2) if values else None
@@ -185,6 +194,22 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"Goal at 1 CPU: pgbackups within 1.3 x pg_dump alone: {ratio:.2f} "
             f"({'met' if ratio <= 1.3 else '**missed**'}).",
         ]
+        own = _own_cpu_ratio(one_cpu[0], limits[1])
+        if own is not None:
+            lines += [
+                "",
+                "The backup's own CPU (what a vCPU of its own spends, whoever else is "
+                "waited for): pg_dump + the backup process's CPU seconds / pg_dump's "
+                f"alone = {own:.2f}"
+                + "".join(
+                    f"; the one-liner's {other:.2f}"
+                    for row in rows
+                    if row["cpus"] == 1 and row["contender"] == "one-liner"
+                    for other in [_own_cpu_ratio(row, limits[1])]
+                    if other is not None
+                )
+                + ".",
+            ]
     if any(not row.get("servers_apart") for row in rows):
         lines += [
             "",
