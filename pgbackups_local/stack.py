@@ -1,4 +1,4 @@
-"""The local stack: the whole system in one process, from template.yaml, on moto.
+"""The local stack: the whole system from template.yaml, on moto, in one process and moto's.
 
     moto (werkzeug, 127.0.0.1,            ◀── every boto3 client (AWS_ENDPOINT_URL),
           in a child process)                 signed with the stack's own key
