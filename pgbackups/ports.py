@@ -18,6 +18,7 @@ from pgbackups.domain.models import (
     BackupRequest,
     BackupStatus,
     ConnectionInfo,
+    DatabaseHistory,
     DatabaseRecord,
     RetentionPolicy,
     Schedule,
@@ -34,6 +35,7 @@ class Catalog(Protocol):
     def create_database(self, record: DatabaseRecord) -> None: ...
     def get_database(self, name: str, *, include_removed: bool = False) -> DatabaseRecord: ...
     def list_databases(self, *, include_removed: bool = False) -> list[DatabaseRecord]: ...
+    def database_histories(self) -> list[DatabaseHistory]: ...
     def update_database(
         self,
         name: str,

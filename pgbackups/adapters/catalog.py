@@ -36,11 +36,13 @@ from pgbackups.domain.errors import (
     DatabaseNotFound,
     InvalidInput,
     PeriodicBackupExists,
+    PgBackupsError,
 )
 from pgbackups.domain.models import (
     BACKUP_ID,
     SECRET_DELETION_LEASE,
     BackupRecord,
+    DatabaseHistory,
     DatabaseRecord,
     RetentionPolicy,
     Schedule,
@@ -288,11 +290,19 @@ class Catalog:
     # -- backups -----------------------------------------------------------
 
     def create_backup(self, record: BackupRecord, *, periodic_day: str | None = None) -> None:
-        """Store a `scheduled` backup and take the database's lock, atomically.
+        """Store a `scheduled` backup holding the database's lock.
 
         With `periodic_day` (the local date of a periodic backup) it also fails
         when that day already has its periodic backup, so two dispatcher runs in
         the same hour create one backup.
+
+        Two single-item writes, in this order: the lock (and the day) on the
+        database item, conditionally, then the record. A transaction would make them
+        one at twice the write cost (and moto copies the whole table for each one).
+        In between, the lock names a record not written yet: `release_lock` is how a
+        lock whose record never came is given up (the dispatcher waits for it to be
+        older than a grace first), so a writer stopped between the two loses neither
+        the database nor the day.
         """
         condition = (
             "attribute_exists(pk) AND attribute_not_exists(removed_at) "
@@ -304,38 +314,60 @@ class Catalog:
             condition += (
                 " AND (attribute_not_exists(last_periodic_day) OR last_periodic_day <> :day)"
             )
-            update += ", last_periodic_day = :day"
+            update += ", last_periodic_day = :day, last_periodic_id = :id"
             values["day"] = periodic_day
         try:
-            self._transact(
-                [
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _database_key(record.database),
-                            "UpdateExpression": update,
-                            "ConditionExpression": condition,
-                            "ExpressionAttributeValues": _values(**values),
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": _to_item(_backup_key(record.database, record.id), record),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                ]
+            self._db.update_item(
+                TableName=self._table,
+                Key=_database_key(record.database),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=_values(**values),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except TransactionRefused as refused:
-            database = self.get_database(record.database)  # raises DatabaseNotFound
-            if periodic_day is not None and database.last_periodic_day == periodic_day:
-                raise PeriodicBackupExists(
-                    f"{database.name} already has its periodic backup of {periodic_day}"
-                ) from None
-            if database.active_backup_id:
-                raise BackupInProgress(database.name, database.active_backup_id) from None
-            raise Conflict(f"backup {record.id} could not be created: {refused}") from None
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+            raise self._refusal(record, periodic_day, error.response.get("Item")) from None
+        try:
+            # Unconditional: the id is new, and a retried attempt writes the same item.
+            self._db.put_item(
+                TableName=self._table,
+                Item=_to_item(_backup_key(record.database, record.id), record),
+            )
+        except Exception:
+            if self._backup_exists(record.database, record.id):
+                return  # written by an attempt whose answer was lost
+            # Nothing will ever finish this backup: give its lock and day back now.
+            self.release_lock(record.database, record.id)
+            raise
+
+    @staticmethod
+    def _refusal(
+        record: BackupRecord, periodic_day: str | None, item: dict[str, Any] | None
+    ) -> PgBackupsError:
+        """Why the lock was refused, from the database item as the refusal saw it."""
+        if item is None:
+            return DatabaseNotFound(f"no database named {record.database}")
+        database = DatabaseRecord.model_validate(_from_item(item))
+        if database.removed_at is not None:
+            return DatabaseNotFound(f"no database named {record.database}")
+        if periodic_day is not None and database.last_periodic_day == periodic_day:
+            return PeriodicBackupExists(
+                f"{database.name} already has its periodic backup of {periodic_day}"
+            )
+        if database.active_backup_id:
+            return BackupInProgress(database.name, database.active_backup_id)
+        return Conflict(f"backup {record.id} of {record.database} could not be created")
+
+    def _backup_exists(self, database: str, backup_id: str) -> bool:
+        item = self._db.get_item(
+            TableName=self._table,
+            Key=_backup_key(database, backup_id),
+            ConsistentRead=True,
+            ProjectionExpression="pk",
+        ).get("Item")
+        return item is not None
 
     def get_backup(self, database: str, backup_id: str) -> BackupRecord:
         item = self._db.get_item(
@@ -455,7 +487,7 @@ class Catalog:
         if record.method == "periodic" and record.status == "error":
             # A failed periodic backup does not count for its day: a later hour of that
             # day may try again. It held the lock since it took the day, so the day is its.
-            release += ", last_periodic_day"
+            release += ", last_periodic_day, last_periodic_id"
         assignments = ", ".join(f"#{field} = :{field}" for field in fields)
         try:
             self._transact(
@@ -488,8 +520,22 @@ class Catalog:
         return True
 
     def release_lock(self, database: str, backup_id: str) -> None:
-        """Drop a lock whose backup record is gone (it can never be finished)."""
+        """Drop a lock whose backup record is missing (never written, or gone): nothing
+        can finish that backup. A periodic one also gives its day back, as a failed
+        periodic backup does, so a later hour of that day may take it."""
         try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_database_key(database),
+                UpdateExpression="REMOVE active_backup_id, last_periodic_day, last_periodic_id",
+                ConditionExpression="active_backup_id = :id AND last_periodic_id = :id",
+                ExpressionAttributeValues=_values(id=backup_id),
+            )
+            return
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+        try:  # not a periodic backup's lock (or not held any more)
             self._db.update_item(
                 TableName=self._table,
                 Key=_database_key(database),
@@ -526,6 +572,48 @@ class Catalog:
 
     def delete_backup_record(self, database: str, backup_id: str) -> None:
         self._db.delete_item(TableName=self._table, Key=_backup_key(database, backup_id))
+
+    def database_histories(self) -> list[DatabaseHistory]:
+        """Every database, removed ones included, with its backups, in one paged Scan
+        (the dispatcher's hourly read) rather than queries per database.
+
+        Items are read one page after another, not at one instant: a reader acts on
+        what it saw only through conditional writes, or reads the item again."""
+        databases: dict[str, DatabaseRecord] = {}
+        backups: dict[str, list[BackupRecord]] = {}
+        deleting: dict[str, list[str]] = {}
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            # Continuous backups' items share the partitions: not read into records.
+            "FilterExpression": "pk = :databases OR begins_with(sk, :backup)",
+            "ExpressionAttributeValues": _values(databases=DATABASES_PK, backup="BACKUP#"),
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._db.scan(**request)
+            for item in response.get("Items", []):
+                if item["pk"]["S"] == DATABASES_PK:
+                    record = DatabaseRecord.model_validate(_from_item(item))
+                    databases[record.name] = record
+                    continue
+                name = item["pk"]["S"].removeprefix("DATABASE#")
+                if "deleting_at" in item:
+                    deleting.setdefault(name, []).append(item["sk"]["S"].removeprefix("BACKUP#"))
+                else:
+                    backups.setdefault(name, []).append(
+                        BackupRecord.model_validate(_from_item(item))
+                    )
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return [
+            DatabaseHistory(
+                database=record,
+                backups=sorted(backups.get(name, []), key=lambda b: b.id, reverse=True),
+                pending_deletions=deleting.get(name, []),
+            )
+            for name, record in sorted(databases.items())
+        ]
 
     # -- queries -----------------------------------------------------------
 

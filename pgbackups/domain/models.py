@@ -124,6 +124,7 @@ class DatabaseRecord(BaseModel):
     # Bookkeeping, not shown by the API:
     active_backup_id: str | None = None  # the one scheduled or running backup (the lock)
     last_periodic_day: str | None = None  # local date of the last periodic backup created
+    last_periodic_id: str | None = None  # the backup that took last_periodic_day
     last_backup_id: str | None = None  # the newest backup created
     removed_at: datetime | None = None  # removed: no schedule, backups expire under policy
     secret_deletion: datetime | None = None  # removed: its URLs are being deleted since
@@ -175,6 +176,21 @@ class BackupRecord(BaseModel):
     @property
     def filename(self) -> str:
         return f"{self.name}.pgsql"
+
+
+def backup_created_at(backup_id: str) -> datetime:
+    """When a backup was created, from its ULID (BackupRecord.new)."""
+    return ULID.from_str(backup_id).datetime
+
+
+@dataclass(frozen=True)
+class DatabaseHistory:
+    """A database as one read of the whole catalog saw it: its record, its visible
+    backups newest first, and the ids of backups whose deletion did not finish."""
+
+    database: DatabaseRecord
+    backups: list[BackupRecord]
+    pending_deletions: list[str]
 
 
 @dataclass(frozen=True)

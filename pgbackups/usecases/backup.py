@@ -53,11 +53,14 @@ def schedule_backup(
     *,
     slot: PeriodicSlot | None = None,
     runner_setting: RunnerSetting | None = None,
+    recent: list[BackupRecord] | None = None,
 ) -> BackupRecord:
     """Record a `scheduled` backup (taking the database's lock) and start the backup function.
 
     A periodic backup comes with its `slot`: the catalog keeps one per local day,
-    and the record says when it was due and how late it is.
+    and the record says when it was due and how late it is. `runner_setting` and
+    `recent` (its newest backups first) spare the runner choice its reads when the
+    caller has them.
 
     Raises BackupInProgress / PeriodicBackupExists when the catalog refuses it,
     and BackupNotStarted when the function could not be invoked: the record is
@@ -73,7 +76,7 @@ def schedule_backup(
         )
     services.catalog.create_backup(record, periodic_day=slot.day if slot else None)
     try:
-        runner = runner_for(services, database, runner_setting)
+        runner = runner_for(services, database, runner_setting, recent)
         runner.start(BackupRequest(database=database, backup_id=record.id))
     except Exception as error:  # whatever the runner's fault, the lock must be released
         logger.exception("the backup could not be started", extra={"backup_id": record.id})
@@ -128,16 +131,21 @@ RECENT_BACKUPS = 10
 
 
 def runner_for(
-    services: Services, database: str, setting: RunnerSetting | None = None
+    services: Services,
+    database: str,
+    setting: RunnerSetting | None = None,
+    recent: list[BackupRecord] | None = None,
 ) -> BackupRunner:
-    """The runner of the database's next backup (pgbackups.domain.runners.choose_runner)."""
+    """The runner of the database's next backup (pgbackups.domain.runners.choose_runner),
+    from its `recent` backups, newest first (read here when not given)."""
     if setting is None:
         setting = services.catalog.get_database(database).runner
     if setting == "fargate" and services.fargate is None:
         raise RunnerFailed(NO_FARGATE)
     if setting == "lambda" or services.fargate is None:
         return services.runner
-    recent, _ = services.catalog.list_backups(database, limit=RECENT_BACKUPS)
+    if recent is None:
+        recent, _ = services.catalog.list_backups(database, limit=RECENT_BACKUPS)
     limits = RunnerLimits(
         lambda_timeout_seconds=services.settings.backup_timeout_seconds,
         fargate_size_threshold_bytes=services.settings.fargate_size_threshold_bytes,

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 
 from pgbackups.domain.errors import BackupInProgress, BackupNotFound, PeriodicBackupExists
-from pgbackups.domain.models import BackupRecord, DatabaseRecord
-from pgbackups.domain.runners import abandoned_reason
+from pgbackups.domain.models import (
+    BackupRecord,
+    DatabaseHistory,
+    DatabaseRecord,
+    backup_created_at,
+)
+from pgbackups.domain.retention import plan_retention
+from pgbackups.domain.runners import SCHEDULED_GRACE, abandoned_reason
 from pgbackups.domain.schedule import PeriodicSlot, periodic_slot
 from pgbackups.ports import Services
 from pgbackups.usecases.backup import publish_backup_event, schedule_backup
@@ -17,6 +25,10 @@ from pgbackups.usecases.databases import finish_secret_deletion
 from pgbackups.usecases.pruning import prune_database
 
 logger = Logger(child=True)
+
+# Databases swept at once: each sweep waits on DynamoDB and Lambda's network calls, not
+# on this process's CPU. Within botocore's default pool of 10 connections per client.
+SWEEP_THREADS = 8
 
 
 @dataclass
@@ -26,42 +38,67 @@ class DispatchReport:
     pruned: list[BackupRecord] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # databases whose sweep raised
 
+    def add(self, other: DispatchReport) -> None:
+        self.scheduled += other.scheduled
+        self.reaped += other.reaped
+        self.pruned += other.pruned
+        self.failed += other.failed
+
 
 def dispatch(services: Services, at: datetime) -> DispatchReport:
     """One hourly run. `at` decides which schedules are due (the rule's time, or the
     hour `pgbackups local dispatch --at` simulates); reaping and retention go by the
     real clock. Safe to run twice in the same hour; one database's failure does not
-    stop the others."""
-    report = DispatchReport()
+    stop the others.
+
+    The catalog is read once (one Scan), then the databases are swept concurrently:
+    what each sweep changes goes through conditional writes, so a read a few seconds
+    old can make a write refused, never a wrong one."""
     now = services.clock()
-    for database in services.catalog.list_databases(include_removed=True):
-        try:
-            _sweep(services, database, at, now, report)
-        except Exception:
-            logger.exception("dispatch failed for a database", extra={"database": database.name})
-            report.failed.append(database.name)
+    histories = services.catalog.database_histories()
+    with ThreadPoolExecutor(max_workers=SWEEP_THREADS) as pool:
+        sweeps = list(pool.map(lambda history: _sweep(services, history, at, now), histories))
+    report = DispatchReport()
+    for sweep in sweeps:  # in the databases' order, whatever order they finished in
+        report.add(sweep)
     return report
 
 
 def _sweep(
-    services: Services,
-    database: DatabaseRecord,
-    at: datetime,
-    now: datetime,
-    report: DispatchReport,
-) -> None:
-    if database.removed_at is not None:
-        # A removal whose URL deletion failed, or URLs written after it: delete them.
-        finish_secret_deletion(services, database)
-    reaped = _reap_stale_backup(services, database, now)
-    if reaped is not None:
-        report.reaped.append(reaped)
-    slot = periodic_slot(database.schedule, at)
-    if database.removed_at is None and slot is not None and _may_fill(slot, database):
-        scheduled = _schedule_periodic_backup(services, database, slot)
-        if scheduled is not None:
-            report.scheduled.append(scheduled)
-    report.pruned += prune_database(services, database, now)
+    services: Services, history: DatabaseHistory, at: datetime, now: datetime
+) -> DispatchReport:
+    report = DispatchReport()
+    database = history.database
+    try:
+        if database.removed_at is not None:
+            # A removal whose URL deletion failed, or URLs written after it: delete them.
+            finish_secret_deletion(services, database)
+        reaped = _reap_stale_backup(services, history, now)
+        if reaped is not None:
+            report.reaped.append(reaped)
+        slot = periodic_slot(database.schedule, at)
+        if database.removed_at is None and slot is not None and _may_fill(slot, database):
+            scheduled = _schedule_periodic_backup(services, history, slot)
+            if scheduled is not None:
+                report.scheduled.append(scheduled)
+        if _has_pruning_to_do(history, now):
+            report.pruned += prune_database(services, database, now)
+    except Exception:
+        logger.exception("dispatch failed for a database", extra={"database": database.name})
+        report.failed.append(database.name)
+    return report
+
+
+def _has_pruning_to_do(history: DatabaseHistory, now: datetime) -> bool:
+    """Whether the database needs a pruning, as far as the run's read shows: a deletion
+    to finish, a backup retention lets go, or a removed database to forget. The pruning
+    itself reads the database's backups afresh; one that is needed only because of a
+    backup finished since the read is done by that backup's own retention."""
+    database = history.database
+    if database.removed_at is not None or history.pending_deletions:
+        return True
+    zone = ZoneInfo(database.schedule.timezone)
+    return bool(plan_retention(database.retention, history.backups, now, zone).delete)
 
 
 def _may_fill(slot: PeriodicSlot, database: DatabaseRecord) -> bool:
@@ -71,11 +108,12 @@ def _may_fill(slot: PeriodicSlot, database: DatabaseRecord) -> bool:
 
 
 def _schedule_periodic_backup(
-    services: Services, database: DatabaseRecord, slot: PeriodicSlot
+    services: Services, history: DatabaseHistory, slot: PeriodicSlot
 ) -> BackupRecord | None:
     """The day's periodic backup, unless the day has one done, running or scheduled
     (PeriodicBackupExists); a failed one (BackupNotStarted included) leaves the day
     open to the next hours."""
+    database = history.database
     try:
         # Created now; the slot says which local day it is for and how late it comes.
         record = schedule_backup(
@@ -85,6 +123,7 @@ def _schedule_periodic_backup(
             services.clock(),
             slot=slot,
             runner_setting=database.runner,
+            recent=history.backups,
         )
     except PeriodicBackupExists:
         return None
@@ -113,17 +152,20 @@ def _running_deadline(services: Services, backup: BackupRecord) -> datetime | No
 
 
 def _reap_stale_backup(
-    services: Services, database: DatabaseRecord, now: datetime
+    services: Services, history: DatabaseHistory, now: datetime
 ) -> BackupRecord | None:
     """Turn a backup stuck past the function's timeout into `error`, releasing the lock."""
+    database = history.database
     if database.active_backup_id is None:
         return None
-    try:
-        backup = services.catalog.get_backup(database.name, database.active_backup_id)
-    except BackupNotFound:
-        # A lock whose record is gone can never be released by a finish: drop it.
-        services.catalog.release_lock(database.name, database.active_backup_id)
-        return None
+    backup = next((b for b in history.backups if b.id == database.active_backup_id), None)
+    if backup is None:
+        # Not in the run's read (created while it read, or missing): read it again.
+        try:
+            backup = services.catalog.get_backup(database.name, database.active_backup_id)
+        except BackupNotFound:
+            _release_orphan_lock(services, database, now)
+            return None
     reason = abandoned_reason(
         what="backup",
         status=backup.status,
@@ -142,3 +184,19 @@ def _reap_stale_backup(
     publish_backup_event(services, failed)
     logger.warning("stale backup reaped", extra={"database": database.name, "backup_id": backup.id})
     return failed
+
+
+def _release_orphan_lock(services: Services, database: DatabaseRecord, now: datetime) -> None:
+    """A lock whose record is missing: the record of a backup being created is written
+    right after its lock (Catalog.create_backup), so only a lock older than the grace
+    has lost its record for good (its writer stopped in between, or the record is gone).
+    Nothing can finish that backup: drop the lock (and give a periodic one's day back)."""
+    assert database.active_backup_id is not None
+    taken_at = backup_created_at(database.active_backup_id)
+    if now - taken_at <= SCHEDULED_GRACE:
+        return
+    services.catalog.release_lock(database.name, database.active_backup_id)
+    logger.warning(
+        "lock without a backup record released",
+        extra={"database": database.name, "backup_id": database.active_backup_id},
+    )
