@@ -288,7 +288,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--scale-databases",
-        default="100,300,1000",
+        default="250,1000",
         help="the database counts of the dispatcher's scale run",
     )
     parser.add_argument("--label", help="results file name (default: latest, or quick)")
