@@ -491,6 +491,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     }
     assert actions_on(resources["DispatcherFunction"]) == {
         **catalog,
+        "dynamodb:Scan": [table],  # the whole catalog, once per run
         "s3:DeleteObject": [objects],
         "secretsmanager:DeleteSecret": [database_secrets],
         "lambda:InvokeFunction": [backup_function],
