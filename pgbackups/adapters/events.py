@@ -1,5 +1,6 @@
-"""Events on EventBridge, source `pgbackups`: `Backup Succeeded` / `Backup Failed`, and
-`PITR Broken` when a chain of continuous backups ends."""
+"""Events on EventBridge, source `pgbackups`: `Backup Succeeded` / `Backup Failed`,
+`PITR Broken` when a chain of continuous backups ends, and `PITR Slot Left` when a
+removed database's replication slot could not be dropped."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ class BackupEvents:
     def publish_pitr_broken(self, detail: dict[str, object]) -> None:
         """`PITR Broken`: a chain of continuous backups ended; a new one starts."""
         self._put("PITR Broken", json.dumps(detail))
+
+    def publish_pitr_slot_left(self, detail: dict[str, object]) -> None:
+        """`PITR Slot Left`: the server keeps WAL for a slot nobody reads any more."""
+        self._put("PITR Slot Left", json.dumps(detail))
 
     def _put(self, detail_type: str, detail: str) -> None:
         response = self._events.put_events(

@@ -270,7 +270,10 @@ def forget_pitr(services: Services, database: str) -> None:
     if state is not None and state.enabled:
         try:
             disable_pitr(services, database)
-        except Exception:
+        except Exception as error:
+            reason = str(
+                error.message if isinstance(error, PgBackupsError) else type(error).__name__
+            )
             logger.exception(
                 "could not drop the replication slot of a removed database; drop it by hand",
                 extra={"database": database, "slot": slot_name(database)},
@@ -278,7 +281,25 @@ def forget_pitr(services: Services, database: str) -> None:
             services.pitr.put_state(
                 state.model_copy(update={"enabled": False, "status": "disabled"})
             )
+            _publish_slot_left(services, database, reason)
     services.secrets.delete_replication_url(database)
+
+
+def _publish_slot_left(services: Services, database: str, reason: str) -> None:
+    """The server keeps WAL for the slot until someone drops it (or, with
+    `max_slot_wal_keep_size`, invalidates it): whoever watches the events must know."""
+    try:
+        services.events.publish_pitr_slot_left(
+            {
+                "database": database,
+                "slot": slot_name(database),
+                "reason": reason,
+                "action": f"SELECT pg_drop_replication_slot('{slot_name(database)}');",
+                "at": to_rfc3339(services.clock()),
+            }
+        )
+    except Exception:
+        logger.exception("could not publish the PITR Slot Left event")
 
 
 # -- capture -------------------------------------------------------------------------------

@@ -693,6 +693,30 @@ def test_removing_the_database_drops_its_slot(
     assert state is not None and not state.enabled
 
 
+def test_removing_a_database_whose_server_is_down_says_the_slot_is_left(
+    services: Services, aws: AwsStack
+) -> None:
+    from pgbackups.usecases.databases import remove_database
+
+    server = start_server("18")
+    try:
+        register(services, server, "unreachable")
+        enable(services, "unreachable")
+        aws.received_events()  # only what the removal says, below
+    finally:
+        server.destroy()
+    remove_database(services, "unreachable")  # the removal itself goes through
+
+    (event,) = [e for e in aws.received_events() if e["detail-type"] == "PITR Slot Left"]
+    detail = event["detail"]
+    assert (detail["database"], detail["slot"]) == ("unreachable", "pgbackups_unreachable")
+    assert "cannot drop the replication slot pgbackups_unreachable" in detail["reason"]
+    assert detail["action"] == "SELECT pg_drop_replication_slot('pgbackups_unreachable');"
+    assert server.password not in json.dumps(event)
+    state = services.pitr.get_state("unreachable")
+    assert state is not None and not state.enabled
+
+
 def test_settings_wait_for_a_running_capture(
     services: Services, aws: AwsStack, server18: EmbeddedPostgres
 ) -> None:
