@@ -328,9 +328,12 @@ def test_manual_backup_goes_live_to_done_and_downloads_with_its_sha256(
     assert statuses in (["scheduled", "done"], ["scheduled", "running", "done"]), statuses
     assert page.evaluate("window.__sameDocument") is True
     (backup,) = api_get(local_stack, f"/v1/databases/{name}/backups").json()["backups"]
-    assert backup["status"] == "done"
+    assert backup["status"] == "done" and backup["runner"] == "lambda"
     expect(row.locator("td").first).to_have_text(backup["id"])
     expect(row).to_contain_text("manual")
+    # Which runner took it, and the database's own setting.
+    expect(row.locator("td[data-label=Runner]")).to_have_text("lambda")
+    expect(page.locator("#database-facts")).to_contain_text("runner auto")
     expect(page.locator("#history-chart svg rect.bar")).to_have_count(1)
 
     with page.expect_download() as started:
@@ -461,7 +464,8 @@ def test_retention_within_bounds_is_saved_outside_shows_the_apis_422_by_the_fiel
 
 @pytest.fixture(scope="module")
 def history(local_stack: RunningStack, postgres: EmbeddedPostgres) -> Iterator[str]:
-    """A database with 27 backups of a growing table, two of them failed (renamed away)."""
+    """A database with 27 backups of a growing table, two of them failed (renamed away),
+    one taken by the Fargate runner (the stack runs its task in a subprocess)."""
     name = new_database(postgres, rows=2000, name=f"shop_{uuid.uuid4().hex[:6]}")
     register(local_stack, name, postgres.url(name), retention={"manual": 40})
     for n in range(27):
@@ -471,13 +475,24 @@ def history(local_stack: RunningStack, postgres: EmbeddedPostgres) -> Iterator[s
             name,
         )
         failing = n in (19, 20)
+        on_fargate = n == 24
         if failing:
             postgres.psql(f'ALTER DATABASE "{name}" RENAME TO "{name}_away"')
+        if on_fargate:
+            set_runner(local_stack, name, "fargate")
         backup = take_backup(local_stack, name)
         if failing:
             postgres.psql(f'ALTER DATABASE "{name}_away" RENAME TO "{name}"')
+        if on_fargate:
+            set_runner(local_stack, name, "auto")
         assert backup["status"] == ("error" if failing else "done"), backup
+        assert backup["runner"] == ("fargate" if on_fargate else "lambda"), backup
     yield name
+
+
+def set_runner(stack: RunningStack, name: str, runner: str) -> None:
+    response = stack.api().patch(f"{stack.api_url}/v1/databases/{name}", json={"runner": runner})
+    assert response.status_code == 200 and response.json()["runner"] == runner, response.text
 
 
 def all_backups(stack: RunningStack, name: str) -> list[dict[str, Any]]:
@@ -499,6 +514,10 @@ def test_load_more_pages_through_the_cursor_and_filters_narrow_the_list(
     expect(page.get_by_role("button", name="Load more")).to_be_hidden()
     shown = backup_rows(page).evaluate_all("rows => rows.map(r => r.dataset.backupId)")
     assert shown == expected  # newest first, no duplicate, none missing
+    # Each row says which runner took it, as the API does.
+    runners = backup_rows(page).locator("td[data-label=Runner]").all_text_contents()
+    assert runners == [b["runner"] for b in all_backups(local_stack, history)]
+    assert sorted(set(runners)) == ["fargate", "lambda"]
 
     page.get_by_label("Status").select_option("error")
     expect(backup_rows(page)).to_have_count(2)

@@ -271,10 +271,17 @@ async function openDatabase(name) {
   }
 }
 
+const RUNNER_TEXT = {
+  auto: "runner auto (Lambda, or Fargate for a backup that outgrows it)",
+  lambda: "runner lambda",
+  fargate: "runner fargate",
+};
+
 function renderDatabaseFacts(database) {
   const facts = [
     `Compression ${database.compression}`,
     database.has_replica ? "backs up from its replica when reachable" : "no replica",
+    RUNNER_TEXT[database.runner] || `runner ${database.runner}`,
     `registered ${formatTime(database.created_at, browserTimeZone())}`,
   ];
   $("#database-facts").textContent = facts.join(" · ");
@@ -447,6 +454,7 @@ function backupRows(backup) {
     el("td", { class: "id", "data-label": "ID" }, el("code", {}, backup.id)),
     el("td", { "data-label": "Created at" }, el("time", { datetime: backup.created_at, title: formatTime(backup.created_at, "UTC", true) }, formatTime(backup.created_at, browserTimeZone()))),
     el("td", { "data-label": "Method" }, backup.method),
+    el("td", { "data-label": "Runner" }, backup.runner || "–"),
     el("td", { class: "number", "data-label": "Size" }, formatSize(backup.size)),
     status,
     el("td", { "data-label": "Kept as" }, backup.kept_as || "–"),
@@ -456,7 +464,7 @@ function backupRows(backup) {
   const reasonRow = el(
     "tr",
     { class: "reason-row", "data-reason-for": backup.id },
-    el("td", { colspan: 7 }, el("p", { class: "reason", id: reasonId }, reason)),
+    el("td", { colspan: 8 }, el("p", { class: "reason", id: reasonId }, reason)),
   );
   return [row, reasonRow];
 }
