@@ -8,14 +8,19 @@ page shows, the SHA-256 of the saved file, and that nothing logs an error.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -31,7 +36,12 @@ from playwright.sync_api import (
 )
 
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.e2e.conftest import RunningStack, wait_for_backup
+from tests.e2e.conftest import (
+    RunningStack,
+    pgbackups_command,
+    stack_environment,
+    wait_for_backup,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -728,3 +738,187 @@ def test_a_manual_backup_the_filters_would_hide_clears_them_and_is_followed(
     assert newest["status"] == "done" and newest["method"] == "manual"
     assert first.get_attribute("data-backup-id") == newest["id"]
     assert console.errors() == []
+
+
+# -- continuous backups -------------------------------------------------------------------
+
+
+def pitr_of(stack: RunningStack, name: str) -> dict[str, Any]:
+    response = api_get(stack, f"/v1/databases/{name}/pitr")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    """`check()`'s first true answer, asked every half second: waits for a state, not a time."""
+    deadline = time.monotonic() + timeout
+    while not (answer := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout} s")
+        time.sleep(0.5)
+    return answer
+
+
+def capture_now(stack: RunningStack, name: str) -> dict[str, Any]:
+    """`pgbackups local pitr-capture`; the stack's own schedule may hold the lease a moment."""
+    for _ in range(60):
+        result = subprocess.run(
+            pgbackups_command(
+                "local", "pitr-capture", "-d", name, "--json", "--state-dir", str(stack.state_dir)
+            ),
+            capture_output=True, text=True, check=False, env=stack_environment(), timeout=180,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        (answer,) = json.loads(result.stdout)
+        if answer["outcome"] != "busy":
+            return dict(answer)
+        time.sleep(1)
+    pytest.fail("the capture stayed busy")
+
+
+def shown_moment(value: str) -> tuple[str, str]:
+    """How the page writes an RFC 3339 time to the second: in the browser's zone (its text
+    starts so) and in UTC (its title)."""
+    moment = datetime.fromisoformat(value)
+    local = moment.astimezone(ZoneInfo(BROWSER_ZONE)).strftime("%Y-%m-%d %H:%M:%S")
+    return local, moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+WINDOW_SHOWN = """() => Object.fromEntries(
+    ['earliest', 'latest', 'archived'].map(slot => [slot,
+        document.querySelector(`#pitr-${slot} time`)?.getAttribute('datetime') ?? null]))"""
+
+
+def window_of(pitr: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "earliest": pitr["earliest_recoverable_at"],
+        "latest": pitr["latest_recoverable_at"],
+        "archived": pitr["last_archived_at"],
+    }
+
+
+@pytest.fixture
+def pitr_server() -> Iterator[EmbeddedPostgres]:
+    """A server of its own: continuous backups reserve a replication slot on it."""
+    server = EmbeddedPostgres(name="dash-pitr").init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def test_continuous_backups_show_status_window_and_base_backups_and_follow_new_wal(
+    page: Page, console: Console, local_stack: RunningStack, pitr_server: EmbeddedPostgres
+) -> None:
+    name = f"pitr-{uuid.uuid4().hex[:6]}"
+    url = pitr_server.create_database("orders")
+    pitr_server.psql("CREATE TABLE events (id int PRIMARY KEY)", "orders")
+    register(local_stack, name, url)
+    pitr_url = f"{local_stack.api_url}/v1/databases/{name}/pitr"
+    enabled = local_stack.api().put(pitr_url, json={"enabled": True}, timeout=60)
+    assert enabled.status_code == 200, enabled.text
+    try:
+        # The first base backup (this capture's or the stack's schedule's), then a commit
+        # archived after it: a recovery window.
+        capture_now(local_stack, name)
+        until(lambda: pitr_of(local_stack, name)["base_backups"], "first base backup")
+        pitr_server.psql("SET synchronous_commit = on; INSERT INTO events VALUES (1)", "orders")
+        capture_now(local_stack, name)
+        until(lambda: pitr_of(local_stack, name)["latest_recoverable_at"], "recovery window")
+
+        open_backups_tab(page, local_stack, name)
+        card = page.locator("#pitr-card")
+        expect(card.locator(".status")).to_have_text("ok")
+        expect(card.locator(".status")).to_have_class(re.compile(r"\bstatus-ok\b"))
+        expect(card.locator("#pitr-disabled")).to_be_hidden()
+        expect(card.locator("#pitr-reason")).to_be_hidden()
+
+        # Captures go on each minute: wait until the page shows what the API now answers.
+        def shown_as_answered() -> dict[str, Any] | None:
+            answer = pitr_of(local_stack, name)
+            return answer if page.evaluate(WINDOW_SHOWN) == window_of(answer) else None
+
+        pitr = until(shown_as_answered, "window shown as the API answers it")
+        for slot, value in (
+            ("#pitr-earliest", pitr["earliest_recoverable_at"]),
+            ("#pitr-latest", pitr["latest_recoverable_at"]),
+        ):
+            local, utc = shown_moment(value)
+            moment = card.locator(f"{slot} time")
+            expect(moment).to_have_text(re.compile(rf"^{re.escape(local)} "))
+            expect(moment).to_have_attribute("title", utc)
+        assert pitr["earliest_recoverable_at"] <= pitr["latest_recoverable_at"]
+        expect(card.locator("#pitr-lag")).to_have_text(re.compile(r"^\d+(\.\d)? s$|^\d+ min"))
+        bases = card.locator("#base-backups-table tbody tr")
+        expect(bases).to_have_count(len(pitr["base_backups"]))
+        newest = pitr["base_backups"][-1]
+        expect(bases.first.locator("td[data-label='Started at'] time")).to_have_attribute(
+            "datetime", newest["started_at"]
+        )
+        expect(bases.first.locator("td[data-label='Finished at'] time")).to_have_attribute(
+            "title", shown_moment(newest["finished_at"])[1]
+        )
+        expect(bases.first.locator("td[data-label=Size]")).to_have_text(re.compile(r" (kB|MB)$"))
+
+        # Refreshes change values in place: the block never empties between two answers.
+        page.evaluate(
+            """() => {
+            window.__pitrBlinks = 0;
+            const emptied = () => document.querySelector('#pitr-details').hidden
+                || !document.querySelector('#pitr-card .status')
+                || !document.querySelector('#pitr-latest time')
+                || !document.querySelector('#base-backups-table tbody tr');
+            new MutationObserver(() => { if (emptied()) window.__pitrBlinks += 1; }).observe(
+                document.querySelector('#pitr-card'),
+                {subtree: true, childList: true, attributes: true, characterData: true});
+        }"""
+        )
+        for _ in range(2):
+            with page.expect_response(lambda r: r.url == pitr_url and r.status == 200):
+                pass
+        assert page.evaluate("window.__pitrBlinks") == 0
+
+        # A new commit, captured: the open page follows without a reload.
+        pitr_server.psql("SET synchronous_commit = on; INSERT INTO events VALUES (2)", "orders")
+        capture_now(local_stack, name)
+        later = until(shown_as_answered, "window shown as the API answers it")
+        assert later["latest_recoverable_at"] > pitr["latest_recoverable_at"]
+        expect(card.locator("#pitr-latest time")).to_have_attribute(
+            "title", shown_moment(later["latest_recoverable_at"])[1]
+        )
+        assert page.evaluate("window.__pitrBlinks") == 0
+        assert console.errors() == []
+    finally:
+        local_stack.api().put(pitr_url, json={"enabled": False}, timeout=60)
+
+
+def test_without_continuous_backups_no_window_and_a_failing_route_breaks_nothing_else(
+    page: Page, console: Console, local_stack: RunningStack, history: str
+) -> None:
+    assert pitr_of(local_stack, history)["enabled"] is False
+    unreachable = [True]
+
+    def fail_while_unreachable(route: Route) -> None:
+        if unreachable[0]:
+            route.abort("failed")
+        else:
+            route.continue_()
+
+    page.route(f"**/v1/databases/{history}/pitr", fail_while_unreachable)
+    open_backups_tab(page, local_stack, history)
+    # The rest of the tab is there; the failure is said in the block only.
+    expect(backup_rows(page)).to_have_count(20)
+    expect(page.locator("#history-chart svg rect.bar")).to_have_count(25)
+    expect(page.locator("#pitr-error")).to_contain_text("Continuous backups cannot be shown")
+    expect(page.locator("#database-error")).to_have_text("")
+    expect(page.locator("#backups-error")).to_have_text("")
+
+    # The next refresh reaches the API: not enabled, no window.
+    unreachable[0] = False
+    expect(page.locator("#pitr-disabled")).to_be_visible()
+    expect(page.locator("#pitr-error")).to_have_text("")
+    expect(page.locator("#pitr-details")).to_be_hidden()
+    expect(page.locator("#pitr-card time")).to_have_count(0)
+    expect(page.locator("#pitr-card .status")).to_have_count(0)
+    failed_fetch = "error: Failed to load resource: net::ERR_FAILED"
+    assert [e for e in console.errors() if e != failed_fetch] == []

@@ -97,6 +97,7 @@ export const api = {
   deleteBackup: (name, id) => request("DELETE", `/v1/databases/${encodeURIComponent(name)}/backups/${encodeURIComponent(id)}`),
   archive: (name, id) => request("GET", `/v1/databases/${encodeURIComponent(name)}/backups/${encodeURIComponent(id)}/archive`),
   putSchedule: (name, schedule) => request("PUT", `/v1/databases/${encodeURIComponent(name)}/schedule`, schedule),
+  pitr: (name) => request("GET", `/v1/databases/${encodeURIComponent(name)}/pitr`),
 };
 
 /** The API's published bounds of the retention counts ({daily: {minimum, maximum}, …}). */

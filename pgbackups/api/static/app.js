@@ -9,6 +9,7 @@ import {
   busy,
   clearErrors,
   el,
+  formatDuration,
   formatSize,
   formatTime,
   hourLabel,
@@ -18,6 +19,8 @@ import {
 const PAGE_SIZE = 20;
 const HISTORY_SIZE = 30;
 const POLL_MS = 1000;
+// Continuous backups move with every capture (each minute): a few seconds is fresh enough.
+const PITR_POLL_MS = 5000;
 const ACTIVE = new Set(["scheduled", "running"]);
 const VIEWS = ["sign-in-view", "databases-view", "database-view"];
 
@@ -26,6 +29,8 @@ const state = {
   backups: [], // rows shown, newest first
   nextCursor: null,
   pollTimer: null,
+  pitrTimer: null,
+  pitrShown: null, // the base backups as last drawn, so a refresh redraws only what changed
   generation: 0, // bumped on every navigation: late answers of a left view are dropped
   listSeq: 0, // bumped on every list request: only the latest one is shown
 };
@@ -40,6 +45,7 @@ function showView(id) {
 
 function signedOut(message) {
   stopPolling();
+  stopPitrPolling();
   state.generation += 1;
   state.database = null;
   state.backups = [];
@@ -48,6 +54,7 @@ function signedOut(message) {
   $("#databases-table").hidden = true;
   $("#backups-table tbody").replaceChildren();
   $("#history-chart").replaceChildren();
+  clearPitr();
   $("#database-title").textContent = "";
   const form = $("#sign-in-form");
   clearErrors(form);
@@ -62,6 +69,7 @@ onSignedOut(() => signedOut("Your token was refused (it may have changed): sign 
 function route() {
   state.generation += 1;
   stopPolling();
+  stopPitrPolling();
   if (!storedToken()) {
     signedOut("");
     return;
@@ -256,6 +264,7 @@ async function openDatabase(name) {
   $("#trigger-error").textContent = "";
   $("#backups-table tbody").replaceChildren();
   $("#history-chart").replaceChildren();
+  clearPitr();
   for (const form of [$("#schedule-form"), $("#retention-form")]) clearErrors(form);
   $("#next-run").textContent = "";
   try {
@@ -265,6 +274,8 @@ async function openDatabase(name) {
     renderDatabaseFacts(database);
     renderSchedule(database.schedule);
     renderRetention(database.retention);
+    // Continuous backups load beside the rest and fail on their own (loadPitr catches).
+    loadPitr();
     await Promise.all([loadBackups(true), loadHistory()]);
   } catch (error) {
     if (generation === state.generation) $("#database-error").textContent = error.message;
@@ -594,6 +605,115 @@ async function poll(generation) {
   // A failure other than "gone" (the network, the API) is retried at the next tick,
   // unless the token was refused, which signs out and stops everything.
   schedulePolling();
+}
+
+// Continuous backups ---------------------------------------------------------------------
+// GET /v1/databases/{db}/pitr, polled while the tab is open. A refresh changes only the
+// values that moved, in place: the block never empties between two answers.
+
+function clearPitr() {
+  state.pitrShown = null;
+  $("#pitr-status").replaceChildren();
+  $("#pitr-disabled").hidden = true;
+  $("#pitr-details").hidden = true;
+  $("#pitr-error").textContent = "";
+  $("#pitr-reason").textContent = "";
+  for (const slot of ["#pitr-earliest", "#pitr-latest", "#pitr-lag", "#pitr-archived"]) {
+    $(slot).replaceChildren();
+    delete $(slot).dataset.shown;
+  }
+  $("#base-backups-table tbody").replaceChildren();
+  $("#base-backups-table").hidden = true;
+  $("#base-backups-empty").hidden = true;
+}
+
+async function loadPitr() {
+  const name = state.database?.name;
+  if (!name) return;
+  const generation = state.generation;
+  try {
+    const pitr = await api.pitr(name);
+    if (generation !== state.generation) return;
+    renderPitr(pitr);
+    $("#pitr-error").textContent = "";
+  } catch (error) {
+    if (generation !== state.generation) return;
+    // The rest of the tab does not need this block: the failure is said here only, what
+    // was shown stays, and the next tick tries again (a refused token signs out).
+    $("#pitr-error").textContent = `Continuous backups cannot be shown: ${error.message}`;
+  }
+  schedulePitrPolling(generation);
+}
+
+function schedulePitrPolling(generation) {
+  stopPitrPolling();
+  if (generation !== state.generation || !storedToken()) return;
+  state.pitrTimer = setTimeout(() => {
+    state.pitrTimer = null;
+    // A tab in the background asks nothing; it catches up on its next tick once shown.
+    if (document.hidden) schedulePitrPolling(generation);
+    else loadPitr();
+  }, PITR_POLL_MS);
+}
+
+function stopPitrPolling() {
+  if (state.pitrTimer !== null) clearTimeout(state.pitrTimer);
+  state.pitrTimer = null;
+}
+
+/** `slot` shows `text` (or the nodes `make()` builds) unless it already shows `key`. */
+function showOnce(slot, key, make) {
+  if (slot.dataset.shown === key) return;
+  slot.dataset.shown = key;
+  slot.replaceChildren(...[make()].flat());
+}
+
+/** A moment in the browser's zone to the second, UTC on hover (a restore takes any second). */
+function momentNode(value) {
+  if (!value) return "–";
+  return el("time", { datetime: value, title: formatTime(value, "UTC", true) }, formatTime(value, browserTimeZone(), true));
+}
+
+function renderPitr(pitr) {
+  $("#pitr-disabled").hidden = pitr.enabled;
+  $("#pitr-details").hidden = !pitr.enabled;
+  const status = pitr.enabled ? pitr.status : "";
+  showOnce($("#pitr-status"), status, () => (status ? statusBadge(status) : []));
+  if (!pitr.enabled) return;
+  const reason = pitr.status === "broken" ? pitr.broken_reason || "" : "";
+  if ($("#pitr-reason").textContent !== reason) $("#pitr-reason").textContent = reason;
+  for (const [slot, value] of [
+    ["#pitr-earliest", pitr.earliest_recoverable_at],
+    ["#pitr-latest", pitr.latest_recoverable_at],
+    ["#pitr-archived", pitr.last_archived_at],
+  ]) {
+    showOnce($(slot), value || "", () => momentNode(value));
+  }
+  const lag = pitr.lag_seconds === null || pitr.lag_seconds === undefined ? "–" : formatDuration(pitr.lag_seconds);
+  showOnce($("#pitr-lag"), lag, () => lag);
+  renderBaseBackups(pitr.base_backups);
+}
+
+function renderBaseBackups(bases) {
+  const key = JSON.stringify(bases);
+  if (state.pitrShown === key) return;
+  state.pitrShown = key;
+  // A field the API may add later is shown once it is there.
+  const withRunner = bases.some((base) => "runner" in base);
+  $('#base-backups-table th[data-column="runner"]').hidden = !withRunner;
+  const rows = [...bases].reverse().map((base) =>
+    el(
+      "tr",
+      { "data-base-backup-id": base.id },
+      el("td", { "data-label": "Started at" }, momentNode(base.started_at)),
+      el("td", { "data-label": "Finished at" }, momentNode(base.finished_at)),
+      el("td", { class: "number", "data-label": "Size" }, formatSize(base.size)),
+      withRunner && el("td", { "data-label": "Runner" }, base.runner || "–"),
+    ),
+  );
+  $("#base-backups-table tbody").replaceChildren(...rows);
+  $("#base-backups-table").hidden = bases.length === 0;
+  $("#base-backups-empty").hidden = bases.length !== 0;
 }
 
 // -- start -----------------------------------------------------------------------------
