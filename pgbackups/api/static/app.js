@@ -33,6 +33,8 @@ const state = {
   pitrShown: null, // the base backups as last drawn, so a refresh redraws only what changed
   generation: 0, // bumped on every navigation: late answers of a left view are dropped
   listSeq: 0, // bumped on every list request: only the latest one is shown
+  historySeq: 0, // the same for the chart's list
+  historyActive: new Set(), // backups the chart drew as scheduled or running
 };
 
 // -- views -----------------------------------------------------------------------------
@@ -257,6 +259,7 @@ async function openDatabase(name) {
   showView("database-view");
   state.database = null;
   state.backups = [];
+  state.historyActive = new Set();
   $("#crumb-name").textContent = name;
   $("#database-title").textContent = name;
   $("#database-facts").textContent = "";
@@ -425,14 +428,29 @@ async function loadBackups(reset) {
   state.nextCursor = page.next_cursor;
   renderBackups();
   schedulePolling();
+  historyFollowsList();
 }
 
 async function loadHistory() {
   const name = state.database?.name;
   if (!name) return;
   const generation = state.generation;
+  const seq = ++state.historySeq;
   const page = await api.backups(name, { limit: HISTORY_SIZE });
-  if (generation === state.generation) drawHistory($("#history-chart"), page.backups);
+  // Answers can arrive out of order: an older one would draw a state already gone.
+  if (generation !== state.generation || seq !== state.historySeq) return;
+  state.historyActive = new Set(page.backups.filter((b) => ACTIVE.has(b.status)).map((b) => b.id));
+  drawHistory($("#history-chart"), page.backups);
+  historyFollowsList();
+}
+
+/** Redraws the chart when it shows active a backup the list already shows finished: a
+ * backup that ends before the list is answered is never seen finishing by the polling. */
+function historyFollowsList() {
+  if (state.backups.some((b) => state.historyActive.has(b.id) && !ACTIVE.has(b.status))) {
+    state.historyActive = new Set();
+    loadHistory().catch(() => {});
+  }
 }
 
 function renderBackups() {
