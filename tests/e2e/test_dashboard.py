@@ -807,7 +807,7 @@ def pitr_server() -> Iterator[EmbeddedPostgres]:
         server.destroy()
 
 
-def test_continuous_backups_show_status_window_and_base_backups_and_follow_new_wal(
+def test_continuous_backups_show_status_window_base_backups_and_follow_wal_and_a_break(
     page: Page, console: Console, local_stack: RunningStack, pitr_server: EmbeddedPostgres
 ) -> None:
     name = f"pitr-{uuid.uuid4().hex[:6]}"
@@ -859,6 +859,8 @@ def test_continuous_backups_show_status_window_and_base_backups_and_follow_new_w
             "title", shown_moment(newest["finished_at"])[1]
         )
         expect(bases.first.locator("td[data-label=Size]")).to_have_text(re.compile(r" (kB|MB)$"))
+        assert newest["runner"] == "lambda"  # the backup function took it
+        expect(bases.first.locator("td[data-label=Runner]")).to_have_text(newest["runner"])
 
         # Refreshes change values in place: the block never empties between two answers.
         page.evaluate(
@@ -887,9 +889,51 @@ def test_continuous_backups_show_status_window_and_base_backups_and_follow_new_w
             "title", shown_moment(later["latest_recoverable_at"])[1]
         )
         assert page.evaluate("window.__pitrBlinks") == 0
+
+        # A real break: the slot is dropped, so the chain is broken and a new one starts;
+        # its base backup fails on a file the server cannot read, named with markup, and
+        # the database stays broken until one succeeds.
+        unreadable = pitr_server.data_dir / HOSTILE
+        unreadable.write_text("not for the server\n")
+        unreadable.chmod(0)
+        slot = f"pgbackups_{name.replace('-', '_')}"
+        until(lambda: drop_slot(pitr_server, slot), "slot dropped")
+        capture_now(local_stack, name)
+        broken = until(
+            lambda: (
+                (a := pitr_of(local_stack, name))["status"] == "broken"
+                and a["last_base_backup_error"]
+                and a
+            ),
+            "broken chain with a failed base backup",
+        )
+        assert broken["broken_reason"] and HOSTILE in broken["last_base_backup_error"]
+        # The open page follows without a reload: colour and text, the API's words.
+        expect(card.locator(".status")).to_have_text("broken")
+        expect(card.locator(".status")).to_have_class(re.compile(r"\bstatus-broken\b"))
+        expect(card.locator("#pitr-reason")).to_have_text(broken["broken_reason"])
+        expect(card.locator("#pitr-base-error-text")).to_have_text(broken["last_base_backup_error"])
+        # Shown literally; no element was made of it and nothing ran.
+        assert page.locator("img").count() == 0
+        assert page.evaluate("window.__pwned") is None
+        assert page.evaluate("window.__pitrBlinks") == 0
         assert console.errors() == []
     finally:
         local_stack.api().put(pitr_url, json={"enabled": False}, timeout=60)
+
+
+def drop_slot(server: EmbeddedPostgres, slot: str) -> bool:
+    """Drop `slot`, ending the capture that holds it; False while one holds it still."""
+    try:
+        server.psql(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+            f"WHERE slot_name = '{slot}' AND active_pid IS NOT NULL"
+        )
+        server.psql(f"SELECT pg_drop_replication_slot('{slot}')")
+    except RuntimeError as error:
+        assert "is active" in str(error), error
+        return False
+    return True
 
 
 def test_without_continuous_backups_no_window_and_a_failing_route_breaks_nothing_else(

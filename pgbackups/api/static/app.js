@@ -636,7 +636,9 @@ function clearPitr() {
   $("#pitr-details").hidden = true;
   $("#pitr-error").textContent = "";
   $("#pitr-reason").textContent = "";
-  for (const slot of ["#pitr-earliest", "#pitr-latest", "#pitr-lag", "#pitr-archived"]) {
+  $("#pitr-base-error").hidden = true;
+  $("#pitr-base-error-text").textContent = "";
+  for (const slot of ["#pitr-earliest", "#pitr-latest", "#pitr-lag", "#pitr-archived", "#pitr-base-run"]) {
     $(slot).replaceChildren();
     delete $(slot).dataset.shown;
   }
@@ -709,7 +711,20 @@ function renderPitr(pitr) {
   }
   const lag = pitr.lag_seconds === null || pitr.lag_seconds === undefined ? "–" : formatDuration(pitr.lag_seconds);
   showOnce($("#pitr-lag"), lag, () => lag);
+  // The base backup on its way and the last failure, when the API says them.
+  const run = pitr.base_backup_in_progress || null;
+  showOnce($("#pitr-base-run"), run ? JSON.stringify(run) : "", () => (run ? baseBackupRunText(run) : []));
+  const failure = pitr.last_base_backup_error || "";
+  if ($("#pitr-base-error-text").textContent !== failure) $("#pitr-base-error-text").textContent = failure;
+  $("#pitr-base-error").hidden = failure === "";
   renderBaseBackups(pitr.base_backups);
+}
+
+function baseBackupRunText(run) {
+  if (run.status === "running") {
+    return ["A base backup is running", run.runner ? ` on ${run.runner}` : "", " since ", momentNode(run.started_at), "."];
+  }
+  return ["A base backup is scheduled (asked at ", momentNode(run.requested_at), ")."];
 }
 
 function renderBaseBackups(bases) {
