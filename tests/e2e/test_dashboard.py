@@ -180,6 +180,8 @@ def open_backups_tab(page: Page, stack: RunningStack, database: str) -> None:
     expect(page.locator("#databases-view")).to_be_visible()
     page.get_by_role("link", name=database, exact=True).click()
     expect(page.get_by_role("heading", name=database, exact=True)).to_be_visible()
+    # The database's record is in (the heading and the hour picker are there before it).
+    expect(page.locator("#database-facts")).to_contain_text("Compression")
     expect(page.locator("#schedule-hour")).to_have_value(re.compile(r"^\d+$"))
 
 

@@ -260,6 +260,8 @@ async function openDatabase(name) {
   state.database = null;
   state.backups = [];
   state.historyActive = new Set();
+  // Until the database is here a click could not act on it: say so rather than drop it.
+  $("#trigger-backup").disabled = true;
   $("#crumb-name").textContent = name;
   $("#database-title").textContent = name;
   $("#database-facts").textContent = "";
@@ -274,6 +276,7 @@ async function openDatabase(name) {
     const database = await api.database(name);
     if (generation !== state.generation) return;
     state.database = database;
+    $("#trigger-backup").disabled = false;
     renderDatabaseFacts(database);
     renderSchedule(database.schedule);
     renderRetention(database.retention);
