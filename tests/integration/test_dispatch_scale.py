@@ -4,6 +4,7 @@ by two writes (the lock, then the record), with what another run or a crash sees
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +42,18 @@ def on_dynamodb_call(services: Services, operation: str, action: Any) -> None:
     """Run `action()` before each `operation` call of this services' DynamoDB client."""
     client = services.catalog._db  # type: ignore[attr-defined]
     client.meta.events.register(f"before-call.dynamodb.{operation}", lambda **_: action())
+
+
+def failing_once() -> Callable[[], None]:
+    """An action that fails its first call as a lost connection would, then does nothing."""
+    calls: list[None] = []
+
+    def fail_once() -> None:
+        calls.append(None)
+        if len(calls) == 1:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+    return fail_once
 
 
 def assert_one_scheduled_periodic_backup_each(services: Services, names: list[str]) -> None:
@@ -147,14 +160,7 @@ def test_a_record_that_could_not_be_written_gives_its_lock_and_day_back_at_once(
     services: Services,
 ) -> None:
     register_many(services, 1)
-    failures: list[bool] = []
-
-    def fail_once() -> None:
-        if not failures:
-            failures.append(True)
-            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
-
-    on_dynamodb_call(services, "PutItem", fail_once)
+    on_dynamodb_call(services, "PutItem", failing_once())
     report = dispatch(services, DUE)
 
     assert report.failed == ["db000"] and report.scheduled == []
@@ -170,14 +176,7 @@ def test_a_manual_backup_whose_record_could_not_be_written_leaves_no_lock(
     services: Services,
 ) -> None:
     register_many(services, 1)
-    failures: list[bool] = []
-
-    def fail_once() -> None:
-        if not failures:
-            failures.append(True)
-            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
-
-    on_dynamodb_call(services, "PutItem", fail_once)
+    on_dynamodb_call(services, "PutItem", failing_once())
     with pytest.raises(EndpointConnectionError):
         request_backup(services, "db000")
 
@@ -190,15 +189,9 @@ def test_a_record_written_by_an_attempt_whose_answer_was_lost_is_used(
     services: Services,
 ) -> None:
     register_many(services, 1)
-    failures: list[bool] = []
-
-    def lose_answer_once(**_: Any) -> None:
-        if not failures:
-            failures.append(True)
-            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
-
+    lose_answer_once = failing_once()
     client = services.catalog._db  # type: ignore[attr-defined]
-    client.meta.events.register("after-call.dynamodb.PutItem", lose_answer_once)
+    client.meta.events.register("after-call.dynamodb.PutItem", lambda **_: lose_answer_once())
     (backup,) = dispatch(services, DUE).scheduled
 
     assert services.runner.calls == [("db000", backup.id)]  # type: ignore[attr-defined]

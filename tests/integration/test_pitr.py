@@ -239,15 +239,20 @@ def test_refusals_name_the_cause(services: Services, aws: AwsStack) -> None:
         server.destroy()
 
 
+def archive_one_commit(services: Services, server: EmbeddedPostgres, name: str) -> None:
+    """A database with continuous backups: its base backup, then one commit archived."""
+    register(services, server, name)
+    enable(services, name)
+    assert len(run_base_backups(services)) == 1
+    pitr.capture(services, name, seconds_left=600)
+    commit_row(server, name, 1)
+    pitr.capture(services, name, seconds_left=600)
+
+
 def test_window_refuses_times_outside(services: Services, aws: AwsStack) -> None:
     server = start_server("18")
     try:
-        register(services, server, "win")
-        enable(services, "win")
-        assert len(run_base_backups(services)) == 1
-        pitr.capture(services, "win", seconds_left=600)
-        commit_row(server, "win", 1)
-        pitr.capture(services, "win", seconds_left=600)
+        archive_one_commit(services, server, "win")
         window = pitr.recovery_window_of(services, "win")
         assert window.earliest is not None and window.latest is not None
         for outside in (window.earliest - timedelta(seconds=1), window.latest + timedelta(1)):
@@ -261,12 +266,7 @@ def test_window_refuses_times_outside(services: Services, aws: AwsStack) -> None
 def test_a_corrupt_wal_file_stops_the_restore(services: Services, aws: AwsStack) -> None:
     server = start_server("18")
     try:
-        register(services, server, "bad")
-        enable(services, "bad")
-        assert len(run_base_backups(services)) == 1
-        pitr.capture(services, "bad", seconds_left=600)
-        commit_row(server, "bad", 1)
-        pitr.capture(services, "bad", seconds_left=600)
+        archive_one_commit(services, server, "bad")
     finally:
         server.destroy()
     # One WAL file changed in the bucket after it was archived, its checksum kept.
