@@ -18,6 +18,7 @@ import sys
 import threading
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -109,24 +110,21 @@ def task_environment(
     }
 
 
-def test_the_task_unpacks_the_built_code_and_takes_a_real_backup(
-    aws: AwsStack, services: Services, database_url: str, tmp_path: Path, code_server: str
-) -> None:
-    services.catalog.create_database(DatabaseRecord(name="shop", created_at=datetime.now(UTC)))
-    services.secrets.put("shop", ConnectionInfo(url=database_url))
-    record = BackupRecord.new("shop", "manual", datetime.now(UTC))
-    services.catalog.create_backup(record)
-    task_dir = tmp_path / "task"
-    task_dir.mkdir()
+@dataclass(frozen=True)
+class TaskRun:
+    directory: Path  # where the task unpacked the code (its /var/task and /opt)
+    environment: dict[str, str]
+    report: dict[str, Any]  # the task's last line
+
+
+def run_task(aws: AwsStack, code_server: str, request: dict[str, Any], tmp_path: Path) -> TaskRun:
+    """The task definition's container, run here with this Python as Fargate runs it."""
+    directory = tmp_path / "task"
+    directory.mkdir()
     container = task_container()
     entry_point, *options = container["EntryPoint"]
     assert entry_point == "/var/lang/bin/python3" and options == ["-c"]
-    environment = task_environment(
-        aws, code_server, {"database": "shop", "backup_id": record.id}, task_dir
-    )
-    assert database_url not in json.dumps(environment)
-
-    started = datetime.now(UTC)
+    environment = task_environment(aws, code_server, request, directory)
     result = subprocess.run(
         [sys.executable, "-S", *options, *container["Command"]],
         env=environment,
@@ -136,12 +134,22 @@ def test_the_task_unpacks_the_built_code_and_takes_a_real_backup(
         timeout=300,
         check=False,
     )
-
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
-        "backup_id": record.id,
-        "status": "done",
-    }
+    return TaskRun(directory, environment, json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_the_task_unpacks_the_built_code_and_takes_a_real_backup(
+    aws: AwsStack, services: Services, database_url: str, tmp_path: Path, code_server: str
+) -> None:
+    services.catalog.create_database(DatabaseRecord(name="shop", created_at=datetime.now(UTC)))
+    services.secrets.put("shop", ConnectionInfo(url=database_url))
+    record = BackupRecord.new("shop", "manual", datetime.now(UTC))
+    services.catalog.create_backup(record)
+    started = datetime.now(UTC)
+    task = run_task(aws, code_server, {"database": "shop", "backup_id": record.id}, tmp_path)
+
+    assert database_url not in json.dumps(task.environment)
+    assert task.report == {"backup_id": record.id, "status": "done"}
     stored = services.catalog.get_backup("shop", record.id)
     assert stored.status == "done" and stored.runner == "fargate"
     assert stored.deadline_at is not None
@@ -159,6 +167,7 @@ def test_the_task_unpacks_the_built_code_and_takes_a_real_backup(
     assert [e["detail-type"] for e in aws.received_events()] == ["Backup Succeeded"]
 
     # Lambda's layout, rebuilt from the zips: modes and symlinks restored.
+    task_dir = task.directory
     opt = task_dir / "opt"
     pg_dump = opt / "bin" / "pg_dump"
     assert stat.S_IMODE(pg_dump.stat().st_mode) == 0o755
@@ -197,24 +206,8 @@ def test_the_task_takes_a_continuous_backups_base_backup(
     try:
         assert isinstance(services.runner, RecordingRunner)
         (request,) = services.runner.take_base_backup_requests()
-        task_dir = tmp_path / "task"
-        task_dir.mkdir()
-        container = task_container()
-        environment = task_environment(aws, code_server, request.model_dump(mode="json"), task_dir)
-        result = subprocess.run(
-            [sys.executable, "-S", *container["EntryPoint"][1:], *container["Command"]],
-            env=environment,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert json.loads(result.stdout.strip().splitlines()[-1]) == {
-            "backup_id": request.backup_id,
-            "status": "done",
-        }
+        task = run_task(aws, code_server, request.model_dump(mode="json"), tmp_path)
+        assert task.report == {"backup_id": request.backup_id, "status": "done"}
         (base,) = services.pitr.base_backups(name)
         assert (base.id, base.runner) == (request.backup_id, "fargate")
         assert services.pitr.base_backup_run(name) is None
