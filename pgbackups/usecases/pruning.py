@@ -68,12 +68,14 @@ def kept_as(
 ) -> dict[str, KeptAs]:
     """Why retention keeps each of `records` (absent: it does not).
 
-    Whether a backup is kept depends only on the backups created after it (the
-    newest of its day, the newest manual ones, the newest done), so only those
-    are read, not the database's whole history.
+    Only a done backup is kept or not, and that depends only on the backups
+    created after it (the newest of its day, the newest manual ones, the newest
+    done), so only those are read, not the database's whole history; nothing is
+    read for a backup still on its way (what a client polls).
     """
-    if not records:
+    done = [record.id for record in records if record.status == "done"]
+    if not done:
         return {}
-    since = services.catalog.backups_since(database.name, min(record.id for record in records))
+    since = services.catalog.backups_since(database.name, min(done))
     tz = ZoneInfo(database.schedule.timezone)
     return plan_retention(database.retention, since, services.clock(), tz).keep

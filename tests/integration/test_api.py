@@ -983,6 +983,20 @@ def test_showing_a_backup_reads_only_the_backups_newer_than_it(api: Api, shop: s
     assert calls.items_queried == 2  # itself and the newer one, not the six older
 
 
+def test_polling_a_backup_on_its_way_reads_no_history(api: Api, shop: str) -> None:
+    for hours in range(5, 1, -1):
+        make_backup(api.services, shop, NOW - timedelta(hours=hours))
+    running = make_backup(api.services, shop, NOW - timedelta(minutes=1), status="running")
+    calls = DynamoDBCalls(api.services)
+
+    answer = api.call("api-get-backup", f"/v1/databases/{shop}/backups/{running.id}")
+
+    assert answer.status == 200 and answer.body["status"] == "running"
+    assert answer.body["kept_as"] is None
+    # The database and the backup; retention is only ever about done backups.
+    assert sorted(calls.operations) == ["GetItem", "GetItem"]
+
+
 def test_a_running_backup_shows_how_much_is_uploaded(api: Api, shop: str) -> None:
     done = make_backup(api.services, shop, NOW - timedelta(minutes=2), status="done")
     running = make_backup(api.services, shop, NOW - timedelta(minutes=1), status="running")
