@@ -10,18 +10,16 @@ read from its /proc/<pid>/status VmHWM by a thread that polls this process's
 children (RUSAGE_CHILDREN would count this process's own RSS: the child is
 vforked before it execs pg_dump).
 
-`--transfer CHUNK_MIB:CONCURRENCY:IN_MEMORY_CHUNKS` swaps pgbackups.adapters.archives'
-STREAM_TRANSFER and `--read-buffer-kib N` the BufferedReader size of
-pgbackups.postgres.dump, and `--pipe-kib N` the size of pg_dump's stdout pipe (through
-the injectable launcher), for experiments only; pgbackups itself is unchanged.
+`--transfer PART_MIB:IN_FLIGHT:BUFFERS` swaps pgbackups.adapters.archives' part size,
+parts uploading at once and part buffers, and `--pipe-kib N` the size of pg_dump's
+stdout pipe (through the injectable launcher), for experiments only; pgbackups itself
+is unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
-import io
 import json
 import os
 import resource
@@ -29,7 +27,6 @@ import signal
 import sys
 import threading
 import time
-import types
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -110,37 +107,14 @@ def _raise_interrupt(signum: int, frame: Any) -> NoReturn:
 
 
 def _patch_transfer(spec: str) -> None:
-    """CHUNK_MIB:CONCURRENCY:IN_MEMORY_CHUNKS in place of pgbackups' STREAM_TRANSFER.
+    """PART_MIB:IN_FLIGHT:BUFFERS in place of pgbackups.adapters.archives' settings."""
+    import pgbackups.adapters.archives as archives
 
-    IN_MEMORY_CHUNKS is s3transfer's max_in_memory_upload_chunks (default 10), the
-    bound on an upload's buffered parts; boto3's TransferConfig takes it as an
-    attribute only. (max_io_queue bounds downloads, not uploads.)
-    """
-    from boto3.s3.transfer import TransferConfig
-
-    import pgbackups.adapters.archives
-
-    chunk_mib, concurrency, in_memory = (int(part) for part in spec.split(":"))
-    config = TransferConfig(
-        multipart_threshold=chunk_mib * MIB,
-        multipart_chunksize=chunk_mib * MIB,
-        max_concurrency=concurrency,
-        max_io_queue=2,
-        use_threads=True,
-    )
-    config.max_in_memory_upload_chunks = in_memory
-    pgbackups.adapters.archives.STREAM_TRANSFER = config
-
-
-def _patch_read_buffer(kib: int) -> None:
-    import pgbackups.postgres.dump
-
-    def buffered_reader(raw: Any, buffer_size: int = io.DEFAULT_BUFFER_SIZE) -> io.BufferedReader:
-        return io.BufferedReader(raw, buffer_size=kib * 1024)
-
-    shim = types.SimpleNamespace(**vars(io))
-    shim.BufferedReader = functools.wraps(io.BufferedReader)(buffered_reader)
-    pgbackups.postgres.dump.io = shim  # type: ignore[attr-defined]
+    part_mib, in_flight, buffers = (int(part) for part in spec.split(":"))
+    archives.MIN_PART_SIZE = part_mib * MIB
+    archives.MAX_CONCURRENCY = in_flight
+    archives.IN_MEMORY_PARTS = buffers
+    archives.UPLOAD_BUFFER_BUDGET = buffers * part_mib * MIB
 
 
 def _pipe_launcher(kib: int) -> Any:
@@ -167,7 +141,6 @@ def main() -> None:
     parser.add_argument("--backup-id", required=True)
     parser.add_argument("--result", required=True, type=Path)
     parser.add_argument("--transfer")
-    parser.add_argument("--read-buffer-kib", type=int)
     parser.add_argument("--pipe-kib", type=int)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -175,8 +148,6 @@ def main() -> None:
     started = time.monotonic()
     if args.transfer:
         _patch_transfer(args.transfer)
-    if args.read_buffer_kib:
-        _patch_read_buffer(args.read_buffer_kib)
     function = load_handler_module("backup")
     if args.pipe_kib:
         function.services.launcher = _pipe_launcher(args.pipe_kib)

@@ -501,7 +501,6 @@ class Pgbackups:
         *,
         name: str = "pgbackups",
         transfer: str | None = None,
-        read_buffer_kib: int | None = None,
         pipe_kib: int | None = None,
     ) -> None:
         self.stack = stack
@@ -511,8 +510,6 @@ class Pgbackups:
         self.options: list[str] = []
         if transfer:
             self.options += ["--transfer", transfer]
-        if read_buffer_kib:
-            self.options += ["--read-buffer-kib", str(read_buffer_kib)]
         if pipe_kib:
             self.options += ["--pipe-kib", str(pipe_kib)]
 

@@ -164,17 +164,17 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def markdown(document: dict[str, Any]) -> str:
     machine = document["machine"]
-    transfer = machine["stream_transfer"]
+    upload = machine["upload"]
     lines = [
         "# make bench",
         "",
         f"{machine['date']} · {machine['nproc']} CPUs ({machine['cpu_model']}), "
         f"{machine['memory_gib']} GiB · Linux {machine['kernel']} · Python {machine['python']} · "
         f"pg_dump {machine['pg_dump']}, server {machine['postgres_server']} · "
-        f"boto3 {machine['boto3']}, s3transfer {machine['s3transfer']} · moto {machine['moto']} "
+        f"boto3 {machine['boto3']} · moto {machine['moto']} "
         f"(S3 endpoint, its own process) · {machine['awscli'].split(' ')[0]} · "
-        f"STREAM_TRANSFER {transfer['multipart_chunksize_mib']:g} MiB x "
-        f"{transfer['max_concurrency']}",
+        f"upload: {upload['part_mib']:g} MiB parts, {upload['in_flight']} in flight, "
+        f"{upload['buffers']} buffers",
         "",
         f"Median of {document['repetitions']} runs per row, contenders alternated round-robin. "
         "DB MB/s = pg_database_size / wall time. MB = 10^6 bytes, RSS in MiB (maximum over "

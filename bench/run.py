@@ -45,7 +45,7 @@ import scale
 import user_path
 from contenders import AwsStack, BenchError, Dataset, Limit, MotoServer, OneLiner, Pgbackups, Run
 
-from pgbackups.adapters.archives import STREAM_TRANSFER
+from pgbackups.adapters import archives
 from pgbackups.domain.models import DEFAULT_COMPRESSION
 from pgbackups.postgres.pgtools import PgTools, PgToolsNotFound, locate_pgtools
 from pgbackups_local.postgres import EmbeddedPostgres
@@ -139,13 +139,12 @@ def machine_facts(tools: PgTools, server: EmbeddedPostgres, aws: Path) -> dict[s
         "postgres_server": server.psql("SHOW server_version"),
         "boto3": _version("boto3"),
         "botocore": _version("botocore"),
-        "s3transfer": _version("s3transfer"),
         "moto": _version("moto"),
         "awscli": (aws_version.stdout or aws_version.stderr).strip(),
-        "stream_transfer": {
-            "multipart_chunksize_mib": STREAM_TRANSFER.multipart_chunksize / 2**20,
-            "max_concurrency": STREAM_TRANSFER.max_concurrency,
-            "max_io_queue": STREAM_TRANSFER.max_io_queue,
+        "upload": {
+            "part_mib": archives.MIN_PART_SIZE / 2**20,
+            "in_flight": archives.MAX_CONCURRENCY,
+            "buffers": archives.IN_MEMORY_PARTS,
         },
     }
 
@@ -278,7 +277,7 @@ def parse_args() -> argparse.Namespace:
         "--variant",
         action="append",
         default=[],
-        metavar="NAME=[transfer:CHUNK_MIB:CONCURRENCY:IN_MEMORY_CHUNKS][,pipe:KIB][,buffer:KIB]",
+        metavar="NAME=[transfer:PART_MIB:IN_FLIGHT:BUFFERS][,pipe:KIB]",
         help="also run pgbackups with other settings (an experiment; pgbackups is unchanged)",
     )
     parser.add_argument(
@@ -361,7 +360,6 @@ def main() -> int:
                     logs,
                     name=f"pgbackups[{name}]",
                     transfer=options.get("transfer"),
-                    read_buffer_kib=int(options["buffer"]) if "buffer" in options else None,
                     pipe_kib=int(options["pipe"]) if "pipe" in options else None,
                 )
             )

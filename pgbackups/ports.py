@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from pgbackups.domain.models import (
     BackupMethod,
@@ -75,11 +75,17 @@ class Catalog(Protocol):
     def delete_backup_record(self, database: str, backup_id: str) -> None: ...
 
 
+class Readable(Protocol):
+    """What an upload reads: pg_dump's output as it comes (`DumpStream`), any binary file."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
 class Archives(Protocol):
     """Archive objects (S3): streamed uploads, presigned downloads, deletions."""
 
     def upload_stream(
-        self, key: str, stream: BinaryIO, expected_size: int | None = None
+        self, key: str, stream: Readable, expected_size: int | None = None
     ) -> None: ...
     def download_url(self, record: BackupRecord, lifetime: timedelta) -> tuple[str, datetime]: ...
     def delete(self, key: str) -> None: ...

@@ -34,7 +34,13 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
     def client(name: str, config: Config = _RETRIES) -> Any:
         return session.client(name, config=config)
 
-    s3 = client("s3", _RETRIES.merge(Config(signature_version="s3v4")))
+    # Bodies are not signed with their SHA-256 (a second pass over every archive): each
+    # part carries its CRC32, which S3 checks, and TLS protects the rest, as botocore
+    # itself does by default for uploads over https.
+    s3 = client(
+        "s3",
+        _RETRIES.merge(Config(signature_version="s3v4", s3={"payload_signing_enabled": False})),
+    )
     dynamodb = client("dynamodb")
     lambda_client = client("lambda")
     fargate = None

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import queue
+import threading
+import zlib
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO
-
-from boto3.s3.transfer import TransferConfig
+from typing import TYPE_CHECKING, Any
 
 from pgbackups.domain.models import BackupRecord, utcnow
+
+if TYPE_CHECKING:
+    from pgbackups.ports import Readable
 
 DEFAULT_URL_LIFETIME = timedelta(minutes=5)
 MAX_URL_LIFETIME = timedelta(hours=1)
@@ -23,17 +30,22 @@ MAX_PART_SIZE = -(-MAX_OBJECT_SIZE // MAX_PARTS // MIB) * MIB
 # The expected size is an estimate (the database grows, a dump without compression
 # can outgrow pg_database_size with bytea in hex): parts are sized for twice as much.
 SIZE_MARGIN = 2.0
-# s3transfer holds at most max_in_memory_upload_chunks parts queued or in flight,
-# plus the one being read and the one being handed over (max_io_queue bounds
-# downloads only): memory_bound(). Small parts: 6 of them, 4 uploading. Large
-# parts: as many as fit in UPLOAD_BUFFER_BUDGET, at least 2, so the largest part
-# size (525 MiB) holds at most 4 x 525 MiB = 2,100 MiB; the Fargate task's memory
-# parameter leaves room for it. tests/unit/test_archives.py measures it on a
-# simulated 200 GiB stream.
+# An upload reads the stream straight into a few part buffers and sends each from its
+# buffer, so it holds exactly in_memory_parts() buffers: one filling, the others
+# uploading. Small parts: 6 of them, 4 uploading at once. Large parts: as many as
+# fit in UPLOAD_BUFFER_BUDGET, at least 2, so the largest part size (525 MiB) holds
+# 2 x 525 MiB = 1,050 MiB; the Fargate task's memory parameter leaves room for it.
+# Each part also keeps about 2 KB (its ETag and checksum) until the upload completes:
+# 20 MB at 10,000 parts. tests/unit/test_archives.py measures both on a simulated
+# 200 GiB stream.
 IN_MEMORY_PARTS = 6
 MIN_IN_MEMORY_PARTS = 2
 UPLOAD_BUFFER_BUDGET = IN_MEMORY_PARTS * MIN_PART_SIZE
 MAX_CONCURRENCY = 4
+# Each part (and a small archive's one object) carries its CRC32, computed here from
+# the buffer it is sent from, which S3 checks on receipt.
+PART_CHECKSUM = "CRC32"
+CONTENT_TYPE = "application/octet-stream"
 
 
 def part_size_for(expected_size: int | None) -> int:
@@ -55,25 +67,99 @@ def in_memory_parts(part_size: int) -> int:
 
 def memory_bound(part_size: int) -> int:
     """The most bytes of archive an upload holds at once with this part size."""
-    return (in_memory_parts(part_size) + 2) * part_size
+    return in_memory_parts(part_size) * part_size
 
 
-def stream_transfer(part_size: int = MIN_PART_SIZE) -> TransferConfig:
-    parts = in_memory_parts(part_size)
-    config = TransferConfig(
-        multipart_threshold=part_size,
-        multipart_chunksize=part_size,
-        max_concurrency=min(MAX_CONCURRENCY, parts),
-        use_threads=True,
-    )
-    # Not an argument of boto3's TransferConfig, but s3transfer reads it (default 10).
-    config.max_in_memory_upload_chunks = parts
-    return config
+def crc32(data: bytearray) -> str:
+    """S3's CRC32 of `data` (base64 of the big-endian value).
+
+    Given with the request, so botocore sends the buffer as it is: computing it
+    itself, over https, it would first copy the buffer into a stream of its own.
+    """
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
-# The settings of an archive of unknown size (`make bench`: 115 MiB peak RSS for the
-# whole backup process with them).
-STREAM_TRANSFER = stream_transfer()
+def read_into(stream: Readable, buffer: bytearray) -> int:
+    """Fill `buffer` from `stream`; fewer bytes only at the end of the stream."""
+    view = memoryview(buffer)
+    filled = 0
+    while filled < len(buffer):
+        count = stream.readinto(view[filled:])
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+class StreamUpload:
+    """One multipart upload of a stream, its parts read and sent from reused buffers.
+
+    A part's buffer goes back to the reader once S3 has it; the first failure (of a
+    part, or of reading the stream) stops the reading, lets the parts in flight end,
+    aborts the upload and propagates.
+    """
+
+    def __init__(self, s3: Any, bucket: str, key: str, part_size: int) -> None:
+        self._s3 = s3
+        self._where = {"Bucket": bucket, "Key": key}
+        self._part_size = part_size
+        self._free: queue.Queue[bytearray] = queue.Queue()
+        self._failure: BaseException | None = None
+        self._failed = threading.Lock()
+
+    def run(self, stream: Readable, first: bytearray) -> None:
+        """Upload `first` (a full part already read) and the rest of `stream`."""
+        self._where["UploadId"] = self._s3.create_multipart_upload(
+            **self._where, ContentType=CONTENT_TYPE, ChecksumAlgorithm=PART_CHECKSUM
+        )["UploadId"]
+        try:
+            parts = self._send_all(stream, first)
+            self._s3.complete_multipart_upload(**self._where, MultipartUpload={"Parts": parts})
+        except BaseException:
+            with contextlib.suppress(Exception):  # the failure to report is the first one
+                self._s3.abort_multipart_upload(**self._where)
+            raise
+
+    def _send_all(self, stream: Readable, first: bytearray) -> list[dict[str, Any]]:
+        buffers = in_memory_parts(self._part_size)
+        for _ in range(buffers - 1):
+            self._free.put(bytearray(self._part_size))
+        sent: list[Future[dict[str, Any]]] = []
+        with ThreadPoolExecutor(min(MAX_CONCURRENCY, buffers), "archive-upload") as pool:
+            try:
+                buffer, length = first, len(first)
+                while length:
+                    if length < self._part_size:  # the last part
+                        del buffer[length:]
+                    sent.append(pool.submit(self._send, len(sent) + 1, buffer))
+                    if length < self._part_size:
+                        break
+                    buffer = self._free.get()  # waits while every buffer is uploading
+                    if self._failure is not None:
+                        break
+                    length = read_into(stream, buffer)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        if self._failure is not None:
+            raise self._failure
+        return [part.result() for part in sent]
+
+    def _send(self, number: int, buffer: bytearray) -> dict[str, Any]:
+        try:
+            if self._failure is not None:
+                raise CancelledError("an earlier part failed")
+            checksum = crc32(buffer)
+            sent = self._s3.upload_part(
+                **self._where, PartNumber=number, Body=buffer, ChecksumCRC32=checksum
+            )
+        except BaseException as error:
+            with self._failed:
+                self._failure = self._failure or error
+            raise
+        finally:
+            self._free.put(buffer)
+        return {"PartNumber": number, "ETag": sent["ETag"], "ChecksumCRC32": checksum}
 
 
 class ArchiveStore:
@@ -85,25 +171,28 @@ class ArchiveStore:
     def bucket(self) -> str:
         return self._bucket
 
-    def upload_stream(self, key: str, stream: BinaryIO, expected_size: int | None = None) -> None:
-        """Upload a non-seekable stream with a multipart upload and bounded memory.
+    def upload_stream(self, key: str, stream: Readable, expected_size: int | None = None) -> None:
+        """Upload a non-seekable stream with bounded memory (`memory_bound`).
 
-        The part size grows with `expected_size` (see `part_size_for`). If reading
-        the stream raises, s3transfer aborts the multipart upload and no object is
-        created.
+        The part size grows with `expected_size` (see `part_size_for`); a stream
+        that ends within the first part is one PutObject. If reading the stream or
+        sending a part raises, the multipart upload is aborted, no object is
+        created and the exception propagates.
         """
-        config = (
-            STREAM_TRANSFER
-            if expected_size is None
-            else stream_transfer(part_size_for(expected_size))
-        )
-        self._s3.upload_fileobj(
-            stream,
-            self._bucket,
-            key,
-            ExtraArgs={"ContentType": "application/octet-stream"},
-            Config=config,
-        )
+        part_size = part_size_for(expected_size)
+        first = bytearray(part_size)
+        length = read_into(stream, first)
+        if length < part_size:
+            del first[length:]
+            self._s3.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=first,
+                ContentType=CONTENT_TYPE,
+                ChecksumCRC32=crc32(first),
+            )
+            return
+        StreamUpload(self._s3, self._bucket, key, part_size).run(stream, first)
 
     def download_url(
         self, record: BackupRecord, lifetime: timedelta = DEFAULT_URL_LIFETIME

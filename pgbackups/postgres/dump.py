@@ -1,9 +1,9 @@
 """Running pg_dump and streaming its stdout into S3 while hashing it.
 
-Nothing touches the disk: pg_dump writes to a pipe, s3transfer reads parts of
+Nothing touches the disk: pg_dump writes to a pipe, the upload reads parts of
 it into memory and uploads them. `DumpStream` sits between the two and makes
 every failure surface as an exception *before* the upload completes (a bad
-header, a non-zero exit, the deadline), so s3transfer aborts the multipart
+header, a non-zero exit, the deadline), so the upload aborts the multipart
 upload and no object is left behind.
 """
 
@@ -216,9 +216,7 @@ def stream_dump_to_s3(
     watchdog.daemon = True
     watchdog.start()
     try:
-        archives.upload_stream(
-            key, io.BufferedReader(stream, buffer_size=1024 * 1024), expected_size
-        )
+        archives.upload_stream(key, stream, expected_size)
     except DumpFailed:
         raise
     except Exception as error:

@@ -1,25 +1,27 @@
 """Archives of any size: the part size grows with the expected size, memory stays bounded.
 
-The stream is simulated (zero-filled parts that cost no page until touched) and
-S3 is answered in botocore's own `before-call` hook, so 200 GiB go through the
-real s3transfer machinery in seconds without a byte of real data.
+The stream is simulated (it "fills" a buffer without writing to it, so no page of
+data is touched) and S3 is answered in botocore's own `before-call` hook, so
+200 GiB go through the real upload in seconds without a byte of real data.
 """
 
 from __future__ import annotations
 
-import io
 import tracemalloc
 from typing import Any, ClassVar
 
 import boto3
 import pytest
+from botocore.httpchecksum import Crc32Checksum
 
+from pgbackups.adapters import archives
 from pgbackups.adapters.archives import (
     MAX_OBJECT_SIZE,
     MAX_PART_SIZE,
     MAX_PARTS,
     MIN_PART_SIZE,
     ArchiveStore,
+    crc32,
     memory_bound,
     part_size_for,
 )
@@ -29,21 +31,21 @@ pytestmark = pytest.mark.unit
 
 GIB = 1024**3
 MIB = 1024**2
+# What each part costs until the upload completes, besides its bytes (its ETag for
+# CompleteMultipartUpload, the future that carries it, and this fake's record of it).
+PART_BOOKKEEPING = 4096
 
 
-class SimulatedDump(io.RawIOBase):
-    """`total` bytes of pg_dump output, as s3transfer reads a non-seekable stream."""
+class SimulatedDump:
+    """`total` bytes of pg_dump output, as the upload reads it."""
 
     def __init__(self, total: int) -> None:
         self.left = total
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        size = self.left if size < 0 else min(size, self.left)
-        self.left -= size
-        return bytes(size)  # calloc'd: no page is touched, tracemalloc still counts it
+    def readinto(self, buffer: memoryview) -> int:
+        count = min(len(buffer), self.left, MIB)  # a pipe hands over a little at a time
+        self.left -= count
+        return count
 
 
 class Answered:
@@ -56,9 +58,13 @@ class Answered:
 class FakeS3:
     """Answers the multipart upload's calls before they leave botocore; records the parts."""
 
-    def __init__(self) -> None:
+    def __init__(self, failing_part: int | None = None) -> None:
+        self.failing_part = failing_part
         self.parts: list[tuple[int, int]] = []
         self.completed: list[dict[str, Any]] = []
+        self.objects: list[int] = []
+        self.checksums: dict[int, str] = {}
+        self.aborted = 0
         self.client = boto3.client(
             "s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="y"
         )
@@ -68,10 +74,18 @@ class FakeS3:
         if model.name == "CreateMultipartUpload":
             return Answered(), {"UploadId": "upload"}
         if model.name == "UploadPart":
-            body = params["body"]
-            body.seek(0, io.SEEK_END)
-            self.parts.append((int(params["query_string"]["partNumber"]), body.tell()))
+            if int(params["query_string"]["partNumber"]) == self.failing_part:
+                raise ConnectionError("the part could not be sent")
+            number = int(params["query_string"]["partNumber"])
+            self.parts.append((number, len(params["body"])))
+            self.checksums[number] = params["headers"]["x-amz-checksum-crc32"]
             return Answered(), {"ETag": '"etag"'}
+        if model.name == "PutObject":
+            self.objects.append(len(params["body"]))
+            return Answered(), {}
+        if model.name == "AbortMultipartUpload":
+            self.aborted += 1
+            return Answered(), {}
         if model.name == "CompleteMultipartUpload":
             self.completed.append(params)
             return Answered(), {}
@@ -91,8 +105,8 @@ def test_part_size_grows_with_the_expected_size_within_s3_limits() -> None:
         assert size % MIB == 0 and 5 * MIB <= size <= 5 * GIB
         # Twice the expected size still fits in 10,000 parts (below 5 TiB).
         assert min(2 * expected, MAX_OBJECT_SIZE) <= size * MAX_PARTS
-    assert memory_bound(MIN_PART_SIZE) == 64 * MIB
-    assert memory_bound(MAX_PART_SIZE) == 2100 * MIB
+    assert memory_bound(MIN_PART_SIZE) == 48 * MIB
+    assert memory_bound(MAX_PART_SIZE) == 1050 * MIB
 
 
 def test_expected_size_follows_the_last_backups_ratio() -> None:
@@ -101,7 +115,12 @@ def test_expected_size_follows_the_last_backups_ratio() -> None:
     assert expected_archive_size(100 * GIB, 0.25) == 25 * GIB
 
 
-def test_a_200_gib_stream_is_split_into_valid_parts_with_bounded_memory() -> None:
+def test_a_200_gib_stream_is_split_into_valid_parts_with_bounded_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The CRC32 of 200 GiB would take a minute: here every part's is the same
+    # (test_crc32_is_the_one_s3_computes checks the real one).
+    monkeypatch.setattr(archives, "crc32", lambda data: "AAAAAA==")
     total = 200 * GIB
     s3 = FakeS3()
     tracemalloc.start()
@@ -120,10 +139,58 @@ def test_a_200_gib_stream_is_split_into_valid_parts_with_bounded_memory() -> Non
     assert sorted(number for number, _ in s3.parts) == list(range(1, len(sizes) + 1))
     assert all(size == part_size for size in sizes[:-1]) and 0 < sizes[-1] <= part_size
     assert len(s3.completed) == 1
-    assert peak <= memory_bound(part_size), f"{peak / MIB:.0f} MiB held at once"
+    held = peak - len(sizes) * PART_BOOKKEEPING
+    assert held <= memory_bound(part_size), f"{held / MIB:.0f} MiB held at once"
 
 
 def test_without_an_expected_size_the_parts_are_the_benchmarked_8_mib() -> None:
     s3 = FakeS3()
     ArchiveStore(s3.client, "bucket").upload_stream("k", SimulatedDump(100 * MIB + 3))
     assert [size for _, size in sorted(s3.parts)] == [8 * MIB] * 12 + [4 * MIB + 3]
+
+
+def test_a_stream_that_ends_within_its_first_part_is_one_put() -> None:
+    s3 = FakeS3()
+    ArchiveStore(s3.client, "bucket").upload_stream("k", SimulatedDump(3 * MIB))
+    assert s3.objects == [3 * MIB]
+    assert s3.parts == [] and s3.completed == []
+
+
+def test_a_part_that_fails_stops_the_reading_and_aborts_the_upload() -> None:
+    s3 = FakeS3(failing_part=3)
+    dump = SimulatedDump(1 * GIB)
+    with pytest.raises(ConnectionError, match="could not be sent"):
+        ArchiveStore(s3.client, "bucket").upload_stream("k", dump)
+    assert s3.aborted == 1 and s3.completed == []
+    # Reading stopped within the parts the buffers hold, not at the end of the stream.
+    assert GIB - dump.left <= memory_bound(MIN_PART_SIZE) + 3 * MIN_PART_SIZE
+
+
+class FailingDump(SimulatedDump):
+    def readinto(self, buffer: memoryview) -> int:
+        if self.left <= 50 * MIB:
+            raise OSError("pg_dump failed")
+        return super().readinto(buffer)
+
+
+def test_a_stream_that_fails_aborts_the_upload() -> None:
+    s3 = FakeS3()
+    with pytest.raises(OSError, match="pg_dump failed"):
+        ArchiveStore(s3.client, "bucket").upload_stream("k", FailingDump(100 * MIB))
+    assert s3.aborted == 1 and s3.completed == [] and s3.objects == []
+
+
+def test_crc32_is_the_one_s3_computes() -> None:
+    for data in (b"", b"hello", bytes(range(256)) * 4099):
+        assert crc32(bytearray(data)) == Crc32Checksum().handle(data)
+
+
+def test_each_part_carries_its_crc32() -> None:
+    s3 = FakeS3()
+    ArchiveStore(s3.client, "bucket").upload_stream("k", SimulatedDump(20 * MIB))
+    # SimulatedDump does not write: the buffers hold what they were made with, zeros.
+    assert s3.checksums == {
+        1: crc32(bytearray(8 * MIB)),
+        2: crc32(bytearray(8 * MIB)),
+        3: crc32(bytearray(4 * MIB)),
+    }
