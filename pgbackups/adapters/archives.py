@@ -33,13 +33,14 @@ SIZE_MARGIN = 2.0
 # An upload reads the stream straight into a few part buffers and sends each from its
 # buffer, so it holds exactly in_memory_parts() buffers: one filling, the others
 # uploading. Small parts: 6 of them, 4 uploading at once. Large parts: as many as
-# fit in UPLOAD_BUFFER_BUDGET, at least 2, so the largest part size (525 MiB) holds
-# 2 x 525 MiB = 1,050 MiB; the Fargate task's memory parameter leaves room for it.
+# fit in UPLOAD_BUFFER_BUDGET, at least 3 (2 uploading), so the largest part size
+# (525 MiB) holds 3 x 525 MiB = 1,575 MiB; the Fargate task's memory parameter
+# leaves room for it.
 # Each part also keeps about 2 KB (its ETag and checksum) until the upload completes:
 # 20 MB at 10,000 parts. tests/unit/test_archives.py measures both on a simulated
 # 200 GiB stream.
 IN_MEMORY_PARTS = 6
-MIN_IN_MEMORY_PARTS = 2
+MIN_IN_MEMORY_PARTS = 3
 UPLOAD_BUFFER_BUDGET = IN_MEMORY_PARTS * MIN_PART_SIZE
 MAX_CONCURRENCY = 4
 # Each part (and a small archive's one object) carries its CRC32, computed here from

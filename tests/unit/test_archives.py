@@ -106,7 +106,7 @@ def test_part_size_grows_with_the_expected_size_within_s3_limits() -> None:
         # Twice the expected size still fits in 10,000 parts (below 5 TiB).
         assert min(2 * expected, MAX_OBJECT_SIZE) <= size * MAX_PARTS
     assert memory_bound(MIN_PART_SIZE) == 48 * MIB
-    assert memory_bound(MAX_PART_SIZE) == 1050 * MIB
+    assert memory_bound(MAX_PART_SIZE) == 1575 * MIB
 
 
 def test_expected_size_follows_the_last_backups_ratio() -> None:
