@@ -130,10 +130,11 @@ class StreamUpload:
             try:
                 buffer, length = first, len(first)
                 while length:
-                    if length < self._part_size:  # the last part
+                    last = length < self._part_size
+                    if last:
                         del buffer[length:]
                     sent.append(pool.submit(self._send, len(sent) + 1, buffer))
-                    if length < self._part_size:
+                    if last:
                         break
                     buffer = self._free.get()  # waits while every buffer is uploading
                     if self._failure is not None:

@@ -523,29 +523,26 @@ class Catalog:
         """Drop a lock whose backup record is missing (never written, or gone): nothing
         can finish that backup. A periodic one also gives its day back, as a failed
         periodic backup does, so a later hour of that day may take it."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_database_key(database),
-                UpdateExpression="REMOVE active_backup_id, last_periodic_day, last_periodic_id",
-                ConditionExpression="active_backup_id = :id AND last_periodic_id = :id",
-                ExpressionAttributeValues=_values(id=backup_id),
-            )
-            return
-        except ClientError as error:
-            if not _is_conditional_failure(error):
-                raise
-        try:  # not a periodic backup's lock (or not held any more)
-            self._db.update_item(
-                TableName=self._table,
-                Key=_database_key(database),
-                UpdateExpression="REMOVE active_backup_id",
-                ConditionExpression="active_backup_id = :id",
-                ExpressionAttributeValues=_values(id=backup_id),
-            )
-        except ClientError as error:
-            if not _is_conditional_failure(error):
-                raise
+        releases = (
+            (  # a periodic backup's lock, with its day
+                "REMOVE active_backup_id, last_periodic_day, last_periodic_id",
+                "active_backup_id = :id AND last_periodic_id = :id",
+            ),
+            ("REMOVE active_backup_id", "active_backup_id = :id"),  # any other
+        )
+        for update, condition in releases:
+            try:
+                self._db.update_item(
+                    TableName=self._table,
+                    Key=_database_key(database),
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=_values(id=backup_id),
+                )
+                return
+            except ClientError as error:
+                if not _is_conditional_failure(error):
+                    raise
 
     def mark_deleting(self, database: str, backup_id: str, at: datetime) -> BackupRecord:
         """First step of a deletion: hide the record, refuse while it is active."""
