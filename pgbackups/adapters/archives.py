@@ -7,6 +7,7 @@ import contextlib
 import queue
 import threading
 import zlib
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -100,13 +101,23 @@ class StreamUpload:
     aborts the upload and propagates.
     """
 
-    def __init__(self, s3: Any, bucket: str, key: str, part_size: int) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        key: str,
+        part_size: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         self._s3 = s3
         self._where = {"Bucket": bucket, "Key": key}
         self._part_size = part_size
         self._free: queue.Queue[bytearray] = queue.Queue()
         self._failure: BaseException | None = None
         self._failed = threading.Lock()
+        self._progress = progress
+        self._uploaded = 0
+        self._counting = threading.Lock()
 
     def run(self, stream: Readable, first: bytearray) -> None:
         """Upload `first` (a full part already read) and the rest of `stream`."""
@@ -155,6 +166,10 @@ class StreamUpload:
             sent = self._s3.upload_part(
                 **self._where, PartNumber=number, Body=buffer, ChecksumCRC32=checksum
             )
+            with self._counting:  # one report at a time, each total larger than the last
+                self._uploaded += len(buffer)
+                if self._progress is not None:
+                    self._progress(self._uploaded)
         except BaseException as error:
             with self._failed:
                 self._failure = self._failure or error
@@ -173,13 +188,20 @@ class ArchiveStore:
     def bucket(self) -> str:
         return self._bucket
 
-    def upload_stream(self, key: str, stream: Readable, expected_size: int | None = None) -> None:
+    def upload_stream(
+        self,
+        key: str,
+        stream: Readable,
+        expected_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         """Upload a non-seekable stream with bounded memory (`memory_bound`).
 
         The part size grows with `expected_size` (see `part_size_for`); a stream
-        that ends within the first part is one PutObject. If reading the stream or
-        sending a part raises, the multipart upload is aborted, no object is
-        created and the exception propagates.
+        that ends within the first part is one PutObject. Once each part is in S3,
+        `progress` is told the bytes uploaded so far (one call at a time). If
+        reading the stream, sending a part or `progress` raises, the multipart
+        upload is aborted, no object is created and the exception propagates.
         """
         part_size = part_size_for(expected_size)
         first = bytearray(part_size)
@@ -194,7 +216,7 @@ class ArchiveStore:
                 ChecksumCRC32=crc32(first),
             )
             return
-        StreamUpload(self._s3, self._bucket, key, part_size).run(stream, first)
+        StreamUpload(self._s3, self._bucket, key, part_size, progress).run(stream, first)
 
     def download_url(
         self, record: BackupRecord, lifetime: timedelta = DEFAULT_URL_LIFETIME
@@ -250,20 +272,3 @@ class ArchiveStore:
     def delete(self, key: str) -> None:
         """Idempotent: deleting a missing key succeeds."""
         self._s3.delete_object(Bucket=self._bucket, Key=key)
-
-    def uploaded_so_far(self, key: str) -> int | None:
-        """Bytes of the parts uploaded so far to `key`'s multipart upload in progress;
-        None when there is none (not started, or already complete or aborted)."""
-        uploads = self._s3.list_multipart_uploads(Bucket=self._bucket, Prefix=key)
-        upload = next((u for u in uploads.get("Uploads", []) if u["Key"] == key), None)
-        if upload is None:
-            return None
-        total = 0
-        try:
-            for page in self._s3.get_paginator("list_parts").paginate(
-                Bucket=self._bucket, Key=key, UploadId=upload["UploadId"]
-            ):
-                total += sum(part["Size"] for part in page.get("Parts", []))
-        except self._s3.exceptions.NoSuchUpload:
-            return None  # completed or aborted since it was listed
-        return total

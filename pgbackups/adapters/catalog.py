@@ -475,6 +475,22 @@ class Catalog:
             raise
         return BackupRecord.model_validate(_from_item(item))
 
+    def record_upload_progress(self, database: str, backup_id: str, uploaded: int) -> None:
+        """Store how many bytes of a running backup's archive S3 has; nothing once it has
+        finished (the last parts may report after the record is done or reaped)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_backup_key(database, backup_id),
+                UpdateExpression="SET uploaded = :uploaded",
+                ConditionExpression="#status = :running",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(uploaded=uploaded, running="running"),
+            )
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+
     def finish_backup(self, record: BackupRecord, *, expected_status: str = "running") -> bool:
         """Store a `done` or `error` record and release the lock, atomically.
 

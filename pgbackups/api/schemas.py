@@ -171,7 +171,10 @@ class BackupView(BackupRecord):
     )
     uploaded: int | None = Field(
         default=None,
-        description="While running: bytes of the archive in S3 so far (whole parts); else null",
+        description=(
+            "While running: bytes of the archive in S3 so far (whole parts, recorded "
+            "every few seconds); else null"
+        ),
     )
 
 

@@ -201,13 +201,15 @@ def stream_dump_to_s3(
     not_magic: str = NOT_AN_ARCHIVE,
     program: str = "pg_dump",
     observe: Callable[[memoryview], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> StoredArchive:
     """Run pg_dump (or another program that writes an archive to stdout, checked by its
     first bytes `magic`) and upload its stdout to `key`; stop it after `seconds_left`.
 
     On any failure the multipart upload is aborted, no object is left and the
     exception propagates (DumpFailed for the program's own failures). `expected_size`
-    (bytes) sizes the upload's parts; `observe` sees each chunk of the output as it passes.
+    (bytes) sizes the upload's parts; `observe` sees each chunk of the output as it passes;
+    `progress` is told the bytes in S3 so far as the parts arrive there.
     """
     began = time.monotonic()
     process = launcher(argv, env)
@@ -216,7 +218,7 @@ def stream_dump_to_s3(
     watchdog.daemon = True
     watchdog.start()
     try:
-        archives.upload_stream(key, stream, expected_size)
+        archives.upload_stream(key, stream, expected_size, progress)
     except DumpFailed:
         raise
     except Exception as error:

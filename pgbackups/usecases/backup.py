@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
@@ -33,7 +33,7 @@ from pgbackups.domain.models import (
 )
 from pgbackups.domain.runners import RunnerFailed, RunnerLimits, choose_runner
 from pgbackups.domain.schedule import PeriodicSlot
-from pgbackups.ports import BackupRunner, Services
+from pgbackups.ports import BackupRunner, Catalog, Services
 from pgbackups.postgres.dump import DumpFailed, dump_command, stream_dump_to_s3
 from pgbackups.postgres.probe import ServerFacts, probe
 from pgbackups.postgres.urls import Connection, registered_connection, scrub
@@ -43,6 +43,8 @@ logger = Logger(child=True)
 
 # Time kept back from the Lambda deadline to abort the upload and record the error.
 DEADLINE_MARGIN_SECONDS = 30.0
+# How often a running backup records how much of its archive is in S3.
+PROGRESS_SECONDS = 2.0
 
 
 def schedule_backup(
@@ -239,6 +241,34 @@ def run_backup(
     return finished
 
 
+class UploadProgress:
+    """Records on the running backup how many bytes of its archive S3 has, for clients
+    that wait (`backups-create`, the dashboard): at the first part, then at most every
+    PROGRESS_SECONDS. So a client polling the backup reads one record, whatever its
+    pace. Failing to record it never fails the backup."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        record: BackupRecord,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._catalog = catalog
+        self._record = record
+        self._clock = clock
+        self._recorded_at: float | None = None
+
+    def __call__(self, uploaded: int) -> None:
+        now = self._clock()
+        if self._recorded_at is not None and now - self._recorded_at < PROGRESS_SECONDS:
+            return
+        self._recorded_at = now
+        try:
+            self._catalog.record_upload_progress(self._record.database, self._record.id, uploaded)
+        except Exception:
+            logger.warning("could not record the upload's progress", exc_info=True)
+
+
 class Phases:
     """Seconds spent in each phase of a backup, logged at its end (`make bench` reads them)."""
 
@@ -287,6 +317,7 @@ def _dump(
             seconds_left=seconds_left - (time.monotonic() - started),
             launcher=services.launcher,
             expected_size=expected_archive_size(facts.database_size, last_ratio),
+            progress=UploadProgress(services.catalog, record),
         )
     except DumpFailed as error:
         # pg_dump's last lines come from the server: never let them carry a password.

@@ -177,7 +177,9 @@ def _reap_stale_backup(
     )
     if reason is None:
         return None
-    failed = backup.model_copy(update={"status": "error", "finished_at": now, "error": reason})
+    failed = backup.model_copy(
+        update={"status": "error", "finished_at": now, "error": reason, "uploaded": None}
+    )
     if not services.catalog.finish_backup(failed, expected_status=backup.status):
         return None
     services.archives.delete(failed.object_key)

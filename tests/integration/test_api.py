@@ -416,6 +416,17 @@ def test_an_unknown_or_impossible_database_is_404(api: Api, path: str) -> None:
         answer = api.call(event_name, f"{path}/backups")
         assert answer.status == 404, (event_name, answer.body)
         assert answer.body["error"]["code"] == "database_not_found"
+    for ref in ("01HZZZZZZZZZZZZZZZZZZZZZZZ", "latest"):
+        answer = api.call("api-get-backup", f"{path}/backups/{ref}")
+        assert answer.status == 404, (ref, answer.body)
+        assert answer.body["error"]["code"] == "database_not_found"
+
+
+def test_an_unknown_backup_of_a_known_database_is_404(api: Api, shop: str) -> None:
+    for ref in ("01HZZZZZZZZZZZZZZZZZZZZZZZ", "latest"):
+        answer = api.call("api-get-backup", f"/v1/databases/{shop}/backups/{ref}")
+        assert answer.status == 404, (ref, answer.body)
+        assert answer.body["error"]["code"] == "backup_not_found"
 
 
 def test_an_unknown_route_is_404_json(api: Api) -> None:
@@ -983,38 +994,38 @@ def test_showing_a_backup_reads_only_the_backups_newer_than_it(api: Api, shop: s
     assert calls.items_queried == 2  # itself and the newer one, not the six older
 
 
-def test_polling_a_backup_on_its_way_reads_no_history(api: Api, shop: str) -> None:
+def test_polling_a_backup_on_its_way_reads_its_record_only(api: Api, shop: str) -> None:
     for hours in range(5, 1, -1):
         make_backup(api.services, shop, NOW - timedelta(hours=hours))
     running = make_backup(api.services, shop, NOW - timedelta(minutes=1), status="running")
-    calls = DynamoDBCalls(api.services)
+    dynamodb = DynamoDBCalls(api.services)
+    s3_calls: list[str] = []
+    s3_events = api.services.archives._s3.meta.events  # type: ignore[attr-defined]
+    s3_events.register("after-call.s3", lambda model, **_: s3_calls.append(model.name))
 
     answer = api.call("api-get-backup", f"/v1/databases/{shop}/backups/{running.id}")
 
     assert answer.status == 200 and answer.body["status"] == "running"
     assert answer.body["kept_as"] is None
-    # The database and the backup; retention is only ever about done backups.
-    assert sorted(calls.operations) == ["GetItem", "GetItem"]
+    # One read whatever the history and however often a client polls: retention is only
+    # ever about done backups, and a running backup records its own progress.
+    assert dynamodb.operations == ["GetItem"]
+    assert s3_calls == []
 
 
 def test_a_running_backup_shows_how_much_is_uploaded(api: Api, shop: str) -> None:
     done = make_backup(api.services, shop, NOW - timedelta(minutes=2), status="done")
     running = make_backup(api.services, shop, NOW - timedelta(minutes=1), status="running")
     path = f"/v1/databases/{shop}/backups/{running.id}"
-    assert api.call("api-get-backup", path).body["uploaded"] is None  # nothing started yet
+    assert api.call("api-get-backup", path).body["uploaded"] is None  # nothing uploaded yet
 
-    # As s3transfer streams pg_dump's output: a multipart upload with two parts so far.
-    s3, bucket = api.aws.s3, api.aws.settings.bucket_name
-    upload = s3.create_multipart_upload(Bucket=bucket, Key=running.object_key)["UploadId"]
-    for number, size in ((1, 5 * 1024 * 1024), (2, 1234)):
-        s3.upload_part(
-            Bucket=bucket, Key=running.object_key, UploadId=upload, PartNumber=number,
-            Body=b"x" * size,
-        )  # fmt: skip
+    # What the backup records as its parts reach S3 (pgbackups.usecases.backup.UploadProgress).
+    api.services.catalog.record_upload_progress(shop, running.id, 5 * 1024 * 1024 + 1234)
     answer = api.call("api-get-backup", path)
     assert answer.status == 200
     assert answer.body["uploaded"] == 5 * 1024 * 1024 + 1234
 
+    # Only while running: a late report does not reach a done backup.
+    api.services.catalog.record_upload_progress(shop, done.id, 42)
     shown = api.call("api-get-backup", f"/v1/databases/{shop}/backups/{done.id}").body
-    assert shown["uploaded"] is None  # only while running
-    s3.abort_multipart_upload(Bucket=bucket, Key=running.object_key, UploadId=upload)
+    assert shown["status"] == "done" and shown["uploaded"] is None

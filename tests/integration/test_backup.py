@@ -11,12 +11,13 @@ import io
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pgbackups.adapters.catalog import Catalog
 from pgbackups.domain.models import (
     DEFAULT_COMPRESSION,
     BackupRecord,
@@ -27,7 +28,7 @@ from pgbackups.domain.models import (
 from pgbackups.ports import Services
 from pgbackups.postgres.dump import RESTORE_FLAGS
 from pgbackups.postgres.pgtools import PgTools, launch
-from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS, run_backup
+from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS, UploadProgress, run_backup
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, RecordingRunner, load_event, load_function
 
@@ -438,3 +439,66 @@ def test_a_huge_pg_dump_message_is_capped_so_the_failure_is_recorded(
     stored = services.catalog.get_backup("shop", failed.id)
     assert stored.status == "error" and stored.error == failed.error
     assert services.catalog.get_database("shop").active_backup_id is None
+
+
+# -- progress ----------------------------------------------------------------------------
+
+
+def test_a_running_backup_records_how_much_of_its_archive_is_in_s3(
+    aws: AwsStack, services: Services, big_database: str
+) -> None:
+    register(services, "big", big_database)
+    seen: list[tuple[int, BackupRecord]] = []
+    record_upload_progress = services.catalog.record_upload_progress
+
+    def record_and_read(database: str, backup_id: str, uploaded: int) -> None:
+        record_upload_progress(database, backup_id, uploaded)
+        seen.append((uploaded, services.catalog.get_backup(database, backup_id)))  # as polled
+
+    services.catalog.record_upload_progress = record_and_read  # type: ignore[method-assign]
+    done = backup_now(services, "big")
+
+    assert done.status == "done", done.error
+    assert seen, "no progress was recorded"
+    assert [stored.uploaded for _, stored in seen] == [uploaded for uploaded, _ in seen]
+    assert all(stored.status == "running" for _, stored in seen)
+    assert seen[0][0] >= 8 * 2**20  # from the first part on
+    assert all(uploaded <= (done.size or 0) for uploaded, _ in seen)
+    # Only a running backup has progress.
+    assert services.catalog.get_backup("big", done.id).uploaded is None
+
+
+def test_progress_is_recorded_at_the_first_part_then_every_few_seconds(
+    services: Services, database_url: str
+) -> None:
+    register(services, "shop", database_url)
+    record = schedule(services, "shop")
+    now = datetime.now(UTC)
+    running = services.catalog.start_backup(
+        "shop", record.id, now, runner="lambda", deadline_at=now + timedelta(minutes=15)
+    )
+    assert running is not None
+    clock = [100.0]
+    progress = UploadProgress(services.catalog, running, clock=lambda: clock[0])
+    shown = []
+    for seconds, mib in ((0.0, 8), (1.0, 16), (1.9, 24), (2.1, 32), (3.0, 40), (4.2, 48)):
+        clock[0] = 100.0 + seconds
+        progress(mib * 2**20)
+        shown.append((services.catalog.get_backup("shop", record.id).uploaded or 0) // 2**20)
+    assert shown == [8, 8, 8, 32, 32, 48]
+
+    # A part that reports after the backup finished changes nothing.
+    assert services.catalog.finish_backup(running.model_copy(update={"status": "done"}))
+    clock[0] += 60
+    progress(56 * 2**20)
+    assert services.catalog.get_backup("shop", record.id).uploaded is None
+
+
+def test_failing_to_record_progress_does_not_fail_the_backup(
+    services: Services, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    register(services, "shop", database_url)
+    record = schedule(services, "shop")
+    unreachable = Catalog(services.catalog._db, "no-such-table")  # type: ignore[attr-defined]
+    UploadProgress(unreachable, record)(8 * 2**20)  # does not raise
+    assert "could not record the upload's progress" in caplog.text

@@ -194,3 +194,29 @@ def test_each_part_carries_its_crc32() -> None:
         2: crc32(bytearray(8 * MIB)),
         3: crc32(bytearray(4 * MIB)),
     }
+
+
+def test_progress_is_told_the_bytes_in_s3_as_each_part_arrives() -> None:
+    s3 = FakeS3()
+    told: list[int] = []
+    ArchiveStore(s3.client, "bucket").upload_stream(
+        "k", SimulatedDump(100 * MIB + 3), progress=told.append
+    )
+    # One report per part, each total larger than the last, the whole archive at the end
+    # (parts arrive in any order, so the totals are sums of whichever parts arrived).
+    assert len(told) == 13
+    assert told == sorted(set(told))
+    assert told[-1] == 100 * MIB + 3
+
+
+def test_a_progress_that_fails_aborts_the_upload() -> None:
+    s3 = FakeS3()
+
+    def refuse(uploaded: int) -> None:
+        raise RuntimeError("cannot record the progress")
+
+    with pytest.raises(RuntimeError, match="cannot record"):
+        ArchiveStore(s3.client, "bucket").upload_stream(
+            "k", SimulatedDump(100 * MIB), progress=refuse
+        )
+    assert s3.aborted == 1 and s3.completed == []

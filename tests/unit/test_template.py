@@ -461,9 +461,6 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "s3:GetObject": [objects],
         "s3:ListBucket": [bucket],  # restore plans list WAL (databases/* only, by condition)
         "s3:DeleteObject": [objects],
-        # a running backup's upload progress (GET …/backups/{id})
-        "s3:ListBucketMultipartUploads": [{"Fn::GetAtt": ["Bucket", "Arn"]}],
-        "s3:ListMultipartUploadParts": [objects],
         **{
             f"secretsmanager:{action}": [database_secrets]
             for action in (

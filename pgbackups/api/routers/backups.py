@@ -13,6 +13,7 @@ from pgbackups.adapters.archives import DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME
 from pgbackups.api.params import BackupIdParam, BackupRefParam, DatabaseParam, answers
 from pgbackups.api.schemas import ArchiveLink, BackupPage, BackupView
 from pgbackups.api.views import archive_link, backup_views
+from pgbackups.domain.errors import BackupNotFound
 from pgbackups.domain.models import BackupMethod, BackupRecord, BackupStatus, DatabaseRecord
 from pgbackups.ports import Services
 from pgbackups.usecases.backup import find_backup, request_backup
@@ -76,11 +77,16 @@ def build_router(services: Services) -> Router:
         responses=answers(200, "The backup"),
     )
     def get_backup(db: DatabaseParam, id: BackupRefParam) -> BackupView:
-        (backup,) = shown(database(db), [find_backup(services, db, id)])
-        if backup.status == "running":  # how far the upload has gone, for clients that wait
-            backup = backup.model_copy(
-                update={"uploaded": services.archives.uploaded_so_far(backup.object_key)}
-            )
+        try:
+            record = find_backup(services, db, id)
+        except BackupNotFound:
+            database(db)  # DatabaseNotFound, when that is why
+            raise
+        if record.status != "done":
+            # What a client polls while it waits: one read. Only a done backup is kept.
+            (backup,) = backup_views([record], {})
+        else:
+            (backup,) = shown(database(db), [record])
         return backup
 
     @router.delete(
