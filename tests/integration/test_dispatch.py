@@ -65,6 +65,7 @@ def test_a_stale_running_backup_is_reaped_and_the_lock_released(
     services.catalog.start_backup(
         "shop", record.id, started, runner="lambda", deadline_at=started + timedelta(minutes=15)
     )
+    services.catalog.record_upload_progress("shop", record.id, 8 * 2**20)
 
     # Within its deadline (the function's 15 min timeout) and grace: left alone.
     services.clock = lambda: started + timedelta(minutes=19)
@@ -76,6 +77,7 @@ def test_a_stale_running_backup_is_reaped_and_the_lock_released(
     stored = services.catalog.get_backup("shop", record.id)
     assert stored.status == "error"
     assert stored.error and stored.error.startswith("timed out")
+    assert stored.uploaded is None  # only a running backup has progress
     assert services.catalog.get_database("shop").active_backup_id is None
     assert [e["detail-type"] for e in aws.received_events()] == ["Backup Failed"]
 
