@@ -243,7 +243,7 @@ def run_backup(
 
 class UploadProgress:
     """Records on the running backup how many bytes of its archive S3 has, for clients
-    that wait (`backups-create`, the dashboard): at the first part, then at most every
+    that wait (`backups-create` shows it): at the first part, then at most every
     PROGRESS_SECONDS. So a client polling the backup reads one record, whatever its
     pace. Failing to record it never fails the backup."""
 
