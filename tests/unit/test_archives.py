@@ -7,6 +7,7 @@ data is touched) and S3 is answered in botocore's own `before-call` hook, so
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
 from typing import Any, ClassVar
 
@@ -60,6 +61,10 @@ class FakeS3:
 
     def __init__(self, failing_part: int | None = None) -> None:
         self.failing_part = failing_part
+        # S3 answers the failing part before the parts after it (which wait for it):
+        # otherwise, answered at once, they could let the reading run ahead for as long
+        # as the failing one takes, and the test would depend on thread scheduling.
+        self.failed = threading.Event()
         self.parts: list[tuple[int, int]] = []
         self.completed: list[dict[str, Any]] = []
         self.objects: list[int] = []
@@ -74,9 +79,12 @@ class FakeS3:
         if model.name == "CreateMultipartUpload":
             return Answered(), {"UploadId": "upload"}
         if model.name == "UploadPart":
-            if int(params["query_string"]["partNumber"]) == self.failing_part:
-                raise ConnectionError("the part could not be sent")
             number = int(params["query_string"]["partNumber"])
+            if number == self.failing_part:
+                self.failed.set()
+                raise ConnectionError("the part could not be sent")
+            if self.failing_part is not None and number > self.failing_part:
+                assert self.failed.wait(timeout=30)
             self.parts.append((number, len(params["body"])))
             self.checksums[number] = params["headers"]["x-amz-checksum-crc32"]
             return Answered(), {"ETag": '"etag"'}
