@@ -169,13 +169,6 @@ class BackupView(BackupRecord):
     kept_as: KeptAs | None = Field(
         default=None, description="Why retention keeps it; null when it does not"
     )
-    uploaded: int | None = Field(
-        default=None,
-        description=(
-            "While running: bytes of the archive in S3 so far (whole parts, recorded "
-            "every few seconds); else null"
-        ),
-    )
 
 
 class BackupPage(BaseModel):

@@ -150,9 +150,14 @@ class BackupRecord(BaseModel):
     pg_dump_version: str | None = None
     error: str | None = None
     runner: RunnerName | None = None  # what took it
-    # While it runs: bytes of its archive in S3 so far (whole parts), recorded as the
-    # upload goes, for clients that wait (pgbackups.usecases.backup.UploadProgress).
-    uploaded: int | None = None
+    # Recorded as the upload goes, for clients that wait (usecases.backup.UploadProgress).
+    uploaded: int | None = Field(
+        default=None,
+        description=(
+            "While running: bytes of the archive in S3 so far (whole parts, recorded "
+            "every few seconds); else null"
+        ),
+    )
     # When the runner that took it stops it for sure (set when it starts running):
     # the dispatcher's reaper gives up on a `running` backup only after this.
     deadline_at: datetime | None = None
