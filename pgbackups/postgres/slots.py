@@ -13,7 +13,6 @@ import psycopg2
 from psycopg2.extras import PhysicalReplicationConnection
 
 from pgbackups.postgres.lsn import parse_lsn
-from pgbackups.postgres.urls import redact
 from pgbackups.postgres.wal import MalformedWal, ReplicationFailed, SlotLost, connect, reason
 
 
@@ -25,10 +24,7 @@ class SlotPosition:
 
 def _sql(url: str, statement: str, *args: object) -> list[tuple[object, ...]]:
     """One SQL statement on a normal connection of the replication role."""
-    try:
-        connection = connect(url)
-    except (psycopg2.Error, ValueError) as error:
-        raise ReplicationFailed(f"cannot connect to {redact(url)}: {reason(error, url)}") from None
+    connection = connect(url)
     try:
         connection.autocommit = True
         with connection.cursor() as cursor:

@@ -36,7 +36,7 @@ from pgbackups.postgres.lsn import (
     segment_name,
     segment_size_problem,
 )
-from pgbackups.postgres.urls import redact, registered_connection, scrub
+from pgbackups.postgres.urls import registered_connection, scrub
 
 CONNECT_TIMEOUT_SECONDS = 10
 CHUNK_SIZE = 1024**2  # what a segment is read back in
@@ -56,27 +56,33 @@ class MalformedWal(ReplicationFailed):
 
 
 def reason(error: Exception, url: str) -> str:
-    """psycopg2's message on one line, with the URL's password masked."""
+    """psycopg2's message on one line, with nothing of the URL's password."""
     return scrub(" ".join(str(error).split()), url)
 
 
-def connect(url: str, **options: object) -> psycopg2.extensions.connection:
+def connect(
+    url: str, refused: str = "cannot connect to", **options: object
+) -> psycopg2.extensions.connection:
     """A connection as registered URLs get them (allowed parameters, files pinned, no
-    cleartext password: `registered_connection`); the URL's own settings win."""
+    cleartext password: `registered_connection`); the URL's own settings win.
+    ReplicationFailed `<refused> <target>: <why>` (no secret) when refused."""
     target = registered_connection(url)
     defaults = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "pgbackups"}
     extra = {k: v for k, v in defaults.items() if k not in target.parameters}
-    return psycopg2.connect(target.conninfo, password=target.password, **extra, **options)
+    try:
+        return psycopg2.connect(target.conninfo, password=target.password, **extra, **options)
+    except (psycopg2.Error, ValueError) as error:
+        raise ReplicationFailed(target.failure(refused, error)) from None
 
 
 def connect_replication(url: str) -> PhysicalReplicationConnection:
     """A physical replication connection; ReplicationFailed (no secret) when refused."""
-    try:
-        return connect(url, connection_factory=PhysicalReplicationConnection)
-    except (psycopg2.Error, ValueError) as error:
-        raise ReplicationFailed(
-            f"cannot open a replication connection to {redact(url)}: {reason(error, url)}"
-        ) from None
+    connection: PhysicalReplicationConnection = connect(
+        url,
+        "cannot open a replication connection to",
+        connection_factory=PhysicalReplicationConnection,
+    )
+    return connection
 
 
 @dataclass(frozen=True)
