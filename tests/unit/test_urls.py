@@ -79,6 +79,8 @@ def test_a_plus_in_a_query_password_is_a_plus(password: str) -> None:
 def test_the_password_is_never_in_a_redacted_url(password: str) -> None:
     shown = "postgresql://app:***@db.example:5432/shop"
     assume(password not in shown)
+    # A password is masked where it stands as a word: not inside the message's own words.
+    assume(password not in "FATAL: password and rejected")
     for url in (
         f"postgresql://app:{quote(password, safe='')}@db.example:5432/shop",
         f"postgresql://app@db.example:5432/shop?password={quote(password, safe='')}",
