@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pgbackups.domain.models import BackupRecord, utcnow
 
@@ -235,9 +235,12 @@ class ArchiveStore:
         )
         return url, utcnow() + lifetime
 
-    def put_bytes(self, key: str, data: bytes, metadata: dict[str, str], kind: str) -> None:
-        """A small object in one request (a compressed WAL segment), tagged with its kind
-        (the bucket's lifecycle expires overwritten WAL sooner than backups)."""
+    def put_bytes(
+        self, key: str, data: bytes | IO[bytes], metadata: dict[str, str], kind: str
+    ) -> None:
+        """An object in one request (a compressed WAL segment: bytes, or a file read from
+        where it stands, streamed), tagged with its kind (the bucket's lifecycle expires
+        overwritten WAL sooner than backups)."""
         self._s3.put_object(
             Bucket=self._bucket,
             Key=key,

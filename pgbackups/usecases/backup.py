@@ -34,8 +34,9 @@ from pgbackups.domain.models import (
 from pgbackups.domain.runners import RunnerFailed, RunnerLimits, choose_runner
 from pgbackups.domain.schedule import PeriodicSlot
 from pgbackups.ports import BackupRunner, Catalog, Services
-from pgbackups.postgres.dump import DumpFailed, dump_command, stream_dump_to_s3
+from pgbackups.postgres.dump import dump_command, stream_dump_to_s3
 from pgbackups.postgres.probe import ServerFacts, probe
+from pgbackups.postgres.streaming import DumpFailed
 from pgbackups.postgres.urls import Connection, registered_connection, scrub
 from pgbackups.usecases.pruning import prune_database
 
