@@ -147,6 +147,14 @@ def test_databases_update_shows_the_apis_sentence_once(
     assert api.calls == [("PATCH /v1/databases/shop", body)]
 
 
+def test_a_page_size_out_of_bounds_gets_the_apis_sentence(api: InProcessApi) -> None:
+    result = run("backups", "-d", "shop", "--limit", "0")
+
+    assert result.exit_code == 1, result.output
+    assert result.stderr.endswith(" !     limit: the page size must be at least 1\n")
+    assert "(1\N{EN DASH}100)" in run("backups", "--help").output
+
+
 def test_the_keep_options_state_the_apis_ranges() -> None:
     for name, field in RetentionPolicy.model_fields.items():
         bounds = {type(m).__name__: m for m in field.metadata}
