@@ -389,6 +389,24 @@ def test_backups_create_shows_the_time_it_has_been_running(
     assert (quiet.returncode, quiet.stderr) == (0, "")
 
 
+def test_a_second_backup_while_one_runs_is_refused_naming_the_running_one_once(
+    cli: Cli, folder: Path, source: Source
+) -> None:
+    name = registered(cli, source)
+    with items_locked(source):
+        first = cli("backups-create", "-d", name, "--no-wait")
+        assert first.returncode == 0, first.stderr
+        running = wait_until_running(cli, name)["id"]
+        second = cli("backups-create", "-d", name)
+    assert (second.returncode, second.stderr) == (
+        1,
+        f" !     a backup of {name} is already scheduled or running: {running}\n",
+    )
+    from tests.e2e.conftest import wait_for_backup
+
+    assert wait_for_backup(cli.stack, name, running)["status"] == "done"
+
+
 def test_ctrl_c_exits_130_and_the_backup_goes_on(cli: Cli, folder: Path, source: Source) -> None:
     name = registered(cli, source)
     with items_locked(source):
