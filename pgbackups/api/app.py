@@ -58,7 +58,7 @@ class JsonRequestValidation(OpenAPIRequestValidationMiddleware):
             raise MalformedBody("the request body is nested too deeply") from None
 
 
-# On every JSON answer: a browser must never read one (which may echo input) as HTML.
+# On every answer: a browser must never read JSON (which may echo input) as HTML.
 JSON_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 
@@ -108,7 +108,7 @@ def _install_error_handlers(app: APIGatewayHttpResolver) -> None:
         event = app.current_event
         if not event.path.startswith("/v1/"):
             # The dashboard's side: its plain 404, which does not echo the path.
-            return dashboard.asset_response("")
+            return dashboard.not_found()
         return _error(404, "not_found", f"no route {event.http_method} {event.path}")
 
     @app.exception_handler(Exception)
