@@ -53,7 +53,7 @@ _FIELD_WORDS = {
     "compression": "the compression",
     "runner": "the runner",
     "schedule": "the schedule",
-    "enabled": "enabled",
+    "enabled": "`enabled`",
     "hour": "the hour",
     "timezone": "the time zone",
     "retention": "the retention policy",

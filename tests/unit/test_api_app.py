@@ -89,7 +89,7 @@ PYDANTIC_WORDS = ("Input should", "Value error", "String should", "Field require
         ({"compression": 3}, "compression: the compression must be a string (in double quotes)"),
         ({"runner": "k8s"}, "runner: the runner must be 'lambda', 'fargate' or 'auto'"),
         ({"schedule": {"hour": 24}}, "schedule.hour: the hour must be at most 23"),
-        ({"schedule": {"enabled": "yes"}}, "schedule.enabled: enabled must be true or false (a JSON boolean)"),
+        ({"schedule": {"enabled": "yes"}}, "schedule.enabled: `enabled` must be true or false (a JSON boolean)"),
         ({"schedule": {"timezone": "Mars/X"}}, "schedule.timezone: unknown time zone 'Mars/X': use an IANA name such as Europe/Paris"),
         ({"url": ""}, "url: the connection URL must not be empty"),
         ({"url": "x" * 4097}, "url: the connection URL must be at most 4096 characters long"),
