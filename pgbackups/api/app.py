@@ -27,7 +27,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from pgbackups.api.errors import MalformedBody, http_status
 from pgbackups.api.routers import backups, dashboard, databases, pitr, schedule
 from pgbackups.domain.errors import PgBackupsError
-from pgbackups.ports import Services
+from pgbackups.services import Services
 
 logger = Logger(child=True)
 

@@ -248,5 +248,10 @@ def archive_key(database: str, backup_id: str) -> str:
     return f"databases/{database}/backups/{backup_id}.pgsql"
 
 
+# How long an archive's presigned download URL stays valid: by default, and at most.
+DEFAULT_URL_LIFETIME = timedelta(minutes=5)
+MAX_URL_LIFETIME = timedelta(hours=1)
+
+
 def to_rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

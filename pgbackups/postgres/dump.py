@@ -20,13 +20,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 from pgbackups.postgres.pgtools import Launcher, PgTools, launch
 from pgbackups.postgres.urls import Connection
-
-if TYPE_CHECKING:
-    from pgbackups.ports import Archives
 
 ARCHIVE_MAGIC = b"PGDMP"
 NOT_AN_ARCHIVE = "pg_dump's output is not a custom-format archive (no PGDMP header)"
@@ -181,6 +178,18 @@ class DumpStream(io.RawIOBase):
         super().close()
 
 
+class ArchiveUploads(Protocol):
+    """Where a streamed archive goes (S3: `pgbackups.ports.Archives` is one)."""
+
+    def upload_stream(
+        self,
+        key: str,
+        stream: DumpStream,
+        expected_size: int | None,
+        progress: Callable[[int], None] | None,
+    ) -> None: ...
+
+
 @dataclass(frozen=True)
 class StoredArchive:
     size: int
@@ -189,7 +198,7 @@ class StoredArchive:
 
 
 def stream_dump_to_s3(
-    archives: Archives,
+    archives: ArchiveUploads,
     key: str,
     argv: Sequence[str],
     env: dict[str, str],

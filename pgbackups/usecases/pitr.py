@@ -55,11 +55,11 @@ from pgbackups.domain.pitr import (
     slot_name,
 )
 from pgbackups.domain.runners import RunnerFailed
-from pgbackups.ports import Services
 from pgbackups.postgres import wal
 from pgbackups.postgres.basebackup import stream_basebackup_to_s3
 from pgbackups.postgres.dump import DumpFailed
 from pgbackups.postgres.urls import scrub
+from pgbackups.services import Services
 from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS, runner_for
 
 logger = Logger(child=True)

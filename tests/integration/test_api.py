@@ -20,7 +20,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from pgbackups.domain.models import BackupRecord
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, LambdaContext, RecordingRunner, load_event, load_function
 

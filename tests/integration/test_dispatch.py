@@ -14,7 +14,7 @@ from pgbackups.domain.models import (
     DatabaseRecord,
     Schedule,
 )
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from pgbackups.usecases.dispatch import dispatch
 from tests.conftest import AwsStack, RecordingRunner, load_event, load_function
 

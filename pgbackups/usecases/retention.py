@@ -1,4 +1,4 @@
-"""Deleting backups: one at a time on request, or as retention prunes them.
+"""Retention: deleting backups, one at a time on request or as the policy lets them go.
 
 A deletion takes three steps, in this order:
 
@@ -9,7 +9,7 @@ A deletion takes three steps, in this order:
 
 If it stops halfway, what is left is a record marked `deleting`, with or
 without its object, never an object that no record knows of nor a visible
-record pointing at a missing object. Every later pruning of that database
+record pointing at a missing object. Every later application of retention to that database
 (after each backup and in the dispatcher's hourly sweep) finishes pending
 deletions first.
 """
@@ -24,13 +24,19 @@ from aws_lambda_powertools import Logger
 from pgbackups.domain.errors import BackupNotFound
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, KeptAs, archive_key
 from pgbackups.domain.retention import plan_retention
-from pgbackups.ports import Services
+from pgbackups.services import Services
 
 logger = Logger(child=True)
 
 
 def delete_backup(services: Services, database: str, backup_id: str) -> BackupRecord:
-    """Conflict while the backup is scheduled or running; BackupNotFound if there is none."""
+    """A user's deletion (a removed database's backups too, while they expire): Conflict
+    while the backup is scheduled or running; DatabaseNotFound, or BackupNotFound."""
+    services.catalog.get_database(database, include_removed=True)
+    return _delete(services, database, backup_id)
+
+
+def _delete(services: Services, database: str, backup_id: str) -> BackupRecord:
     record = services.catalog.mark_deleting(database, backup_id, services.clock())
     services.archives.delete(record.object_key)
     services.catalog.delete_backup_record(database, backup_id)
@@ -39,15 +45,15 @@ def delete_backup(services: Services, database: str, backup_id: str) -> BackupRe
 
 
 def _delete_if_still_there(services: Services, record: BackupRecord) -> BackupRecord:
-    """Delete a backup of the pruning plan; one deleted meanwhile (a user's DELETE, another
-    pruning) is what the plan wanted: already deleted, and the rest of the plan goes on."""
+    """Delete a backup of the retention plan; one deleted meanwhile (a user's DELETE, another
+    application of retention) is what the plan wanted: already deleted, and the rest of the plan goes on."""
     try:
-        return delete_backup(services, record.database, record.id)
+        return _delete(services, record.database, record.id)
     except BackupNotFound:
         return record
 
 
-def prune_database(
+def apply_retention(
     services: Services, database: DatabaseRecord, now: datetime
 ) -> list[BackupRecord]:
     """Finish pending deletions, then delete what the retention policy does not keep."""
