@@ -5,7 +5,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 
@@ -18,7 +17,12 @@ from pgbackups.domain.models import (
 )
 from pgbackups.domain.retention import plan_retention
 from pgbackups.domain.runners import SCHEDULED_GRACE, abandoned_reason
-from pgbackups.domain.schedule import PeriodicSlot, periodic_slot
+from pgbackups.domain.schedule import (
+    PeriodicSlot,
+    UnknownTimezone,
+    periodic_slot,
+    schedule_zone,
+)
 from pgbackups.services import Services
 from pgbackups.usecases.backup import publish_backup_event, schedule_backup
 from pgbackups.usecases.databases import finish_secret_deletion
@@ -83,6 +87,12 @@ def _sweep(
                 report.scheduled.append(scheduled)
         if _has_retention_work(history, now):
             report.pruned += apply_retention(services, database, now)
+    except UnknownTimezone as error:
+        logger.error(
+            "periodic backups and retention cannot run for a database",
+            extra={"database": database.name, "reason": str(error)},
+        )
+        report.failed.append(database.name)
     except Exception:
         logger.exception("dispatch failed for a database", extra={"database": database.name})
         report.failed.append(database.name)
@@ -97,7 +107,7 @@ def _has_retention_work(history: DatabaseHistory, now: datetime) -> bool:
     database = history.database
     if database.removed_at is not None or history.pending_deletions:
         return True
-    zone = ZoneInfo(database.schedule.timezone)
+    zone = schedule_zone(database.schedule)
     return bool(plan_retention(database.retention, history.backups, now, zone).delete)
 
 

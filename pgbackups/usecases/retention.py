@@ -17,13 +17,13 @@ deletions first.
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 
 from pgbackups.domain.errors import BackupNotFound
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, KeptAs, archive_key
 from pgbackups.domain.retention import plan_retention
+from pgbackups.domain.schedule import UnknownTimezone, schedule_zone
 from pgbackups.services import Services
 
 logger = Logger(child=True)
@@ -62,7 +62,7 @@ def apply_retention(
         services.archives.delete(archive_key(database.name, backup_id))
         catalog.delete_backup_record(database.name, backup_id)
     backups = catalog.all_backups(database.name)
-    plan = plan_retention(database.retention, backups, now, ZoneInfo(database.schedule.timezone))
+    plan = plan_retention(database.retention, backups, now, schedule_zone(database.schedule))
     deleted = [_delete_if_still_there(services, record) for record in plan.delete]
     if database.removed_at is not None and len(deleted) == len(backups):
         catalog.forget_database(database.name)
@@ -77,11 +77,16 @@ def kept_as(
     Only a done backup is kept or not, and that depends only on the backups
     created after it (the newest of its day, the newest manual ones, the newest
     done), so only those are read, not the database's whole history; nothing is
-    read for a backup still on its way (what a client polls).
+    read for a backup still on its way (what a client polls). A database whose schedule's
+    time zone is unknown here keeps nothing it can tell (its schedule says why, and its
+    retention does not run): its backups are still listed.
     """
     done = [record.id for record in records if record.status == "done"]
     if not done:
         return {}
+    try:
+        zone = schedule_zone(database.schedule)
+    except UnknownTimezone:
+        return {}
     since = services.catalog.backups_since(database.name, min(done))
-    tz = ZoneInfo(database.schedule.timezone)
-    return plan_retention(database.retention, since, services.clock(), tz).keep
+    return plan_retention(database.retention, since, services.clock(), zone).keep
