@@ -138,7 +138,7 @@ class ShownBackups:
     next_cursor: str | None = None
 
 
-def list_backups(
+def backups_page(
     services: Services,
     database: str,
     *,

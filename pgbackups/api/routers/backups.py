@@ -19,8 +19,7 @@ from pgbackups.domain.models import (
     BackupStatus,
 )
 from pgbackups.services import Services
-from pgbackups.usecases.backup import list_backups as list_page
-from pgbackups.usecases.backup import request_backup, show_backup
+from pgbackups.usecases.backup import backups_page, request_backup, show_backup
 from pgbackups.usecases.downloads import archive_download
 from pgbackups.usecases.retention import delete_backup
 
@@ -47,7 +46,7 @@ def build_router(services: Services) -> Router:
         status: Annotated[BackupStatus | None, Query()] = None,
         method: Annotated[BackupMethod | None, Query()] = None,
     ) -> BackupPage:
-        page = list_page(services, db, limit=limit, cursor=cursor, status=status, method=method)
+        page = backups_page(services, db, limit=limit, cursor=cursor, status=status, method=method)
         return BackupPage(
             backups=backup_views(page.backups, page.kept), next_cursor=page.next_cursor
         )
