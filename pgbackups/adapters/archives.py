@@ -12,13 +12,15 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
-from pgbackups.domain.models import BackupRecord, utcnow
+from pgbackups.domain.models import (
+    DEFAULT_URL_LIFETIME,
+    MAX_URL_LIFETIME,
+    BackupRecord,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from pgbackups.ports import Readable
-
-DEFAULT_URL_LIFETIME = timedelta(minutes=5)
-MAX_URL_LIFETIME = timedelta(hours=1)
 
 MIB = 1024 * 1024
 # S3's limits: 10,000 parts per upload, 5 TiB per object, 5 MiB per part but the last.

@@ -28,7 +28,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from pgbackups.api.errors import MalformedBody, field_path, http_status, validation_message
 from pgbackups.api.routers import backups, dashboard, databases, pitr, schedule
 from pgbackups.domain.errors import PgBackupsError
-from pgbackups.ports import Services
+from pgbackups.services import Services
 
 logger = Logger(child=True)
 

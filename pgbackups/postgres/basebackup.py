@@ -19,15 +19,11 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pgbackups.postgres.lsn import parse_lsn
 from pgbackups.postgres.pgtools import Launcher, PgTools, launch
-from pgbackups.postgres.streaming import stream_to_s3
+from pgbackups.postgres.streaming import ArchiveUploads, stream_to_s3
 from pgbackups.postgres.urls import registered_connection
-
-if TYPE_CHECKING:
-    from pgbackups.ports import Archives
 
 GZIP_MAGIC = b"\x1f\x8b"
 NOT_GZIP = "pg_basebackup's output is not a gzip-compressed tar"
@@ -91,7 +87,7 @@ def basebackup_command(tools: PgTools, url: str) -> tuple[list[str], dict[str, s
 
 
 def stream_basebackup_to_s3(
-    archives: Archives,
+    archives: ArchiveUploads,
     key: str,
     tools: PgTools,
     url: str,

@@ -5,14 +5,10 @@ to S3 (through `pgbackups.postgres.streaming`, checked by the PGDMP header).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from pgbackups.postgres.pgtools import Launcher, PgTools, launch
-from pgbackups.postgres.streaming import StoredArchive, stream_to_s3
+from pgbackups.postgres.streaming import ArchiveUploads, StoredArchive, stream_to_s3
 from pgbackups.postgres.urls import Connection
-
-if TYPE_CHECKING:
-    from pgbackups.ports import Archives
 
 ARCHIVE_MAGIC = b"PGDMP"
 NOT_AN_ARCHIVE = "pg_dump's output is not a custom-format archive (no PGDMP header)"
@@ -52,7 +48,7 @@ def dump_command(
 
 
 def stream_dump_to_s3(
-    archives: Archives,
+    archives: ArchiveUploads,
     key: str,
     argv: Sequence[str],
     env: dict[str, str],

@@ -20,12 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 from pgbackups.postgres.pgtools import Launcher, launch
-
-if TYPE_CHECKING:
-    from pgbackups.ports import Archives
 
 STDERR_LINES = 8
 
@@ -152,8 +149,21 @@ class StoredArchive:
     dump_seconds: float = 0.0  # from pg_dump's start to the last byte of its output
 
 
+class ArchiveUploads(Protocol):
+    """Where a streamed archive goes (S3: `pgbackups.ports.Archives` is one); declared
+    here so that the PostgreSQL side knows no layer above it."""
+
+    def upload_stream(
+        self,
+        key: str,
+        stream: DumpStream,
+        expected_size: int | None,
+        progress: Callable[[int], None] | None,
+    ) -> None: ...
+
+
 def stream_to_s3(
-    archives: Archives,
+    archives: ArchiveUploads,
     key: str,
     argv: Sequence[str],
     env: dict[str, str],

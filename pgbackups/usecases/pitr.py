@@ -53,11 +53,11 @@ from pgbackups.domain.pitr import (
     slot_name,
 )
 from pgbackups.domain.runners import RunnerFailed
-from pgbackups.ports import Services
 from pgbackups.postgres import lsn, records, slots, wal
 from pgbackups.postgres.basebackup import stream_basebackup_to_s3
 from pgbackups.postgres.streaming import DumpFailed
 from pgbackups.postgres.urls import database_of, scrub, user_of
+from pgbackups.services import Services
 from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS, runner_for
 
 logger = Logger(child=True)

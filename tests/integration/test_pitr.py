@@ -27,8 +27,8 @@ import pytest
 from pgbackups.domain.errors import OutsideRecoveryWindow, ReplicationRefused
 from pgbackups.domain.models import BackupRequest, ConnectionInfo, DatabaseRecord, to_rfc3339
 from pgbackups.domain.pitr import BaseBackup, PitrSettings
-from pgbackups.ports import Services
 from pgbackups.postgres import lsn, slots
+from pgbackups.services import Services
 from pgbackups.usecases import pitr
 from pgbackups_cli.pitr import (
     PitrRestoreFailed,

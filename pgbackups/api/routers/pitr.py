@@ -25,7 +25,7 @@ from pgbackups.domain.pitr import (
     PitrStatus,
     recovery_window,
 )
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from pgbackups.usecases import pitr
 
 
