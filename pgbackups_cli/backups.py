@@ -30,6 +30,7 @@ from pgbackups_cli.output import (
     human_duration,
     human_size,
     human_time,
+    is_interactive,
     note,
     print_fields,
     print_json,
@@ -254,10 +255,11 @@ def _selected_backup(state: Session, backup_ref: str | None, *, err: bool, quiet
     metavar="PATH|-",
     help="A directory, a file, or - for stdout. Default: ./<name>.pgsql.",
 )
+@click.option("--force", "-f", is_flag=True, help="Overwrite the file -o names if it exists.")
 @silent_option
 @database_option
 @api_options
-def backups_download(backup_ref: str | None, output: str | None, silent: bool) -> None:
+def backups_download(backup_ref: str | None, output: str | None, force: bool, silent: bool) -> None:
     """Download a backup's archive (pg_dump custom format) and check its SHA-256."""
     state = session()
     to_stdout = output == "-"
@@ -275,6 +277,10 @@ def backups_download(backup_ref: str | None, output: str | None, silent: bool) -
         state.client().get(state.database_path("backups", backup_id, "archive"))
     )
     progress = stderr_console(quiet=silent)
+    if not to_stdout:
+        path = destination_path(output, archive.filename)
+        if path.exists() and not force:
+            _confirm_overwrite(path)
     try:
         if to_stdout:
             sink = sys.stdout.buffer
@@ -283,13 +289,29 @@ def backups_download(backup_ref: str | None, output: str | None, silent: bool) -
             check(archive, size, sha256)
             shown = "stdout"
         else:
-            path = destination_path(output, archive.filename)
             download_to_file(archive, path, progress)
             shown = str(path)
     except DownloadFailed as error:
         raise Failure(str(error)) from None
+    except OSError as error:  # stdout: a full disk or a closed pipe
+        raise Failure(f"could not write to standard output: {error.strerror or error}") from None
     if not silent:
         click.echo(RESULT + shown, err=to_stdout)
+
+
+def _confirm_overwrite(path: Path) -> None:
+    """Failure unless the user agrees to replace `path` (no terminal: --force is needed)."""
+    if not path.is_file():
+        raise Failure(f"{path} exists and is not a file")
+    if not is_interactive():
+        raise Failure(f"{path} already exists: pass --force to overwrite it")
+    try:
+        agreed = click.confirm(f"{path} already exists. Overwrite it?", default=False)
+    except click.Abort:
+        click.echo(err=True)
+        agreed = False
+    if not agreed:
+        raise Failure(f"Cancelled: {path} was kept (pass --force to overwrite it).")
 
 
 # -- restoring ----------------------------------------------------------------------------

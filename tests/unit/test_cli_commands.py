@@ -669,7 +669,7 @@ def test_a_digest_mismatch_leaves_no_file(downloadable: FakeApi, tmp_path: Path)
 def test_a_mismatch_keeps_the_previous_file(downloadable: FakeApi, tmp_path: Path) -> None:
     (tmp_path / "shop.dump").write_bytes(b"previous")
     downloadable.routes[f"GET /v1/databases/shop/backups/{NEW_ID}/archive"] = archive_link(size=5)
-    result = run("backups-download", "-o", "shop.dump")
+    result = run("backups-download", "-o", "shop.dump", "--force")
     assert result.exit_code == 1
     assert "the download is incomplete" in result.stderr
     assert (tmp_path / "shop.dump").read_bytes() == b"previous"
