@@ -181,8 +181,8 @@ def _fetch(url: str, path: Path, sha256: str | None, user: str | None, what: str
             size += len(chunk)
     if digest.hexdigest() != sha256.lower():
         raise PitrRestoreFailed(
-            f"{what}: its SHA-256 is not the one recorded when it was archived (corrupt or "
-            "tampered with in the bucket)"
+            f"{what}: checksum mismatch (the download is corrupt): its SHA-256 is not the one "
+            "recorded when it was archived"
         )
     return size
 
@@ -222,15 +222,24 @@ def download_wal(
 
 def restore_cluster(
     plan: dict[str, Any],
-    folders: RestoreFolders,
+    data_dir: Path,
     *,
     install: Path,
     more: Iterable[dict[str, Any]] = (),
     progress: Callable[[str], None] = say,
+    scratch: Path | None = None,
 ) -> RecoveredCluster:
-    """Build a recovered, promoted cluster in `folders.data_dir` from the restore plan: its
-    first page, then the `more` pages of `plan_pages`; the cluster is left running."""
-    user = folders.user
+    """Build a recovered, promoted cluster in `data_dir` from the restore plan: its first
+    page, then the `more` pages of `plan_pages`; the cluster is left running. The downloads,
+    the socket and the log go to `scratch` (default: a new private folder beside `data_dir`,
+    which the caller removes with it)."""
+    user = server_user()
+    if scratch is None:
+        scratch = Path(tempfile.mkdtemp(prefix="pgbackups-pitr-", dir=data_dir.parent))
+        give_to(user, scratch)
+    if not data_dir.exists():
+        private_folder(data_dir, user)
+    folders = RestoreFolders(scratch=scratch, data_dir=data_dir, user=user)
     base = plan["base_backup"]
     progress(f"Downloading the base backup {base['id']} ({base['size']} bytes)")
     tar_path = folders.scratch / "base.tar.gz"
@@ -440,7 +449,9 @@ def pitr_restore(time: str, target_dir: Path | None, target: Target | None, yes:
         confirm(f"Restore {name} as of {moment} into {where}?")
     install = server_binaries(int(plan["server_major"]))
     with _restore_folders(target_dir, user) as folders:
-        cluster = restore_cluster(plan, folders, install=install, more=pages)
+        cluster = restore_cluster(
+            plan, folders.data_dir, install=install, more=pages, scratch=folders.scratch
+        )
         try:
             if target is not None:
                 say("Moving the recovered database into the target")

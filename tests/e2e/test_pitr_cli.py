@@ -143,13 +143,18 @@ def test_capture_window_and_restore_to_a_point_in_time(
         shutil.rmtree(reachable, ignore_errors=True)
 
 
-def enable_continuous_backups(cli: Cli, server: EmbeddedPostgres, name: str) -> None:
+def enable_continuous_backups(
+    cli: Cli, server: EmbeddedPostgres, name: str, replication_url: str | None = None
+) -> None:
     """`name` registered with continuous backups on, its first base backup stored."""
     api = cli.stack.api()
     base = f"{cli.stack.api_url}/v1/databases"
     url = server.url(name)
     assert api.post(base, json={"name": name, "url": url}, timeout=30).status_code == 201
-    enabled = api.put(f"{base}/{name}/pitr", json={"enabled": True}, timeout=60)
+    settings: dict[str, object] = {"enabled": True}
+    if replication_url is not None:
+        settings["replication_url"] = replication_url
+    enabled = api.put(f"{base}/{name}/pitr", json=settings, timeout=60)
     assert enabled.status_code == 200, enabled.text
     for _ in range(120):
         view = api.get(f"{base}/{name}/pitr", timeout=30).json()
@@ -222,6 +227,29 @@ def test_a_source_superuser_runs_nothing_on_the_restoring_machine(
     finally:
         shutil.rmtree(reachable, ignore_errors=True)
         shutil.rmtree(markers, ignore_errors=True)
+
+
+def test_a_dedicated_replication_role_restores_every_table(
+    cli: Cli, server: EmbeddedPostgres
+) -> None:
+    """The chain is streamed by a role that may replicate but read no table: the recovered
+    cluster is dumped as its superuser, restored as the target URL's user."""
+    server.create_database("shop_repl")
+    server.psql("CREATE TABLE events (id int PRIMARY KEY)", "shop_repl")
+    server.psql("CREATE ROLE streamer LOGIN REPLICATION PASSWORD 'Streamer-pw-1'")
+    streamer = f"postgresql://streamer:Streamer-pw-1@127.0.0.1:{server.port}/shop_repl"
+    enable_continuous_backups(cli, server, "shop_repl", replication_url=streamer)
+    capture(cli, "shop_repl")
+    commit(server, 7, "shop_repl")
+    capture(cli, "shop_repl")
+    target = server.create_database("shop_repl_restored")
+    restored = cli(
+        "pitr-restore", "latest", "--target-url", "-", "--yes", "-d", "shop_repl",
+        input=target + "\n", PGBACKUPS_CACHE_DIR=CACHE,
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr + restored.stdout
+    assert server.psql("SELECT string_agg(id::text, ',') FROM events", "shop_repl_restored") == "7"
+    assert "Streamer-pw-1" not in restored.stdout + restored.stderr
 
 
 def rows_of_cluster(data_dir: Path, database: str = "orders") -> str:
