@@ -263,10 +263,14 @@ def restore_cluster(
     target = plan.get("target_time")
     progress("Replaying WAL" + (f" up to {target}" if target else ""))
     cluster.start()
-    cluster.wait_promoted()
-    cluster.bootstrap_user(plan["source_user"])
-    if not target and last_wal is not None:
-        check_replayed_to(cluster, last_wal)
+    try:
+        cluster.wait_promoted()
+        cluster.bootstrap_user(plan["source_user"])
+        if not target and last_wal is not None:
+            check_replayed_to(cluster, last_wal)
+    except BaseException:  # failed or Ctrl-C: no server left running on removed files
+        cluster.stop()
+        raise
     return cluster
 
 

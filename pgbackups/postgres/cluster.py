@@ -9,8 +9,10 @@ is used: `postgresql.conf` is written afresh from an allow-list, and
 taken from the source are the ones recovery needs to be at least the primary's
 (max_connections, …), read from `pg_controldata`, numbers only. The tar is
 unpacked with the `data` filter (no absolute or escaping links, no devices),
-and a base backup with tablespaces (links PostgreSQL would create anywhere) is
-refused.
+and a base backup with tablespaces (links PostgreSQL would create anywhere) or
+holding a shared library (which a C function `AS './lib.so'` would load) is
+refused. Event triggers are off (a login trigger would run on our connections)
+and clients override the preload settings a role may carry.
 
 As root, the server runs as `postgres` (else `nobody`) through `runuser`.
 Everything written is private: folders 0700, files 0600, owned by the server's
@@ -40,6 +42,7 @@ from typing import IO
 RECOVERY_TIMEOUT_SECONDS = 3600.0
 HBA_FILE = "pgbackups_hba.conf"
 WAL_NAME = re.compile(r"[0-9A-F]{24}")
+ELF_MAGIC = b"\x7fELF"
 # pg_controldata's line → the setting that must be at least the primary's during recovery.
 CONTROL_SETTINGS = {
     "max_connections setting": "max_connections",
@@ -160,6 +163,16 @@ def unpack_base_backup(tar_gz: Path, data_dir: Path) -> None:
         raise ClusterFailed(
             "the base backup has tablespaces, which a restore on this machine does not support"
         )
+    for path in data_dir.rglob("*"):
+        # A shared library in the data directory would load from a C function whose file
+        # is a relative path (`AS './x.so'`): the server's working directory is this one.
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as file:
+                if file.read(4) == ELF_MAGIC:
+                    raise ClusterFailed(
+                        f"the base backup holds an executable file, refused: "
+                        f"{path.relative_to(data_dir)}"
+                    )
     for name in SOURCE_CONFIGURATION:
         path = data_dir / name
         if path.is_dir() and not path.is_symlink():

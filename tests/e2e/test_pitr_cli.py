@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.e2e.conftest import Cli, RunningStack, beside_the_stack
+from tests.e2e.conftest import Cli, RunningStack, beside_the_stack, pgbackups_command
 
 pytestmark = pytest.mark.e2e
 
@@ -250,6 +251,40 @@ def test_a_dedicated_replication_role_restores_every_table(
     assert restored.returncode == 0, restored.stderr + restored.stdout
     assert server.psql("SELECT string_agg(id::text, ',') FROM events", "shop_repl_restored") == "7"
     assert "Streamer-pw-1" not in restored.stdout + restored.stderr
+
+
+def test_ctrl_c_removes_the_partial_cluster(cli: Cli, server: EmbeddedPostgres) -> None:
+    server.create_database("stopped")
+    server.psql("CREATE TABLE events (id int PRIMARY KEY)", "stopped")
+    enable_continuous_backups(cli, server, "stopped")
+    commit(server, 1, "stopped")
+    capture(cli, "stopped")
+    reachable = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    reachable.chmod(0o755)
+    cluster_dir = reachable / "recovered"
+    # As a terminal does: SIGINT to the whole foreground process group.
+    process = subprocess.Popen(
+        pgbackups_command(
+            "pitr-restore", "latest", "--target-dir", str(cluster_dir), "--yes", "-d", "stopped"
+        ),
+        env=cli.environment(PGBACKUPS_CACHE_DIR=CACHE, PYTHONUNBUFFERED="1"),
+        cwd=cli.folder, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("-----> Downloading the base backup"), first
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 130, first + out + err
+        assert "Interrupted: the restore was stopped, its files removed." in err
+        assert f"{cluster_dir} was removed" in err
+        assert list(reachable.iterdir()) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+        shutil.rmtree(reachable, ignore_errors=True)
 
 
 def rows_of_cluster(data_dir: Path, database: str = "orders") -> str:

@@ -320,6 +320,8 @@ def test_the_base_backup_loses_its_configuration_and_anything_unsafe(tmp_path: P
     link.type, link.linkname = tarfile.SYMTYPE, "/etc"
     with pytest.raises(ClusterFailed, match="unsafe entry"):
         unpack_base_backup(tar_with((link, b"")), tmp_path / "data2")
+    with pytest.raises(ClusterFailed, match="executable file, refused: base/1/16390"):
+        unpack_base_backup(tar_with(file("base/1/16390", b"\x7fELF\x02\x01")), tmp_path / "d4")
     with pytest.raises(ClusterFailed, match="tablespaces"):
         unpack_base_backup(tar_with(file("tablespace_map", b"16384 /etc\n")), tmp_path / "data3")
 
