@@ -1,5 +1,11 @@
 """`backups-restore`: the bundled pg_restore 18 into a target database.
 
+A backup from the API is streamed from storage into pg_restore's standard input
+(never written to disk), its size and SHA-256 checked as it passes; a mismatch
+fails the restore, and the target is then partial, as after any failure or
+Ctrl-C: the command says how far pg_restore got and how to redo it. pg_restore's
+errors are summed up (how many, the first few, the privilege refused).
+
 The target URL is read with libpq's own parser (`pgbackups.postgres.urls`), so the
 pre-flight connection and pg_restore can never read it differently. The
 password is taken out and passed through PGPASSWORD: it is never on a command
