@@ -49,3 +49,14 @@ def test_ctrl_c_says_the_target_is_partial_and_how_to_redo_it(
         "--target-url -",
     ]
     assert "s3cret" not in result.output
+
+
+def test_pitr_restore_checks_the_target_before_asking_for_the_plan(api: Any) -> None:
+    from pgbackups_local.postgres import free_port
+
+    url = f"postgresql://app:Never-shown-1@127.0.0.1:{free_port()}/shop"
+    result = run("pitr-restore", "latest", "--target-url", "-", "--yes", input=url + "\n")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(" !     cannot connect to postgresql://app:***@127.0.0.1:")
+    assert "Never-shown-1" not in result.output
+    assert api.calls == []  # no plan asked for, nothing downloaded
