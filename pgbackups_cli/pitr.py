@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -288,30 +288,44 @@ def _progress_bar(total: int) -> Any:
 
 def move_into(cluster: RecoveredCluster, plan: dict[str, Any], target: Target) -> None:
     """pg_dump of the recovered cluster's database, as its bootstrap superuser (the cluster
-    is ours: every object is readable), restored into `target` as the target URL's user."""
+    is ours: every object is readable), piped into pg_restore into `target` as the target
+    URL's user: the dump is never on disk."""
     from pgbackups.postgres.dump import DUMP_FLAGS
     from pgbackups_cli.restore import RestoreFailed, find_pgtools, run_pg_restore
 
     tools = find_pgtools()
-    archive = cluster.socket_dir.parent / "recovered.pgsql"
-    result = subprocess.run(
-        [
-            tools.program("pg_dump"), *DUMP_FLAGS, f"--file={archive}",
-            f"--host={cluster.socket_dir}", f"--port={cluster.port}",
-            f"--username={cluster.bootstrap_user(plan['source_user'])}", f"--dbname={plan['source_database']}",
-        ],
-        env=tools.environment() | cluster.client_env(), capture_output=True, text=True,
-        check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise PitrRestoreFailed(f"pg_dump of the recovered cluster failed: {result.stderr}")
-    archive.chmod(0o600)
-    try:
-        run_pg_restore(tools, archive, target)
-    except RestoreFailed as error:
-        raise PitrRestoreFailed(str(error)) from None
-    finally:
-        archive.unlink(missing_ok=True)
+    with tempfile.TemporaryFile() as errors:
+        dump = subprocess.Popen(
+            [
+                tools.program("pg_dump"), *DUMP_FLAGS,
+                f"--host={cluster.socket_dir}", f"--port={cluster.port}",
+                f"--username={cluster.bootstrap_user(plan['source_user'])}",
+                f"--dbname={plan['source_database']}",
+            ],
+            env=tools.environment() | cluster.client_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=errors,
+        )  # fmt: skip
+        assert dump.stdout is not None
+        output = dump.stdout
+
+        def feed(sink: IO[bytes]) -> None:
+            shutil.copyfileobj(output, sink, 1024 * 1024)
+
+        try:
+            run_pg_restore(tools, None, target, feed=feed)
+        except RestoreFailed as error:
+            failure: str | None = str(error)
+        else:
+            failure = None
+        finally:
+            output.close()  # pg_restore stopped reading: pg_dump must not wait on the pipe
+            code = dump.wait()
+        if code != 0:
+            errors.seek(0)
+            text = errors.read().decode(errors="replace").strip()
+            raise PitrRestoreFailed(f"pg_dump of the recovered cluster failed: {text}")
+        if failure is not None:
+            raise PitrRestoreFailed(failure)
 
 
 # -- commands ----------------------------------------------------------------------------------
