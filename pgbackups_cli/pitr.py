@@ -20,6 +20,7 @@ import contextlib
 import errno
 import gzip
 import hashlib
+import http.client
 import itertools
 import os
 import shlex
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
 CACHE_ENV = "PGBACKUPS_CACHE_DIR"
 TARGET_URL_ENV = "PGBACKUPS_TARGET_URL"
 LATEST = "latest"
+MAX_WAL_SEGMENT = 1024 * 1024 * 1024  # --wal-segsize at most 1 GB
 
 
 class PitrRestoreFailed(Failure):
@@ -155,7 +157,14 @@ class RestoreFolders:
         return self.scratch / "socket"
 
 
-def _fetch(url: str, path: Path, sha256: str | None, user: str | None, what: str) -> int:
+def _fetch(
+    url: str,
+    path: Path,
+    sha256: str | None,
+    user: str | None,
+    what: str,
+    expected_size: int | None = None,
+) -> int:
     """Download `url` to `path` (0600), checked against `sha256`, the digest the plan gives
     (never the object's own metadata: whoever can write to the bucket can write that too)."""
     if not sha256:
@@ -174,11 +183,18 @@ def _fetch(url: str, path: Path, sha256: str | None, user: str | None, what: str
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
         raise PitrRestoreFailed(f"{what} could not be downloaded: {reason}") from None
-    with response, private_file(path, user) as sink:
-        while chunk := response.read(1024 * 1024):
-            digest.update(chunk)
-            sink.write(chunk)
-            size += len(chunk)
+    try:
+        with response, private_file(path, user) as sink:
+            while chunk := response.read(1024 * 1024):
+                digest.update(chunk)
+                sink.write(chunk)
+                size += len(chunk)
+    except (http.client.HTTPException, TimeoutError, ConnectionError) as error:
+        raise PitrRestoreFailed(f"{what}: the download was cut short ({error!r})") from None
+    if expected_size is not None and size != expected_size:
+        raise PitrRestoreFailed(
+            f"{what}: {size} bytes received, the restore plan says {expected_size}"
+        )
     if digest.hexdigest() != sha256.lower():
         raise PitrRestoreFailed(
             f"{what}: checksum mismatch (the download is corrupt): its SHA-256 is not the one "
@@ -206,10 +222,18 @@ def download_wal(
                     f"the restore plan names a WAL file {name[:40]!r}: not a WAL segment name"
                 )
             compressed = wal_dir / f"{name}.gz"
-            _fetch(file["url"], compressed, file.get("sha256"), user, f"WAL file {name}")
+            _fetch(
+                file["url"], compressed, file.get("sha256"), user, f"WAL file {name}",
+                file.get("size"),
+            )  # fmt: skip
             try:
                 with gzip.open(compressed) as source, private_file(wal_dir / name, user) as sink:
-                    shutil.copyfileobj(source, sink, 1024 * 1024)
+                    copied = 0
+                    while (chunk := source.read(1024 * 1024)) and copied <= MAX_WAL_SEGMENT:
+                        sink.write(chunk)
+                        copied += len(chunk)
+                if copied > MAX_WAL_SEGMENT:
+                    raise PitrRestoreFailed(f"{name}: larger than a WAL segment can be")
             except (gzip.BadGzipFile, EOFError, zlib.error) as error:
                 raise PitrRestoreFailed(
                     f"{name}: not a gzip-compressed WAL file: {error}"
@@ -243,7 +267,10 @@ def restore_cluster(
     base = plan["base_backup"]
     progress(f"Downloading the base backup {base['id']} ({base['size']} bytes)")
     tar_path = folders.scratch / "base.tar.gz"
-    _fetch(base["url"], tar_path, base.get("sha256"), user, f"base backup {base['id']}")
+    _fetch(
+        base["url"], tar_path, base.get("sha256"), user, f"base backup {base['id']}",
+        base.get("size"),
+    )  # fmt: skip
     unpack_base_backup(tar_path, folders.data_dir)
     tar_path.unlink()
 

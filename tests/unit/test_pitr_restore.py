@@ -355,3 +355,20 @@ def test_cluster_module_stands_alone() -> None:
     # A server-side restore will use it: it must not need the CLI.
     source = Path(cluster_module.__file__).read_text()
     assert "pgbackups_cli" not in source
+
+
+def test_a_wal_file_of_another_size_than_the_plan_says_is_refused(
+    storage: Storage, tmp_path: Path
+) -> None:
+    entry = wal_entry(storage, SEGMENT, size=len(BODY) + 1)
+    with pytest.raises(pitr.PitrRestoreFailed, match="bytes received, the restore plan says"):
+        pitr.download_wal([{"wal": [entry]}], tmp_path, None, lambda: None)
+
+
+def test_a_wal_file_larger_than_a_segment_is_refused(
+    storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pitr, "MAX_WAL_SEGMENT", 1024)
+    entry = wal_entry(storage, SEGMENT, body=gzip.compress(b"\0" * 4096))
+    with pytest.raises(pitr.PitrRestoreFailed, match="larger than a WAL segment can be"):
+        pitr.download_wal([{"wal": [entry]}], tmp_path, None, lambda: None)
