@@ -489,7 +489,7 @@ def pitr_restore(time: str, target_dir: Path | None, target: Target | None, yes:
             check_reachable(target_dir, user)
         except ClusterFailed as error:
             raise Failure(str(error)) from None
-    where = str(target_dir) if target_dir else f"{target.database} on {target.address}"  # type: ignore[union-attr]
+    where = f"{target.database} on {target.address}" if target is not None else str(target_dir)
     if not yes:
         confirm(f"Restore {name} as of {moment} into {where}?")
     install = server_binaries(int(plan["server_major"]))
@@ -550,7 +550,7 @@ def _restore_folders(target_dir: Path | None, user: str | None) -> Iterator[Rest
                 shutil.rmtree(target_dir, ignore_errors=True)
             else:
                 _empty(target_dir)
-        raise _explained(error, target_dir) from None
+        raise _explained(error, target_dir, "was removed" if created else "was emptied") from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -564,9 +564,9 @@ def _empty(folder: Path) -> None:
                 path.unlink(missing_ok=True)
 
 
-def _explained(error: BaseException, target_dir: Path | None) -> BaseException:
+def _explained(error: BaseException, target_dir: Path | None, done: str) -> BaseException:
     """What the user sees: the reason, and that nothing partial was left behind."""
-    left = f" {target_dir} was removed." if target_dir is not None else ""
+    left = f" {target_dir} {done}." if target_dir is not None else ""
     if isinstance(error, KeyboardInterrupt | Interrupted):
         return Interrupted(f"Interrupted: the restore was stopped, its files removed.{left}")
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:

@@ -168,6 +168,16 @@ def test_a_failed_restore_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_restore_into_an_empty_folder_empties_it(tmp_path: Path) -> None:
+    target = tmp_path / "given"
+    target.mkdir()
+    with pytest.raises(Failure) as failed, pitr._restore_folders(target, None):
+        (target / "PG_VERSION").write_text("18\n")
+        raise pitr.PitrRestoreFailed("boom")
+    assert failed.value.message == f"boom ({target} was emptied.)"
+    assert every_file(tmp_path) == [target]
+
+
 def test_a_successful_restore_leaves_only_the_cluster(tmp_path: Path) -> None:
     target = tmp_path / "recovered"
     with pitr._restore_folders(target, None) as folders:
