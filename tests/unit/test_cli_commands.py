@@ -668,7 +668,7 @@ def test_a_digest_mismatch_leaves_no_file(downloadable: FakeApi, tmp_path: Path)
 def test_a_mismatch_keeps_the_previous_file(downloadable: FakeApi, tmp_path: Path) -> None:
     (tmp_path / "shop.dump").write_bytes(b"previous")
     downloadable.routes[f"GET /v1/databases/shop/backups/{NEW_ID}/archive"] = archive_link(size=5)
-    result = run("backups-download", "-o", "shop.dump")
+    result = run("backups-download", "-o", "shop.dump", "--force")
     assert result.exit_code == 1
     assert "the download is incomplete" in result.stderr
     assert (tmp_path / "shop.dump").read_bytes() == b"previous"
@@ -794,13 +794,26 @@ def test_show_the_schedule(api: FakeApi) -> None:
 
 @dataclass
 class RestoreSpy:
-    runs: list[tuple[Path, Target, bytes]] = field(default_factory=list)
+    runs: list[tuple[Path | None, Target, bytes]] = field(default_factory=list)
     failure: str | None = None
 
     def __call__(
-        self, tools: PgTools, archive: Path, target: Target, on_progress: Any = None
+        self,
+        tools: PgTools,
+        archive: Path | None,
+        target: Target,
+        on_progress: Any = None,
+        *,
+        feed: Any = None,
+        **selection: Any,
     ) -> RestoreOutcome:
-        self.runs.append((archive, target, archive.read_bytes()))
+        if feed is not None:  # streamed from storage, as pg_restore's stdin would get it
+            received = io.BytesIO()
+            feed(received)
+            self.runs.append((None, target, received.getvalue()))
+        else:
+            assert archive is not None
+            self.runs.append((archive, target, archive.read_bytes()))
         if self.failure:
             raise RestoreFailed(self.failure)
         return RestoreOutcome()
@@ -841,15 +854,15 @@ def test_restore_the_latest_backup(restores: RestoreSpy) -> None:
         "-----> Selected the most recent successful backup",
         f"       {NEW_ID} of 2026-11-25 03:40:12 UTC, 10.2 MB",
     ]
-    assert result.stdout.splitlines()[-3:] == [
-        "-----> Downloaded and verified 20261125034012_shop.pgsql (10.2 MB)",
-        f"-----> Restoring backup {NEW_ID} of shop into restored on db.example.com:6543",
+    assert result.stdout.splitlines()[-2:] == [
+        f"-----> Restoring backup {NEW_ID} of shop into restored on db.example.com:6543 "
+        "(streamed from storage, 10.2 MB, SHA-256 checked)",
         "-----> Restore successfully finished",
     ]
     ((archive, target, content),) = restores.runs
     assert content == ARCHIVE
     assert target.url == TARGET
-    assert not archive.exists()  # the temporary download is gone
+    assert archive is None  # streamed: nothing written to disk
 
 
 def test_restore_a_file_needs_no_api(
@@ -883,6 +896,9 @@ def test_restore_failure_shows_pg_restores_errors(restores: RestoreSpy) -> None:
     assert result.exit_code == 1
     assert result.stderr.endswith(
         " !     pg_restore failed (exit code 1):\n !     pg_restore: error: could not connect\n !     second\n"
+        " !     The target restored on db.example.com:6543 is partial: no entry was restored.\n"
+        " !     Fix the cause and run it again (--clean drops and recreates what the backup "
+        f"holds): pgbackups backups-restore -d shop --backup {NEW_ID} --target-url -\n"
     )
 
 
