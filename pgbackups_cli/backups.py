@@ -39,6 +39,7 @@ from pgbackups_cli.output import (
     stderr_console,
 )
 from pgbackups_cli.schedule_at import ScheduleAt, ScheduleAtError, parse_schedule_at
+from pgbackups_cli.secret_input import TARGET_URL_ENV, target_url_option
 from pgbackups_cli.session import (
     LATEST,
     Session,
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
     from pgbackups_cli.restore import Target
 
 PAGE_LIMIT = 100  # the API's largest page
-TARGET_URL_ENV = "PGBACKUPS_TARGET_URL"
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -316,19 +316,6 @@ def _confirm_overwrite(path: Path) -> None:
 # -- restoring ----------------------------------------------------------------------------
 
 
-def _parse_target(ctx: click.Context, param: click.Parameter, value: str | None) -> Target | None:
-    from pgbackups_cli.restore import Target
-    from pgbackups_cli.secret_input import url_value
-
-    url = url_value(ctx, param, value)
-    if url is None:
-        return None
-    try:
-        return Target.parse(url)
-    except ValueError as error:
-        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
-
-
 @click.command("backups-restore")
 @backup_option("Backup id. Default: the most recent successful backup.")
 @click.option(
@@ -337,15 +324,9 @@ def _parse_target(ctx: click.Context, param: click.Parameter, value: str | None)
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Restore this downloaded archive instead of a backup from the API.",
 )
-@click.option(
-    "--target-url",
-    "target",
-    metavar="URL|-",
-    envvar=TARGET_URL_ENV,
-    show_envvar=True,
-    callback=_parse_target,
-    help="postgres://user:password@host:5432/database to restore into; `-` reads it from "
-    "standard input; asked for (hidden) on a terminal when not given.",
+@target_url_option(
+    "postgres://user:password@host:5432/database to restore into; `-` reads it from "
+    "standard input; asked for (hidden) on a terminal when not given."
 )
 @click.option(
     "--table",

@@ -65,6 +65,7 @@ from pgbackups_cli.output import (
     say,
     stderr_console,
 )
+from pgbackups_cli.secret_input import target_url_option
 from pgbackups_cli.session import (
     api_options,
     confirm,
@@ -78,7 +79,6 @@ if TYPE_CHECKING:
     from pgbackups_cli.restore import Target
 
 CACHE_ENV = "PGBACKUPS_CACHE_DIR"
-TARGET_URL_ENV = "PGBACKUPS_TARGET_URL"
 LATEST = "latest"
 MAX_WAL_SEGMENT = 1024 * 1024 * 1024  # --wal-segsize at most 1 GB
 
@@ -411,50 +411,10 @@ def plan_pages(ask: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str
         yield page
 
 
-def refuse_password_on_argv(option: str, value: str) -> None:
-    """A usage error when a URL given on the command line carries a password (every user of
-    the machine can read argv): `-` (standard input) or the environment instead."""
-    from pgbackups.domain.errors import ConnectionFailed
-    from pgbackups.postgres.urls import connection
-
-    with contextlib.suppress(ConnectionFailed):
-        if connection(value).password:
-            raise click.UsageError(
-                f"{option}: do not put a password on the command line (other users can read "
-                f"it): pass {option} - and the URL on standard input, or set {TARGET_URL_ENV}"
-            )
-
-
-def _parse_target(ctx: click.Context, param: click.Parameter, value: str | None) -> Target | None:
-    from click.core import ParameterSource
-
-    from pgbackups_cli.restore import Target
-    from pgbackups_cli.secret_input import url_value
-
-    on_argv = ctx.get_parameter_source(str(param.name)) is ParameterSource.COMMANDLINE
-    if value is not None and value != "-" and on_argv:
-        refuse_password_on_argv(param.opts[0], value)
-    url = url_value(ctx, param, value)
-    if url is None:
-        return None
-    try:
-        return Target.parse(url)
-    except ValueError as error:
-        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
-
-
 @click.command("pitr-restore")
 @click.argument("time")
 @click.option("--target-dir", type=click.Path(path_type=Path), help="Build the cluster here.")
-@click.option(
-    "--target-url",
-    "target",
-    metavar="URL|-",
-    envvar=TARGET_URL_ENV,
-    show_envvar=True,
-    callback=_parse_target,
-    help="Move the recovered database into this one; `-` reads it from standard input.",
-)
+@target_url_option("Move the recovered database into this one; `-` reads it from standard input.")
 @database_option
 @api_options
 @yes_option

@@ -17,6 +17,7 @@ from pgbackups_cli.restore import RestoreOutcome
 from tests.unit.test_cli_commands import (  # noqa: F401 (fixtures)
     NEW_ID,
     TARGET,
+    TARGET_ENV,
     RestoreSpy,
     api,
     downloadable,
@@ -36,9 +37,7 @@ def test_ctrl_c_says_the_target_is_partial_and_how_to_redo_it(
     restores: RestoreSpy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(restore, "run_pg_restore", interrupted_after_two_entries)
-    result = run(
-        "backups-restore", "--backup", NEW_ID, "--table", "items", "--target-url", TARGET, "--yes"
-    )
+    result = run("backups-restore", "--backup", NEW_ID, "--table", "items", "--yes", env=TARGET_ENV)
     assert result.exit_code == 130
     assert result.stderr.splitlines()[-3:] == [
         " !     Interrupted: pg_restore was stopped.",

@@ -357,7 +357,7 @@ def test_a_password_on_the_command_line_is_refused(monkeypatch: pytest.MonkeyPat
     url = f"postgresql://app:{secret}@db.example.com/shop"
     result = CliRunner().invoke(main, ["pitr-restore", "latest", "--target-url", url, "--yes"])
     assert result.exit_code == 2
-    assert "do not put a password on the command line" in result.output
+    assert "--target-url: this URL holds a password" in result.output
     assert secret not in result.output
 
 
