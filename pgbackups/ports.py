@@ -7,10 +7,10 @@ run the thing (a Lambda invocation).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from pgbackups.domain.models import (
     BackupMethod,
@@ -20,8 +20,6 @@ from pgbackups.domain.models import (
     ConnectionInfo,
     DatabaseHistory,
     DatabaseRecord,
-    RetentionPolicy,
-    Schedule,
     utcnow,
 )
 from pgbackups.domain.pitr import BaseBackup, BaseBackupRun, PitrState, WalChain
@@ -40,12 +38,12 @@ class Catalog(Protocol):
         self,
         name: str,
         *,
-        schedule: Schedule | None = None,
-        retention: RetentionPolicy | None = None,
+        schedule: Mapping[str, Any] | None = None,
+        retention: Mapping[str, Any] | None = None,
         compression: str | None = None,
-        has_replica: bool | None = None,
         runner: str | None = None,
     ) -> DatabaseRecord: ...
+    def record_replica(self, name: str, has_replica: bool, urls_version: int) -> None: ...
     def remove_database(self, name: str, at: datetime) -> None: ...
     def forget_database(self, name: str) -> None: ...
     def claim_secret_deletion(self, record: DatabaseRecord, at: datetime) -> bool: ...
@@ -106,6 +104,9 @@ class Secrets(Protocol):
 
     def put(self, database: str, info: ConnectionInfo) -> None: ...
     def get(self, database: str) -> ConnectionInfo: ...
+    def change(
+        self, database: str, change: Callable[[ConnectionInfo], ConnectionInfo]
+    ) -> ConnectionInfo: ...
     def delete(self, database: str) -> None: ...
     def put_replication_url(self, database: str, url: str) -> None: ...
     def replication_url(self, database: str) -> str: ...

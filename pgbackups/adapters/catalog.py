@@ -15,7 +15,7 @@ Domain code sees records and domain errors, never a raw boto3 response.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -47,8 +47,6 @@ from pgbackups.domain.models import (
     BackupRecord,
     DatabaseHistory,
     DatabaseRecord,
-    RetentionPolicy,
-    Schedule,
     to_rfc3339,
 )
 
@@ -106,38 +104,49 @@ class Catalog:
         self,
         name: str,
         *,
-        schedule: Schedule | None = None,
-        retention: RetentionPolicy | None = None,
+        schedule: Mapping[str, Any] | None = None,
+        retention: Mapping[str, Any] | None = None,
         compression: str | None = None,
-        has_replica: bool | None = None,
         runner: str | None = None,
     ) -> DatabaseRecord:
-        changes: dict[str, Any] = {}
-        if schedule is not None:
-            changes["schedule"] = schedule.model_dump(mode="json")
-        if retention is not None:
-            changes["retention"] = retention.model_dump(mode="json")
+        """Set the given settings, and in `schedule` and `retention` only the given
+        fields: each attribute is written on its own, so concurrent changes of
+        different settings (or fields) all land."""
+        changes: dict[tuple[str, ...], Any] = {}  # attribute path → value
+        for group, group_changes in (("schedule", schedule), ("retention", retention)):
+            changes |= {(group, field): value for field, value in (group_changes or {}).items()}
         if compression is not None:
-            changes["compression"] = compression
-        if has_replica is not None:
-            changes["has_replica"] = has_replica
+            changes[("compression",)] = compression
         if runner is not None:
-            changes["runner"] = runner
+            changes[("runner",)] = runner
         if not changes:
             return self.get_database(name)
-        assignments = ", ".join(f"#{field} = :{field}" for field in changes)
         try:
             item = self._table.update(
                 database_key(name),
-                UpdateExpression=f"SET {assignments}",
+                UpdateExpression="SET "
+                + ", ".join(f"#{'.#'.join(path)} = :{'_'.join(path)}" for path in changes),
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(removed_at)",
-                ExpressionAttributeNames={f"#{field}": field for field in changes},
-                ExpressionAttributeValues=values(**changes),
+                ExpressionAttributeNames={f"#{part}": part for path in changes for part in path},
+                ExpressionAttributeValues=values(
+                    **{"_".join(path): value for path, value in changes.items()}
+                ),
                 ReturnValues="ALL_NEW",
             )
         except ConditionFailed:
             raise DatabaseNotFound(f"no database named {name}") from None
         return _database(item)
+
+    def record_replica(self, name: str, has_replica: bool, urls_version: int) -> None:
+        """Whether the database has a replica, as version `urls_version` of its URLs says;
+        nothing when a later version is recorded already (changes finishing out of order)."""
+        self._table.update_if(
+            database_key(name),
+            UpdateExpression="SET has_replica = :has_replica, urls_version = :version",
+            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(removed_at) AND "
+            "(attribute_not_exists(urls_version) OR urls_version < :version)",
+            ExpressionAttributeValues=values(has_replica=has_replica, version=urls_version),
+        )
 
     def remove_database(self, name: str, at: datetime) -> None:
         """Mark removed: its schedule stops, its backups expire under its last policy.

@@ -256,6 +256,7 @@ class ConnectionInfo:
 
     url: str
     replica_url: str | None = None
+    version: int = 0  # which write of the URLs this is (0: not counted, or not stored yet)
 
     def __repr__(self) -> str:  # never print a password by accident
         replica = "***" if self.replica_url else None
