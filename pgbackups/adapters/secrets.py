@@ -42,19 +42,7 @@ class ConnectionSecrets:
 
     def put(self, database: str, info: ConnectionInfo) -> None:
         """Store a newly registered database's URLs, whatever the secret held."""
-        value = _secret_string(info, 1)
-        secret_id = self.secret_id(database)
-        try:
-            self._sm.put_secret_value(SecretId=secret_id, SecretString=value)
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
-            self._sm.create_secret(
-                Name=secret_id,
-                SecretString=value,
-                Description=f"pgbackups: connection URLs of database {database}",
-                Tags=[{"Key": "pgbackups:database", "Value": database}],
-            )
+        self._store(self.secret_id(database), _secret_string(info, 1), database, "connection URLs")
 
     def get(self, database: str) -> ConnectionInfo:
         return self._read(database)[0]
@@ -105,18 +93,7 @@ class ConnectionSecrets:
 
     def put_replication_url(self, database: str, url: str) -> None:
         """The URL continuous backups stream WAL with, when it is not the database's own."""
-        secret_id = self.replication_secret_id(database)
-        try:
-            self._sm.put_secret_value(SecretId=secret_id, SecretString=url)
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
-            self._sm.create_secret(
-                Name=secret_id,
-                SecretString=url,
-                Description=f"pgbackups: replication URL of database {database}",
-                Tags=[{"Key": "pgbackups:database", "Value": database}],
-            )
+        self._store(self.replication_secret_id(database), url, database, "replication URL")
 
     def replication_url(self, database: str) -> str:
         """The replication URL, else the database's own URL."""
@@ -132,19 +109,28 @@ class ConnectionSecrets:
         return self.get(database).url
 
     def delete_replication_url(self, database: str) -> None:
+        self._delete(self.replication_secret_id(database))
+
+    def delete(self, database: str) -> None:
+        self._delete(self.secret_id(database))
+
+    def _store(self, secret_id: str, value: str, database: str, holding: str) -> None:
+        """Write `value` as the secret's new version, creating the secret if need be."""
         try:
-            self._sm.delete_secret(
-                SecretId=self.replication_secret_id(database), ForceDeleteWithoutRecovery=True
-            )
+            self._sm.put_secret_value(SecretId=secret_id, SecretString=value)
         except ClientError as error:
             if error.response["Error"]["Code"] != "ResourceNotFoundException":
                 raise
-
-    def delete(self, database: str) -> None:
-        try:
-            self._sm.delete_secret(
-                SecretId=self.secret_id(database), ForceDeleteWithoutRecovery=True
+            self._sm.create_secret(
+                Name=secret_id,
+                SecretString=value,
+                Description=f"pgbackups: {holding} of database {database}",
+                Tags=[{"Key": "pgbackups:database", "Value": database}],
             )
+
+    def _delete(self, secret_id: str) -> None:
+        try:
+            self._sm.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
         except ClientError as error:
             if error.response["Error"]["Code"] != "ResourceNotFoundException":
                 raise
