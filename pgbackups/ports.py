@@ -7,9 +7,9 @@ run the thing (a Lambda invocation).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from pgbackups.domain.models import (
     BackupMethod,
@@ -19,8 +19,6 @@ from pgbackups.domain.models import (
     ConnectionInfo,
     DatabaseHistory,
     DatabaseRecord,
-    RetentionPolicy,
-    Schedule,
 )
 from pgbackups.domain.pitr import BaseBackup, BaseBackupRun, PitrState, WalChain
 
@@ -36,12 +34,12 @@ class Catalog(Protocol):
         self,
         name: str,
         *,
-        schedule: Schedule | None = None,
-        retention: RetentionPolicy | None = None,
+        schedule: Mapping[str, Any] | None = None,
+        retention: Mapping[str, Any] | None = None,
         compression: str | None = None,
-        has_replica: bool | None = None,
         runner: str | None = None,
     ) -> DatabaseRecord: ...
+    def record_replica(self, name: str, has_replica: bool, urls_version: int) -> None: ...
     def remove_database(self, name: str, at: datetime) -> None: ...
     def forget_database(self, name: str) -> None: ...
     def claim_secret_deletion(self, record: DatabaseRecord, at: datetime) -> bool: ...
@@ -104,6 +102,9 @@ class Secrets(Protocol):
 
     def put(self, database: str, info: ConnectionInfo) -> None: ...
     def get(self, database: str) -> ConnectionInfo: ...
+    def change(
+        self, database: str, change: Callable[[ConnectionInfo], ConnectionInfo]
+    ) -> ConnectionInfo: ...
     def delete(self, database: str) -> None: ...
     def put_replication_url(self, database: str, url: str) -> None: ...
     def replication_url(self, database: str) -> str: ...

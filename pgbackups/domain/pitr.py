@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from ulid import ULID
@@ -19,8 +19,7 @@ from ulid import ULID
 from pgbackups.domain.errors import (
     OutsideRecoveryWindow,
 )
-from pgbackups.domain.models import RunnerName, to_rfc3339
-from pgbackups.domain.runners import abandoned_reason
+from pgbackups.domain.models import Run, RunnerName, to_rfc3339
 
 PitrStatus = Literal["ok", "broken", "disabled"]
 DEFAULT_BASE_BACKUP_EVERY_DAYS = 7
@@ -118,7 +117,7 @@ BaseBackupRunStatus = Literal["scheduled", "running", "error"]
 BASE_BACKUP_RETRY_AFTER = timedelta(minutes=10)
 
 
-class BaseBackupRun(BaseModel):
+class BaseBackupRun(Run):
     """A database's base backup on its way (DynamoDB item `PITR#BASEBACKUP`), which is
     also the lock: at most one is `scheduled` or `running` per database.
 
@@ -128,16 +127,10 @@ class BaseBackupRun(BaseModel):
     (which GET …/pitr shows until a base backup succeeds).
     """
 
-    id: str
-    database: str
+    what: ClassVar[str] = "base backup"
+
     chain_id: str
     status: BaseBackupRunStatus = "scheduled"
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    runner: RunnerName | None = None
-    deadline_at: datetime | None = None  # when the runner stops it for sure
-    error: str | None = None
 
     @classmethod
     def new(cls, database: str, chain_id: str, created_at: datetime) -> BaseBackupRun:
@@ -149,27 +142,8 @@ class BaseBackupRun(BaseModel):
         )
 
     @property
-    def active(self) -> bool:
-        return self.status in ("scheduled", "running")
-
-    @property
     def object_key(self) -> str:
         return base_backup_key(self.database, self.chain_id, self.id)
-
-    def abandoned_reason(self, now: datetime) -> str | None:
-        """Why this run is given up (the reaper's rule), or None while it may finish."""
-        return abandoned_reason(
-            what="base backup",
-            status=self.status,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            deadline_at=self.deadline_at,
-            runner=self.runner,
-            now=now,
-        )
-
-    def failed(self, reason: str, at: datetime) -> BaseBackupRun:
-        return self.model_copy(update={"status": "error", "finished_at": at, "error": reason})
 
 
 def base_backup_due(
