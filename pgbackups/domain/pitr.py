@@ -290,23 +290,23 @@ def restore_point(
     return RestorePoint(chain, base, None if to_end else target)
 
 
-# -- retention ---------------------------------------------------------------------------
+# -- expiry (retention of continuous backups) -----------------------------------------
 
 
 @dataclass(frozen=True)
-class RetentionPlan:
+class PitrExpiry:
     delete_bases: list[BaseBackup]
     delete_chains: list[WalChain]  # with all their WAL
     wal_floor: dict[str, int]  # chain id → WAL before this LSN is not needed any more
 
 
-def plan_pitr_retention(
+def plan_pitr_expiry(
     chains: list[WalChain],
     bases: list[BaseBackup],
     current_chain_id: str | None,
     window_days: int,
     now: datetime,
-) -> RetentionPlan:
+) -> PitrExpiry:
     """Keep `window_days` of history: the newest base backup finished before the window
     starts (it restores the window's first moment) and everything newer; the WAL that
     the oldest kept base backup of each chain needs, and none before it."""
@@ -327,4 +327,4 @@ def plan_pitr_retention(
             or any(b.chain_id == chain.id for b in delete_bases)
         ):
             delete_chains.append(chain)
-    return RetentionPlan(delete_bases, delete_chains, wal_floor)
+    return PitrExpiry(delete_bases, delete_chains, wal_floor)

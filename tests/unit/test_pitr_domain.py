@@ -19,7 +19,7 @@ from pgbackups.domain.pitr import (
     PitrState,
     WalChain,
     base_backup_due,
-    plan_pitr_retention,
+    plan_pitr_expiry,
     recovery_window,
     restore_point,
     slot_name,
@@ -123,11 +123,11 @@ def test_retention_keeps_the_base_backup_that_starts_the_window_and_what_it_need
         base("b2", "A", T0 + timedelta(days=7), 10 * SEG, 11 * SEG),
         base("b3", "A", T0 + timedelta(days=14), 20 * SEG, 21 * SEG),
     ]
-    plan = plan_pitr_retention(chains, bases, "A", 7, T0 + timedelta(days=16))
+    plan = plan_pitr_expiry(chains, bases, "A", 7, T0 + timedelta(days=16))
     assert [b.id for b in plan.delete_bases] == ["b1"]
     assert plan.wal_floor == {"A": 10 * SEG}
     assert plan.delete_chains == []
-    keep_all = plan_pitr_retention(chains, bases, "A", 30, T0 + timedelta(days=16))
+    keep_all = plan_pitr_expiry(chains, bases, "A", 30, T0 + timedelta(days=16))
     assert keep_all.delete_bases == [] and keep_all.wal_floor == {"A": SEG}
 
 
@@ -138,7 +138,7 @@ def test_retention_drops_a_broken_chain_once_its_base_backups_are_gone() -> None
         base("a1", "A", T0, SEG, 2 * SEG),
         base("b1", "B", T0 + timedelta(days=1), SEG, 2 * SEG),
     ]
-    plan = plan_pitr_retention([old, new], bases, "B", 7, T0 + timedelta(days=9))
+    plan = plan_pitr_expiry([old, new], bases, "B", 7, T0 + timedelta(days=9))
     assert [b.id for b in plan.delete_bases] == ["a1"]
     assert [c.id for c in plan.delete_chains] == ["A"]
 
