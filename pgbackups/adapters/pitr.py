@@ -7,6 +7,8 @@ start with `BACKUP#`, so backup queries never see these):
     pk = "DATABASE#<name>"   sk = "PITR#LEASE"         the capture lease (owner, until)
     pk = "DATABASE#<name>"   sk = "PITRCHAIN#<ulid>"   WalChain
     pk = "DATABASE#<name>"   sk = "PITRBASE#<ulid>"    BaseBackup
+    pk = "DATABASE#<name>"   sk = "PITRWAL#<chain ulid>#<WAL file name>"
+                                                       WalFile: what the capture stored
     pk = "DATABASE#<name>"   sk = "PITR#BASEBACKUP"    BaseBackupRun: the base backup on
                                                        its way, and the one-at-a-time lock
 
@@ -21,11 +23,18 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from pgbackups.adapters.catalog import TransactionRefused, transact
 from pgbackups.domain.models import to_rfc3339
-from pgbackups.domain.pitr import BaseBackup, BaseBackupRun, PitrState, WalChain
+from pgbackups.domain.pitr import (
+    BaseBackup,
+    BaseBackupRun,
+    PitrSettings,
+    PitrState,
+    WalChain,
+    WalFile,
+)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -84,6 +93,53 @@ class PitrCatalog:
     def put_state(self, state: PitrState) -> None:
         self._db.put_item(TableName=self._table, Item=_item(_key(state.database, "PITR"), state))
 
+    def change_settings(self, database: str, settings: PitrSettings) -> PitrState | None:
+        """Set the settings of continuous backups that are on, and only them: what the
+        capture writes meanwhile (status, chain) is kept. None when they are not on."""
+        try:
+            item = self._db.update_item(
+                TableName=self._table,
+                Key=_key(database, "PITR"),
+                UpdateExpression="SET base_backup_every_days = :every, window_days = :window",
+                ConditionExpression="enabled = :on",
+                ExpressionAttributeValues={
+                    ":every": {"N": str(settings.base_backup_every_days)},
+                    ":window": {"N": str(settings.window_days)},
+                    ":on": {"BOOL": True},
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return None
+            raise
+        return PitrState.model_validate(_fields(item))
+
+    def move_to_chain(
+        self, database: str, broken_chain_id: str, chain_id: str, reason: str
+    ) -> bool:
+        """`broken`, the capture going on with `chain_id`, and only that: the settings are
+        kept. False when the state does not extend `broken_chain_id` any more."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_key(database, "PITR"),
+                UpdateExpression="SET #status = :broken, broken_reason = :reason, chain_id = :new",
+                ConditionExpression="chain_id = :old",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":broken": {"S": "broken"},
+                    ":reason": {"S": reason},
+                    ":new": {"S": chain_id},
+                    ":old": {"S": broken_chain_id},
+                },
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
     def mark_ok(self, database: str, chain_id: str) -> None:
         """A broken database whose new chain `chain_id` has its base backup is `ok` again."""
         try:
@@ -133,6 +189,31 @@ class PitrCatalog:
 
     def delete_base_backup(self, base: BaseBackup) -> None:
         self._db.delete_item(TableName=self._table, Key=_key(base.database, f"PITRBASE#{base.id}"))
+
+    # -- WAL files: what the capture stored, the only source of restore plans ---------------
+
+    def put_wal_file(self, file: WalFile) -> None:
+        """Record `file` (a segment's complete file replaces its partial one's record)."""
+        self._db.put_item(
+            TableName=self._table,
+            Item=_item(_key(file.database, f"PITRWAL#{file.chain_id}#{file.name}"), file),
+        )
+
+    def wal_files(self, database: str, chain_id: str) -> list[WalFile]:
+        """The chain's WAL files in name order; an item that is not a WAL file's record
+        is left out (the restore plan then finds a hole where it was)."""
+        found = []
+        for item in self._items(database, f"PITRWAL#{chain_id}#"):
+            try:
+                found.append(WalFile.model_validate(item))
+            except ValidationError:
+                continue
+        return found
+
+    def delete_wal_file(self, file: WalFile) -> None:
+        self._db.delete_item(
+            TableName=self._table, Key=_key(file.database, f"PITRWAL#{file.chain_id}#{file.name}")
+        )
 
     # -- the base backup on its way (one per database) -------------------------------------
 

@@ -276,11 +276,14 @@ class BaseBackupLink(BaseModel):
 
 
 class WalLink(BaseModel):
-    """A WAL file; its SHA-256 comes with the download (`x-amz-meta-sha256`)."""
+    """A WAL file as the capture recorded it when it stored it: check each download
+    against `sha256` and `size` (the object's own metadata proves nothing)."""
 
-    name: str
-    partial: bool
+    name: str = Field(pattern=r"^[0-9A-F]{24}$", description="The file name recovery asks for")
+    partial: bool = Field(description="The newest segment, not complete yet (zero-padded)")
     url: str
+    sha256: str = Field(description="Hex SHA-256 of the object's bytes as stored (gzip)")
+    size: int = Field(description="Bytes of the object as stored")
 
 
 class RestorePlanView(BaseModel):
@@ -294,4 +297,11 @@ class RestorePlanView(BaseModel):
     wal: list[WalLink] = Field(description="This page of the WAL files, in replay order")
     wal_total: int = Field(description="WAL files of the whole restore, every page")
     next_cursor: str | None = Field(description="Ask again with it for the next page")
+    end_lsn: str = Field(
+        description=(
+            "Where this chain's stored WAL ends (`X/XXXXXXXX`) when the plan was made: "
+            "a restore to `latest` replays at least this far"
+        ),
+        examples=["0/3000148"],
+    )
     expires_at: datetime

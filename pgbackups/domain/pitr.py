@@ -9,6 +9,7 @@ before it and a commit at or after it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -27,9 +28,16 @@ DEFAULT_BASE_BACKUP_EVERY_DAYS = 7
 DEFAULT_WINDOW_DAYS = 7
 
 
-def slot_name(database: str) -> str:
-    """`pgbackups_<db>`: slot names allow lower-case letters, digits and underscores only."""
-    return f"pgbackups_{database.replace('-', '_')}"
+SLOT_NAME_MAX = 63  # PostgreSQL cuts longer names (NAMEDATALEN - 1)
+
+
+def slot_name(database: str, unique: str) -> str:
+    """`pgbackups_<db>_<unique>`: slot names allow lower-case letters, digits and
+    underscores, and 63 characters. `unique` (drawn once per database, kept in its
+    state) keeps apart the databases that meet otherwise: `col-x` and `col_x`, or two
+    long names that share their first 50 characters."""
+    stem = database.replace("-", "_")[: SLOT_NAME_MAX - len("pgbackups__") - len(unique)]
+    return f"pgbackups_{stem}_{unique}"
 
 
 class PitrSettings(BaseModel):
@@ -50,6 +58,13 @@ class PitrState(PitrSettings):
     broken_reason: str | None = None
     chain_id: str | None = None  # the chain the capture extends
     enabled_at: datetime | None = None
+    # The replication slot, named when continuous backups were first enabled (None:
+    # enabled before slot names were unique, `pgbackups_<db>`).
+    slot: str | None = None
+
+    @property
+    def replication_slot(self) -> str:
+        return self.slot or f"pgbackups_{self.database.replace('-', '_')}"
 
 
 class WalChain(BaseModel):
@@ -87,6 +102,35 @@ class WalChain(BaseModel):
 
     def wal_prefix(self) -> str:
         return f"databases/{self.database}/pitr/{self.id}/wal/"
+
+    def wal_key(self, name: str, *, partial: bool) -> str:
+        """Where the capture stores the WAL file `name` (gzip)."""
+        return self.wal_prefix() + name + (".partial" if partial else "") + ".gz"
+
+
+# A WAL file's name: timeline, log and segment, 8 hex digits each.
+WAL_FILE_NAME = re.compile(r"^[0-9A-F]{24}$")
+
+
+class WalFile(BaseModel):
+    """One WAL file stored in S3, as the capture recorded it when it stored the file
+    (DynamoDB item `PITRWAL#<chain>#<name>`): restore plans are built from these alone,
+    and a restore checks each download against `sha256`.
+
+    One record per segment: the current partial file's, rewritten by each capture, then
+    the complete file's."""
+
+    database: str
+    chain_id: str
+    name: str
+    partial: bool
+    key: str
+    size: int  # bytes stored (compressed)
+    sha256: str  # hex digest of the bytes stored
+    start_lsn: int  # the segment's start
+    end_lsn: int  # where its WAL ends (the segment's end unless partial)
+    last_commit_at: datetime | None = None  # newest whole commit record in it
+    archived_at: datetime
 
 
 class BaseBackup(BaseModel):

@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import os
+import re
 import tarfile
 from datetime import UTC, datetime, timedelta
 
@@ -62,7 +63,16 @@ def test_lsn_and_segment_names_round_trip() -> None:
 
 
 def test_slot_names_are_valid_postgres_identifiers() -> None:
-    assert slot_name("my-shop_2") == "pgbackups_my_shop_2"
+    assert slot_name("my-shop_2", "0f3c9a7e") == "pgbackups_my_shop_2_0f3c9a7e"
+    longest = slot_name("a" * 63, "0f3c9a7e")
+    assert len(longest) == 63 and longest.endswith("a_0f3c9a7e")
+    assert re.fullmatch("[a-z0-9_]{1,63}", longest)
+
+
+def test_a_database_enabled_before_unique_slot_names_keeps_its_slot() -> None:
+    assert PitrState(database="my-shop").replication_slot == "pgbackups_my_shop"
+    named = PitrState(database="my-shop", slot="pgbackups_my_shop_0f3c9a7e")
+    assert named.replication_slot == "pgbackups_my_shop_0f3c9a7e"
 
 
 def test_window_runs_from_the_oldest_base_backup_to_the_newest_archived_commit() -> None:

@@ -2,8 +2,9 @@
 
 The restore plan (GET /v1/databases/{db}/pitr/restore?target_time=...) is what
 `pgbackups pitr-restore` downloads: presigned URLs of one base backup and the WAL
-after it, a page at a time. A time outside the recovery window is refused (422)
-before any URL is made, so the CLI downloads nothing.
+after it, a page at a time, each WAL file with the digest recorded when it was
+archived. A time outside the recovery window is refused (422), and a plan whose WAL
+has a hole (409 `wal_missing`), before any URL is made, so the CLI downloads nothing.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def build_router(services: Services) -> Router:
             "starts the first base backup on the backups' runner"
         ),
         tags=tags,
-        responses=answers(200, "Continuous backups of the database", 400),
+        responses=answers(200, "Continuous backups of the database", 400, 409),
     )
     def put_pitr(db: DatabaseParam, changes: PitrChanges) -> PitrView:
         settings = PitrSettings(
@@ -75,7 +76,7 @@ def build_router(services: Services) -> Router:
         operation_id="getPitrRestorePlan",
         summary="What a restore to a point in time downloads (presigned URLs, one hour)",
         tags=tags,
-        responses=answers(200, "The base backup and WAL to download"),
+        responses=answers(200, "The base backup and WAL to download", 409),
     )
     def get_restore_plan(
         db: DatabaseParam,

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import struct
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
 from pgbackups.domain.models import to_rfc3339
-from pgbackups.domain.pitr import PitrState, WalChain, base_backup_due, slot_name
+from pgbackups.domain.pitr import PitrState, WalChain, WalFile, base_backup_due
 from pgbackups.ports import Services
 from pgbackups.postgres import wal
 from pgbackups.usecases.pitr.base_backup import request_base_backup
@@ -33,6 +34,12 @@ logger = Logger(child=True)
 CAPTURE_MARGIN_SECONDS = 20.0
 WAL_COMPRESSION_LEVEL = 1
 SERVER_WITH_READ_SLOT = 15  # READ_REPLICATION_SLOT
+# What the WAL decoder raises on bytes it cannot read (wal.MalformedWal, once it says so).
+MALFORMED_WAL: tuple[type[Exception], ...] = (struct.error, ValueError, IndexError)
+
+
+class UndecodableWal(Exception):
+    """The server sent WAL the capture cannot decode: the chain cannot be trusted."""
 
 
 @dataclass
@@ -90,12 +97,16 @@ def _capture(services: Services, state: PitrState, deadline: float) -> CaptureRe
     connection = wal.connect_replication(url)
     try:
         identity = wal.identify(connection)
-        reason = _break_reason(connection, url, chain, identity, slot_name(database))
+        reason = _break_reason(connection, url, chain, identity, state.replication_slot)
         if reason is None:
             try:
-                _stream(services, connection, chain, identity, deadline, report)
+                _stream(
+                    services, connection, chain, state.replication_slot, identity, deadline, report
+                )
             except wal.SlotLost as lost:
                 reason = f"the slot lost WAL that was not archived yet ({lost})"
+            except UndecodableWal as error:
+                reason = str(error)
     finally:
         connection.close()
     if reason is not None:
@@ -157,6 +168,7 @@ def _stream(
     services: Services,
     connection: wal.PhysicalReplicationConnection,
     chain: WalChain,
+    slot: str,
     identity: wal.ServerIdentity,
     deadline: float,
     report: CaptureReport,
@@ -166,11 +178,13 @@ def _stream(
 
     def store(segment: wal.Segment) -> None:
         nonlocal chain
-        _store_segment(services, chain, segment)
-        commits = wal.commit_times(segment.data, segment.start_lsn)
+        commits = _commit_times(segment)
+        file = _store_segment(services, chain, segment, max(commits, default=None))
+        # Recorded before the chain's position moves and the receiver acknowledges it.
+        services.pitr.put_wal_file(file)
         update: dict[str, object] = {
             "archived_lsn": max(chain.archived_lsn, segment.end_lsn),
-            "last_archived_at": services.clock(),
+            "last_archived_at": file.archived_at,
         }
         if commits and (chain.last_commit_at is None or commits[-1] > chain.last_commit_at):
             update["last_commit_at"] = commits[-1]
@@ -184,9 +198,11 @@ def _stream(
         chain = chain.model_copy(update=update)
         # Saved before the receiver acknowledges the segment to the server.
         services.pitr.put_chain(chain)
+        if not segment.partial:  # no record names the partial file any more
+            services.archives.delete(chain.wal_key(segment.name, partial=True))
 
     receiver = wal.WalReceiver(
-        connection, slot=slot_name(chain.database), timeline=chain.timeline,
+        connection, slot=slot, timeline=chain.timeline,
         segment_size=chain.segment_size,
     )  # fmt: skip
     receiver.stream(chain.position, identity.flushed_lsn, store, deadline=deadline)
@@ -194,17 +210,40 @@ def _stream(
         report.outcome = "captured"
 
 
-def _store_segment(services: Services, chain: WalChain, segment: wal.Segment) -> None:
+def _commit_times(segment: wal.Segment) -> list[datetime]:
+    """Its commits' times, read before the segment is stored, so that WAL the capture
+    cannot decode ends the chain instead of being retried at every run."""
+    try:
+        return wal.commit_times(segment.data, segment.start_lsn)
+    except MALFORMED_WAL as error:
+        raise UndecodableWal(
+            f"the server sent WAL that cannot be decoded in {segment.name} ({error})"
+        ) from None
+
+
+def _store_segment(
+    services: Services, chain: WalChain, segment: wal.Segment, last_commit_at: datetime | None
+) -> WalFile:
+    """Store `segment` (gzip) and return its record, digest of the stored bytes included."""
     body = gzip.compress(segment.padded(), compresslevel=WAL_COMPRESSION_LEVEL, mtime=0)
-    key = chain.wal_prefix() + segment.name + (".partial" if segment.partial else "") + ".gz"
+    digest = hashlib.sha256(body).hexdigest()
+    key = chain.wal_key(segment.name, partial=segment.partial)
     services.archives.put_bytes(
-        key,
-        body,
-        {"sha256": hashlib.sha256(body).hexdigest(), "end-lsn": wal.format_lsn(segment.end_lsn)},
-        kind="wal",
+        key, body, {"sha256": digest, "end-lsn": wal.format_lsn(segment.end_lsn)}, kind="wal"
     )
-    if not segment.partial:
-        services.archives.delete(chain.wal_prefix() + segment.name + ".partial.gz")
+    return WalFile(
+        database=chain.database,
+        chain_id=chain.id,
+        name=segment.name,
+        partial=segment.partial,
+        key=key,
+        size=len(body),
+        sha256=digest,
+        start_lsn=segment.start_lsn,
+        end_lsn=segment.end_lsn,
+        last_commit_at=last_commit_at,
+        archived_at=services.clock(),
+    )
 
 
 def _break_chain(
@@ -225,7 +264,7 @@ def _break_chain(
         )
     except Exception:
         logger.exception("could not publish the PITR Broken event")
-    slot = slot_name(state.database)
+    slot = state.replication_slot
     wal.drop_slot(url, slot)
     start = wal.create_slot(url, slot)
     connection = wal.connect_replication(url)
@@ -235,7 +274,7 @@ def _break_chain(
         connection.close()
     new = new_chain(state.database, identity, start, now, url)
     services.pitr.put_chain(new)
-    services.pitr.put_state(
-        state.model_copy(update={"status": "broken", "broken_reason": reason, "chain_id": new.id})
-    )
+    # Only what the capture knows: settings changed meanwhile are kept.
+    if not services.pitr.move_to_chain(state.database, chain.id, new.id, reason):
+        logger.warning("the state moved on meanwhile", extra={"chain": new.id})
     return new

@@ -3,25 +3,22 @@ at a time, as presigned URLs."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pgbackups.domain.errors import InvalidInput, PitrNotEnabled, RecoveryWindowMoved
-from pgbackups.domain.pitr import RestorePoint, restore_point
+from pgbackups.domain.errors import (
+    InvalidInput,
+    PitrNotEnabled,
+    RecoveryWindowMoved,
+    WalMissing,
+)
+from pgbackups.domain.pitr import WAL_FILE_NAME, RestorePoint, WalFile, restore_point
 from pgbackups.ports import Services
 from pgbackups.postgres import wal
 
 # A restore downloads everything within this (the longest a presigned URL may live).
 RESTORE_URL_LIFETIME = timedelta(hours=1)
 RESTORE_PAGE_SIZE = 1000  # WAL files per page: about 1 MB of presigned URLs
-
-
-@dataclass(frozen=True)
-class WalFile:
-    name: str  # the segment file name recovery asks for
-    key: str
-    partial: bool
 
 
 @dataclass(frozen=True)
@@ -36,6 +33,7 @@ class RestorePlan:
     wal: list[WalFile]
     wal_total: int
     next_cursor: str | None
+    end_lsn: int  # where the chain's stored WAL ends (acknowledged) when this page was made
 
 
 def plan_restore(
@@ -56,25 +54,68 @@ def plan_restore(
         services.pitr.chains(database), services.pitr.base_backups(database), target
     )
     after = _after(cursor, point.base.id)
-    chain, base = point.chain, point.base
-    first = base.start_lsn - base.start_lsn % chain.segment_size
-    complete: dict[str, str] = {}
-    partial: dict[str, str] = {}
-    for key in services.archives.keys(chain.wal_prefix()):
-        file = key.removeprefix(chain.wal_prefix())
-        name = file[:24]
-        if wal.segment_start(name, chain.segment_size) < first:
-            continue
-        (partial if file.endswith(".partial.gz") else complete)[name] = key
-    files = [WalFile(n, k, False) for n, k in complete.items()]
-    newest = max(complete, default="")
-    # The partial segment, replayable, is the newest file when there is one.
-    files += [WalFile(n, k, True) for n, k in partial.items() if n not in complete and n > newest]
-    files.sort(key=lambda f: f.name)
+    files = wal_to_replay(point, services.pitr.wal_files(database, point.chain.id))
     remaining = [f for f in files if f.name > after]
     page = remaining[:limit]
     more = len(remaining) > limit
-    return RestorePlan(point, page, len(files), f"{base.id}.{page[-1].name}" if more else None)
+    return RestorePlan(
+        point,
+        page,
+        len(files),
+        f"{point.base.id}.{page[-1].name}" if more else None,
+        point.chain.archived_lsn,
+    )
+
+
+def wal_to_replay(point: RestorePoint, recorded: list[WalFile]) -> list[WalFile]:
+    """The WAL files of the catalog that restore `point`, in order, contiguous from the
+    base backup's start segment; WalMissing (before anything is downloaded) when one that
+    replay needs is missing.
+
+    Replay needs the base backup's WAL up to its end, then, for a time, the file of the
+    first commit at or after it (where recovery stops), or for the latest state the
+    chain's whole stored WAL. Files after a hole past that are left out. Only records
+    whose name and key are what the capture writes count: a name from the catalog
+    becomes a file name on the client.
+    """
+    chain, base = point.chain, point.base
+    size = chain.segment_size
+    files = {
+        f.name: f
+        for f in recorded
+        if WAL_FILE_NAME.fullmatch(f.name)
+        and f.key == chain.wal_key(f.name, partial=f.partial)
+        and f.start_lsn == wal.segment_start(f.name, size)
+    }
+    need = max(base.end_lsn, _target_end(point, list(files.values())))
+    plan: list[WalFile] = []
+    position = base.start_lsn - base.start_lsn % size
+    while (file := files.get(wal.segment_name(chain.timeline, position, size))) is not None:
+        plan.append(file)
+        if file.partial:
+            break
+        position += size
+    reached = plan[-1].end_lsn if plan else position
+    if reached < need:
+        missing = wal.segment_name(chain.timeline, reached - reached % size, size)
+        raise WalMissing(
+            f"the WAL file {missing} that this restore needs is not in the catalog: it was "
+            "lost, or archived before WAL files were recorded there (such chains cannot be "
+            "restored through a plan; restore to a time a newer base backup covers). "
+            "Nothing was downloaded",
+            segment=missing,
+        )
+    return plan
+
+
+def _target_end(point: RestorePoint, files: list[WalFile]) -> int:
+    """Where the WAL this restore must replay ends."""
+    if point.target is not None:
+        target = point.target
+        stop = next((f for f in files if f.last_commit_at and f.last_commit_at >= target), None)
+        if stop is not None:
+            return stop.end_lsn
+    return point.chain.archived_lsn
 
 
 def _after(cursor: str | None, base_id: str) -> str:
@@ -82,7 +123,7 @@ def _after(cursor: str | None, base_id: str) -> str:
     if cursor is None:
         return ""
     cursor_base, _, name = cursor.partition(".")
-    if not re.fullmatch(r"[0-9A-F]{24}", name):
+    if not WAL_FILE_NAME.fullmatch(name):
         raise InvalidInput("cursor: not a next_cursor of this restore plan", field="cursor")
     if cursor_base != base_id:
         raise RecoveryWindowMoved(
@@ -115,10 +156,13 @@ def restore_links(services: Services, plan: RestorePlan) -> dict[str, object]:
                 "name": f.name,
                 "partial": f.partial,
                 "url": services.archives.object_url(f.key, RESTORE_URL_LIFETIME),
+                "sha256": f.sha256,
+                "size": f.size,
             }
             for f in plan.wal
         ],
         "wal_total": plan.wal_total,
         "next_cursor": plan.next_cursor,
+        "end_lsn": wal.format_lsn(plan.end_lsn),
         "expires_at": expires,
     }

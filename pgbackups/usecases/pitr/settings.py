@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -42,9 +43,11 @@ def enable_pitr(
         return disable_pitr(services, database, settings)
     url = replication_url or services.secrets.replication_url(database)
     if current is not None and current.enabled and replication_url is None:
-        state = current.model_copy(update=settings.model_dump())
-        services.pitr.put_state(state)
-        return state
+        # Only the settings: a capture running meanwhile may move the state to a new chain.
+        changed = services.pitr.change_settings(database, settings)
+        if changed is not None:
+            return changed
+        current = services.pitr.get_state(database)  # disabled meanwhile: enable again
 
     identity = check_server(url, "replication_url" if replication_url else "url")
     with _lease(services, database):
@@ -63,7 +66,7 @@ def _start_pitr(
     current: PitrState | None,
     identity: wal.ServerIdentity,
 ) -> PitrState:
-    slot = slot_name(database)
+    slot = _slot_of(database, current)
     try:
         wal.drop_slot(url, slot)
         start = wal.create_slot(url, slot)
@@ -86,10 +89,19 @@ def _start_pitr(
         status="ok",
         chain_id=chain.id,
         enabled_at=now,
+        slot=slot,
     )
     services.pitr.put_state(state)
     logger.info("continuous backups enabled", extra={"database": database, "chain": chain.id})
     return state
+
+
+def _slot_of(database: str, current: PitrState | None) -> str:
+    """The database's own slot: named once, when continuous backups are first enabled
+    (a database enabled before names were unique keeps its slot while it is on)."""
+    if current is not None and (current.slot is not None or current.enabled):
+        return current.replication_slot
+    return slot_name(database, secrets.token_hex(4))
 
 
 def check_server(url: str, field_name: str) -> wal.ServerIdentity:
@@ -141,10 +153,10 @@ def _stop_pitr(services: Services, database: str, settings: PitrSettings | None)
     if current.enabled:
         url = services.secrets.replication_url(database)
         try:
-            wal.drop_slot(url, slot_name(database))
+            wal.drop_slot(url, current.replication_slot)
         except wal.ReplicationFailed as error:
             raise ReplicationRefused(
-                f"cannot drop the replication slot {slot_name(database)}: {error}"
+                f"cannot drop the replication slot {current.replication_slot}: {error}"
             ) from None
     if current.enabled and current.chain_id is not None:
         end_chain(services, database, current.chain_id, "continuous backups were disabled")
@@ -183,25 +195,25 @@ def forget_pitr(services: Services, database: str) -> None:
             )
             logger.exception(
                 "could not drop the replication slot of a removed database; drop it by hand",
-                extra={"database": database, "slot": slot_name(database)},
+                extra={"database": database, "slot": state.replication_slot},
             )
             services.pitr.put_state(
                 state.model_copy(update={"enabled": False, "status": "disabled"})
             )
-            _publish_slot_left(services, database, reason)
+            _publish_slot_left(services, database, state.replication_slot, reason)
     services.secrets.delete_replication_url(database)
 
 
-def _publish_slot_left(services: Services, database: str, reason: str) -> None:
+def _publish_slot_left(services: Services, database: str, slot: str, reason: str) -> None:
     """The server keeps WAL for the slot until someone drops it (or, with
     `max_slot_wal_keep_size`, invalidates it): whoever watches the events must know."""
     try:
         services.events.publish_pitr_slot_left(
             {
                 "database": database,
-                "slot": slot_name(database),
+                "slot": slot,
                 "reason": reason,
-                "action": f"SELECT pg_drop_replication_slot('{slot_name(database)}');",
+                "action": f"SELECT pg_drop_replication_slot('{slot}');",
                 "at": to_rfc3339(services.clock()),
             }
         )
