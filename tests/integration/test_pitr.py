@@ -761,19 +761,27 @@ def whole_plan(services: Services, database: str, target: datetime | None) -> di
     return result
 
 
-def archive_segments(services: Services, server: EmbeddedPostgres, name: str) -> None:
-    """A base backup, then complete segments and a partial one archived, rows 1 and 2."""
-    archive_one_commit(services, server, name)
+def archive_segments(services: Services, server: EmbeddedPostgres, name: str) -> datetime:
+    """A base backup, then complete segments and a partial one archived, rows 1, 10
+    and 2; a moment between rows 1 and 10."""
+    register(services, server, name)
+    enable(services, name)
+    assert len(run_base_backups(services)) == 1
+    pitr.capture(services, name, seconds_left=600)
+    first = commit_row(server, name, 1)
+    commit_row(server, name, 10)
+    pitr.capture(services, name, seconds_left=600)
     server.psql("CREATE TABLE filler AS SELECT generate_series(1, 600000) AS n", name)
     commit_row(server, name, 2)
     pitr.capture(services, name, seconds_left=600)
+    return first
 
 
 def test_the_plan_gives_each_wal_file_the_digest_recorded_when_it_was_archived(
     services: Services, aws: AwsStack, server18: EmbeddedPostgres
 ) -> None:
     name = "digests"
-    archive_segments(services, server18, name)
+    first = archive_segments(services, server18, name)
     bucket = aws.settings.bucket_name
     stored = {}
     for key in aws.object_keys():
@@ -788,6 +796,13 @@ def test_the_plan_gives_each_wal_file_the_digest_recorded_when_it_was_archived(
         assert (entry["sha256"], entry["size"]) == stored[key]
     chain = services.pitr.get_chain(name, services.pitr.get_state(name).chain_id)  # type: ignore[arg-type]
     assert plan["end_lsn"] == wal.format_lsn(chain.archived_lsn)
+    # A time needs the WAL up to its next commit, not the partial file after it.
+    early = [
+        (e["name"], e["sha256"], e["partial"]) for e in whole_plan(services, name, first)["wal"]
+    ]
+    whole = [(e["name"], e["sha256"], e["partial"]) for e in plan["wal"]]
+    assert len(early) < len(whole) and early == whole[: len(early)]
+    assert restore(services, name, first, Path(), 18) == [1]
 
     # Whoever can write an object can rewrite its metadata too: the plan does not ask it.
     key = next(k for k in stored if not k.endswith(".partial.gz"))

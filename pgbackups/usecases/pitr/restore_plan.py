@@ -73,8 +73,9 @@ def wal_to_replay(point: RestorePoint, recorded: list[WalFile]) -> list[WalFile]
     replay needs is missing.
 
     Replay needs the base backup's WAL up to its end, then, for a time, the file of the
-    first commit at or after it (where recovery stops), or for the latest state the
-    chain's whole stored WAL. Files after a hole past that are left out. Only records
+    first commit after it (recovery stops before that one), or for the latest state the
+    chain's whole stored WAL; nothing after that (the current partial file, rewritten
+    by every capture, only when replay needs it). Only records
     whose name and key are what the capture writes count: a name from the catalog
     becomes a file name on the client.
     """
@@ -90,7 +91,10 @@ def wal_to_replay(point: RestorePoint, recorded: list[WalFile]) -> list[WalFile]
     need = max(base.end_lsn, _target_end(point, list(files.values())))
     plan: list[WalFile] = []
     position = base.start_lsn - base.start_lsn % size
-    while (file := files.get(wal.segment_name(chain.timeline, position, size))) is not None:
+    while position < need:
+        file = files.get(wal.segment_name(chain.timeline, position, size))
+        if file is None:
+            break
         plan.append(file)
         if file.partial:
             break
@@ -109,10 +113,10 @@ def wal_to_replay(point: RestorePoint, recorded: list[WalFile]) -> list[WalFile]
 
 
 def _target_end(point: RestorePoint, files: list[WalFile]) -> int:
-    """Where the WAL this restore must replay ends."""
+    """Where the WAL this restore must replay ends (`files` in name order)."""
     if point.target is not None:
         target = point.target
-        stop = next((f for f in files if f.last_commit_at and f.last_commit_at >= target), None)
+        stop = next((f for f in files if f.last_commit_at and f.last_commit_at > target), None)
         if stop is not None:
             return stop.end_lsn
     return point.chain.archived_lsn
