@@ -259,18 +259,16 @@ def archive_one_commit(services: Services, server: EmbeddedPostgres, name: str) 
     pitr.capture(services, name, seconds_left=600)
 
 
-def test_window_refuses_times_outside(services: Services, aws: AwsStack) -> None:
-    server = start_server("18")
-    try:
-        archive_one_commit(services, server, "win")
-        window = pitr.recovery_window_of(services, "win")
-        assert window.earliest is not None and window.latest is not None
-        for outside in (window.earliest - timedelta(seconds=1), window.latest + timedelta(1)):
-            with pytest.raises(OutsideRecoveryWindow):
-                pitr.plan_restore(services, "win", outside)
-        assert wal.format_lsn(wal.parse_lsn("1/A0")) == "1/A0"
-    finally:
-        server.destroy()
+def test_window_refuses_times_outside(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres
+) -> None:
+    archive_one_commit(services, server18, "win")
+    window = pitr.recovery_window_of(services, "win")
+    assert window.earliest is not None and window.latest is not None
+    for outside in (window.earliest - timedelta(seconds=1), window.latest + timedelta(1)):
+        with pytest.raises(OutsideRecoveryWindow):
+            pitr.plan_restore(services, "win", outside)
+    assert wal.format_lsn(wal.parse_lsn("1/A0")) == "1/A0"
 
 
 def test_a_corrupt_wal_file_stops_the_restore(services: Services, aws: AwsStack) -> None:
@@ -300,13 +298,29 @@ def test_a_corrupt_wal_file_stops_the_restore(services: Services, aws: AwsStack)
         shutil.rmtree(work, ignore_errors=True)
 
 
-@pytest.fixture
-def server18() -> Iterator[EmbeddedPostgres]:
+@pytest.fixture(scope="module")
+def shared18() -> Iterator[EmbeddedPostgres]:
+    """One server 18 for the tests that do not break theirs."""
     server = start_server("18")
     try:
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture
+def server18(shared18: EmbeddedPostgres) -> Iterator[EmbeddedPostgres]:
+    """The module's server 18, as good as fresh: what a test leaves on it (slots, its
+    databases, roles) is dropped after it."""
+    yield shared18
+    shared18.psql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots")
+    databases = shared18.psql(
+        "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'"
+    )
+    for database in databases.split():
+        shared18.psql(f'DROP DATABASE "{database}" WITH (FORCE)')
+    for role in shared18.psql("SELECT rolname FROM pg_roles WHERE oid >= 16384").split():
+        shared18.psql(f'DROP ROLE "{role}"')
 
 
 class Killed(BaseException):
