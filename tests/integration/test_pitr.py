@@ -808,7 +808,9 @@ def test_the_plan_gives_each_wal_file_the_digest_recorded_when_it_was_archived(
         assert set(entry) == {"name", "partial", "url", "sha256", "size"}
         key = next(k for k in stored if f"/wal/{entry['name']}" in k)
         assert (entry["sha256"], entry["size"]) == stored[key]
-    chain = services.pitr.get_chain(name, services.pitr.get_state(name).chain_id)  # type: ignore[arg-type]
+    state = services.pitr.get_state(name)
+    assert state is not None and state.chain_id is not None
+    chain = services.pitr.get_chain(name, state.chain_id)
     assert plan["end_lsn"] == wal.format_lsn(chain.archived_lsn)
     # A time needs the WAL up to its next commit, not the partial file after it.
     early = [
