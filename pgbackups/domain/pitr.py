@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -67,6 +67,23 @@ class PitrState(PitrSettings):
         return self.slot or f"pgbackups_{self.database.replace('-', '_')}"
 
 
+# A WAL file's name: timeline, log and segment, 8 hex digits each.
+WAL_FILE_NAME = re.compile(r"^[0-9A-F]{24}$")
+PARTIAL_AT = "%Y%m%dT%H%M%S%f"
+_PARTIAL_KEY = re.compile(r"^(?P<name>[0-9A-F]{24})\.(?P<at>[0-9]{8}T[0-9]{12})\.partial\.gz$")
+
+
+def partial_wal_file(chain: WalChain, key: str) -> tuple[str, datetime] | None:
+    """The WAL file name and the moment of a partial file's key the capture wrote for
+    `chain`; None for any other key (keys in the bucket are not trusted)."""
+    if not key.startswith(chain.wal_prefix()):
+        return None
+    match = _PARTIAL_KEY.fullmatch(key.removeprefix(chain.wal_prefix()))
+    if match is None:
+        return None
+    return match["name"], datetime.strptime(match["at"], PARTIAL_AT).replace(tzinfo=UTC)
+
+
 class WalChain(BaseModel):
     """One unbroken stretch of WAL (DynamoDB item `PITRCHAIN#<id>`)."""
 
@@ -103,13 +120,22 @@ class WalChain(BaseModel):
     def wal_prefix(self) -> str:
         return f"databases/{self.database}/pitr/{self.id}/wal/"
 
-    def wal_key(self, name: str, *, partial: bool) -> str:
-        """Where the capture stores the WAL file `name` (gzip)."""
-        return self.wal_prefix() + name + (".partial" if partial else "") + ".gz"
+    def wal_key(self, name: str, *, partial_at: datetime | None = None) -> str:
+        """Where the capture stores the WAL file `name` (gzip). Each capture stores the
+        partial file under a new key (`partial_at`: when), so that the URL a restore
+        plan gave keeps the bytes whose digest it gave, whatever the capture does next."""
+        if partial_at is None:
+            return f"{self.wal_prefix()}{name}.gz"
+        return f"{self.wal_prefix()}{name}.{partial_at.astimezone(UTC):{PARTIAL_AT}}.partial.gz"
 
-
-# A WAL file's name: timeline, log and segment, 8 hex digits each.
-WAL_FILE_NAME = re.compile(r"^[0-9A-F]{24}$")
+    def stores(self, file: WalFile) -> bool:
+        """Whether `file`'s name and key are what the capture of this chain writes."""
+        if not WAL_FILE_NAME.fullmatch(file.name):
+            return False
+        if not file.partial:
+            return file.key == self.wal_key(file.name)
+        found = partial_wal_file(self, file.key)
+        return found is not None and found[0] == file.name
 
 
 class WalFile(BaseModel):

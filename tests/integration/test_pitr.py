@@ -20,6 +20,7 @@ import struct
 import tarfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -806,7 +807,11 @@ def test_the_plan_gives_each_wal_file_the_digest_recorded_when_it_was_archived(
     assert len(plan["wal"]) >= 3 and plan["wal"][-1]["partial"] is True
     for entry in plan["wal"]:
         assert set(entry) == {"name", "partial", "url", "sha256", "size"}
-        key = next(k for k in stored if f"/wal/{entry['name']}" in k)
+        # The complete file, or the newest partial one (each capture stores a new one).
+        if entry["partial"]:
+            key = max(k for k in stored if f"/wal/{entry['name']}." in k and "partial" in k)
+        else:
+            key = next(k for k in stored if k.endswith(f"/wal/{entry['name']}.gz"))
         assert (entry["sha256"], entry["size"]) == stored[key]
     state = services.pitr.get_state(name)
     assert state is not None and state.chain_id is not None
@@ -963,3 +968,32 @@ def test_settings_changed_during_a_capture_are_kept(
     assert view["enabled"] is True and view["status"] == "broken"
     state = services.pitr.get_state(name)
     assert state is not None and state.chain_id not in (None, old_chain)
+
+
+def test_a_plans_partial_file_keeps_its_bytes_while_the_capture_goes_on(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres
+) -> None:
+    name = "moving"
+    archive_one_commit(services, server18, name)
+    plan = whole_plan(services, name, None)
+    partial = plan["wal"][-1]
+    assert partial["partial"] is True
+    commit_row(server18, name, 2)
+    report = pitr.capture(services, name, seconds_left=600)
+    assert report.partial == partial["name"] and not report.segments  # stored again
+
+    with urllib.request.urlopen(partial["url"]) as answer:  # noqa: S310 (moto's URL)
+        body = answer.read()
+    assert (hashlib.sha256(body).hexdigest(), len(body)) == (partial["sha256"], partial["size"])
+    newer = whole_plan(services, name, None)["wal"][-1]
+    assert newer["name"] == partial["name"] and newer["sha256"] != partial["sha256"]
+
+    # Once no plan's URL can name it any more, the replaced file goes; the current stays.
+    partial_keys = [k for k in aws.object_keys() if k.endswith(".partial.gz")]
+    assert len(partial_keys) == 2
+    real_now = services.clock()
+    services.clock = lambda: real_now + timedelta(hours=1, minutes=1)
+    pitr.capture(services, name, seconds_left=600)
+    (kept,) = [k for k in aws.object_keys() if k.endswith(".partial.gz")]
+    assert kept in partial_keys
+    assert restore(services, name, None, Path(), 18) == [1, 2]

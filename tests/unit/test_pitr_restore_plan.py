@@ -34,7 +34,8 @@ def record(segment: int, *, commit_minute: int | None = None, partial: bool = Fa
     name = segment_name(1, segment * SEG, SEG)
     return WalFile(
         database="shop", chain_id=CHAIN.id, name=name, partial=partial,
-        key=CHAIN.wal_key(name, partial=partial), size=10, sha256=f"{segment:064x}",
+        key=CHAIN.wal_key(name, partial_at=T0 if partial else None), size=10,
+        sha256=f"{segment:064x}",
         start_lsn=segment * SEG, end_lsn=segment * SEG + (100 if partial else SEG),
         last_commit_at=None if commit_minute is None else T0 + timedelta(minutes=commit_minute),
         archived_at=T0,
@@ -99,6 +100,8 @@ def test_records_that_are_not_what_the_capture_writes_do_not_count() -> None:
             update={"key": "databases/other/pitr/x/wal/000000010000000000000003.gz"}
         ),
         files[2].model_copy(update={"start_lsn": 7 * SEG}),
+        files[2].model_copy(update={"partial": True}),  # the key of a complete file
+        record(3, partial=True).model_copy(update={"partial": False}),
     ]
     for bad in forged:
         with pytest.raises(WalMissing, match=segment_name(1, 3 * SEG, SEG)):

@@ -198,8 +198,6 @@ def _stream(
         chain = chain.model_copy(update=update)
         # Saved before the receiver acknowledges the segment to the server.
         services.pitr.put_chain(chain)
-        if not segment.partial:  # no record names the partial file any more
-            services.archives.delete(chain.wal_key(segment.name, partial=True))
 
     receiver = wal.WalReceiver(
         connection, slot=slot, timeline=chain.timeline,
@@ -224,10 +222,12 @@ def _commit_times(segment: wal.Segment) -> list[datetime]:
 def _store_segment(
     services: Services, chain: WalChain, segment: wal.Segment, last_commit_at: datetime | None
 ) -> WalFile:
-    """Store `segment` (gzip) and return its record, digest of the stored bytes included."""
+    """Store `segment` (gzip) and return its record, digest of the stored bytes included.
+    The partial files it replaces are deleted by retention, once no plan names them."""
     body = gzip.compress(segment.padded(), compresslevel=WAL_COMPRESSION_LEVEL, mtime=0)
     digest = hashlib.sha256(body).hexdigest()
-    key = chain.wal_key(segment.name, partial=segment.partial)
+    now = services.clock()
+    key = chain.wal_key(segment.name, partial_at=now if segment.partial else None)
     services.archives.put_bytes(
         key, body, {"sha256": digest, "end-lsn": wal.format_lsn(segment.end_lsn)}, kind="wal"
     )
@@ -242,7 +242,7 @@ def _store_segment(
         start_lsn=segment.start_lsn,
         end_lsn=segment.end_lsn,
         last_commit_at=last_commit_at,
-        archived_at=services.clock(),
+        archived_at=now,
     )
 
 

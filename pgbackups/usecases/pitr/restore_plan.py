@@ -84,9 +84,7 @@ def wal_to_replay(point: RestorePoint, recorded: list[WalFile]) -> list[WalFile]
     files = {
         f.name: f
         for f in recorded
-        if WAL_FILE_NAME.fullmatch(f.name)
-        and f.key == chain.wal_key(f.name, partial=f.partial)
-        and f.start_lsn == wal.segment_start(f.name, size)
+        if chain.stores(f) and f.start_lsn == wal.segment_start(f.name, size)
     }
     need = max(base.end_lsn, _target_end(point, list(files.values())))
     plan: list[WalFile] = []
