@@ -7,6 +7,8 @@ start with `BACKUP#`, so backup queries never see these):
     pk = "DATABASE#<name>"   sk = "PITR#LEASE"         the capture lease (owner, until)
     pk = "DATABASE#<name>"   sk = "PITRCHAIN#<ulid>"   WalChain
     pk = "DATABASE#<name>"   sk = "PITRBASE#<ulid>"    BaseBackup
+    pk = "DATABASE#<name>"   sk = "PITRWAL#<chain ulid>#<WAL file name>"
+                                                       WalFile: what the capture stored
     pk = "DATABASE#<name>"   sk = "PITR#BASEBACKUP"    BaseBackupRun: the base backup on
                                                        its way, and the one-at-a-time lock
 
@@ -20,6 +22,8 @@ import contextlib
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from pgbackups.adapters.dynamodb import (
     ConditionFailed,
     Table,
@@ -30,13 +34,21 @@ from pgbackups.adapters.dynamodb import (
     to_item,
     values,
 )
-from pgbackups.domain.pitr import BaseBackup, BaseBackupRun, PitrState, WalChain
+from pgbackups.domain.pitr import (
+    BaseBackup,
+    BaseBackupRun,
+    PitrSettings,
+    PitrState,
+    WalChain,
+    WalFile,
+)
 
 STATE_KEY = "PITR"
 LEASE_KEY = "PITR#LEASE"
 RUN_KEY = "PITR#BASEBACKUP"
 CHAIN_PREFIX = "PITRCHAIN#"
 BASE_PREFIX = "PITRBASE#"
+WAL_PREFIX = "PITRWAL#"
 
 
 class PitrCatalog:
@@ -51,6 +63,38 @@ class PitrCatalog:
 
     def put_state(self, state: PitrState) -> None:
         self._table.put(to_item(database_item_key(state.database, STATE_KEY), state))
+
+    def change_settings(self, database: str, settings: PitrSettings) -> PitrState | None:
+        """Set the settings of continuous backups that are on, and only them: what the
+        capture writes meanwhile (status, chain) is kept. None when they are not on."""
+        try:
+            item = self._table.update(
+                database_item_key(database, STATE_KEY),
+                UpdateExpression="SET base_backup_every_days = :every, window_days = :window",
+                ConditionExpression="enabled = :on",
+                ExpressionAttributeValues=values(
+                    every=settings.base_backup_every_days, window=settings.window_days, on=True
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ConditionFailed:
+            return None
+        return PitrState.model_validate(fields(item))
+
+    def move_to_chain(
+        self, database: str, broken_chain_id: str, chain_id: str, reason: str
+    ) -> bool:
+        """`broken`, the capture going on with `chain_id`, and only that: the settings are
+        kept. False when the state does not extend `broken_chain_id` any more."""
+        return self._table.update_if(
+            database_item_key(database, STATE_KEY),
+            UpdateExpression="SET #status = :broken, broken_reason = :reason, chain_id = :new",
+            ConditionExpression="chain_id = :old",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=values(
+                broken="broken", reason=reason, new=chain_id, old=broken_chain_id
+            ),
+        )
 
     def mark_ok(self, database: str, chain_id: str) -> None:
         """A broken database whose new chain `chain_id` has its base backup is `ok` again."""
@@ -150,6 +194,30 @@ class PitrCatalog:
         except ConditionFailed:
             return False
         return True
+
+    # -- WAL files: what the capture stored, the only source of restore plans ---------------
+
+    def put_wal_file(self, file: WalFile) -> None:
+        """Record `file` (a segment's complete file replaces its partial one's record)."""
+        self._table.put(to_item(self._wal_key(file), file))
+
+    def wal_files(self, database: str, chain_id: str) -> list[WalFile]:
+        """The chain's WAL files in name order; an item that is not a WAL file's record
+        is left out (the restore plan then finds a hole where it was)."""
+        found = []
+        for item in self._items(database, f"{WAL_PREFIX}{chain_id}#"):
+            try:
+                found.append(WalFile.model_validate(item))
+            except ValidationError:
+                continue
+        return found
+
+    def delete_wal_file(self, file: WalFile) -> None:
+        self._table.delete(self._wal_key(file))
+
+    @staticmethod
+    def _wal_key(file: WalFile) -> dict[str, Any]:
+        return database_item_key(file.database, f"{WAL_PREFIX}{file.chain_id}#{file.name}")
 
     def _items(self, database: str, prefix: str) -> list[dict[str, Any]]:
         items = self._table.query(partition(database), "begins_with(sk, :prefix)", prefix=prefix)
