@@ -277,11 +277,15 @@ def test_a_corrupt_wal_file_stops_the_restore(services: Services, aws: AwsStack)
         archive_one_commit(services, server, "bad")
     finally:
         server.destroy()
-    # One WAL file changed in the bucket after it was archived, its checksum kept.
+    # One WAL file rewritten in the bucket after it was archived, by someone who can
+    # write objects: same size, and the object's own checksum rewritten to match.
     bucket = aws.settings.bucket_name
     key = next(k for k in aws.object_keys() if k.endswith(".gz") and "/wal/" in k)
-    stored = aws.s3.head_object(Bucket=bucket, Key=key)["Metadata"]
-    aws.s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(b"not WAL"), Metadata=stored)
+    body = bytearray(aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0xFF
+    forged = aws.s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+    forged["sha256"] = hashlib.sha256(body).hexdigest()
+    aws.s3.put_object(Bucket=bucket, Key=key, Body=bytes(body), Metadata=forged)
 
     pages = plan_pages(lambda cursor: plan_json(services, "bad", None, cursor))
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"pitr-{os.getpid()}-{time.monotonic_ns()}"
