@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from pgbackups_cli.server_user import as_user, server_user
+from pgbackups.postgres.cluster import as_user, server_user
 
 SUPERUSER = "postgres"
 

@@ -39,6 +39,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from pgbackups.postgres.lsn import parse_lsn, segment_start
+
 RECOVERY_TIMEOUT_SECONDS = 3600.0
 HBA_FILE = "pgbackups_hba.conf"
 WAL_NAME = re.compile(r"[0-9A-F]{24}")
@@ -307,17 +309,6 @@ class RecoveredCluster:
             return (lines or ["no log"])[-1].strip()
         # The line before a FATAL often says which setting or file is wrong.
         return " ".join(line.strip() for line in lines[max(fatal[-1] - 2, 0) : fatal[-1] + 1])
-
-
-def parse_lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) | int(low, 16)
-
-
-def segment_start(name: str, segment_size: int) -> int:
-    """The LSN where WAL segment `name` starts."""
-    log, seg = int(name[8:16], 16), int(name[16:24], 16)
-    return log * 0x1_0000_0000 + seg * segment_size
 
 
 def _literal(value: str) -> str:
