@@ -7,11 +7,13 @@ run the thing (a Lambda invocation).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO, Protocol
 
+from pgbackups.domain.access import IssuedToken, TokenRecord
+from pgbackups.domain.audit import AuditEntry, ChainHead
 from pgbackups.domain.models import (
     BackupMethod,
     BackupRecord,
@@ -153,6 +155,24 @@ class Events(Protocol):
     def publish_pitr_slot_left(self, detail: dict[str, object]) -> None: ...
 
 
+class TokenStore(Protocol):
+    """API tokens: their records, salts and digests, never their secrets (DynamoDB)."""
+
+    def create(self, issued: IssuedToken) -> None: ...
+    def list(self) -> list[TokenRecord]: ...
+    def get(self, token_id: str) -> tuple[TokenRecord, str, str] | None: ...
+    def revoke(self, name: str) -> TokenRecord: ...
+    def touch(self, token_id: str, at: datetime) -> None: ...
+
+
+class AuditLog(Protocol):
+    """The audit trail's chain: its head, a conditional append, entries in order (DynamoDB)."""
+
+    def head(self) -> ChainHead: ...
+    def append(self, entry: AuditEntry) -> bool: ...
+    def entries(self, *, newest_first: bool, after: int | None = None) -> Iterator[AuditEntry]: ...
+
+
 class BackupRunner(Protocol):
     """Starts the backup code for a `scheduled` record (a logical backup, or a base
     backup: the request's `kind`) somewhere it may run to the end."""
@@ -175,6 +195,8 @@ class Services:
     tools: PgTools
     pitr: PitrCatalog
     captures: CaptureStarter
+    tokens: TokenStore
+    audit: AuditLog
     clock: Callable[[], datetime] = field(default=utcnow)
     launcher: Launcher = field(default=launch)
     # The container runner for backups that outgrow Lambda; None where the

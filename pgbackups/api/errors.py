@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pgbackups.domain.access import Forbidden
 from pgbackups.domain.errors import (
     BackupNotStarted,
     Conflict,
@@ -20,6 +21,7 @@ class MalformedBody(PgBackupsError):
 # The first kind an error is an instance of decides (most specific first).
 _STATUSES: tuple[tuple[type[PgBackupsError], int], ...] = (
     (MalformedBody, 400),
+    (Forbidden, 403),
     (InvalidInput, 422),
     (NotFound, 404),
     (Conflict, 409),
