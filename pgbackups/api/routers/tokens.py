@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -25,7 +25,8 @@ class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(pattern=TOKEN_NAME.pattern, examples=["ci"])
-    role: Role = Field(description="`read`, `operate` or `admin`")
+    # A Literal, not the enum: strict validation takes JSON strings for it.
+    role: Literal["read", "operate", "admin"] = Field(description="What the token may do")
     expires_in_days: int | None = Field(default=None, ge=1, le=MAX_EXPIRY_DAYS)
 
 
@@ -79,7 +80,9 @@ def build_router(services: Services) -> Router:
         responses=answers(201, "The token, with its secret", 409),
     )
     def create_token(request: TokenRequest) -> Response[NewToken]:
-        issued = tokens.create_token(services, request.name, request.role, request.expires_in_days)
+        issued = tokens.create_token(
+            services, request.name, Role(request.role), request.expires_in_days
+        )
         view = _view(issued.record, services.clock())
         return Response(
             status_code=201,
