@@ -19,9 +19,9 @@ from aws_lambda_powertools.event_handler.middlewares import BaseMiddlewareHandle
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from pgbackups.api.errors import http_status
-from pgbackups.domain.access import Forbidden, NoRule, Role, check_access, is_audited
+from pgbackups.domain.access import NoRule, Role, check_access, is_audited
 from pgbackups.domain.audit import AuditEvent
-from pgbackups.domain.errors import PgBackupsError
+from pgbackups.domain.errors import NotFound, PgBackupsError
 from pgbackups.domain.models import to_rfc3339
 from pgbackups.ports import Services
 from pgbackups.usecases.audit import record
@@ -41,8 +41,8 @@ def _bearer(app: APIGatewayHttpResolver) -> tuple[str, Role | None]:
 def _body(app: APIGatewayHttpResolver) -> Any:
     try:
         return app.current_event.json_body
-    except (ValueError, TypeError):
-        return None  # request validation has already refused what is not JSON
+    except (ValueError, TypeError, RecursionError):
+        return None  # not JSON, or nested too deep: request validation answers 400 next
 
 
 def check_role(
@@ -53,9 +53,11 @@ def check_role(
     try:
         check_access(role, method, route, _body(app))
     except NoRule:
-        # A route nobody gave a rule: refused to all (a test catches it first).
-        logger.error("route without an access rule", extra={"route": f"{method} {route}"})
-        raise Forbidden(Role.ADMIN, role, "a route without an access rule") from None
+        # No route (powertools sends unknown paths down the same chain to its not-found
+        # handler), or one nobody gave a rule (the route table's test catches it first):
+        # either way, no handler runs.
+        event = app.current_event
+        raise NotFound(f"no route {event.http_method} {event.path}") from None
     return next_middleware(app)
 
 

@@ -140,8 +140,14 @@ def required_role(method: str, route: str, body: Any = None) -> Role | None:
 
 
 def is_audited(method: str, route: str, status: int) -> bool:
-    """Changes, access handed out, and refusals go to the audit trail; plain reads do not."""
-    return status == 403 or method.upper() != "GET" or rule_for(method, route).issues_access
+    """Changes, access handed out, and refusals go to the audit trail; plain reads do not,
+    nor requests refused for their input or state (4xx: nothing changed, nothing issued).
+    A 5xx may have changed something before it failed: kept."""
+    if status == 403:
+        return True
+    if 400 <= status < 500:
+        return False
+    return method.upper() != "GET" or rule_for(method, route).issues_access
 
 
 def check_access(role: Role | None, method: str, route: str, body: Any = None) -> None:

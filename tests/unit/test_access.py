@@ -154,6 +154,8 @@ def test_plain_reads_are_not_audited_but_changes_downloads_and_refusals_are() ->
     resolve(services, request(archive, Role.READ))
     resolve(services, request(by_route[("POST", "/v1/databases/{db}/backups")], Role.OPERATE, {}))
     resolve(services, request(by_route[("DELETE", "/v1/tokens/{name}")], Role.OPERATE))
+    # Refused for its input: nothing changed, nothing to record.
+    resolve(services, request(by_route[("PUT", "/v1/databases/{db}/schedule")], Role.ADMIN, []))
 
     assert [(e.route, e.database, e.status) for e in services.audit.stored] == [
         ("GET /v1/databases/{db}/backups/{id}/archive", "shop", 500),  # the fake fails
@@ -198,3 +200,13 @@ def test_the_roles_as_the_contract_states_them() -> None:
         "PUT /v1/databases/{db}/pitr",
     }
     assert all(method == "GET" for method, _ in map(str.split, needing(Role.READ)))
+
+
+def test_a_route_without_a_rule_runs_for_nobody(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(ROUTES, ("GET", "/v1/databases"))
+    route = next(r for r in TEMPLATE_ROUTES if (r.method, r.path) == ("GET", "/v1/databases"))
+
+    status, answer = resolve(OnlyTheAuditTrail(), request(route, Role.ADMIN))
+
+    # Not a 500 from the fake services: the handler never ran.
+    assert (status, answer["error"]["code"]) == (404, "not_found")
