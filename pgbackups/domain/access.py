@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from ulid import ULID
 
 from pgbackups.domain.errors import Conflict, InvalidInput, NotFound, PgBackupsError
+from pgbackups.domain.models import RetentionPolicy
 from pgbackups.domain.names import BACKUP_ID
 
 
@@ -45,30 +46,48 @@ DEPLOY_TOKEN_NAME = "deploy"  # noqa: S105 (a name, not a secret)
 DEPLOY_TOKEN_ROLE = Role.ADMIN
 
 
+Body = Mapping[str, Any]
+
+
 @dataclass(frozen=True)
 class Rule:
-    """A route's role; `admin_when`, if given, asks for `admin` when the JSON body
-    meets it (a request that destroys with a route that otherwise does not)."""
+    """A route's role; `admin_when` lists what, in the JSON body, asks for `admin`
+    instead (a request that destroys, on a route that otherwise does not), and why."""
 
     role: Role | None  # None: a public route, no token needed
-    admin_when: Callable[[Mapping[str, Any]], bool] | None = None
-    why_admin: str = ""
+    admin_when: tuple[tuple[Callable[[Body], bool], str], ...] = ()
     # A read that hands out access to data (a download URL, a restore plan's
     # links): recorded in the audit trail like a change.
     issues_access: bool = False
 
-    def role_for(self, body: Any) -> Role | None:
-        if self.admin_when is not None and isinstance(body, Mapping) and self.admin_when(body):
-            return Role.ADMIN
-        return self.role
+    def needs(self, body: Any) -> tuple[Role | None, str]:
+        """The role this body needs, and why when it is more than the route's."""
+        if isinstance(body, Mapping):
+            for applies, why in self.admin_when:
+                if applies(body):
+                    return Role.ADMIN, why
+        return self.role, ""
 
 
-def _disables(body: Mapping[str, Any]) -> bool:
+def _disables(body: Body) -> bool:
     return body.get("enabled") is False
 
 
-def _changes_connection(body: Mapping[str, Any]) -> bool:
+def _changes_connection(body: Body) -> bool:
     return "url" in body or "replica_url" in body
+
+
+def _keeps_fewer_than_the_defaults(body: Body) -> bool:
+    """Retention below the Starter plan's counts: the next pruning deletes backups."""
+    retention = body.get("retention")
+    if not isinstance(retention, Mapping):
+        return False
+    defaults = RetentionPolicy()
+    return any(
+        isinstance(count, int) and count < getattr(defaults, kept)
+        for kept, count in retention.items()
+        if kept in RetentionPolicy.model_fields
+    )
 
 
 PUBLIC = Rule(None)
@@ -86,7 +105,11 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/databases/{db}"): READ,
     # Schedule, retention, compression, runner; new connection URLs need admin.
     ("PATCH", "/v1/databases/{db}"): Rule(
-        Role.OPERATE, _changes_connection, "changing a connection URL"
+        Role.OPERATE,
+        admin_when=(
+            (_changes_connection, "changing a connection URL"),
+            (_keeps_fewer_than_the_defaults, "keeping fewer backups than the default retention"),
+        ),
     ),
     ("DELETE", "/v1/databases/{db}"): ADMIN,
     ("GET", "/v1/databases/{db}/backups"): READ,
@@ -98,7 +121,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("PUT", "/v1/databases/{db}/schedule"): OPERATE,
     ("GET", "/v1/databases/{db}/pitr"): READ,
     ("PUT", "/v1/databases/{db}/pitr"): Rule(
-        Role.OPERATE, _disables, "disabling continuous backups"
+        Role.OPERATE, admin_when=((_disables, "disabling continuous backups"),)
     ),
     # The download links of a local restore to a point in time: a download.
     ("GET", "/v1/databases/{db}/pitr/restore"): Rule(Role.READ, issues_access=True),
@@ -136,7 +159,7 @@ def rule_for(method: str, route: str) -> Rule:
 
 def required_role(method: str, route: str, body: Any = None) -> Role | None:
     """The role `method route` needs with this JSON body; None for a public route."""
-    return rule_for(method, route).role_for(body)
+    return rule_for(method, route).needs(body)[0]
 
 
 def is_audited(method: str, route: str, status: int) -> bool:
@@ -152,12 +175,10 @@ def is_audited(method: str, route: str, status: int) -> bool:
 
 def check_access(role: Role | None, method: str, route: str, body: Any = None) -> None:
     """Raises Forbidden unless `role` may call `method route` with this body."""
-    rule = rule_for(method, route)
-    needed = rule.role_for(body)
+    needed, why = rule_for(method, route).needs(body)
     if needed is None or (role is not None and role.allows(needed)):
         return
-    doing = rule.why_admin if needed is Role.ADMIN and rule.role is not Role.ADMIN else ""
-    raise Forbidden(needed, role, doing)
+    raise Forbidden(needed, role, why)
 
 
 # -- API tokens -----------------------------------------------------------------------

@@ -124,6 +124,12 @@ def test_every_route_with_every_role(route: Route, role: Role | None) -> None:
         ("PUT", "/v1/databases/{db}/pitr", {"enabled": False}, "disabling continuous backups"),
         ("PATCH", "/v1/databases/{db}", {"url": "postgres://h/db"}, "changing a connection URL"),
         ("PATCH", "/v1/databases/{db}", {"replica_url": None}, "changing a connection URL"),
+        (
+            "PATCH",
+            "/v1/databases/{db}",
+            {"retention": {"daily": 3, "weekly": 8}},
+            "keeping fewer backups than the default retention",
+        ),
     ],
 )
 def test_what_destroys_needs_admin_even_on_an_operate_route(
@@ -138,8 +144,9 @@ def test_what_destroys_needs_admin_even_on_an_operate_route(
     assert answer["error"]["required_role"] == "admin"
     assert why in answer["error"]["message"]
     # The same route with a harmless body passes the role check (then fails on the fake).
-    status, _ = resolve(services, request(route, Role.OPERATE, {"enabled": True}))
-    assert status != 403
+    for harmless in ({"enabled": True}, {"retention": {"daily": 14, "manual": 10}}):
+        status, _ = resolve(services, request(route, Role.OPERATE, harmless))
+        assert status != 403
 
 
 def test_plain_reads_are_not_audited_but_changes_downloads_and_refusals_are() -> None:
