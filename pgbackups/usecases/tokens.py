@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from aws_lambda_powertools import Logger
+
 from pgbackups.domain.access import (
     DEPLOY_TOKEN_NAME,
     DEPLOY_TOKEN_ROLE,
@@ -25,6 +27,8 @@ from pgbackups.domain.errors import InvalidInput
 from pgbackups.domain.models import to_rfc3339
 from pgbackups.ports import AuditLog, Services, TokenStore
 from pgbackups.usecases.audit import record
+
+logger = Logger(child=True)
 
 MAX_EXPIRY_DAYS = 3650
 
@@ -92,20 +96,22 @@ class Authenticator:
         """The bearer of the token `offered`, or None (recorded as refused)."""
         bearer, claimed = self._bearer(offered)
         if bearer is None:
-            record(
-                self._audit,
-                AuditEvent(
-                    at=to_rfc3339(self._clock()),
-                    token=claimed,
-                    role="",
-                    source_ip=request.source_ip,
-                    method=request.method,
-                    route=request.route,
-                    target=request.target,
-                    database=request.database,
-                    status=403,
-                ),
+            refusal = AuditEvent(
+                at=to_rfc3339(self._clock()),
+                token=claimed,
+                role="",
+                source_ip=request.source_ip,
+                method=request.method,
+                route=request.route,
+                target=request.target,
+                database=request.database,
+                status=403,
             )
+            try:
+                record(self._audit, refusal)
+            except Exception:
+                # Refused all the same: a trail too busy to write must not let anyone in.
+                logger.exception("the audit trail could not record a refusal")
         return bearer
 
     def _bearer(self, offered: str | None) -> tuple[Bearer | None, str]:
