@@ -124,11 +124,11 @@ class Authenticator:
         stored = self._store.get(token_id) if token_id else None
         if stored is None:
             return None, "-"
-        record_, salt, digest = stored
+        token, salt, digest = stored
         now = self._clock()
         if not digest_matches(offered, salt, digest):
             return None, "-"  # not that token's secret: claim nothing on its behalf
-        if record_.expired(now):
-            return None, record_.name
-        self._store.touch(record_.token_id, now)
-        return Bearer(record_.name, record_.role), record_.name
+        if token.expired(now):
+            return None, token.name
+        self._store.touch(token.token_id, now)
+        return Bearer(token.name, token.role), token.name
