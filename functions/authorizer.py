@@ -1,4 +1,9 @@
-"""Authorizer function: the HTTP API's Lambda authorizer (payload 2.0, simple responses)."""
+"""Authorizer function: the HTTP API's Lambda authorizer (payload 2.0, simple responses).
+
+An accepted token's name and role go to the API in the authorizer's context
+(`requestContext.authorizer.lambda`), where each route's role is checked; a
+refused one is recorded in the audit trail.
+"""
 
 from typing import Any
 
@@ -11,12 +16,14 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pgbackups.wiring import build_token_authorizer
+from pgbackups.api.auth import bearer_token
+from pgbackups.usecases.tokens import Request
+from pgbackups.wiring import build_authenticator
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-authorizer = build_token_authorizer()
+authenticator = build_authenticator()
 
 
 # The event holds the Authorization header: never logged, whatever
@@ -28,10 +35,20 @@ authorizer = build_token_authorizer()
 @metrics.log_metrics
 @event_source(data_class=APIGatewayAuthorizerEventV2)
 def handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -> dict[str, Any]:
-    authorized = authorizer.is_authorized(event.headers.get("authorization"))
-    metrics.add_metric(
-        name="RequestsAuthorized" if authorized else "RequestsDenied",
-        unit=MetricUnit.Count,
-        value=1,
+    http = event.request_context.http
+    request = Request(
+        source_ip=http.source_ip,
+        method=http.method,
+        route=event.route_key,
+        target=event.raw_path,
+        database=(event.path_parameters or {}).get("db", ""),
     )
-    return APIGatewayAuthorizerResponseV2(authorize=authorized).asdict()
+    bearer = authenticator.authorize(bearer_token(event.headers.get("authorization")), request)
+    metrics.add_metric(
+        name="RequestsAuthorized" if bearer else "RequestsDenied", unit=MetricUnit.Count, value=1
+    )
+    if bearer is None:
+        return APIGatewayAuthorizerResponseV2(authorize=False).asdict()
+    return APIGatewayAuthorizerResponseV2(
+        authorize=True, context={"token": bearer.name, "role": bearer.role.value}
+    ).asdict()

@@ -7,10 +7,12 @@ run the thing (a Lambda invocation).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import IO, Any, Protocol
 
+from pgbackups.domain.access import IssuedToken, TokenRecord
+from pgbackups.domain.audit import AuditEntry, ChainHead
 from pgbackups.domain.models import (
     BackupMethod,
     BackupRecord,
@@ -162,6 +164,24 @@ class Events(Protocol):
     def publish(self, record: BackupRecord) -> None: ...
     def publish_pitr_broken(self, detail: dict[str, object]) -> None: ...
     def publish_pitr_slot_left(self, detail: dict[str, object]) -> None: ...
+
+
+class TokenStore(Protocol):
+    """API tokens: their records, salts and digests, never their secrets (DynamoDB)."""
+
+    def create(self, issued: IssuedToken) -> None: ...
+    def list(self) -> list[TokenRecord]: ...
+    def get(self, token_id: str) -> tuple[TokenRecord, str, str] | None: ...
+    def revoke(self, name: str) -> TokenRecord: ...
+    def touch(self, token_id: str, at: datetime) -> None: ...
+
+
+class AuditLog(Protocol):
+    """The audit trail's chain: its head, a conditional append, entries in order (DynamoDB)."""
+
+    def head(self) -> ChainHead: ...
+    def append(self, entry: AuditEntry) -> bool: ...
+    def entries(self, *, newest_first: bool, after: int | None = None) -> Iterator[AuditEntry]: ...
 
 
 class BackupRunner(Protocol):

@@ -10,12 +10,14 @@ from datetime import datetime
 from pgbackups.domain.models import utcnow
 from pgbackups.ports import (
     Archives,
+    AuditLog,
     BackupRunner,
     CaptureStarter,
     Catalog,
     Events,
     PitrCatalog,
     Secrets,
+    TokenStore,
 )
 from pgbackups.postgres.pgtools import Launcher, PgTools, launch
 from pgbackups.settings import Settings
@@ -34,6 +36,8 @@ class Services:
     tools: PgTools
     pitr: PitrCatalog
     captures: CaptureStarter
+    tokens: TokenStore
+    audit: AuditLog
     clock: Callable[[], datetime] = field(default=utcnow)
     launcher: Launcher = field(default=launch)
     # The container runner for backups that outgrow Lambda; None where the

@@ -6,6 +6,7 @@ tests build the same on moto and may swap the clock, the launcher or the runner.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,15 +15,19 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
 from pgbackups.adapters.archives import ArchiveStore
+from pgbackups.adapters.audit import AuditLog
 from pgbackups.adapters.catalog import Catalog
 from pgbackups.adapters.events import BackupEvents
 from pgbackups.adapters.pitr import PitrCatalog
 from pgbackups.adapters.runners import FargateRunner, LambdaCaptureStarter, LambdaRunner
 from pgbackups.adapters.secrets import ConnectionSecrets
-from pgbackups.api.auth import TokenAuthorizer
+from pgbackups.adapters.tokens import TokenStore
+from pgbackups.api.auth import AuthorizerSettingsError, TokenAuthorizer
+from pgbackups.domain.models import utcnow
 from pgbackups.postgres.pgtools import PgTools
 from pgbackups.services import Services
 from pgbackups.settings import Settings
+from pgbackups.usecases.tokens import Authenticator
 
 _RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"})
 
@@ -67,6 +72,8 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
         fargate=fargate,
         pitr=PitrCatalog(dynamodb, settings.table_name),
         captures=LambdaCaptureStarter(lambda_client, settings.capture_function_name),
+        tokens=TokenStore(dynamodb, settings.table_name),
+        audit=AuditLog(dynamodb, settings.table_name),
     )
 
 
@@ -78,3 +85,22 @@ def build_token_authorizer(
     session = session or boto3.Session()
     client = session.client("secretsmanager", config=_RETRIES)
     return TokenAuthorizer(secret_id, SecretsProvider(boto3_client=client))
+
+
+def build_authenticator(
+    environ: Mapping[str, str] | None = None, session: boto3.Session | None = None
+) -> Authenticator:
+    """The authorizer's use case: the deploy-time token, the stored tokens, the audit trail."""
+    env = os.environ if environ is None else environ
+    table_name = env.get("TABLE_NAME")
+    if not table_name:
+        raise AuthorizerSettingsError("missing environment variable: TABLE_NAME")
+    session = session or boto3.Session()
+    deploy = build_token_authorizer(environ, session)
+    dynamodb = session.client("dynamodb", config=_RETRIES)
+    return Authenticator(
+        lambda offered: deploy.is_authorized(f"Bearer {offered}"),
+        TokenStore(dynamodb, table_name),
+        AuditLog(dynamodb, table_name),
+        utcnow,
+    )

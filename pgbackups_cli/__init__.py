@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from pgbackups_cli.audit import COMMANDS as AUDIT_COMMANDS
 from pgbackups_cli.backups import COMMANDS as BACKUP_COMMANDS
 from pgbackups_cli.client import ApiFailure
 from pgbackups_cli.databases import COMMANDS as DATABASE_COMMANDS
@@ -19,6 +20,7 @@ from pgbackups_cli.login import COMMANDS as LOGIN_COMMANDS
 from pgbackups_cli.output import Failure, Interrupted
 from pgbackups_cli.pitr import COMMANDS as PITR_COMMANDS
 from pgbackups_cli.session import api_options, database_option
+from pgbackups_cli.tokens import COMMANDS as TOKEN_COMMANDS
 
 # Commands that live in other packages, imported when used: name → (module, attribute, help).
 LAZY_COMMANDS = {
@@ -89,5 +91,12 @@ def main() -> None:
     """
 
 
-for command in (*DATABASE_COMMANDS, *BACKUP_COMMANDS, *PITR_COMMANDS, *LOGIN_COMMANDS):
+for command in (
+    *DATABASE_COMMANDS,
+    *BACKUP_COMMANDS,
+    *PITR_COMMANDS,
+    *TOKEN_COMMANDS,
+    *AUDIT_COMMANDS,
+    *LOGIN_COMMANDS,
+):
     main.add_command(command)

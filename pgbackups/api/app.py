@@ -25,8 +25,9 @@ from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
+from pgbackups.api.access import AccessControl
 from pgbackups.api.errors import MalformedBody, field_path, http_status, validation_message
-from pgbackups.api.routers import backups, dashboard, databases, pitr, schedule
+from pgbackups.api.routers import audit, backups, dashboard, databases, pitr, schedule, tokens
 from pgbackups.domain.errors import PgBackupsError
 from pgbackups.services import Services
 
@@ -95,6 +96,8 @@ def _install_error_handlers(app: APIGatewayHttpResolver) -> None:
                 # A database name or backup id that cannot exist: never looked up.
                 if field_path(problem["loc"]) == "db":
                     return _error(404, "database_not_found", "no such database")
+                if field_path(problem["loc"]) == "name":
+                    return _error(404, "token_not_found", "no such token")
                 return _error(404, "backup_not_found", "no such backup")
         first = problems[0]
         field = field_path(first["loc"])
@@ -150,7 +153,9 @@ def build_api(services: Services) -> APIGatewayHttpResolver:
     # before every middleware an app can add (`app.use`), so a body check there
     # would come too late. It reads this attribute when it builds each route's
     # middleware stack.
-    app._request_validation_middleware = JsonRequestValidation()
+    # The role check and the audit trail wrap it (pgbackups.api.access); powertools
+    # only calls the attribute as a middleware, whatever its declared type.
+    app._request_validation_middleware = AccessControl(services, JsonRequestValidation())  # type: ignore[assignment]
     app.configure_openapi(
         title="pgbackups",
         version="1",
@@ -165,7 +170,7 @@ def build_api(services: Services) -> APIGatewayHttpResolver:
     )
     _install_error_handlers(app)
     app.use(middlewares=[_json_headers])
-    for router in (databases, schedule, backups, pitr):
+    for router in (databases, schedule, backups, pitr, tokens, audit):
         app.include_router(router.build_router(services))
     _openapi_route(app)
     app.include_router(dashboard.build_router())

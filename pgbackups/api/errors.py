@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pgbackups.domain.access import Forbidden
 from pgbackups.domain.errors import (
     BackupNotStarted,
     Conflict,
@@ -30,6 +31,7 @@ class MalformedBody(PgBackupsError):
 # The first kind an error is an instance of decides (most specific first).
 _STATUSES: tuple[tuple[type[PgBackupsError], int], ...] = (
     (MalformedBody, 400),
+    (Forbidden, 403),
     (InvalidInput, 422),
     (NotFound, 404),
     (Conflict, 409),

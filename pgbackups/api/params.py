@@ -46,7 +46,10 @@ def answers(success: int, description: str, *errors: int) -> dict[int, Any]:
         "content": {content_types.APPLICATION_JSON: {"model": GatewayMessage}},
     }
     documented[403] = {
-        "description": "Wrong bearer token (answered by API Gateway)",
-        "content": {content_types.APPLICATION_JSON: {"model": GatewayMessage}},
+        "description": (
+            "The token's role does not allow this (`forbidden`, naming `required_role`), "
+            "or the token was refused (answered by API Gateway)"
+        ),
+        "content": {content_types.APPLICATION_JSON: {"model": ErrorResponse | GatewayMessage}},
     }
     return documented

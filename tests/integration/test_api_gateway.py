@@ -31,6 +31,8 @@ from tests.conftest import (
 pytestmark = pytest.mark.integration
 
 BACKUP_ID = "01KEZF7CZ87WMWEMMEK3Q551MX"
+# The deploy-time token: the admin named "deploy".
+ADMITTED = {"isAuthorized": True, "context": {"token": "deploy", "role": "admin"}}
 PROTECTED = [route for route in http_routes(load_template()) if route.authorized]
 
 
@@ -71,7 +73,7 @@ def test_the_template_protects_every_route_but_the_openapi_document_and_the_dash
     assert routes.pop(("GET", "/v1/openapi.json")) is False
     assert routes.pop(("GET", "/")) is False
     assert routes.pop(("GET", "/static/{file}")) is False
-    assert len(routes) == 15
+    assert len(routes) == 19
     assert all(routes.values())
 
 
@@ -101,7 +103,9 @@ def test_a_protected_route_is_401_without_a_token_and_403_with_a_wrong_one(
     allowed = send(gateway, route.method, path, headers={"Authorization": f"Bearer {token}"})
     # The API's own answer: the (empty) list, or no database "shop" yet.
     assert allowed.status_code in (200, 404, 422)
-    assert allowed.json() == {"databases": []} or "error" in allowed.json()
+    assert allowed.json() in ({"databases": []}, {"tokens": []}) or (
+        "error" in allowed.json() or "entries" in allowed.json()  # the audit trail
+    )
 
 
 def test_the_openapi_document_is_public_valid_and_complete(gateway: Gateway) -> None:
@@ -224,8 +228,8 @@ def test_the_authorizer_answers_simple_responses_without_logging_the_token(
 ) -> None:
     authorizer = load_function("authorizer")
 
-    assert authorize(authorizer, lambda_context, f"Bearer {token}") == {"isAuthorized": True}
-    assert authorize(authorizer, lambda_context, f"bearer  {token} ") == {"isAuthorized": True}
+    assert authorize(authorizer, lambda_context, f"Bearer {token}") == ADMITTED
+    assert authorize(authorizer, lambda_context, f"bearer  {token} ") == ADMITTED
     assert authorize(authorizer, lambda_context, "Bearer nope") == {"isAuthorized": False}
     assert authorize(authorizer, lambda_context, f"Token {token}") == {"isAuthorized": False}
     assert authorize(authorizer, lambda_context, None) == {"isAuthorized": False}
@@ -241,7 +245,7 @@ def test_the_authorizer_reads_the_token_once_per_cache_period(
     aws: AwsStack, token: str, lambda_context: LambdaContext
 ) -> None:
     authorizer = load_function("authorizer")
-    assert authorize(authorizer, lambda_context, f"Bearer {token}") == {"isAuthorized": True}
+    assert authorize(authorizer, lambda_context, f"Bearer {token}") == ADMITTED
 
     rotated = secrets.token_urlsafe(36)
     aws.secretsmanager.put_secret_value(
@@ -249,11 +253,14 @@ def test_the_authorizer_reads_the_token_once_per_cache_period(
     )
 
     # Cached for up to 5 minutes, like API Gateway's own authorizer cache.
-    assert authorize(authorizer, lambda_context, f"Bearer {token}") == {"isAuthorized": True}
-    assert load_function("authorizer").handler(
-        load_event("authorizer") | {"headers": {"authorization": f"Bearer {rotated}"}},
-        lambda_context,
-    ) == {"isAuthorized": True}
+    assert authorize(authorizer, lambda_context, f"Bearer {token}") == ADMITTED
+    assert (
+        load_function("authorizer").handler(
+            load_event("authorizer") | {"headers": {"authorization": f"Bearer {rotated}"}},
+            lambda_context,
+        )
+        == ADMITTED
+    )
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics")

@@ -47,6 +47,10 @@ API_ROUTES = {
     ("GET", "/v1/databases/{db}/pitr"),
     ("PUT", "/v1/databases/{db}/pitr"),
     ("GET", "/v1/databases/{db}/pitr/restore"),
+    ("GET", "/v1/tokens"),
+    ("POST", "/v1/tokens"),
+    ("DELETE", "/v1/tokens/{name}"),
+    ("GET", "/v1/audit"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/"),  # the dashboard and its static files
     ("GET", "/static/{file}"),
@@ -475,8 +479,19 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "events:PutEvents": [bus],
         **start_tasks,
     }
+    # Tokens by id, their last use, refusals appended to the audit trail: the TOKENS
+    # and AUDIT partitions only (a LeadingKeys condition).
     assert actions_on(resources["AuthorizerFunction"]) == {
         "secretsmanager:GetSecretValue": [{"Ref": "ApiTokenSecret"}],
+        **{f"dynamodb:{action}": [table] for action in ("GetItem", "PutItem", "UpdateItem")},
+    }
+    (tokens_and_audit,) = [
+        statement
+        for statement in policy_statements(resources["AuthorizerFunction"])
+        if statement.get("Sid") == "TokensAndAudit"
+    ]
+    assert tokens_and_audit["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["TOKENS", "AUDIT"]}
     }
     assert actions_on(resources["BackupFunction"]) == {
         **reads_and_updates,
@@ -650,7 +665,7 @@ def test_the_authorizer_checks_the_bearer_token(resources: dict[str, Any]) -> No
     assert authorizer["EnableSimpleResponses"] is True
     # Without it API Gateway may not invoke the function and every call gets a 500.
     assert authorizer["EnableFunctionDefaultPermissions"] is True
-    assert authorizer["Identity"] == {"Headers": ["Authorization"], "ReauthorizeEvery": 300}
+    assert authorizer["Identity"] == {"Headers": ["Authorization"], "ReauthorizeEvery": 60}
     secret = resources["ApiTokenSecret"]["Properties"]
     assert secret["Name"] == {"Fn::Sub": "pgbackups/${Stage}/api-token"}
     assert secret["GenerateSecretString"]["PasswordLength"] >= 32
