@@ -50,6 +50,31 @@ os.environ.update(
 )
 
 
+# -- layers -------------------------------------------------------------------------
+
+# Each layer is a folder of tests/ and the marker of the same name; `make test-<layer>`
+# runs one, `make test` all of them. A test outside them would never run.
+LAYERS = ("unit", "integration", "e2e", "template")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run a test that is not in exactly one layer, its folder's."""
+    tests = Path(__file__).parent
+    strays = []
+    for item in items:
+        folder = item.path.relative_to(tests).parts[0]
+        marked = sorted({mark.name for mark in item.iter_markers() if mark.name in LAYERS})
+        if marked != [folder]:
+            where = f"tests/{folder}/" if item.path.parent != tests else "tests/"
+            strays.append(f"  {item.nodeid}: marked {marked or 'with no layer'}, in {where}")
+    if strays:
+        raise pytest.UsageError(
+            "every test belongs to exactly one layer: a folder of tests/ among "
+            f"{', '.join(LAYERS)} and its marker (`pytestmark = pytest.mark.<layer>`):\n"
+            + "\n".join(strays)
+        )
+
+
 def load_event(name: str) -> dict[str, Any]:
     """A payload from events/, the same file `sam local invoke -e` takes."""
     return json.loads((EVENTS / f"{name}.json").read_text())
