@@ -128,10 +128,32 @@ def pgtools_dir() -> Path:
         pytest.fail(f"{error} (`make test` builds it)")
 
 
-@pytest.fixture(scope="session")
+# One cluster per major per module (a second or so to start): a module's tests share it,
+# each in a fresh database (`database_url`), and no module sees another's databases,
+# whatever the order the modules run in.
+PG15 = Path(os.environ.get("PGBACKUPS_PG15_DIR", "/usr/lib/postgresql/15"))
+
+
+@pytest.fixture(scope="module")
 def postgres() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL 18 cluster shared by the session; tests create their own databases."""
+    """A PostgreSQL 18 cluster shared by the module's tests."""
     server = EmbeddedPostgres(name="tests").init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="module")
+def postgres15() -> Iterator[EmbeddedPostgres]:
+    """Debian's PostgreSQL 15 (`make test` installs it), shared by the module's tests:
+    most servers out there are older than pg_restore 18."""
+    if not (PG15 / "bin" / "postgres").exists():
+        pytest.fail(
+            f"Debian's PostgreSQL 15 is not in {PG15}: `make test` installs it "
+            "(apt-get install -y postgresql-15)"
+        )
+    server = EmbeddedPostgres(name="pg15", install=PG15).init().start()
     try:
         yield server
     finally:
