@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -50,6 +51,16 @@ os.environ.update(
 )
 
 
+def _stopped(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run stopped by SIGTERM (a CI timeout, `kill`) ends as on Ctrl-C: the fixtures'
+    # teardowns stop the clusters, servers and stacks they started.
+    signal.signal(signal.SIGTERM, _stopped)
+
+
 # -- layers -------------------------------------------------------------------------
 
 # Each layer is a folder of tests/ and the marker of the same name; `make test-<layer>`
@@ -62,6 +73,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     tests = Path(__file__).parent
     strays = []
     for item in items:
+        if not item.path.is_relative_to(tests):
+            continue  # not this suite's (this conftest loaded as a plugin elsewhere)
         folder = item.path.relative_to(tests).parts[0]
         marked = sorted({mark.name for mark in item.iter_markers() if mark.name in LAYERS})
         if marked != [folder]:
