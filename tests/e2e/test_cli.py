@@ -41,10 +41,10 @@ UNKNOWN_ID = "01KB3ZQ4Y6M7T2N8S0F1E9V5ZZ"
 @pytest.fixture
 def empty_stack(tmp_path: Path) -> Iterator[Cli]:
     """The CLI on a stack of this test's own: no other test has registered anything on it."""
+    for folder in ("stack", "work", "home"):
+        (tmp_path / folder).mkdir()
     stack = start_stack(tmp_path / "stack")
     try:
-        (tmp_path / "work").mkdir()
-        (tmp_path / "home").mkdir()
         yield Cli(stack, beside_the_stack(tmp_path / "work", stack), tmp_path / "home")
     finally:
         assert stack.stop() == 0, stack.log()[-3000:]
