@@ -66,20 +66,28 @@ def pytest_configure(config: pytest.Config) -> None:
 # Each layer is a folder of tests/ and the marker of the same name; `make test-<layer>`
 # runs one, `make test` all of them. A test outside them would never run.
 LAYERS = ("unit", "integration", "e2e", "template")
+# What a unit test must not start (`make test-unit` needs the venv alone, and is quick).
+SERVERS = ("postgres", "postgres15", "moto_endpoint")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Refuse to run a test that is not in exactly one layer, its folder's."""
-    tests = Path(__file__).parent
+    """Refuse to run a test that is not in exactly one layer, its folder's, or a unit test
+    that starts a server."""
+    tests = config.rootpath / "tests"
     strays = []
     for item in items:
         if not item.path.is_relative_to(tests):
             continue  # not this suite's (this conftest loaded as a plugin elsewhere)
         folder = item.path.relative_to(tests).parts[0]
         marked = sorted({mark.name for mark in item.iter_markers() if mark.name in LAYERS})
+        servers = [name for name in SERVERS if name in getattr(item, "fixturenames", ())]
         if marked != [folder]:
             where = f"tests/{folder}/" if item.path.parent != tests else "tests/"
             strays.append(f"  {item.nodeid}: marked {marked or 'with no layer'}, in {where}")
+        elif folder == "unit" and servers:
+            strays.append(
+                f"  {item.nodeid}: a unit test starts no server, this one uses {servers[0]}"
+            )
     if strays:
         raise pytest.UsageError(
             "every test belongs to exactly one layer: a folder of tests/ among "
