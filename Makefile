@@ -36,6 +36,7 @@ SAY = @printf '\033[1m==> %s\033[0m\n'
 help:
 	@echo "make demo    the whole flow on the local stack with an embedded PostgreSQL"
 	@echo "make test    the whole suite (unit, integration, e2e) and the template checks"
+	@echo "make test-unit, test-template, test-integration, test-e2e   one layer of it"
 	@echo "make lint    ruff and mypy"
 	@echo "make build   sam build: both layers and every function into $(BUILD_DIR)"
 	@echo "make local   the local stack in the foreground"
@@ -114,8 +115,25 @@ $(CHROMIUM):
 	    exit 1; \
 	fi
 
-test: setup build $(CHROMIUM)
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The suite in layers, fastest first; each target sets up only what its layer needs.
+# tests/conftest.py refuses a test that is not in exactly one layer (folder and marker).
+test: test-unit test-template test-integration test-e2e
+
+# No server, no build: the venv alone.
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# sam validate --lint, cfn-lint and checkov on template.yaml.
+test-template: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
+	$(PY) -m pytest tests/template $(PYTEST_ARGS)
+
+# Real PostgreSQL 18 and 15 clusters, a moto server, the built layers.
+test-integration: $(VENV)/.installed postgresql-15 build
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# The local stack and the CLI in subprocesses, the dashboard in chromium.
+test-e2e: $(VENV)/.installed postgresql-15 build $(CHROMIUM)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 screenshot: setup build $(CHROMIUM)
 	PGBACKUPS_SCREENSHOT=$(CURDIR)/docs/dashboard-backups.png \
@@ -148,4 +166,4 @@ install-cli: $(VENV)/.installed
 clean:
 	rm -rf $(BUILD_DIR) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup build test lint local demo bench screenshot clean install-cli postgresql-15
+.PHONY: help setup build test test-unit test-template test-integration test-e2e lint local demo bench screenshot clean install-cli postgresql-15

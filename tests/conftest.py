@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,6 +49,51 @@ os.environ.update(
     POWERTOOLS_METRICS_NAMESPACE="pgbackups",
     POWERTOOLS_SERVICE_NAME="pgbackups",
 )
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run stopped by SIGTERM (a CI timeout, `kill`) ends as on Ctrl-C: the fixtures'
+    # teardowns stop the clusters, servers and stacks they started.
+    signal.signal(signal.SIGTERM, _stopped)
+
+
+# -- layers -------------------------------------------------------------------------
+
+# Each layer is a folder of tests/ and the marker of the same name; `make test-<layer>`
+# runs one, `make test` all of them. A test outside them would never run.
+LAYERS = ("unit", "integration", "e2e", "template")
+# What a unit test must not start (`make test-unit` needs the venv alone, and is quick).
+SERVERS = ("postgres", "postgres15", "moto_endpoint")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run a test that is not in exactly one layer, its folder's, or a unit test
+    that starts a server."""
+    tests = config.rootpath / "tests"
+    strays = []
+    for item in items:
+        if not item.path.is_relative_to(tests):
+            continue  # not this suite's (this conftest loaded as a plugin elsewhere)
+        folder = item.path.relative_to(tests).parts[0]
+        marked = sorted({mark.name for mark in item.iter_markers() if mark.name in LAYERS})
+        servers = [name for name in SERVERS if name in getattr(item, "fixturenames", ())]
+        if marked != [folder]:
+            where = f"tests/{folder}/" if item.path.parent != tests else "tests/"
+            strays.append(f"  {item.nodeid}: marked {marked or 'with no layer'}, in {where}")
+        elif folder == "unit" and servers:
+            strays.append(
+                f"  {item.nodeid}: a unit test starts no server, this one uses {servers[0]}"
+            )
+    if strays:
+        raise pytest.UsageError(
+            "every test belongs to exactly one layer: a folder of tests/ among "
+            f"{', '.join(LAYERS)} and its marker (`pytestmark = pytest.mark.<layer>`):\n"
+            + "\n".join(strays)
+        )
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -103,10 +149,32 @@ def pgtools_dir() -> Path:
         pytest.fail(f"{error} (`make test` builds it)")
 
 
-@pytest.fixture(scope="session")
+# One cluster per major per module (a second or so to start): a module's tests share it,
+# each in a fresh database (`database_url`), and no module sees another's databases,
+# whatever the order the modules run in.
+PG15 = Path(os.environ.get("PGBACKUPS_PG15_DIR", "/usr/lib/postgresql/15"))
+
+
+@pytest.fixture(scope="module")
 def postgres() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL 18 cluster shared by the session; tests create their own databases."""
+    """A PostgreSQL 18 cluster shared by the module's tests."""
     server = EmbeddedPostgres(name="tests").init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="module")
+def postgres15() -> Iterator[EmbeddedPostgres]:
+    """Debian's PostgreSQL 15 (`make test` installs it), shared by the module's tests:
+    most servers out there are older than pg_restore 18."""
+    if not (PG15 / "bin" / "postgres").exists():
+        pytest.fail(
+            f"Debian's PostgreSQL 15 is not in {PG15}: `make test` installs it "
+            "(apt-get install -y postgresql-15)"
+        )
+    server = EmbeddedPostgres(name="pg15", install=PG15).init().start()
     try:
         yield server
     finally:

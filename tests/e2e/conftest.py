@@ -250,9 +250,9 @@ class Source:
         return self.server.psql(ROWS_SQL, database or self.name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def source(postgres: EmbeddedPostgres) -> Source:
-    """A database with sample rows, shared by the CLI modules (each registers it on its stack)."""
+    """A database with sample rows on the module's cluster (each module registers it on its stack)."""
     url = postgres.create_database("cli_shop")
     postgres.psql(SAMPLE_SQL, "cli_shop")
     return Source("cli_shop", url, postgres)
@@ -264,22 +264,3 @@ def lines(text: str) -> list[str]:
 
 def cells(line: str) -> list[str]:
     return [cell.strip() for cell in line.split("│")]
-
-
-PG15 = Path(os.environ.get("PGBACKUPS_PG15_DIR", "/usr/lib/postgresql/15"))
-
-
-@pytest.fixture(scope="session")
-def postgres15() -> Iterator[EmbeddedPostgres]:
-    """Debian's PostgreSQL 15 (`make test` installs it), as the postgres user, on 127.0.0.1:
-    most servers out there are older than pg_restore 18."""
-    if not (PG15 / "bin" / "postgres").exists():
-        pytest.fail(
-            f"Debian's PostgreSQL 15 is not in {PG15}: `make test` installs it "
-            "(apt-get install -y postgresql-15)"
-        )
-    server = EmbeddedPostgres(name="pg15", install=PG15).init().start()
-    try:
-        yield server
-    finally:
-        server.destroy()

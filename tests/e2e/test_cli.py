@@ -13,12 +13,22 @@ import hashlib
 import json
 import shutil
 import stat
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pgbackups_local.postgres import EmbeddedPostgres, free_port
-from tests.e2e.conftest import Cli, Source, cells, lines
+from tests.e2e.conftest import (
+    SAMPLE_SQL,
+    Cli,
+    Source,
+    beside_the_stack,
+    cells,
+    lines,
+    start_stack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -28,9 +38,20 @@ UNKNOWN_ID = "01KB3ZQ4Y6M7T2N8S0F1E9V5ZZ"
 # -- an empty stack; configuration and failures ---------------------------------------------
 
 
-def test_an_empty_stack(cli: Cli, folder: Path) -> None:
-    if cli.api_get("/v1/databases")["databases"]:
-        pytest.skip("the stack already has databases (tests run out of order)")
+@pytest.fixture
+def empty_stack(tmp_path: Path) -> Iterator[Cli]:
+    """The CLI on a stack of this test's own: no other test has registered anything on it."""
+    for folder in ("stack", "work", "home"):
+        (tmp_path / folder).mkdir()
+    stack = start_stack(tmp_path / "stack")
+    try:
+        yield Cli(stack, beside_the_stack(tmp_path / "work", stack), tmp_path / "home")
+    finally:
+        assert stack.stop() == 0, stack.log()[-3000:]
+
+
+def test_an_empty_stack(empty_stack: Cli) -> None:
+    cli = empty_stack
     result = cli("databases")
     assert (result.returncode, result.stdout) == (
         0,
@@ -147,7 +168,19 @@ def test_a_refused_connection_url_is_not_echoed(cli: Cli, folder: Path, source: 
 # -- the round trip -------------------------------------------------------------------------
 
 
-def test_round_trip(cli: Cli, folder: Path, source: Source, postgres: EmbeddedPostgres) -> None:
+@pytest.fixture
+def fresh_source(postgres: EmbeddedPostgres) -> Source:
+    """The sample rows in a database of this test's own: registered nowhere, never backed up."""
+    name = f"cli_{uuid.uuid4().hex[:8]}"
+    url = postgres.create_database(name)
+    postgres.psql(SAMPLE_SQL, name)
+    return Source(name, url, postgres)
+
+
+def test_round_trip(
+    cli: Cli, folder: Path, fresh_source: Source, postgres: EmbeddedPostgres
+) -> None:
+    source = fresh_source
     name = source.name
     added = cli("databases-add", name, "--url", "-", input=source.url + "\n")
     assert (added.returncode, added.stdout) == (
@@ -298,10 +331,13 @@ def test_a_failed_backup(cli: Cli, folder: Path, postgres: EmbeddedPostgres) -> 
     assert cells(lines(failed.stdout)[3])[3:] == ["-", "error"]
 
 
-def test_a_database_must_be_named_when_there_are_several(cli: Cli, folder: Path) -> None:
+def test_a_database_must_be_named_when_there_are_several(
+    cli: Cli, folder: Path, postgres: EmbeddedPostgres
+) -> None:
+    for name in ("cli_several_1", "cli_several_2"):
+        added = cli("databases-add", name, "--url", postgres.create_database(name))
+        assert added.returncode == 0, added.stderr
     names = sorted(d["name"] for d in cli.api_get("/v1/databases")["databases"])
-    if len(names) < 2:
-        pytest.skip("needs the databases of the tests above")
     result = cli("backups")
     assert result.returncode == 2
     assert (

@@ -13,7 +13,7 @@ import pytest
 
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, LambdaContext, RecordingRunner, load_function
-from tests.integration.test_api import NOW, Api, make_backup, secret_value, table_items
+from tests.integration.api import NOW, Api, make_backup, secret_value, table_items
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import pytest
 from pgbackups.domain.models import ConnectionInfo
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, LambdaContext, RecordingRunner, load_function
-from tests.integration.test_api import NOW, Answer, Api
+from tests.integration.api import NOW, Answer, Api
 
 pytestmark = pytest.mark.integration
 

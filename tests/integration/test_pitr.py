@@ -42,7 +42,7 @@ from pgbackups_cli.pitr import (
 )
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, LambdaContext, RecordingRunner, load_function
-from tests.integration.test_api import Api
+from tests.integration.api import Api
 
 pytestmark = pytest.mark.integration
 

@@ -13,13 +13,13 @@ import pytest
 
 from pgbackups.domain.models import BackupRecord
 from tests.conftest import RecordingRunner
-from tests.integration.test_api import NOW, Api, api  # noqa: F401 (the api fixture)
+from tests.integration.api import NOW, Api
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def fargate(api: Api) -> RecordingRunner:  # noqa: F811
+def fargate(api: Api) -> RecordingRunner:
     runner = RecordingRunner()
     api.services.fargate = runner
     return runner
@@ -42,7 +42,7 @@ def trigger(client: Api, name: str) -> dict[str, Any]:
 
 
 def test_runner_is_auto_by_default_and_can_be_set_and_changed(
-    api: Api,  # noqa: F811
+    api: Api,
     fargate: RecordingRunner,
     database_url: str,
 ) -> None:
@@ -56,7 +56,7 @@ def test_runner_is_auto_by_default_and_can_be_set_and_changed(
 
 
 def test_fargate_is_refused_where_the_deployment_has_no_fargate_runner(
-    api: Api,  # noqa: F811
+    api: Api,
     database_url: str,
 ) -> None:
     assert api.services.fargate is None  # the test stack has no subnets
@@ -73,7 +73,7 @@ def test_fargate_is_refused_where_the_deployment_has_no_fargate_runner(
 
 
 def test_each_backup_goes_to_the_runner_its_history_calls_for(
-    api: Api,  # noqa: F811
+    api: Api,
     fargate: RecordingRunner,
     database_url: str,
 ) -> None:
@@ -106,7 +106,7 @@ def test_each_backup_goes_to_the_runner_its_history_calls_for(
 
 
 def test_a_refused_run_task_fails_the_backup_with_ecs_reason_and_releases_the_lock(
-    api: Api,  # noqa: F811
+    api: Api,
     fargate: RecordingRunner,
     database_url: str,
 ) -> None:

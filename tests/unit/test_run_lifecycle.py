@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from pgbackups.domain.models import BackupRecord
+
+pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 1, 15, 1, 0, tzinfo=UTC)
 LAMBDA_TIMEOUT = timedelta(minutes=15)
