@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from botocore.exceptions import ClientError
 
 from pgbackups.domain.models import BackupRecord
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from tests.conftest import AwsStack, LambdaContext, RecordingRunner, load_event
 
 UNSET: Any = object()
