@@ -586,6 +586,42 @@ class Catalog:
     def delete_backup_record(self, database: str, backup_id: str) -> None:
         self._db.delete_item(TableName=self._table, Key=_backup_key(database, backup_id))
 
+    def protect_backup(
+        self,
+        database: str,
+        backup_id: str,
+        *,
+        locked_until: datetime | None = None,
+        legal_hold: bool | None = None,
+    ) -> BackupRecord:
+        """Record a later Object Lock date (never an earlier one) and/or the legal hold
+        of a visible backup; BackupNotFound when there is none (or it is being deleted)."""
+        assignments: list[str] = []
+        values: dict[str, object] = {}
+        condition = "attribute_exists(pk) AND attribute_not_exists(deleting_at)"
+        if locked_until is not None:
+            assignments.append("locked_until = :until")
+            values["until"] = to_rfc3339(locked_until)
+            # RFC 3339 UTC strings of one format sort as the dates do.
+            condition += " AND (attribute_not_exists(locked_until) OR locked_until < :until)"
+        if legal_hold is not None:
+            assignments.append("legal_hold = :held")
+            values["held"] = legal_hold
+        try:
+            item = self._db.update_item(
+                TableName=self._table,
+                Key=_backup_key(database, backup_id),
+                UpdateExpression="SET " + ", ".join(assignments),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=_values(**values),
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if not _is_conditional_failure(error):
+                raise
+            return self.get_backup(database, backup_id)  # BackupNotFound, or a later date
+        return BackupRecord.model_validate(_from_item(item))
+
     def database_histories(self) -> list[DatabaseHistory]:
         """Every database, removed ones included, with its backups, in one paged Scan
         (the dispatcher's hourly read) rather than queries per database.
