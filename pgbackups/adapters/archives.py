@@ -185,7 +185,11 @@ class StreamUpload:
                 raise CancelledError("an earlier part failed")
             checksum = crc32(buffer)
             sent = self._s3.upload_part(
-                **self._where, PartNumber=number, Body=buffer, ChecksumCRC32=checksum
+                **self._where,
+                PartNumber=number,
+                Body=buffer,
+                ChecksumAlgorithm=PART_CHECKSUM,
+                ChecksumCRC32=checksum,
             )
             with self._counting:  # one report at a time, each total larger than the last
                 self._uploaded += len(buffer)
@@ -269,6 +273,9 @@ class ArchiveStore:
                 Key=key,
                 Body=first,
                 ContentType=CONTENT_TYPE,
+                # The algorithm named too (x-amz-sdk-checksum-algorithm): S3 requires it,
+                # or Content-MD5, with lock parameters; botocore sends the CRC32 given.
+                ChecksumAlgorithm=PART_CHECKSUM,
                 ChecksumCRC32=crc32(first),
                 **self._lock_parameters(key),
             )
