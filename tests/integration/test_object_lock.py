@@ -29,9 +29,17 @@ from botocore.exceptions import ClientError
 from pgbackups.adapters.archives import ArchiveStore
 from pgbackups.domain.errors import BackupLocked, BackupNotFound
 from pgbackups.domain.lock import BackupLock, LockMode
-from pgbackups.domain.models import BackupRecord, DatabaseRecord, RetentionPolicy, utcnow
+from pgbackups.domain.models import (
+    BackupRecord,
+    BackupRequest,
+    ConnectionInfo,
+    DatabaseRecord,
+    RetentionPolicy,
+    utcnow,
+)
 from pgbackups.services import Services
 from pgbackups.settings import Settings
+from pgbackups.usecases.backup import run_backup
 from pgbackups.usecases.holds import hold_backup, release_backup
 from pgbackups.usecases.retention import apply_retention, delete_backup
 from pgbackups.wiring import build_services
@@ -187,6 +195,32 @@ def test_without_a_lock_nothing_is_locked(aws: AwsStack) -> None:
     services = locked_services(aws, "off")
     services.archives.upload_stream("databases/shop/backups/a.pgsql", io.BytesIO(b"PGDMP x"))
     assert lock_of(services, "databases/shop/backups/a.pgsql") == (None, None)
+
+
+def test_a_backup_is_recorded_with_the_date_s3_holds_at_least(
+    services: Services, database_url: str
+) -> None:
+    """A real pg_dump through the backup use case: its archive locked, the record's
+    `locked_until` no earlier than the date S3 holds (set when the upload began)."""
+    services.catalog.create_database(DatabaseRecord(name="shop", created_at=utcnow()))
+    services.secrets.put("shop", ConnectionInfo(url=database_url))
+    record = BackupRecord.new("shop", "manual", utcnow())
+    services.catalog.create_backup(record)
+
+    finished = run_backup(
+        services,
+        BackupRequest(database="shop", backup_id=record.id),
+        seconds_left=600,
+        runner="lambda",
+    )
+
+    assert finished is not None and finished.status == "done", finished
+    mode, until = lock_of(services, record.object_key)
+    assert mode == "GOVERNANCE" and until is not None
+    assert finished.locked_until is not None
+    assert until <= finished.locked_until <= until + timedelta(minutes=5)
+    shown = services.catalog.get_backup("shop", record.id)
+    assert (shown.locked_until, shown.legal_hold) == (finished.locked_until, False)
 
 
 # ---------------------------------------------------------- multipart lock headers
