@@ -86,13 +86,13 @@ def s3(services: Services) -> Any:
 
 
 def versions(services: Services, key: str) -> list[dict[str, Any]]:
-    listing = s3(services).list_object_versions(Bucket=services.archives.bucket, Prefix=key)
+    listing = s3(services).list_object_versions(Bucket=services.settings.bucket_name, Prefix=key)
     return [v for v in listing.get("Versions", []) if v["Key"] == key]
 
 
 def lock_of(services: Services, key: str) -> tuple[str | None, datetime | None]:
     """The current version's Object Lock mode and date (HeadObject: see the module doc)."""
-    head = s3(services).head_object(Bucket=services.archives.bucket, Key=key)
+    head = s3(services).head_object(Bucket=services.settings.bucket_name, Key=key)
     return head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
 
 
@@ -148,7 +148,7 @@ def test_a_locked_archive_version_cannot_be_deleted(aws: AwsStack, mode: LockMod
     (version,) = versions(services, "databases/shop/backups/a.pgsql")
     with pytest.raises(ClientError) as refused:
         s3(services).delete_object(
-            Bucket=services.archives.bucket,
+            Bucket=services.settings.bucket_name,
             Key="databases/shop/backups/a.pgsql",
             VersionId=version["VersionId"],
         )
@@ -167,7 +167,7 @@ def test_governance_gives_way_only_to_the_bypass_permission_compliance_to_nobody
         key = f"databases/shop/backups/{mode}.pgsql"
         services.archives.upload_stream(key, io.BytesIO(b"PGDMP x"))
         (version,) = versions(services, key)
-        delete = {"Bucket": services.archives.bucket, "Key": key}
+        delete = {"Bucket": services.settings.bucket_name, "Key": key}
         if deletable:
             s3(services).delete_object(
                 **delete, VersionId=version["VersionId"], BypassGovernanceRetention=True
@@ -329,7 +329,9 @@ def test_a_held_backup_outlives_its_retention_until_released(services: Services)
 
     held = hold_backup(services, "shop", old.id)
     assert held.legal_hold is True
-    hold = s3(services).get_object_legal_hold(Bucket=services.archives.bucket, Key=old.object_key)
+    hold = s3(services).get_object_legal_hold(
+        Bucket=services.settings.bucket_name, Key=old.object_key
+    )
     assert hold["LegalHold"]["Status"] == "ON"
 
     long_after = now + timedelta(days=400)
@@ -341,7 +343,9 @@ def test_a_held_backup_outlives_its_retention_until_released(services: Services)
 
     released = release_backup(services, "shop", old.id)
     assert released.legal_hold is False
-    hold = s3(services).get_object_legal_hold(Bucket=services.archives.bucket, Key=old.object_key)
+    hold = s3(services).get_object_legal_hold(
+        Bucket=services.settings.bucket_name, Key=old.object_key
+    )
     assert hold["LegalHold"]["Status"] == "OFF"
     assert [r.id for r in apply_retention(services, database, long_after)] == [old.id]
 
@@ -349,8 +353,14 @@ def test_a_held_backup_outlives_its_retention_until_released(services: Services)
 # ------------------------------------------------------------------------------ API
 
 
+@dataclasses.dataclass
+class LockedApi:
+    services: Services
+    call: Callable[[str, str], tuple[int, Any]]  # (event name, backup id) -> (status, body)
+
+
 @pytest.fixture
-def api(aws: AwsStack, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch) -> Any:
+def api(aws: AwsStack, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch) -> LockedApi:
     """functions/api.py on a locked bucket, as the template configures it."""
     bucket = locked_bucket(aws)
     monkeypatch.setenv("BUCKET_NAME", bucket)
@@ -369,12 +379,13 @@ def api(aws: AwsStack, lambda_context: LambdaContext, monkeypatch: pytest.Monkey
         body = response.get("body")
         return response["statusCode"], json.loads(body) if body else None
 
-    module.call = call
-    return module
+    return LockedApi(module.services, call)
 
 
-def test_the_api_refuses_to_delete_a_locked_backup_and_holds_and_releases(api: Any) -> None:
-    services: Services = api.services
+def test_the_api_refuses_to_delete_a_locked_backup_and_holds_and_releases(
+    api: LockedApi,
+) -> None:
+    services = api.services
     register(services)
     backup = done_backup(services, utcnow() - timedelta(hours=1))
     assert backup.locked_until is not None
@@ -396,8 +407,8 @@ def test_the_api_refuses_to_delete_a_locked_backup_and_holds_and_releases(api: A
     assert len(versions(services, backup.object_key)) == 1
 
 
-def test_a_backup_not_done_cannot_be_held(api: Any) -> None:
-    services: Services = api.services
+def test_a_backup_not_done_cannot_be_held(api: LockedApi) -> None:
+    services = api.services
     register(services)
     record = BackupRecord.new("shop", "manual", utcnow())
     services.catalog.create_backup(record)
