@@ -11,29 +11,38 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger
 
 from pgbackups.domain.errors import BackupNotDone
-from pgbackups.domain.models import BackupRecord
+from pgbackups.domain.models import BackupRecord, DatabaseRecord
 from pgbackups.services import Services
+from pgbackups.usecases.backup import ShownBackups
+from pgbackups.usecases.retention import kept_as
 
 logger = Logger(child=True)
 
 
-def hold_backup(services: Services, database: str, backup_id: str) -> BackupRecord:
-    """Put a done backup under a legal hold (again: no change). BackupNotDone before it is
-    done; DatabaseNotFound, BackupNotFound."""
-    record = _backup(services, database, backup_id)
+def hold_backup(services: Services, database: str, backup_id: str) -> ShownBackups:
+    """Put a done backup under a legal hold (again: no change); the backup as shown after.
+    BackupNotDone before it is done; DatabaseNotFound, BackupNotFound."""
+    owner, record = _backup(services, database, backup_id)
     if record.status != "done":
         raise BackupNotDone(f"backup {backup_id} is {record.status}: only a done backup is held")
-    return _set_hold(services, record, held=True)
+    return _shown(services, owner, _set_hold(services, record, held=True))
 
 
-def release_backup(services: Services, database: str, backup_id: str) -> BackupRecord:
+def release_backup(services: Services, database: str, backup_id: str) -> ShownBackups:
     """Lift a backup's legal hold (none: no change); retention then treats it as any other."""
-    return _set_hold(services, _backup(services, database, backup_id), held=False)
+    owner, record = _backup(services, database, backup_id)
+    return _shown(services, owner, _set_hold(services, record, held=False))
 
 
-def _backup(services: Services, database: str, backup_id: str) -> BackupRecord:
-    services.catalog.get_database(database, include_removed=True)
-    return services.catalog.get_backup(database, backup_id)
+def _backup(
+    services: Services, database: str, backup_id: str
+) -> tuple[DatabaseRecord, BackupRecord]:
+    owner = services.catalog.get_database(database, include_removed=True)
+    return owner, services.catalog.get_backup(database, backup_id)
+
+
+def _shown(services: Services, owner: DatabaseRecord, record: BackupRecord) -> ShownBackups:
+    return ShownBackups([record], kept_as(services, owner, [record]))
 
 
 def _set_hold(services: Services, record: BackupRecord, *, held: bool) -> BackupRecord:

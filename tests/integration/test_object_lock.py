@@ -327,7 +327,7 @@ def test_a_held_backup_outlives_its_retention_until_released(services: Services)
     old = done_backup(services, now - timedelta(hours=2))
     done_backup(services, now - timedelta(hours=1))
 
-    held = hold_backup(services, "shop", old.id)
+    (held,) = hold_backup(services, "shop", old.id).backups
     assert held.legal_hold is True
     hold = s3(services).get_object_legal_hold(
         Bucket=services.settings.bucket_name, Key=old.object_key
@@ -341,7 +341,7 @@ def test_a_held_backup_outlives_its_retention_until_released(services: Services)
         delete_backup(services, "shop", old.id)
     assert refused.value.details["legal_hold"] is True
 
-    released = release_backup(services, "shop", old.id)
+    (released,) = release_backup(services, "shop", old.id).backups
     assert released.legal_hold is False
     hold = s3(services).get_object_legal_hold(
         Bucket=services.settings.bucket_name, Key=old.object_key
@@ -399,6 +399,7 @@ def test_the_api_refuses_to_delete_a_locked_backup_and_holds_and_releases(
 
     status, body = api.call("api-hold-backup", backup.id)
     assert (status, body["legal_hold"], body["locked_until"]) == (200, True, until)
+    assert body["kept_as"] == "manual"  # shown as everywhere else
     status, body = api.call("api-get-backup", backup.id)
     assert (status, body["legal_hold"]) == (200, True)
 

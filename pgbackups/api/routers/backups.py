@@ -97,7 +97,8 @@ def build_router(services: Services) -> Router:
         responses=answers(200, "The backup, held", 409),
     )
     def hold(db: DatabaseParam, id: BackupIdParam) -> BackupView:
-        (held,) = backup_views([hold_backup(services, db, id)], {})
+        shown = hold_backup(services, db, id)
+        (held,) = backup_views(shown.backups, shown.kept)
         return held
 
     @router.delete(
@@ -108,7 +109,8 @@ def build_router(services: Services) -> Router:
         responses=answers(200, "The backup, released"),
     )
     def release(db: DatabaseParam, id: BackupIdParam) -> BackupView:
-        (released,) = backup_views([release_backup(services, db, id)], {})
+        shown = release_backup(services, db, id)
+        (released,) = backup_views(shown.backups, shown.kept)
         return released
 
     @router.get(
