@@ -38,6 +38,7 @@ from pgbackups.domain.errors import (
     PeriodicBackupExists,
     PgBackupsError,
 )
+from pgbackups.domain.lock import is_protected, locked_error
 from pgbackups.domain.models import (
     BACKUP_ID,
     SECRET_DELETION_LEASE,
@@ -561,16 +562,27 @@ class Catalog:
                     raise
 
     def mark_deleting(self, database: str, backup_id: str, at: datetime) -> BackupRecord:
-        """First step of a deletion: hide the record, refuse while it is active."""
+        """First step of a deletion: hide the record, refuse while it is active (Conflict),
+        locked or held (BackupLocked)."""
         try:
             item = self._db.update_item(
                 TableName=self._table,
                 Key=_backup_key(database, backup_id),
                 UpdateExpression="SET deleting_at = if_not_exists(deleting_at, :at)",
-                ConditionExpression="attribute_exists(pk) AND NOT #status IN (:scheduled, :running)",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND NOT #status IN (:scheduled, :running)"
+                    # Object Lock: RFC 3339 UTC strings of one format sort as the dates do.
+                    " AND (attribute_not_exists(legal_hold) OR legal_hold = :unheld)"
+                    " AND (attribute_not_exists(locked_until) OR locked_until <= :at"
+                    " OR attribute_type(locked_until, :null))"
+                ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=_values(
-                    at=to_rfc3339(at), scheduled="scheduled", running="running"
+                    at=to_rfc3339(at),
+                    scheduled="scheduled",
+                    running="running",
+                    unheld=False,
+                    null="NULL",
                 ),
                 ReturnValues="ALL_NEW",
             )["Attributes"]
@@ -578,6 +590,8 @@ class Catalog:
             if not _is_conditional_failure(error):
                 raise
             record = self.get_backup(database, backup_id)  # raises BackupNotFound
+            if is_protected(record, at):
+                raise locked_error(record) from None
             raise Conflict(
                 f"backup {backup_id} is {record.status}: it can be deleted once it has finished"
             ) from None

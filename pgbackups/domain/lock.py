@@ -16,7 +16,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pgbackups.domain.models import BackupRecord, RetentionPolicy
+from pgbackups.domain.errors import BackupLocked
+from pgbackups.domain.models import BackupRecord, RetentionPolicy, to_rfc3339
 
 LockMode = Literal["off", "governance", "compliance"]
 LOCK_MODES: tuple[LockMode, ...] = ("off", "governance", "compliance")
@@ -88,3 +89,13 @@ def is_protected(backup: BackupRecord, now: datetime) -> bool:
     if backup.legal_hold:
         return True
     return backup.locked_until is not None and backup.locked_until > now
+
+
+def locked_error(backup: BackupRecord) -> BackupLocked:
+    """Why `backup` cannot be deleted now (`is_protected`), with its date and hold."""
+    until = to_rfc3339(backup.locked_until) if backup.locked_until else None
+    if backup.legal_hold:
+        message = f"backup {backup.id} is under a legal hold: release it first"
+    else:
+        message = f"backup {backup.id} is locked until {until}: it can be deleted after that"
+    return BackupLocked(message, locked_until=until, legal_hold=backup.legal_hold)

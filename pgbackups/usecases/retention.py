@@ -47,19 +47,7 @@ def delete_backup(services: Services, database: str, backup_id: str) -> BackupRe
     """A user's deletion (a removed database's backups too, while they expire): Conflict
     while the backup is scheduled or running; DatabaseNotFound, or BackupNotFound."""
     services.catalog.get_database(database, include_removed=True)
-    record = services.catalog.get_backup(database, backup_id)
-    if is_protected(record, services.clock()):
-        raise _locked(record)
-    return _delete(services, database, backup_id)
-
-
-def _locked(record: BackupRecord) -> BackupLocked:
-    until = to_rfc3339(record.locked_until) if record.locked_until else None
-    if record.legal_hold:
-        message = f"backup {record.id} is under a legal hold: release it first"
-    else:
-        message = f"backup {record.id} is locked until {until}: it can be deleted after that"
-    return BackupLocked(message, locked_until=until, legal_hold=record.legal_hold)
+    return _delete(services, database, backup_id)  # BackupLocked while locked or held
 
 
 def _delete(services: Services, database: str, backup_id: str) -> BackupRecord:
@@ -70,13 +58,16 @@ def _delete(services: Services, database: str, backup_id: str) -> BackupRecord:
     return record
 
 
-def _delete_if_still_there(services: Services, record: BackupRecord) -> BackupRecord:
+def _delete_if_still_there(services: Services, record: BackupRecord) -> BackupRecord | None:
     """Delete a backup of the retention plan; one deleted meanwhile (a user's DELETE, another
-    application of retention) is what the plan wanted: already deleted, and the rest of the plan goes on."""
+    application of retention) is what the plan wanted: already deleted, and the rest of the plan goes on.
+    One held (or locked) meanwhile is kept: None."""
     try:
         return _delete(services, record.database, record.id)
     except BackupNotFound:
         return record
+    except BackupLocked:
+        return None
 
 
 def apply_retention(
@@ -92,9 +83,10 @@ def apply_retention(
     plan = plan_retention(database.retention, backups, now, zone)
     _extend_locks(services, database, backups, plan, zone)
     deleted = [
-        _delete_if_still_there(services, record)
+        gone
         for record in plan.delete
         if not is_protected(record, now)  # kept until its date, or its release
+        and (gone := _delete_if_still_there(services, record)) is not None
     ]
     if database.removed_at is not None and len(deleted) == len(backups):
         catalog.forget_database(database.name)

@@ -350,6 +350,29 @@ def test_a_held_backup_outlives_its_retention_until_released(services: Services)
     assert [r.id for r in apply_retention(services, database, long_after)] == [old.id]
 
 
+def test_a_hold_placed_after_retention_read_the_backups_still_keeps_it(
+    services: Services,
+) -> None:
+    """Retention plans from what it read; a hold placed since is honoured by the catalog's
+    own condition, so the backup and its record stay."""
+    database = register(services, RetentionPolicy(manual=1))
+    now = utcnow()
+    old = done_backup(services, now - timedelta(hours=2))
+    done_backup(services, now - timedelta(hours=1))
+    read_before_the_hold = services.catalog.all_backups("shop")
+    hold_backup(services, "shop", old.id)
+    services.catalog.all_backups = lambda database: read_before_the_hold  # type: ignore[method-assign]
+    long_after = now + timedelta(days=400)
+    services.clock = at(long_after)
+
+    assert apply_retention(services, database, long_after) == []
+
+    assert services.catalog.get_backup("shop", old.id).legal_hold is True
+    with pytest.raises(BackupLocked):
+        services.catalog.mark_deleting("shop", old.id, long_after)
+    assert len(versions(services, old.object_key)) == 1
+
+
 # ------------------------------------------------------------------------------ API
 
 
