@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgbackups.domain.lock import DEFAULT_LOCK_DAYS, NO_LOCK, BackupLock
 from pgbackups.domain.models import DEFAULT_COMPRESSION, check_compression
 
 
@@ -38,6 +39,9 @@ class Settings:
     task_public_ip: bool = False
     task_timeout_seconds: int = 6 * 3600
     fargate_size_threshold_bytes: int = 10 * 1000**3
+    # Object Lock of everything the stack writes: the template's parameters BackupLock
+    # (governance by default) and BackupLockDays; none where the environment names none.
+    backup_lock: BackupLock = NO_LOCK
 
     @property
     def fargate_available(self) -> bool:
@@ -56,6 +60,10 @@ class Settings:
             task_timeout = int(env.get("BACKUP_TASK_TIMEOUT_SECONDS", str(6 * 3600)))
             threshold = int(env.get("FARGATE_SIZE_THRESHOLD_BYTES", str(10 * 1000**3)))
             compression = check_compression(env.get("DEFAULT_COMPRESSION", DEFAULT_COMPRESSION))
+            lock = BackupLock(
+                env.get("BACKUP_LOCK", "off"),  # type: ignore[arg-type]  # checked
+                int(env.get("BACKUP_LOCK_DAYS", str(DEFAULT_LOCK_DAYS))),
+            )
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
         return cls(
@@ -76,6 +84,7 @@ class Settings:
             task_public_ip=env.get("BACKUP_TASK_PUBLIC_IP", "DISABLED") == "ENABLED",
             task_timeout_seconds=task_timeout,
             fargate_size_threshold_bytes=threshold,
+            backup_lock=lock,
         )
 
 

@@ -64,7 +64,7 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
     return Services(
         settings=settings,
         catalog=Catalog(dynamodb, settings.table_name),
-        archives=ArchiveStore(s3, settings.bucket_name),
+        archives=ArchiveStore(s3, settings.bucket_name, settings.backup_lock),
         secrets=ConnectionSecrets(client("secretsmanager"), settings.secret_prefix),
         events=BackupEvents(client("events"), settings.event_bus_name),
         runner=LambdaRunner(lambda_client, settings.backup_function_name),

@@ -16,6 +16,7 @@ from pgbackups_cli.audit import COMMANDS as AUDIT_COMMANDS
 from pgbackups_cli.backups import COMMANDS as BACKUP_COMMANDS
 from pgbackups_cli.client import ApiFailure
 from pgbackups_cli.databases import COMMANDS as DATABASE_COMMANDS
+from pgbackups_cli.holds import COMMANDS as HOLD_COMMANDS
 from pgbackups_cli.login import COMMANDS as LOGIN_COMMANDS
 from pgbackups_cli.output import Failure, Interrupted
 from pgbackups_cli.pitr import COMMANDS as PITR_COMMANDS
@@ -94,6 +95,7 @@ def main() -> None:
 for command in (
     *DATABASE_COMMANDS,
     *BACKUP_COMMANDS,
+    *HOLD_COMMANDS,
     *PITR_COMMANDS,
     *TOKEN_COMMANDS,
     *AUDIT_COMMANDS,

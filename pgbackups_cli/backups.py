@@ -173,6 +173,8 @@ def backups_info(backup_ref: str | None, as_json: bool) -> None:
         ("pg_dump version", backup.get("pg_dump_version") or "-"),
         ("SHA-256", backup.get("sha256") or "-"),
         ("Kept as", backup.get("kept_as") or "-"),
+        ("Locked until", human_time(backup.get("locked_until"))),
+        ("Legal hold", "yes" if backup.get("legal_hold") else "no"),
     ]
     if backup.get("error"):
         fields.append(("Error", backup["error"]))

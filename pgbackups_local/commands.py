@@ -102,6 +102,11 @@ state_dir_option = click.option(
     help="Print the API token in the start-up banner (it is always in stack.json).",
 )  # fmt: skip
 @click.option(
+    "--backup-lock", type=click.Choice(["off", "governance", "compliance"]), default=None,
+    help="S3 Object Lock of what the stack writes (the template's BackupLock; default: "
+    "its default, governance).",
+)  # fmt: skip
+@click.option(
     "--parameter", "parameters", multiple=True, metavar="NAME=VALUE",
     help="Override a template parameter, as `sam deploy --parameter-overrides` does "
     "(e.g. BackupTimeoutSeconds=60). Repeatable.",
@@ -117,6 +122,7 @@ def local(
     demo_size_mb: int,
     shutdown_grace: float,
     show_token: bool,
+    backup_lock: str | None,
     parameters: tuple[str, ...],
 ) -> None:
     """Run the local stack in the foreground: moto as AWS, the HTTP API, the backup
@@ -134,6 +140,8 @@ def local(
         if not equals or not name:
             raise click.BadParameter(f"{parameter!r} is not NAME=VALUE", param_hint="--parameter")
         overrides[name] = value
+    if backup_lock is not None:
+        overrides["BackupLock"] = backup_lock
     stack = LocalStack(
         parameters=overrides,
         host=host,

@@ -134,6 +134,18 @@ class TemplateValues:
                 raise StackError(f"template.yaml has no parameter {name}")
             self.values[name] = value
         self.values["Stage"] = STAGE
+        self.conditions: dict[str, Any] = template.get("Conditions") or {}
+
+    def holds(self, condition: Any) -> bool:
+        """A template condition (by name, or Fn::Not / Fn::Equals of values) on these values."""
+        if isinstance(condition, str):
+            return self.holds(self.conditions[condition])
+        if "Fn::Not" in condition:
+            return not self.holds(condition["Fn::Not"][0])
+        if "Fn::Equals" in condition:
+            left, right = condition["Fn::Equals"]
+            return self.resolve(left) == self.resolve(right)
+        raise StackError(f"the local stack cannot evaluate {condition!r} from template.yaml")
 
     def set_ref(self, logical_id: str, value: str) -> None:
         self.values[logical_id] = value
@@ -469,7 +481,16 @@ class LocalStack:
     ) -> str:
         name = str(props.get("BucketName") or generated_name(logical_id))
         s3 = self._client("s3", moto_url)
-        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region})
+        # Object Lock can only be enabled when the bucket is created (as CloudFormation does).
+        locked = props.get("ObjectLockEnabled", False)
+        if isinstance(locked, dict) and "Fn::If" in locked:
+            condition, when_true, otherwise = locked["Fn::If"]
+            locked = when_true if self.values.holds(condition) else otherwise
+        s3.create_bucket(
+            Bucket=name,
+            CreateBucketConfiguration={"LocationConstraint": self.region},
+            ObjectLockEnabledForBucket=locked is True,
+        )
         # What changes the bucket's behaviour for the code: versioning (deletions are
         # soft), encryption, no public access. The lifecycle rules only act after
         # days and the TLS-only policy cannot hold on a plain-HTTP local endpoint.

@@ -1,4 +1,14 @@
-"""Backup archives in S3: streamed uploads, presigned downloads, deletions."""
+"""Backup archives in S3: streamed uploads, presigned downloads, deletions, Object Lock.
+
+With a backup lock (`pgbackups.domain.lock.BackupLock`), every object is written with
+its Object Lock mode and retain-until date, in the same request (PutObject, or
+CreateMultipartUpload), and every such request carries a checksum as S3 requires: the
+CRC32 of the object or of each part. The one exception is the partial WAL segment,
+rewritten at every capture: locking each of its versions would keep thousands of them.
+
+Deleting a key only adds a delete marker (the bucket is versioned; the lifecycle rules
+expire noncurrent versions once their date has passed): no function can destroy a version.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +22,7 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
+from pgbackups.domain.lock import NO_LOCK, BackupLock
 from pgbackups.domain.models import (
     DEFAULT_URL_LIFETIME,
     MAX_URL_LIFETIME,
@@ -50,6 +61,8 @@ MAX_CONCURRENCY = 4
 # the buffer it is sent from, which S3 checks on receipt.
 PART_CHECKSUM = "CRC32"
 CONTENT_TYPE = "application/octet-stream"
+# Rewritten at every capture until the segment is complete: never locked.
+UNLOCKED_SUFFIX = ".partial.gz"
 
 
 def part_size_for(expected_size: int | None) -> int:
@@ -110,9 +123,11 @@ class StreamUpload:
         key: str,
         part_size: int,
         progress: Callable[[int], None] | None = None,
+        lock: dict[str, Any] | None = None,
     ) -> None:
         self._s3 = s3
         self._where = {"Bucket": bucket, "Key": key}
+        self._lock = lock or {}
         self._part_size = part_size
         self._free: queue.Queue[bytearray] = queue.Queue()
         self._failure: BaseException | None = None
@@ -124,7 +139,11 @@ class StreamUpload:
     def run(self, stream: Readable, first: bytearray) -> None:
         """Upload `first` (a full part already read) and the rest of `stream`."""
         self._where["UploadId"] = self._s3.create_multipart_upload(
-            **self._where, ContentType=CONTENT_TYPE, ChecksumAlgorithm=PART_CHECKSUM
+            **self._where,
+            ContentType=CONTENT_TYPE,
+            # Declared, as S3 requires with lock parameters: every part then carries its CRC32.
+            ChecksumAlgorithm=PART_CHECKSUM,
+            **self._lock,
         )["UploadId"]
         try:
             parts = self._send_all(stream, first)
@@ -166,7 +185,11 @@ class StreamUpload:
                 raise CancelledError("an earlier part failed")
             checksum = crc32(buffer)
             sent = self._s3.upload_part(
-                **self._where, PartNumber=number, Body=buffer, ChecksumCRC32=checksum
+                **self._where,
+                PartNumber=number,
+                Body=buffer,
+                ChecksumAlgorithm=PART_CHECKSUM,
+                ChecksumCRC32=checksum,
             )
             with self._counting:  # one report at a time, each total larger than the last
                 self._uploaded += len(buffer)
@@ -182,13 +205,48 @@ class StreamUpload:
 
 
 class ArchiveStore:
-    def __init__(self, s3: Any, bucket: str) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        lock: BackupLock = NO_LOCK,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._s3 = s3
         self._bucket = bucket
+        self._lock = lock
+        self._clock = clock
 
     @property
     def bucket(self) -> str:
         return self._bucket
+
+    def _lock_parameters(self, key: str) -> dict[str, Any]:
+        """PutObject's (and CreateMultipartUpload's) Object Lock parameters for `key`."""
+        until = self._lock.until(self._clock())
+        if until is None or key.endswith(UNLOCKED_SUFFIX):
+            return {}
+        return {"ObjectLockMode": self._lock.mode.upper(), "ObjectLockRetainUntilDate": until}
+
+    def extend_lock(self, key: str, until: datetime) -> None:
+        """Keep `key`'s current version locked until `until`, a date later than its own
+        (S3 refuses to shorten a compliance date; the stack never shortens any)."""
+        if not self._lock.enabled:
+            return
+        self._s3.put_object_retention(
+            Bucket=self._bucket,
+            Key=key,
+            Retention={"Mode": self._lock.mode.upper(), "RetainUntilDate": until},
+        )
+
+    def set_legal_hold(self, key: str, held: bool) -> None:
+        """Put or lift S3's legal hold on `key`'s current version (without a backup lock
+        the bucket has no Object Lock: the hold is the record's alone)."""
+        if not self._lock.enabled:
+            return
+        self._s3.put_object_legal_hold(
+            Bucket=self._bucket, Key=key, LegalHold={"Status": "ON" if held else "OFF"}
+        )
 
     def upload_stream(
         self,
@@ -215,10 +273,15 @@ class ArchiveStore:
                 Key=key,
                 Body=first,
                 ContentType=CONTENT_TYPE,
+                # The algorithm named too (x-amz-sdk-checksum-algorithm): S3 requires it,
+                # or Content-MD5, with lock parameters; botocore sends the CRC32 given.
+                ChecksumAlgorithm=PART_CHECKSUM,
                 ChecksumCRC32=crc32(first),
+                **self._lock_parameters(key),
             )
             return
-        StreamUpload(self._s3, self._bucket, key, part_size, progress).run(stream, first)
+        lock = self._lock_parameters(key)
+        StreamUpload(self._s3, self._bucket, key, part_size, progress, lock).run(stream, first)
 
     def download_url(
         self, record: BackupRecord, lifetime: timedelta = DEFAULT_URL_LIFETIME
@@ -250,6 +313,8 @@ class ArchiveStore:
             Metadata=metadata,
             Tagging=f"pgbackups-kind={kind}",
             ContentType="application/octet-stream",
+            ChecksumAlgorithm=PART_CHECKSUM,  # computed by botocore; S3 requires one with a lock
+            **self._lock_parameters(key),
         )
 
     def keys(self, prefix: str) -> list[str]:

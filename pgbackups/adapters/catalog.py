@@ -42,6 +42,7 @@ from pgbackups.domain.errors import (
     PeriodicBackupExists,
     PgBackupsError,
 )
+from pgbackups.domain.lock import is_protected, locked_error
 from pgbackups.domain.models import (
     SECRET_DELETION_LEASE,
     BackupRecord,
@@ -407,20 +408,33 @@ class Catalog:
                 return
 
     def mark_deleting(self, database: str, backup_id: str, at: datetime) -> BackupRecord:
-        """First step of a deletion: hide the record, refuse while it is active."""
+        """First step of a deletion: hide the record, refuse while it is active (Conflict),
+        locked or held (BackupLocked)."""
         try:
             item = self._table.update(
                 backup_key(database, backup_id),
                 UpdateExpression="SET deleting_at = if_not_exists(deleting_at, :at)",
-                ConditionExpression="attribute_exists(pk) AND NOT #status IN (:scheduled, :running)",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND NOT #status IN (:scheduled, :running)"
+                    # Object Lock: RFC 3339 UTC strings of one format sort as the dates do.
+                    " AND (attribute_not_exists(legal_hold) OR legal_hold = :unheld)"
+                    " AND (attribute_not_exists(locked_until) OR locked_until <= :at"
+                    " OR attribute_type(locked_until, :null))"
+                ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=values(
-                    at=to_rfc3339(at), scheduled="scheduled", running="running"
+                    at=to_rfc3339(at),
+                    scheduled="scheduled",
+                    running="running",
+                    unheld=False,
+                    null="NULL",
                 ),
                 ReturnValues="ALL_NEW",
             )
         except ConditionFailed:
             record = self.get_backup(database, backup_id)  # raises BackupNotFound
+            if is_protected(record, at):
+                raise locked_error(record) from None
             raise Conflict(
                 f"backup {backup_id} is {record.status}: it can be deleted once it has finished"
             ) from None
@@ -428,6 +442,39 @@ class Catalog:
 
     def delete_backup_record(self, database: str, backup_id: str) -> None:
         self._table.delete(backup_key(database, backup_id))
+
+    def protect_backup(
+        self,
+        database: str,
+        backup_id: str,
+        *,
+        locked_until: datetime | None = None,
+        legal_hold: bool | None = None,
+    ) -> BackupRecord:
+        """Record a later Object Lock date (never an earlier one) and/or the legal hold
+        of a visible backup; BackupNotFound when there is none (or it is being deleted)."""
+        assignments: list[str] = []
+        named: dict[str, object] = {}
+        condition = "attribute_exists(pk) AND attribute_not_exists(deleting_at)"
+        if locked_until is not None:
+            assignments.append("locked_until = :until")
+            named["until"] = to_rfc3339(locked_until)
+            # RFC 3339 UTC strings of one format sort as the dates do.
+            condition += " AND (attribute_not_exists(locked_until) OR locked_until < :until)"
+        if legal_hold is not None:
+            assignments.append("legal_hold = :held")
+            named["held"] = legal_hold
+        try:
+            item = self._table.update(
+                backup_key(database, backup_id),
+                UpdateExpression="SET " + ", ".join(assignments),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values(**named),
+                ReturnValues="ALL_NEW",
+            )
+        except ConditionFailed:
+            return self.get_backup(database, backup_id)  # BackupNotFound, or a later date
+        return _backup(item)
 
     def database_histories(self) -> list[DatabaseHistory]:
         """Every database, removed ones included, with its backups, in one paged Scan

@@ -117,6 +117,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/databases/{db}/backups/{id}"): READ,
     ("DELETE", "/v1/databases/{db}/backups/{id}"): ADMIN,
     ("GET", "/v1/databases/{db}/backups/{id}/archive"): Rule(Role.READ, issues_access=True),
+    # A hold only keeps a backup longer; releasing one lets retention delete it.
+    ("PUT", "/v1/databases/{db}/backups/{id}/hold"): OPERATE,
+    ("DELETE", "/v1/databases/{db}/backups/{id}/hold"): ADMIN,
     ("GET", "/v1/databases/{db}/schedule"): READ,
     ("PUT", "/v1/databases/{db}/schedule"): OPERATE,
     ("GET", "/v1/databases/{db}/pitr"): READ,

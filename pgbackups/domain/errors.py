@@ -54,6 +54,15 @@ class BackupNotDone(Conflict):
     code = "backup_not_done"
 
 
+class BackupLocked(Conflict):
+    """S3's Object Lock, or a legal hold, keeps the backup until a date or a release."""
+
+    code = "backup_locked"
+
+    def __init__(self, message: str, locked_until: str | None, legal_hold: bool) -> None:
+        super().__init__(message, locked_until=locked_until, legal_hold=legal_hold)
+
+
 class PeriodicBackupExists(Conflict):
     """The dispatcher already created today's periodic backup of this database."""
 

@@ -266,6 +266,10 @@ class BackupRecord(Run):
     # created it (0 on time; whole hours when it caught up a missed hour).
     scheduled_for: datetime | None = None
     late_by_seconds: int | None = None
+    # Object Lock (pgbackups.domain.lock): S3 refuses to destroy the archive before this
+    # date (extended when retention keeps it longer); a legal hold keeps it until released.
+    locked_until: datetime | None = None
+    legal_hold: bool = False
 
     @classmethod
     def new(cls, database: str, method: BackupMethod, created_at: datetime) -> BackupRecord:

@@ -373,10 +373,13 @@ def _dump(
     # Until pg_dump's last byte was read, then the last parts and CompleteMultipartUpload.
     phases.add("dump stream", stored.dump_seconds)
     phases.add("upload completion", time.monotonic() - streaming - stored.dump_seconds)
+    finished_at = services.clock()
     return record.model_copy(
         update={
             "status": "done",
-            "finished_at": services.clock(),
+            "finished_at": finished_at,
+            # Not before the date S3 holds (set when the upload began).
+            "locked_until": services.settings.backup_lock.until(finished_at),
             "size": stored.size,
             "sha256": stored.sha256,
             "compression": database.compression,

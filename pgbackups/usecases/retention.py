@@ -12,17 +12,31 @@ without its object, never an object that no record knows of nor a visible
 record pointing at a missing object. Every later application of retention to that database
 (after each backup and in the dispatcher's hourly sweep) finishes pending
 deletions first.
+
+Object Lock (`pgbackups.domain.lock`): a backup whose `locked_until` has not passed, or
+under a legal hold, is not deleted: a user's DELETE is refused (BackupLocked) and
+retention leaves it, record and object, for a later application once its date has
+passed (each backup and the hourly sweep apply it again). Retention also extends the
+date of each periodic backup it keeps to the end of the longest window that keeps it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 
-from pgbackups.domain.errors import BackupNotFound
-from pgbackups.domain.models import BackupRecord, DatabaseRecord, KeptAs, archive_key
-from pgbackups.domain.retention import plan_retention
+from pgbackups.domain.errors import BackupLocked, BackupNotFound
+from pgbackups.domain.lock import is_protected, retention_keeps_until
+from pgbackups.domain.models import (
+    BackupRecord,
+    DatabaseRecord,
+    KeptAs,
+    archive_key,
+    to_rfc3339,
+)
+from pgbackups.domain.retention import RetentionPlan, plan_retention
 from pgbackups.domain.schedule import UnknownTimezone, schedule_zone
 from pgbackups.services import Services
 
@@ -33,7 +47,7 @@ def delete_backup(services: Services, database: str, backup_id: str) -> BackupRe
     """A user's deletion (a removed database's backups too, while they expire): Conflict
     while the backup is scheduled or running; DatabaseNotFound, or BackupNotFound."""
     services.catalog.get_database(database, include_removed=True)
-    return _delete(services, database, backup_id)
+    return _delete(services, database, backup_id)  # BackupLocked while locked or held
 
 
 def _delete(services: Services, database: str, backup_id: str) -> BackupRecord:
@@ -44,13 +58,16 @@ def _delete(services: Services, database: str, backup_id: str) -> BackupRecord:
     return record
 
 
-def _delete_if_still_there(services: Services, record: BackupRecord) -> BackupRecord:
+def _delete_if_still_there(services: Services, record: BackupRecord) -> BackupRecord | None:
     """Delete a backup of the retention plan; one deleted meanwhile (a user's DELETE, another
-    application of retention) is what the plan wanted: already deleted, and the rest of the plan goes on."""
+    application of retention) is what the plan wanted: already deleted, and the rest of the plan goes on.
+    One held (or locked) meanwhile is kept: None."""
     try:
         return _delete(services, record.database, record.id)
     except BackupNotFound:
         return record
+    except BackupLocked:
+        return None
 
 
 def apply_retention(
@@ -62,11 +79,44 @@ def apply_retention(
         services.archives.delete(archive_key(database.name, backup_id))
         catalog.delete_backup_record(database.name, backup_id)
     backups = catalog.all_backups(database.name)
-    plan = plan_retention(database.retention, backups, now, schedule_zone(database.schedule))
-    deleted = [_delete_if_still_there(services, record) for record in plan.delete]
+    zone = schedule_zone(database.schedule)
+    plan = plan_retention(database.retention, backups, now, zone)
+    _extend_locks(services, database, backups, plan, zone)
+    deleted = [
+        gone
+        for record in plan.delete
+        if not is_protected(record, now)  # kept until its date, or its release
+        and (gone := _delete_if_still_there(services, record)) is not None
+    ]
     if database.removed_at is not None and len(deleted) == len(backups):
         catalog.forget_database(database.name)
     return deleted
+
+
+def _extend_locks(
+    services: Services,
+    database: DatabaseRecord,
+    backups: list[BackupRecord],
+    plan: RetentionPlan,
+    zone: ZoneInfo,
+) -> None:
+    """Lock each kept periodic backup until the end of the longest window that keeps it,
+    when that is later than its date (S3 first, then the record: a record never shows a
+    date S3 does not hold)."""
+    if not services.settings.backup_lock.enabled:
+        return
+    for record in backups:
+        if record.id not in plan.keep or record.locked_until is None:
+            continue  # only what the lock locked: a backup from before it has no version locked
+        until = retention_keeps_until(database.retention, record, zone)
+        if until is None or until <= record.locked_until:
+            continue
+        services.archives.extend_lock(record.object_key, until)
+        services.catalog.protect_backup(record.database, record.id, locked_until=until)
+        logger.info(
+            "backup lock extended",
+            extra={"backup_id": record.id, "locked_until": to_rfc3339(until)},
+        )
 
 
 def kept_as(

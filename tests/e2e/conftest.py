@@ -113,8 +113,9 @@ def start_stack(base_dir: Path, *args: str) -> RunningStack:
 
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """One stack (no demo database) shared by a module's tests."""
-    stack = start_stack(tmp_path_factory.mktemp("local-stack"))
+    """One stack (no demo database) shared by a module's tests; without Object Lock, so
+    that tests may delete the backups they take (test_object_lock_local.py: the default)."""
+    stack = start_stack(tmp_path_factory.mktemp("local-stack"), "--backup-lock", "off")
     try:
         yield stack
     finally:

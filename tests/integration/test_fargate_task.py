@@ -83,6 +83,8 @@ def task_environment(
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
         "DEFAULT_COMPRESSION": "zstd:1",
+        "BACKUP_LOCK": "off",  # this test's bucket has no Object Lock
+        "BACKUP_LOCK_DAYS": "7",
         "BACKUP_TIMEOUT_SECONDS": "900",
         "BACKUP_TASK_TIMEOUT_SECONDS": "3600",
         "PGBACKUPS_TASK_DIR": str(task_dir),

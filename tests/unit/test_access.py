@@ -199,12 +199,14 @@ def test_the_roles_as_the_contract_states_them() -> None:
         "POST /v1/tokens",
         "DELETE /v1/tokens/{name}",
         "GET /v1/audit",
+        "DELETE /v1/databases/{db}/backups/{id}/hold",
     }
     assert needing(Role.OPERATE) == {
         "PATCH /v1/databases/{db}",
         "POST /v1/databases/{db}/backups",
         "PUT /v1/databases/{db}/schedule",
         "PUT /v1/databases/{db}/pitr",
+        "PUT /v1/databases/{db}/backups/{id}/hold",
     }
     assert all(method == "GET" for method, _ in map(str.split, needing(Role.READ)))
 

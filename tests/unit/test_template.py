@@ -38,6 +38,8 @@ API_ROUTES = {
     ("GET", "/v1/databases/{db}/backups/{id}"),
     ("DELETE", "/v1/databases/{db}/backups/{id}"),
     ("GET", "/v1/databases/{db}/backups/{id}/archive"),
+    ("PUT", "/v1/databases/{db}/backups/{id}/hold"),
+    ("DELETE", "/v1/databases/{db}/backups/{id}/hold"),
     ("GET", "/v1/databases/{db}/schedule"),
     ("PUT", "/v1/databases/{db}/schedule"),
     ("GET", "/v1/databases/{db}/pitr"),
@@ -355,6 +357,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "s3:GetObject": [objects],
         "s3:ListBucket": [bucket],  # restore plans list WAL (databases/* only, by condition)
         "s3:DeleteObject": [objects],
+        "s3:PutObjectLegalHold": [objects],  # legal holds
         **{
             f"secretsmanager:{action}": [database_secrets]
             for action in (
@@ -387,6 +390,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         **reads_and_updates,
         "s3:PutObject": [objects],
         "s3:AbortMultipartUpload": [objects],
+        "s3:PutObjectRetention": [objects],  # locked writes, dates extended by retention
         "s3:DeleteObject": [objects],
         "secretsmanager:GetSecretValue": [database_secrets],
         "events:PutEvents": [bus],
@@ -395,6 +399,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         **catalog,
         "dynamodb:Scan": [table],  # the whole catalog, once per run
         "s3:DeleteObject": [objects],
+        "s3:PutObjectRetention": [objects],  # dates extended by retention
         "secretsmanager:DeleteSecret": [database_secrets],
         "lambda:InvokeFunction": [backup_function],
         "events:PutEvents": [bus],
@@ -423,6 +428,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         **catalog,
         "s3:PutObject": [objects],
         "s3:PutObjectTagging": [objects],
+        "s3:PutObjectRetention": [objects],  # locked WAL segments
         "s3:DeleteObject": [objects],
         "s3:ListBucket": [bucket],
         "secretsmanager:GetSecretValue": [database_secrets],

@@ -1,4 +1,4 @@
-"""/v1/databases/{db}/backups: list, take, show, delete, download."""
+"""/v1/databases/{db}/backups: list, take, show, delete, download, hold."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pgbackups.domain.models import (
 from pgbackups.services import Services
 from pgbackups.usecases.backup import backups_page, request_backup, show_backup
 from pgbackups.usecases.downloads import archive_download
+from pgbackups.usecases.holds import hold_backup, release_backup
 from pgbackups.usecases.retention import delete_backup
 
 TAGS = ["backups"]
@@ -79,13 +80,38 @@ def build_router(services: Services) -> Router:
     @router.delete(
         "/v1/databases/<db>/backups/<id>",
         operation_id="deleteBackup",
-        summary="Delete a backup's archive and record",
+        summary="Delete a backup's archive and record (409 backup_locked while locked or held)",
         tags=TAGS,
         responses=answers(204, "Deleted", 409),
     )
     def delete(db: DatabaseParam, id: BackupIdParam) -> Response[None]:
-        delete_backup(services, db, id)  # Conflict while scheduled or running
+        # Conflict while scheduled or running; backup_locked while locked or held.
+        delete_backup(services, db, id)
         return Response(status_code=204)
+
+    @router.put(
+        "/v1/databases/<db>/backups/<id>/hold",
+        operation_id="holdBackup",
+        summary="Put a done backup under a legal hold: kept until released",
+        tags=TAGS,
+        responses=answers(200, "The backup, held", 409),
+    )
+    def hold(db: DatabaseParam, id: BackupIdParam) -> BackupView:
+        shown = hold_backup(services, db, id)
+        (held,) = backup_views(shown.backups, shown.kept)
+        return held
+
+    @router.delete(
+        "/v1/databases/<db>/backups/<id>/hold",
+        operation_id="releaseBackup",
+        summary="Release a backup's legal hold: retention applies to it again",
+        tags=TAGS,
+        responses=answers(200, "The backup, released"),
+    )
+    def release(db: DatabaseParam, id: BackupIdParam) -> BackupView:
+        shown = release_backup(services, db, id)
+        (released,) = backup_views(shown.backups, shown.kept)
+        return released
 
     @router.get(
         "/v1/databases/<db>/backups/<id>/archive",
