@@ -31,6 +31,7 @@ from pgbackups_local.stack import (
     StackError,
     StackInfo,
 )
+from pgbackups_local.template import TEMPLATE
 
 DEFAULT_DEMO_SIZE_MB = 300
 DISPATCHER = "dispatcher.handler"
@@ -106,6 +107,17 @@ state_dir_option = click.option(
     help="Override a template parameter, as `sam deploy --parameter-overrides` does "
     "(e.g. BackupTimeoutSeconds=60). Repeatable.",
 )  # fmt: skip
+@click.option(
+    "--no-iam", is_flag=True,
+    help="Do not enforce the template's IAM policies (every function acts as the "
+    "stack's owner): to tell a policy problem from another one.",
+)  # fmt: skip
+@click.option(
+    "--template", "template_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=str(TEMPLATE), show_default=False,
+    help="The SAM template to run (default: the checkout's template.yaml), e.g. a copy "
+    "with a policy changed.",
+)  # fmt: skip
 @click.pass_context
 def local(
     ctx: click.Context,
@@ -118,6 +130,8 @@ def local(
     shutdown_grace: float,
     show_token: bool,
     parameters: tuple[str, ...],
+    no_iam: bool,
+    template_path: Path,
 ) -> None:
     """Run the local stack in the foreground: moto as AWS, the HTTP API, the backup
     workers and the hourly dispatcher, all from template.yaml. Ctrl-C stops it."""
@@ -143,6 +157,8 @@ def local(
         demo_pitr=demo and demo_pitr,
         shutdown_grace=shutdown_grace,
         announce=lambda line: click.echo(f"  … {line}"),
+        enforce_iam=not no_iam,
+        template=template_path.resolve(),
     )
     _run_in_foreground(stack, show_token=show_token)
 

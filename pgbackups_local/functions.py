@@ -6,11 +6,15 @@ One home for the local stack's gateway and runtime, the tests and the benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
+import os
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +23,8 @@ FUNCTIONS_DIR = Path(__file__).resolve().parents[1] / "functions"
 ACCOUNT_ID = "123456789012"  # moto's account
 DEFAULT_TIMEOUT_SECONDS = 30
 _module_names = itertools.count()
+# Cold starts take turns: each sees its own function's credentials in os.environ.
+_cold_start = threading.Lock()
 
 
 @dataclass
@@ -48,9 +54,34 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def load_handler_module(name: str, functions_dir: Path = FUNCTIONS_DIR) -> ModuleType:
+@contextlib.contextmanager
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def load_handler_module(
+    name: str, functions_dir: Path = FUNCTIONS_DIR, environment: Mapping[str, str] | None = None
+) -> ModuleType:
     """`functions/<name>.py` imported afresh, under a name of its own: its module-level
-    clients are built now, from the current environment, like a cold start."""
+    clients are built now, from the current environment, like a cold start.
+
+    `environment`: what this function's cold start sees on top of the process's
+    (the local stack gives each function its own role's credentials this way:
+    boto3 clients keep the credentials they were built with)."""
+    with _cold_start, _environment(environment or {}):
+        return _import(name, functions_dir)
+
+
+def _import(name: str, functions_dir: Path) -> ModuleType:
     path = functions_dir / f"{name}.py"
     unique = f"_pgbackups_function_{name}_{next(_module_names)}"
     spec = importlib.util.spec_from_file_location(unique, path)
