@@ -324,6 +324,7 @@ class LambdaRuntime:
                 "Timeout": function.timeout_seconds,
                 "MemorySize": function.memory_mb,
                 "Layers": [{"Arn": arn} for _, arn in function.layers],
+                "CodeSha256": self.code.code_sha256(function.logical_id),
             },
             "Code": {"RepositoryType": "S3", "Location": self.code_location(function.logical_id)},
         }
@@ -336,7 +337,10 @@ class LambdaRuntime:
             "LayerVersionArn": arn,
             "LayerArn": arn.rsplit(":", 1)[0],
             "Version": int(arn.rsplit(":", 1)[1]),
-            "Content": {"Location": self.code_location(self.layers[arn])},
+            "Content": {
+                "Location": self.code_location(self.layers[arn]),
+                "CodeSha256": self.code.code_sha256(self.layers[arn]),
+            },
         }
 
     def stop_endpoint(self) -> None:

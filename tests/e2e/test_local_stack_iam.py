@@ -53,9 +53,7 @@ def test_a_backup_function_without_put_object_fails_with_access_denied(
     assert "s3:PutObject" in backup["error"] or "PutObject" in backup["error"], backup
 
 
-def test_no_iam_lets_the_same_template_back_up(
-    tmp_path: Path, postgres: EmbeddedPostgres
-) -> None:
+def test_no_iam_lets_the_same_template_back_up(tmp_path: Path, postgres: EmbeddedPostgres) -> None:
     template = template_without("s3:PutObject", "BackupFunction", tmp_path)
     stack = start_stack(tmp_path, "--template", str(template), "--no-iam")
     try:

@@ -458,6 +458,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     bucket = {"Fn::GetAtt": ["Bucket", "Arn"]}
     assert actions_on(resources["ApiFunction"]) == {
         **catalog,
+        "dynamodb:BatchGetItem": [table],  # the database list's last backups
         "s3:GetObject": [objects],
         "s3:ListBucket": [bucket],  # restore plans list WAL (databases/* only, by condition)
         "s3:DeleteObject": [objects],
