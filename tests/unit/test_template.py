@@ -783,3 +783,44 @@ def test_the_functions_that_start_backups_know_the_fargate_runner(template: dict
         }
         assert environment["FARGATE_SIZE_THRESHOLD_BYTES"] == {"Ref": "FargateSizeThresholdBytes"}
         assert environment["BACKUP_TIMEOUT_SECONDS"] == {"Ref": "BackupTimeoutSeconds"}
+
+
+# -- throttling and concurrency ----------------------------------------------------------
+
+
+def _default_of(template: dict[str, Any], value: Any) -> int:
+    """The deployed value of a number given as a literal or !Ref of a parameter."""
+    if isinstance(value, dict) and "Ref" in value:
+        return int(template["Parameters"][value["Ref"]]["Default"])
+    return int(value)
+
+
+def test_every_route_is_throttled_by_default() -> None:
+    """The public routes (/, /static, /v1/openapi.json) invoke the API function with no
+    token: the stage's default route settings bound how often anyone can."""
+    template = load_template()
+    (api,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::HttpApi"]
+    settings = api["Properties"]["DefaultRouteSettings"]
+    rate = _default_of(template, settings["ThrottlingRateLimit"])
+    burst = _default_of(template, settings["ThrottlingBurstLimit"])
+    assert 0 < rate <= 100 and rate <= burst <= 200, (rate, burst)
+
+
+def test_the_api_cannot_take_the_backup_functions_concurrency(
+    checkov_results: dict[str, Any],
+) -> None:
+    """The API and its authorizer have reserved (so capped) concurrency: a flood of
+    requests leaves the rest of the account's concurrency to backups and captures."""
+    template = load_template()
+    for logical_id in ("ApiFunction", "AuthorizerFunction"):
+        props = template["Resources"][logical_id]["Properties"]
+        reserved = props["ReservedConcurrentExecutions"]
+        assert reserved == {"Ref": "ApiReservedConcurrency"}, logical_id
+    assert 0 < _default_of(template, {"Ref": "ApiReservedConcurrency"}) <= 50
+    # checkov agrees: the concurrency check passes for both, nothing waives it.
+    passed = {
+        c["resource"].split(".")[-1]
+        for c in checkov_results.get("passed_checks", [])
+        if c["check_id"] == "CKV_AWS_115"
+    }
+    assert {"ApiFunction", "AuthorizerFunction"} <= passed, passed
