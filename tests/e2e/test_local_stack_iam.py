@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from pgbackups_local.postgres import EmbeddedPostgres
 from pgbackups_local.template import TEMPLATE
@@ -64,3 +66,50 @@ def test_no_iam_lets_the_same_template_back_up(tmp_path: Path, postgres: Embedde
         assert backup["status"] == "done", backup
     finally:
         assert stack.stop() == 0, stack.log()[-3000:]
+
+
+def role_session(stack: RunningStack, role: str) -> boto3.Session:
+    """A session of one of the stack's roles, assumed with the owner's key (as the stack
+    does for each function)."""
+    owner = boto3.Session(
+        aws_access_key_id=stack.info["aws_access_key_id"],
+        aws_secret_access_key=stack.info["aws_secret_access_key"],
+        region_name=stack.info["region"],
+    )
+    sts = owner.client("sts", endpoint_url=stack.info["aws_endpoint_url"])
+    arn = f"arn:aws:iam::123456789012:role/pgbackups-local-{role}-role"
+    credentials = sts.assume_role(RoleArn=arn, RoleSessionName="test")["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=stack.info["region"],
+    )
+
+
+WAL_KEY = "databases/shop/pitr/01JBZ4X2Q6W8E0R1T2Y3V4M5N6/wal/000000010000000000000001.gz"
+BACKUP_KEY = "databases/shop/backups/01JBZ4X2Q6W8E0R1T2Y3V4M5N6.pgsql"
+BASE_KEY = "databases/shop/pitr/01JBZ4X2Q6W8E0R1T2Y3V4M5N6/base/01JBZ4X2Q6W8E0R1T2Y3V4M5N7.tar.gz"
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed", "refused"),
+    [
+        ("wal-capture-function", [WAL_KEY], [BACKUP_KEY, BASE_KEY]),
+        ("backup-function", [BACKUP_KEY, BASE_KEY], [WAL_KEY]),
+        ("backup-task", [BACKUP_KEY, BASE_KEY], [WAL_KEY]),
+    ],
+)
+def test_each_role_writes_only_its_own_kind_of_key(
+    local_stack: RunningStack, role: str, allowed: list[str], refused: list[str]
+) -> None:
+    s3 = role_session(local_stack, role).client(
+        "s3", endpoint_url=local_stack.info["aws_endpoint_url"]
+    )
+    bucket = local_stack.info["bucket"]
+    for key in allowed:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    for key in refused:
+        with pytest.raises(ClientError) as refusal:
+            s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+        assert refusal.value.response["Error"]["Code"] == "AccessDenied", key

@@ -428,6 +428,14 @@ def test_policies_name_their_actions_and_resources(resources: dict[str, Any]) ->
 def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> None:
     table = {"Fn::GetAtt": ["Table", "Arn"]}
     objects = {"Fn::Sub": "${Bucket.Arn}/databases/*"}
+    # Each role writes only its own kind of key (tests/e2e/test_local_stack_iam.py
+    # proves it against moto's IAM).
+    archives = [
+        {"Fn::Sub": "${Bucket.Arn}/databases/*/backups/*"},
+        {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*/base/*"},
+    ]
+    wal = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*/wal/*"}
+    chains = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*"}
     database_secrets = {
         "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
         ":secret:pgbackups/${Stage}/databases/*"
@@ -481,9 +489,9 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     }
     assert actions_on(resources["BackupFunction"]) == {
         **reads_and_updates,
-        "s3:PutObject": [objects],
-        "s3:AbortMultipartUpload": [objects],
-        "s3:DeleteObject": [objects],
+        "s3:PutObject": [archives],
+        "s3:AbortMultipartUpload": [archives],
+        "s3:DeleteObject": [archives],
         "secretsmanager:GetSecretValue": [database_secrets],
         "events:PutEvents": [bus],
     }
@@ -517,9 +525,9 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     }
     assert actions_on(resources["WalCaptureFunction"]) == {
         **catalog,
-        "s3:PutObject": [objects],
-        "s3:PutObjectTagging": [objects],
-        "s3:DeleteObject": [objects],
+        "s3:PutObject": [wal],
+        "s3:PutObjectTagging": [wal],
+        "s3:DeleteObject": [chains],
         "s3:ListBucket": [bucket],
         "secretsmanager:GetSecretValue": [database_secrets],
         "events:PutEvents": [bus],
