@@ -148,6 +148,9 @@ class Gateway:
         self._identity_headers = _identity_headers(self._template)
         self._settings = _function_settings(self._template)
         self._environments = dict(environments or {})
+        # Called once a request that may change something (not GET) has been answered
+        # by its function: the local stack notes the replication slots then.
+        self.after_change: Callable[[], None] | None = None
         self._functions: dict[str, _Function] = {}
         self._modules: dict[str, ModuleType] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -295,6 +298,11 @@ class Gateway:
             return _gateway_answer(
                 HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error", request_id
             )
+        if method != "GET" and self.after_change is not None:
+            try:
+                self.after_change()
+            except Exception:
+                logger.exception("noting a change failed")
         return _integration_answer(result, request_id)
 
     def _authorize(

@@ -39,6 +39,7 @@ from typing import Any
 
 from pgbackups.postgres.pgtools import PgToolsNotFound, locate_pgtools
 from pgbackups_cli.stack_file import DEFAULT_STATE_DIR, STACK_FILE, process_alive
+from pgbackups_local import leftovers
 from pgbackups_local.code_packages import CodePackages
 from pgbackups_local.ecs_runtime import IMAGE_PYTHON, EcsRuntime, LocalTaskDefinition
 from pgbackups_local.iam import (
@@ -79,6 +80,7 @@ STOP_ORDER = (
     "gateway",
     "workers",
     "tasks",
+    "replication slots",
     "ecs endpoint",
     "lambda endpoint",
     "demo PostgreSQL",
@@ -348,6 +350,7 @@ class LocalStack:
         # What each function's cold start sees: its role's credentials.
         self.role_environments: dict[str, dict[str, str]] = {}
         self._stops: dict[str, list[Callable[[], None]]] = {}
+        self._gateway: Any = None
         self._wrote_stack_file = False
 
     @property
@@ -391,6 +394,7 @@ class LocalStack:
         runtime.warm(*(f.name for f in functions if self._is_background(f.logical_id)))
         api_url = self._start_gateway()
         self._start_rules(runtime, functions)
+        self._keep_slots()
         self.info = StackInfo(
             api_url=api_url,
             token=resources["token"],
@@ -424,6 +428,20 @@ class LocalStack:
                         f"{self.state_dir}; stop it first or pass another --state-dir"
                     )
             self.stack_file.unlink(missing_ok=True)  # left over by a killed stack
+        self._clean_leftovers()
+
+    def _clean_leftovers(self) -> None:
+        """What a killed stack left (pgbackups_local.leftovers): stopped, removed or told."""
+        pid = leftovers.stop_left_demo_server(self.state_dir)
+        if pid is not None:
+            self.announce(f"stopped the demo PostgreSQL (pid {pid}) a killed stack left")
+        if count := leftovers.remove_task_folders(self.state_dir):
+            self.announce(f"removed {count} Fargate task folder(s) a killed stack left")
+        for slot in leftovers.left_slots(self.state_dir):
+            self.announce(
+                f"a killed stack left the replication slot {slot.slot} on {slot.server}: "
+                f"the server keeps WAL for it until it is dropped: {slot.drop_command()}"
+            )
 
     def _start_moto(self) -> str:
         # The `local` extra: moto's own server, with the signature check in front, in a
@@ -721,6 +739,7 @@ class LocalStack:
                 "pass another --port (0 picks a free one)"
             ) from None
         self._on_stop("gateway", gateway.stop)
+        self._gateway = gateway
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104
         return f"http://{host}:{gateway.port}"
 
@@ -743,6 +762,45 @@ class LocalStack:
                 rule.start()
                 self._on_stop("rules", rule.stop)
 
+    def _keep_slots(self) -> None:
+        """Note the replication slots continuous backups hold on the registered servers
+        (the demo server is the stack's own), and drop them at a clean stop."""
+        import boto3
+
+        from pgbackups.postgres import urls, wal
+        from pgbackups.settings import Settings
+        from pgbackups.usecases.pitr import pitr_databases, slot_name
+        from pgbackups.wiring import build_services
+
+        session = boto3.Session(
+            aws_access_key_id=self.key.access_key_id,
+            aws_secret_access_key=self.key.secret_access_key,
+            region_name=self.region,
+        )
+        services = build_services(Settings.from_env(), session)
+
+        def current() -> list[leftovers.LeftSlot]:
+            return [
+                leftovers.LeftSlot(
+                    database=database,
+                    slot=slot_name(database),
+                    server=urls.connection(services.secrets.replication_url(database)).redacted,
+                )
+                for database in pitr_databases(services)
+                if database != DEMO_DATABASE
+            ]
+
+        def drop(database: str) -> None:
+            wal.drop_slot(services.secrets.replication_url(database), slot_name(database))
+
+        keeper = leftovers.SlotKeeper(self.state_dir, current, drop)
+        keeper.start()
+        self._on_stop("replication slots", keeper.drop_all)
+        # A slot made by a request is noted before its answer: a kill right after it
+        # still leaves the note.
+        if self._gateway is not None:
+            self._gateway.after_change = keeper.write_note
+
     def _start_demo(self, api_url: str, token: str) -> None:
         import requests
 
@@ -752,7 +810,13 @@ class LocalStack:
         assert self.info is not None and self.demo_size_mb is not None
         self.announce("starting the embedded PostgreSQL for the demo database")
         server = EmbeddedPostgres(name="demo")
-        self._on_stop("demo PostgreSQL", server.destroy)
+        leftovers.note_demo_server(self.state_dir, server.root)
+
+        def destroy() -> None:
+            server.destroy()
+            leftovers.forget_demo_server(self.state_dir)
+
+        self._on_stop("demo PostgreSQL", destroy)
         server.init().start()
         self.info.demo_postgres_pid = int(
             (server.data_dir / "postmaster.pid").read_text().split()[0]
