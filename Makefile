@@ -101,8 +101,18 @@ build: $(BUILD_DIR)/.inputs-built
 
 $(BUILD_DIR)/.inputs-built: $(BUILD_INPUTS) | $(VENV)/.installed $(SAM_VENV)/.installed
 	$(SAY) "sam build: the layers and the functions into $(BUILD_DIR)"
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON="$(CURDIR)/$(PY)" \
-	    SAM_CLI_TELEMETRY=0 $(SAM) build --build-in-source
+	@# Only the layers' own lines (indented) reach the terminal; the rest of sam's
+	@# output, its notes on building in source and on the functions' missing
+	@# requirements.txt (their dependencies are the shared layer) included, goes to
+	@# .aws-sam/build.log, shown when the build fails.
+	@mkdir -p .aws-sam; PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON="$(CURDIR)/$(PY)" \
+	    SAM_CLI_TELEMETRY=0 $(SAM) build --build-in-source 2>&1 | tee .aws-sam/build.log \
+	    | grep --line-buffered -E '^    [^ ]'; \
+	status=$${PIPESTATUS[0]}; \
+	if [ "$$status" != 0 ]; then \
+	    echo "sam build failed; the end of .aws-sam/build.log:" >&2; tail -n 40 .aws-sam/build.log >&2; \
+	    exit "$$status"; \
+	fi
 	@echo "Built: $$(ls $(BUILD_DIR) | grep -v template | tr '\n' ' ')"
 	@touch $@
 

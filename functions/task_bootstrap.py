@@ -7,7 +7,8 @@ This file then:
 
 1. downloads the function's code and its layers from the presigned locations
    the runner passed in PGBACKUPS_TASK_CODE (GetFunction's Code.Location and
-   GetLayerVersionByArn's Content.Location: what Lambda itself would unpack);
+   GetLayerVersionByArn's Content.Location: what Lambda itself would unpack),
+   and refuses any package that does not match its CodeSha256;
 2. unpacks them as Lambda does, the function in <task dir>/var/task and the
    layers in order in <task dir>/opt, restoring each file's mode and symlinks
    (zipfile.extractall drops both: pg_dump would lose its execute bit);
@@ -21,6 +22,8 @@ Manager like the Lambda function does.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -50,12 +53,32 @@ def _inside(root: Path, name: str) -> Path:
     return path
 
 
+def _resolves_inside(root: Path, path: Path, name: str) -> None:
+    """Refuse `name` unless `path`, every link on the way followed, stays in root."""
+    real = Path(os.path.realpath(path))
+    if real != root and root not in real.parents:
+        raise BootstrapError(f"refusing {name!r}: it leads outside {root}")
+
+
+def check_digest(path: Path, code_sha256: str) -> None:
+    """The package must be the one Lambda describes: its CodeSha256 (base64 SHA-256)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1024 * 1024), b""):
+            digest.update(block)
+    if base64.b64encode(digest.digest()).decode() != code_sha256:
+        raise BootstrapError("a downloaded package does not match its CodeSha256")
+
+
 def unpack(archive: zipfile.ZipFile, root: Path) -> int:
     """Extract `archive` into `root` with file modes and symlinks; returns the entry count.
 
     Later archives overwrite earlier ones (layers are applied in order, like
-    Lambda's /opt). A symlink must stay inside root, and no file is written
-    through a symlinked directory that leads out of it.
+    Lambda's /opt). Every path is judged as the system resolves it, links followed
+    (a chain such as `deep -> .`, `esc -> deep/..` reads as inside but leads out):
+    nothing is written or chmod-ed outside root, a link must resolve inside root
+    when made, and once all entries are in, every link must still (a later entry
+    may turn a folder a link goes through into a link).
     """
     root = root.resolve()
     count = 0
@@ -63,13 +86,16 @@ def unpack(archive: zipfile.ZipFile, root: Path) -> int:
         target = _inside(root, info.filename)
         mode = info.external_attr >> 16
         if info.is_dir():
+            _resolves_inside(root, target, info.filename)
             target.mkdir(parents=True, exist_ok=True)
             if stat.S_IMODE(mode):
                 os.chmod(target, stat.S_IMODE(mode) | 0o700)
             continue
+        _resolves_inside(root, target.parent, info.filename)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if root not in target.parent.resolve().parents and target.parent.resolve() != root:
-            raise BootstrapError(f"refusing {info.filename!r}: its folder leads outside {root}")
+        _resolves_inside(root, target.parent, info.filename)
+        if target.is_dir() and not target.is_symlink():
+            raise BootstrapError(f"refusing {info.filename!r}: it would replace a folder")
         if target.is_symlink() or target.exists():
             target.unlink()
         if stat.S_ISLNK(mode):
@@ -77,6 +103,7 @@ def unpack(archive: zipfile.ZipFile, root: Path) -> int:
             if os.path.isabs(link):
                 raise BootstrapError(f"refusing absolute symlink {info.filename!r} -> {link!r}")
             _inside(root, os.path.join(os.path.dirname(info.filename), link))
+            _resolves_inside(root, target.parent / link, info.filename)
             os.symlink(link, target)
         else:
             with archive.open(info) as source, open(target, "wb") as sink:
@@ -85,6 +112,8 @@ def unpack(archive: zipfile.ZipFile, root: Path) -> int:
             if stat.S_IMODE(mode):
                 os.chmod(target, stat.S_IMODE(mode))
         count += 1
+    for entry in [path for path in root.rglob("*") if path.is_symlink()]:
+        _resolves_inside(root, entry, str(entry.relative_to(root)))
     return count
 
 
@@ -117,10 +146,22 @@ def install(code: dict[str, object], task_dir: Path) -> tuple[Path, Path]:
     for folder in (function_dir, opt_dir, downloads):
         folder.mkdir(parents=True, exist_ok=True)
     layers = code.get("layers") or []
-    if not isinstance(code.get("function"), str) or not isinstance(layers, list):
-        raise BootstrapError(f"{CODE_VARIABLE} must be {{'function': url, 'layers': [url, ...]}}")
-    for url, into in [(code["function"], function_dir), *((url, opt_dir) for url in layers)]:
-        path = download(str(url), downloads)
+    packages: list[object] = [code.get("function"), *layers] if isinstance(layers, list) else []
+    if not packages or not all(
+        isinstance(p, dict)
+        and isinstance(p.get("location"), str)
+        and isinstance(p.get("sha256"), str)
+        for p in packages
+    ):
+        raise BootstrapError(
+            f"{CODE_VARIABLE} must be {{'function': package, 'layers': [package, ...]}}, "
+            "each package {'location': url, 'sha256': CodeSha256}"
+        )
+    folders = [function_dir, *(opt_dir for _ in packages[1:])]
+    for package, into in zip(packages, folders, strict=True):
+        assert isinstance(package, dict)
+        path = download(str(package["location"]), downloads)
+        check_digest(path, str(package["sha256"]))
         with zipfile.ZipFile(path) as archive:
             unpack(archive, into)
         path.unlink()

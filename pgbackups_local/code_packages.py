@@ -9,6 +9,7 @@ the zip, as `zip -y` writes them): the bootstrap must restore both.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import stat
@@ -66,3 +67,7 @@ class CodePackages:
             for block in iter(lambda: stream.read(1024 * 1024), b""):
                 digest.update(block)
         return digest.hexdigest()
+
+    def code_sha256(self, logical_id: str) -> str:
+        """Lambda's CodeSha256 of the package: its SHA-256, base64."""
+        return base64.b64encode(bytes.fromhex(self.sha256(logical_id))).decode()

@@ -31,6 +31,7 @@ from pgbackups_local.stack import (
     StackError,
     StackInfo,
 )
+from pgbackups_local.template import TEMPLATE
 
 DEFAULT_DEMO_SIZE_MB = 300
 DISPATCHER = "dispatcher.handler"
@@ -111,6 +112,17 @@ state_dir_option = click.option(
     help="Override a template parameter, as `sam deploy --parameter-overrides` does "
     "(e.g. BackupTimeoutSeconds=60). Repeatable.",
 )  # fmt: skip
+@click.option(
+    "--no-iam", is_flag=True,
+    help="Do not enforce the template's IAM policies (every function acts as the "
+    "stack's owner): to tell a policy problem from another one.",
+)  # fmt: skip
+@click.option(
+    "--template", "template_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=str(TEMPLATE), show_default=False,
+    help="The SAM template to run (default: the checkout's template.yaml), e.g. a copy "
+    "with a policy changed.",
+)  # fmt: skip
 @click.pass_context
 def local(
     ctx: click.Context,
@@ -124,6 +136,8 @@ def local(
     show_token: bool,
     backup_lock: str | None,
     parameters: tuple[str, ...],
+    no_iam: bool,
+    template_path: Path,
 ) -> None:
     """Run the local stack in the foreground: moto as AWS, the HTTP API, the backup
     workers and the hourly dispatcher, all from template.yaml. Ctrl-C stops it."""
@@ -151,6 +165,8 @@ def local(
         demo_pitr=demo and demo_pitr,
         shutdown_grace=shutdown_grace,
         announce=lambda line: click.echo(f"  … {line}"),
+        enforce_iam=not no_iam,
+        template=template_path.resolve(),
     )
     _run_in_foreground(stack, show_token=show_token)
 
@@ -205,24 +221,34 @@ def _banner(info: StackInfo, stack: LocalStack, *, show_token: bool = False) -> 
     paris_1am = datetime.now(ZoneInfo("Europe/Paris")).replace(
         hour=1, minute=0, second=0, microsecond=0
     )
+    iam = (
+        "each function runs with its own role from template.yaml, enforced"
+        if stack.enforce_iam
+        else "not enforced (--no-iam): every function acts as the stack's owner"
+    )
+    rows = [
+        ("API", f"{info.api_url}   (routes under /v1)"),
+        ("Dashboard", f"{info.api_url}/   (sign in with the token)"),
+        ("Token", info.token if show_token else "in stack.json (--show-token prints it here)"),
+        ("AWS", f"{info.aws_endpoint_url}   (moto, {info.region}: bucket {info.bucket}, "
+         f"table {info.table})"),
+        ("IAM", iam + ("" if not stack.enforce_iam else " (--no-iam turns it off)")),
+        ("State", str(stack.stack_file)),
+    ]  # fmt: skip
+    if info.demo_database_url:
+        rows.append(("Demo", "database `demo` registered (its URL is in stack.json)"))
+    width = max(len(label) for label, _ in rows) + 2
     lines = [
         "",
         "pgbackups local stack is up (no AWS account, no Docker).",
         "",
-        f"  API      {info.api_url}   (routes under /v1)",
-        f"  Dashboard {info.api_url}/   (sign in with the token)",
-        f"  Token    {info.token if show_token else 'in stack.json (--show-token prints it here)'}",
-        f"  AWS      {info.aws_endpoint_url}   (moto, {info.region}: bucket {info.bucket}, table {info.table})",
-        f"  State    {stack.stack_file}",
+        *(f"  {label:<{width}}{value}" for label, value in rows),
     ]
-    if info.demo_database_url:
-        lines.append("  Demo     database `demo` registered (its URL is in stack.json)")
     db = "demo" if info.demo_database_url else "shop"
     folder = "" if stack.state_dir == DEFAULT_STATE_DIR else " with PGBACKUPS_API_URL/TOKEN below"
     lines += [
         "",
-        "What it is not: its state lives in memory and is gone when it stops, and moto",
-        "does not enforce the expiry of presigned download URLs.",
+        "What it is not: its state lives in memory and is gone when it stops.",
         "",
         f"Try, in another terminal in this folder (`pgbackups` finds this stack{folder}):",
         *_path_hint(),

@@ -33,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from pgbackups_local.iam import AccessDenied, Identities
 from pgbackups_local.signatures import SignatureRefused, StackKey, verify
 
 log = logging.getLogger("pgbackups.local")
@@ -56,6 +57,8 @@ class LocalTaskDefinition:
     container: str
     argv: tuple[str, ...]  # entry point + command
     environment: dict[str, str]
+    # The task role's and the execution role's ARNs: RunTask passes them to ECS.
+    roles: tuple[str, ...] = ()
 
     def matches(self, name: str) -> bool:
         return name in (self.arn, self.family, f"{self.family}:{self.arn.rsplit(':', 1)[1]}")
@@ -101,9 +104,9 @@ class EcsRuntime:
         tasks_dir: Path,
         region: str,
         account: str,
-        key: StackKey,
+        identities: Identities,
     ) -> None:
-        self.key = key
+        self.identities = identities
         self.cluster = cluster
         self.cluster_arn = f"arn:aws:ecs:{region}:{account}:cluster/{cluster}"
         self.definitions = definitions
@@ -116,9 +119,17 @@ class EcsRuntime:
 
     # -- the API ---------------------------------------------------------------
 
-    def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    def call(self, caller: StackKey, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         if operation == "RunTask":
+            definition = next(
+                (d for d in self.definitions if d.matches(request.get("taskDefinition", ""))), None
+            )
+            if definition is not None:
+                # RunTask on the definition; passing its roles to ECS needs iam:PassRole.
+                self.identities.authorize(caller, "ecs:RunTask", [definition.arn])
+                self.identities.authorize(caller, "iam:PassRole", definition.roles)
             return self.run_task(request)
+        self.identities.authorize(caller, f"ecs:{operation}", ["*"])
         if operation == "DescribeTasks":
             self._check_cluster(request.get("cluster", "default"))
             found = [self.tasks[a].describe() for a in request.get("tasks", []) if a in self.tasks]
@@ -274,7 +285,9 @@ class EcsRequestHandler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         try:
             # Only the stack's owner may start tasks: requests signed with its key.
-            verify("POST", self.path, dict(self.headers.items()), lambda: raw, self.ecs.key)
+            caller = verify(
+                "POST", self.path, dict(self.headers.items()), lambda: raw, self.ecs.identities
+            )
         except SignatureRefused as refused:
             self.close_connection = True
             self._reply(403, {"__type": "AccessDeniedException", "message": str(refused)})
@@ -283,7 +296,10 @@ class EcsRequestHandler(BaseHTTPRequestHandler):
             request = json.loads(raw or b"{}")
             if not target.startswith(TARGET_PREFIX):
                 raise EcsError("UnknownOperationException", f"bad target {target!r}")
-            answer = self.ecs.call(target.removeprefix(TARGET_PREFIX), request)
+            answer = self.ecs.call(caller, target.removeprefix(TARGET_PREFIX), request)
+        except AccessDenied as denied:
+            self._reply(400, {"__type": "AccessDeniedException", "message": str(denied)})
+            return
         except EcsError as error:
             self._reply(400, {"__type": error.code, "message": str(error)})
             return

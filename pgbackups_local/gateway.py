@@ -22,7 +22,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -134,7 +134,10 @@ class Gateway:
         port: int = 0,
         functions_dir: Path = FUNCTIONS_DIR,
         template: dict[str, Any] | None = None,
+        environments: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
+        """`environments`: by function logical id, what its cold start sees (its role's
+        credentials, in the local stack)."""
         self.host = host
         self.port = port
         self.functions_dir = Path(functions_dir)
@@ -144,6 +147,10 @@ class Gateway:
         self._authorizer_handler = authorizer_handler(self._template)
         self._identity_headers = _identity_headers(self._template)
         self._settings = _function_settings(self._template)
+        self._environments = dict(environments or {})
+        # Called once a request that may change something (not GET) has been answered
+        # by its function: the local stack notes the replication slots then.
+        self.after_change: Callable[[], None] | None = None
         self._functions: dict[str, _Function] = {}
         self._modules: dict[str, ModuleType] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -209,7 +216,13 @@ class Gateway:
     def module(self, name: str) -> ModuleType:
         """The loaded `functions/<name>.py`, e.g. to swap its collaborators in a test."""
         if name not in self._modules:
-            self._modules[name] = load_handler_module(name, self.functions_dir)
+            logical_ids = [
+                logical_id
+                for handler, (logical_id, _) in self._settings.items()
+                if handler.rpartition(".")[0] == name
+            ]
+            environment = self._environments.get(logical_ids[0]) if logical_ids else None
+            self._modules[name] = load_handler_module(name, self.functions_dir, environment)
         return self._modules[name]
 
     def _function(self, handler: str) -> _Function:
@@ -285,6 +298,11 @@ class Gateway:
             return _gateway_answer(
                 HTTPStatus.INTERNAL_SERVER_ERROR, "Internal Server Error", request_id
             )
+        if method != "GET" and self.after_change is not None:
+            try:
+                self.after_change()
+            except Exception:
+                logger.exception("noting a change failed")
         return _integration_answer(result, request_id)
 
     def _authorize(

@@ -33,7 +33,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -47,7 +47,8 @@ from pgbackups.postgres.pgtools import launch
 from pgbackups.postgres.streaming import DumpFailed
 from pgbackups_local.code_packages import CodePackages
 from pgbackups_local.functions import ACCOUNT_ID, LambdaContext, load_handler_module
-from pgbackups_local.signatures import SignatureRefused, StackKey, verify
+from pgbackups_local.iam import AccessDenied, Identities
+from pgbackups_local.signatures import SignatureRefused, verify
 
 # A child of the functions' powertools logger, so both write to the same stream in order.
 log = logging.getLogger("pgbackups.local")
@@ -146,11 +147,16 @@ class LambdaRuntime:
         functions_dir: Path,
         region: str,
         *,
-        key: StackKey,
+        identities: Identities,
         workers: int = WORKERS,
         code: CodePackages | None = None,
+        environments: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
-        self.key = key
+        """`identities`: who may call the Invoke endpoint, and what each may do;
+        `environments`: by function logical id, what its cold start sees (its role's
+        credentials)."""
+        self.identities = identities
+        self.environments = dict(environments or {})
         self.functions = {function.name: function for function in functions}
         # GetFunction / GetLayerVersionByArn: the built packages, at URLs only this
         # stack's clients learn (like Lambda's presigned locations).
@@ -193,7 +199,9 @@ class LambdaRuntime:
         with self._import_lock:
             if module_name not in self._modules:
                 try:
-                    module = load_handler_module(module_name, self.functions_dir)
+                    module = load_handler_module(
+                        module_name, self.functions_dir, self.environments.get(function.logical_id)
+                    )
                 except FileNotFoundError as missing:
                     raise FunctionNotFound(f"no handler module at {missing}") from None
                 services = getattr(module, "services", None)
@@ -316,6 +324,7 @@ class LambdaRuntime:
                 "Timeout": function.timeout_seconds,
                 "MemorySize": function.memory_mb,
                 "Layers": [{"Arn": arn} for _, arn in function.layers],
+                "CodeSha256": self.code.code_sha256(function.logical_id),
             },
             "Code": {"RepositoryType": "S3", "Location": self.code_location(function.logical_id)},
         }
@@ -328,7 +337,10 @@ class LambdaRuntime:
             "LayerVersionArn": arn,
             "LayerArn": arn.rsplit(":", 1)[0],
             "Version": int(arn.rsplit(":", 1)[1]),
-            "Content": {"Location": self.code_location(self.layers[arn])},
+            "Content": {
+                "Location": self.code_location(self.layers[arn]),
+                "CodeSha256": self.code.code_sha256(self.layers[arn]),
+            },
         }
 
     def stop_endpoint(self) -> None:
@@ -379,20 +391,30 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
                 self.end_headers()
                 self.wfile.write(body)
                 return
-            verify("GET", self.path, dict(self.headers.items()), lambda: b"", runtime.key)
+            caller = verify(
+                "GET", self.path, dict(self.headers.items()), lambda: b"", runtime.identities
+            )
             if match := FUNCTION_PATH.match(url.path):
                 function = runtime.function(unquote(match["name"]))
+                runtime.identities.authorize(
+                    caller, "lambda:GetFunction", [function.arn(runtime.region)]
+                )
                 answer = runtime.function_description(function)
             elif (
                 url.path == LAYERS_PATH and dict(parse_qsl(url.query)).get("find") == "LayerVersion"
             ):
-                answer = runtime.layer_description(dict(parse_qsl(url.query)).get("Arn", ""))
+                arn = dict(parse_qsl(url.query)).get("Arn", "")
+                runtime.identities.authorize(caller, "lambda:GetLayerVersion", [arn])
+                answer = runtime.layer_description(arn)
             else:
                 self._error(404, "ResourceNotFoundException", f"no such route: {self.path}")
                 return
         except SignatureRefused as refused:
             self.close_connection = True
             self._error(403, "AccessDeniedException", str(refused))
+            return
+        except AccessDenied as denied:
+            self._error(403, "AccessDeniedException", str(denied))
             return
         except (FunctionNotFound, FileNotFoundError) as missing:
             self._error(404, "ResourceNotFoundException", str(missing))
@@ -417,7 +439,9 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
             return body[0]
 
         try:
-            verify("POST", self.path, dict(self.headers.items()), read_body, self.runtime.key)
+            caller = verify(
+                "POST", self.path, dict(self.headers.items()), read_body, self.runtime.identities
+            )
         except SignatureRefused as refused:
             self.close_connection = True
             self._error(403, "AccessDeniedException", str(refused))
@@ -431,6 +455,13 @@ class InvokeRequestHandler(BaseHTTPRequestHandler):
             function = self.runtime.function(unquote(match["name"]))
         except FunctionNotFound as missing:
             self._error(404, "ResourceNotFoundException", str(missing))
+            return
+        try:
+            self.runtime.identities.authorize(
+                caller, "lambda:InvokeFunction", [function.arn(self.runtime.region)]
+            )
+        except AccessDenied as denied:
+            self._error(403, "AccessDeniedException", str(denied))
             return
         try:
             payload = json.loads(raw) if raw else {}

@@ -22,7 +22,7 @@ import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth
@@ -43,6 +43,8 @@ class SignatureRefused(Exception):
 class StackKey:
     access_key_id: str
     secret_access_key: str
+    # Set for a role session's temporary credentials (sent as X-Amz-Security-Token).
+    session_token: str = ""
 
     @classmethod
     def generate(cls) -> StackKey:
@@ -54,10 +56,23 @@ class StackKey:
         )
 
     def environment(self) -> dict[str, str]:
-        return {
+        environment = {
             "AWS_ACCESS_KEY_ID": self.access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
         }
+        if self.session_token:
+            environment["AWS_SESSION_TOKEN"] = self.session_token
+        return environment
+
+    def find(self, access_key_id: str) -> StackKey | None:
+        """This key if it is the one named (a key is the smallest set of keys)."""
+        return self if hmac.compare_digest(access_key_id, self.access_key_id) else None
+
+
+class Keys(Protocol):
+    """The keys an endpoint accepts: the stack's own, and its functions' role sessions."""
+
+    def find(self, access_key_id: str) -> StackKey | None: ...
 
 
 def _fields(authorization: str) -> dict[str, str]:
@@ -83,14 +98,18 @@ def _check_time(amz_date: str, now: datetime, expires: int | None = None) -> Non
         raise SignatureRefused("the request was signed more than 15 minutes ago")
 
 
-def _scope(credential: str, key: StackKey) -> tuple[str, str]:
-    """(region, service) of a credential scope made with the stack's key."""
+def _scope(credential: str, keys: Keys, token: str | None) -> tuple[StackKey, str, str]:
+    """(key, region, service) of a credential scope made with one of the stack's keys."""
     parts = credential.split("/")
     if len(parts) != 5 or parts[4] != "aws4_request":
         raise SignatureRefused("the request's credential scope is malformed")
-    if not hmac.compare_digest(parts[0], key.access_key_id):
+    key = keys.find(parts[0])
+    if key is None:
         raise SignatureRefused("the request is not signed with this stack's key")
-    return parts[2], parts[3]
+    # A session's key is valid only with its token, as on AWS.
+    if not hmac.compare_digest(token or "", key.session_token):
+        raise SignatureRefused("the request's security token does not match its key")
+    return key, parts[2], parts[3]
 
 
 def verify(
@@ -98,21 +117,22 @@ def verify(
     target: str,
     headers: Mapping[str, str],
     read_body: Callable[[], bytes],
-    key: StackKey,
+    keys: Keys,
     *,
     now: datetime | None = None,
-) -> None:
-    """SignatureRefused unless the request (`target`: its raw path and query, as sent)
-    is signed with `key`. `read_body` is called only when the signature covers a body
-    that its headers do not hash (every service but S3)."""
+) -> StackKey:
+    """The key of `keys` the request (`target`: its raw path and query, as sent) is
+    signed with; SignatureRefused if none. `read_body` is called only when the
+    signature covers a body that its headers do not hash (every service but S3)."""
     now = now or datetime.now(UTC)
     lowered = {name.lower(): value for name, value in headers.items()}
-    credentials = Credentials(key.access_key_id, key.secret_access_key)
     path, _, query = target.partition("?")
     authorization = lowered.get("authorization", "")
     if authorization.startswith(ALGORITHM + " "):
         fields = _fields(authorization)
-        region, service = _scope(fields.get("Credential", ""), key)
+        key, region, service = _scope(
+            fields.get("Credential", ""), keys, lowered.get("x-amz-security-token")
+        )
         _check_time(lowered.get("x-amz-date", ""), now)
         signed = fields.get("SignedHeaders", "").split(";")
         body = b"" if "x-amz-content-sha256" in lowered else read_body()
@@ -124,14 +144,16 @@ def verify(
         )
         request.context["timestamp"] = lowered.get("x-amz-date", "")
         auth: SigV4Auth = (S3SigV4Auth if service == "s3" else SigV4Auth)(
-            credentials, service, region
+            Credentials(key.access_key_id, key.secret_access_key), service, region
         )
         given = fields.get("Signature", "")
     else:
         params = dict(parse_qsl(query, keep_blank_values=True))
         if params.get("X-Amz-Algorithm") != ALGORITHM or "X-Amz-Signature" not in params:
             raise SignatureRefused("the request is not signed")
-        region, service = _scope(params.get("X-Amz-Credential", ""), key)
+        key, region, service = _scope(
+            params.get("X-Amz-Credential", ""), keys, params.get("X-Amz-Security-Token")
+        )
         try:
             expires = int(params.get("X-Amz-Expires", ""))
         except ValueError:
@@ -146,13 +168,16 @@ def verify(
             headers={name: lowered[name] for name in signed if name in lowered},
         )
         request.context["timestamp"] = params["X-Amz-Date"]
-        auth = S3SigV4QueryAuth(credentials, service, region, expires=expires)
+        auth = S3SigV4QueryAuth(
+            Credentials(key.access_key_id, key.secret_access_key), service, region, expires=expires
+        )
         given = params["X-Amz-Signature"]
     expected = auth.signature(
         auth.string_to_sign(request, auth.canonical_request(request)), request
     )
     if not hmac.compare_digest(given, expected):
         raise SignatureRefused("the request's signature does not match this stack's key")
+    return key
 
 
 # -- in front of moto ------------------------------------------------------------------------
@@ -171,11 +196,11 @@ def _wsgi_headers(environ: Mapping[str, Any]) -> dict[str, str]:
 
 
 class SignedRequestsOnly:
-    """WSGI middleware: moto answers only requests signed with the stack's key."""
+    """WSGI middleware: moto answers only requests signed with one of the stack's keys."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], key: StackKey) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], keys: Keys) -> None:
         self.app = app
-        self.key = key
+        self.keys = keys
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -200,7 +225,7 @@ class SignedRequestsOnly:
                 target,
                 _wsgi_headers(environ),
                 read_body,
-                self.key,
+                self.keys,
             )
         except SignatureRefused as refused:
             return self._refuse(start_response, str(refused))

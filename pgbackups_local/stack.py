@@ -39,8 +39,18 @@ from typing import Any
 
 from pgbackups.postgres.pgtools import PgToolsNotFound, locate_pgtools
 from pgbackups_cli.stack_file import DEFAULT_STATE_DIR, STACK_FILE, process_alive
+from pgbackups_local import leftovers
 from pgbackups_local.code_packages import CodePackages
 from pgbackups_local.ecs_runtime import IMAGE_PYTHON, EcsRuntime, LocalTaskDefinition
+from pgbackups_local.iam import (
+    OWNER_USER,
+    Identities,
+    PolicyError,
+    RolePolicies,
+    create_role_session,
+    function_policies,
+    role_policies,
+)
 from pgbackups_local.lambda_runtime import (
     ACCOUNT_ID,
     HourlyRule,
@@ -70,6 +80,7 @@ STOP_ORDER = (
     "gateway",
     "workers",
     "tasks",
+    "replication slots",
     "ecs endpoint",
     "lambda endpoint",
     "demo PostgreSQL",
@@ -147,8 +158,21 @@ class TemplateValues:
             return self.resolve(left) == self.resolve(right)
         raise StackError(f"the local stack cannot evaluate {condition!r} from template.yaml")
 
-    def set_ref(self, logical_id: str, value: str) -> None:
+    def set_ref(self, logical_id: str, value: str, arn: str | None = None) -> None:
+        """What !Ref of the resource gives, and !GetAtt <id>.Arn when it has an ARN."""
         self.values[logical_id] = value
+        if arn is not None:
+            self.values[f"{logical_id}.Arn"] = arn
+
+    def resolve_document(self, value: Any) -> Any:
+        """A policy document (nested lists and mappings) with its intrinsics resolved."""
+        if isinstance(value, dict) and len(value) == 1 and _is_intrinsic(next(iter(value))):
+            return self.resolve(value)
+        if isinstance(value, dict):
+            return {name: self.resolve_document(item) for name, item in value.items()}
+        if isinstance(value, list):
+            return [self.resolve_document(item) for item in value]
+        return value
 
     def resolve(self, value: Any) -> str:
         if isinstance(value, bool):
@@ -157,6 +181,9 @@ class TemplateValues:
             return str(value)
         if isinstance(value, dict) and "Ref" in value:
             return self._lookup(value["Ref"])
+        if isinstance(value, dict) and "Fn::GetAtt" in value:
+            logical_id, attribute = value["Fn::GetAtt"]
+            return self._lookup(f"{logical_id}.{attribute}")
         if isinstance(value, dict) and "Fn::Join" in value:
             delimiter, items = value["Fn::Join"]
             # A list parameter (!Ref of a CommaDelimitedList) holds its items comma-joined.
@@ -173,6 +200,10 @@ class TemplateValues:
             raise StackError(
                 f"template.yaml refers to {name}, unknown to the local stack"
             ) from None
+
+
+def _is_intrinsic(name: str) -> bool:
+    return name == "Ref" or name.startswith("Fn::")
 
 
 def local_functions(template: dict[str, Any], values: TemplateValues) -> list[LocalFunction]:
@@ -226,9 +257,8 @@ def function_environment(template: dict[str, Any], values: TemplateValues) -> di
     return merged
 
 
+# The task's credentials come from its task role (LocalStack._task_credentials).
 TASK_PLATFORM_VARIABLES = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "AWS_ENDPOINT_URL",
@@ -257,12 +287,14 @@ def local_task_definition(
     environment = {
         item["Name"]: values.resolve(item["Value"]) for item in container.get("Environment", [])
     }
+    roles = ("TaskRoleArn", "ExecutionRoleArn")
     return LocalTaskDefinition(
         arn=values.resolve({"Ref": logical_id}),
         family=values.resolve(props["Family"]),
         container=container["Name"],
         argv=tuple(values.resolve(part) for part in argv),
         environment=environment,
+        roles=tuple(values.resolve(props[name]) for name in roles if name in props),
     )
 
 
@@ -308,6 +340,8 @@ class LocalStack:
         parameters: dict[str, str] | None = None,
         shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
         announce: Callable[[str], None] = log.info,
+        enforce_iam: bool = True,
+        template: Path = TEMPLATE,
     ) -> None:
         self.host = host
         self.port = port
@@ -317,12 +351,18 @@ class LocalStack:
         self.region = region
         self.shutdown_grace = shutdown_grace
         self.announce = announce
-        self.template = load_template()
+        self.template = load_template(template)
         self.values = TemplateValues(self.template, region, parameters)
         self.info: StackInfo | None = None
         # A new key per start: what another user of the machine could not have seen.
         self.key = StackKey.generate()
+        self.enforce_iam = enforce_iam
+        # The owner's key and, once created, each role's session (pgbackups_local.iam).
+        self.identities = Identities(owner=self.key, enforced=enforce_iam)
+        # What each function's cold start sees: its role's credentials.
+        self.role_environments: dict[str, dict[str, str]] = {}
         self._stops: dict[str, list[Callable[[], None]]] = {}
+        self._gateway: Any = None
         self._wrote_stack_file = False
 
     @property
@@ -344,10 +384,19 @@ class LocalStack:
         self._claim_state_dir()
         moto_url = self._start_moto()
         resources = self._create_resources(moto_url)
+        if self.enforce_iam:
+            self._create_roles(moto_url)
         functions = local_functions(self.template, self.values)
         # GetFunction's packages: what `make build` made (tools is its PgToolsLayer).
         code = CodePackages(tools.parent, self.state_dir / "code")
-        runtime = LambdaRuntime(functions, REPO / "functions", self.region, key=self.key, code=code)
+        runtime = LambdaRuntime(
+            functions,
+            REPO / "functions",
+            self.region,
+            identities=self.identities,
+            code=code,
+            environments=self.role_environments,
+        )
         runtime.start()
         self._on_stop("workers", lambda: runtime.drain(self.shutdown_grace))
         self._on_stop("lambda endpoint", runtime.stop_endpoint)
@@ -357,6 +406,7 @@ class LocalStack:
         runtime.warm(*(f.name for f in functions if self._is_background(f.logical_id)))
         api_url = self._start_gateway()
         self._start_rules(runtime, functions)
+        self._keep_slots()
         self.info = StackInfo(
             api_url=api_url,
             token=resources["token"],
@@ -390,6 +440,20 @@ class LocalStack:
                         f"{self.state_dir}; stop it first or pass another --state-dir"
                     )
             self.stack_file.unlink(missing_ok=True)  # left over by a killed stack
+        self._clean_leftovers()
+
+    def _clean_leftovers(self) -> None:
+        """What a killed stack left (pgbackups_local.leftovers): stopped, removed or told."""
+        pid = leftovers.stop_left_demo_server(self.state_dir)
+        if pid is not None:
+            self.announce(f"stopped the demo PostgreSQL (pid {pid}) a killed stack left")
+        if count := leftovers.remove_task_folders(self.state_dir):
+            self.announce(f"removed {count} Fargate task folder(s) a killed stack left")
+        for slot in leftovers.left_slots(self.state_dir):
+            self.announce(
+                f"a killed stack left the replication slot {slot.slot} on {slot.server}: "
+                f"the server keeps WAL for it until it is dropped: {slot.drop_command()}"
+            )
 
     def _start_moto(self) -> str:
         # The `local` extra: moto's own server, with the signature check in front, in a
@@ -417,6 +481,7 @@ class LocalStack:
         key = {
             "access_key_id": self.key.access_key_id,
             "secret_access_key": self.key.secret_access_key,
+            "enforce_iam": self.enforce_iam,
         }
         process.stdin.write(json.dumps(key).encode() + b"\n")
         process.stdin.flush()
@@ -443,12 +508,23 @@ class LocalStack:
             "AWS::Events::EventBus": self._create_event_bus,
             "AWS::SecretsManager::Secret": self._create_secret,
         }
+        arns = {
+            "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{{}}",
+            "AWS::S3::Bucket": "arn:aws:s3:::{}",
+            "AWS::Events::EventBus": f"arn:aws:events:{self.region}:{ACCOUNT_ID}:event-bus/{{}}",
+            "AWS::SecretsManager::Secret": "{}",  # its !Ref is its ARN
+        }
         for kind, create in creators.items():
             for logical_id, resource in resources_of_type(self.template, kind).items():
                 ref = create(moto_url, logical_id, resource.get("Properties") or {}, created)
-                self.values.set_ref(logical_id, ref)
+                self.values.set_ref(logical_id, ref, arns[kind].format(ref))
         for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
-            self.values.set_ref(logical_id, function_name(logical_id))
+            name = function_name(logical_id)
+            arn = f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
+            self.values.set_ref(logical_id, name, arn)
+        for logical_id in resources_of_type(self.template, "AWS::IAM::Role"):
+            name = generated_name(logical_id)
+            self.values.set_ref(logical_id, name, f"arn:aws:iam::{ACCOUNT_ID}:role/{name}")
         # !Ref of a layer is its version's ARN; of a cluster its name; of a task
         # definition its revision's ARN.
         for logical_id, layer in resources_of_type(
@@ -459,7 +535,9 @@ class LocalStack:
         for logical_id, cluster in resources_of_type(self.template, "AWS::ECS::Cluster").items():
             props = cluster.get("Properties") or {}
             name = self.values.resolve(props.get("ClusterName") or generated_name(logical_id))
-            self.values.set_ref(logical_id, name)
+            self.values.set_ref(
+                logical_id, name, f"arn:aws:ecs:{self.region}:{ACCOUNT_ID}:cluster/{name}"
+            )
         for logical_id, definition in resources_of_type(
             self.template, "AWS::ECS::TaskDefinition"
         ).items():
@@ -467,6 +545,41 @@ class LocalStack:
             arn = f"arn:aws:ecs:{self.region}:{ACCOUNT_ID}:task-definition/{family}:1"
             self.values.set_ref(logical_id, arn)
         return created
+
+    def _create_roles(self, moto_url: str) -> None:
+        """A role per function and per task role of the template, with its policies, and
+        a session of each: the credentials that function (or task) runs with."""
+        roles = []
+        resolve = self.values.resolve_document
+        try:
+            for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
+                documents = function_policies(self.template, logical_id, resolve)
+                name = f"{generated_name(logical_id)}-role"
+                roles.append(RolePolicies(logical_id, name, tuple(documents)))
+            for definition in resources_of_type(self.template, "AWS::ECS::TaskDefinition").values():
+                task_role = definition["Properties"].get("TaskRoleArn")
+                if task_role is None:
+                    continue
+                role_id = task_role["Fn::GetAtt"][0]
+                documents = role_policies(self.template, role_id, resolve)
+                roles.append(RolePolicies(role_id, generated_name(role_id), tuple(documents)))
+        except PolicyError as error:
+            raise StackError(str(error)) from None
+        iam, sts = self._client("iam", moto_url), self._client("sts", moto_url)
+        owner = f"arn:aws:iam::{ACCOUNT_ID}:user/{OWNER_USER}"
+        for role in roles:
+            session = create_role_session(iam, sts, role, owner)
+            self.identities.add_session(session, role.documents)
+            self.role_environments[role.logical_id] = session.environment()
+
+    def _task_credentials(self) -> dict[str, str]:
+        """What ECS gives a task through its task role: that role's session (the owner's
+        key when IAM is not enforced)."""
+        for definition in resources_of_type(self.template, "AWS::ECS::TaskDefinition").values():
+            task_role = definition["Properties"].get("TaskRoleArn")
+            if task_role is not None and task_role["Fn::GetAtt"][0] in self.role_environments:
+                return self.role_environments[task_role["Fn::GetAtt"][0]]
+        return self.key.environment()
 
     def _create_table(
         self, moto_url: str, logical_id: str, props: dict[str, Any], created: dict[str, str]
@@ -576,7 +689,7 @@ class LocalStack:
             tasks_dir=self.state_dir / "tasks",
             region=self.region,
             account=ACCOUNT_ID,
-            key=self.key,
+            identities=self.identities,
         )
         ecs.start()
         self._on_stop("tasks", lambda: ecs.drain(self.shutdown_grace))
@@ -589,12 +702,19 @@ class LocalStack:
         """This process's environment is the functions' (they all run here)."""
         env = function_environment(self.template, self.values)
         env["PGTOOLS_DIR"] = str(tools)  # /opt on Lambda: the same layer, built here
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        # Each function gets its own role's credentials at its cold start; with IAM
+        # enforced, the process itself has none (a client built later would fail loudly
+        # rather than act as the owner).
+        dropped = ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"]
+        if self.enforce_iam:
+            dropped += ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        for name in dropped:
             os.environ.pop(name, None)
         for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_")]:
             del os.environ[name]
+        if not self.enforce_iam:
+            env.update(self.key.environment())
         env.update(
-            self.key.environment(),
             AWS_REGION=self.region,
             AWS_DEFAULT_REGION=self.region,
             AWS_ENDPOINT_URL=moto_url,
@@ -609,7 +729,8 @@ class LocalStack:
         # What ECS gives a task beyond its definition: the region and, through the
         # task role, credentials (here the stack's), and the endpoints.
         ecs.platform_environment.update(
-            {name: env[name] for name in TASK_PLATFORM_VARIABLES},
+            {name: env[name] for name in TASK_PLATFORM_VARIABLES if name in env},
+            **self._task_credentials(),
             PATH=os.environ.get("PATH", "/usr/bin:/bin"),
             LANG="C.UTF-8",
         )
@@ -628,7 +749,9 @@ class LocalStack:
     def _start_gateway(self) -> str:
         from pgbackups_local.gateway import Gateway
 
-        gateway = Gateway(self.host, self.port, REPO / "functions", self.template)
+        gateway = Gateway(
+            self.host, self.port, REPO / "functions", self.template, self.role_environments
+        )
         try:
             gateway.start()
         except OSError as error:
@@ -637,6 +760,7 @@ class LocalStack:
                 "pass another --port (0 picks a free one)"
             ) from None
         self._on_stop("gateway", gateway.stop)
+        self._gateway = gateway
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104
         return f"http://{host}:{gateway.port}"
 
@@ -659,6 +783,45 @@ class LocalStack:
                 rule.start()
                 self._on_stop("rules", rule.stop)
 
+    def _keep_slots(self) -> None:
+        """Note the replication slots continuous backups hold on the registered servers
+        (the demo server is the stack's own), and drop them at a clean stop."""
+        import boto3
+
+        from pgbackups.postgres import urls, wal
+        from pgbackups.settings import Settings
+        from pgbackups.usecases.pitr import pitr_databases, slot_name
+        from pgbackups.wiring import build_services
+
+        session = boto3.Session(
+            aws_access_key_id=self.key.access_key_id,
+            aws_secret_access_key=self.key.secret_access_key,
+            region_name=self.region,
+        )
+        services = build_services(Settings.from_env(), session)
+
+        def current() -> list[leftovers.LeftSlot]:
+            return [
+                leftovers.LeftSlot(
+                    database=database,
+                    slot=slot_name(database),
+                    server=urls.connection(services.secrets.replication_url(database)).redacted,
+                )
+                for database in pitr_databases(services)
+                if database != DEMO_DATABASE
+            ]
+
+        def drop(database: str) -> None:
+            wal.drop_slot(services.secrets.replication_url(database), slot_name(database))
+
+        keeper = leftovers.SlotKeeper(self.state_dir, current, drop)
+        keeper.start()
+        self._on_stop("replication slots", keeper.drop_all)
+        # A slot made by a request is noted before its answer: a kill right after it
+        # still leaves the note.
+        if self._gateway is not None:
+            self._gateway.after_change = keeper.write_note
+
     def _start_demo(self, api_url: str, token: str) -> None:
         import requests
 
@@ -668,7 +831,13 @@ class LocalStack:
         assert self.info is not None and self.demo_size_mb is not None
         self.announce("starting the embedded PostgreSQL for the demo database")
         server = EmbeddedPostgres(name="demo")
-        self._on_stop("demo PostgreSQL", server.destroy)
+        leftovers.note_demo_server(self.state_dir, server.root)
+
+        def destroy() -> None:
+            server.destroy()
+            leftovers.forget_demo_server(self.state_dir)
+
+        self._on_stop("demo PostgreSQL", destroy)
         server.init().start()
         self.info.demo_postgres_pid = int(
             (server.data_dir / "postmaster.pid").read_text().split()[0]

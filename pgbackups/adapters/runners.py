@@ -14,7 +14,7 @@ from pgbackups.domain.runners import RunnerFailed
 
 REQUEST_VARIABLE = "PGBACKUPS_BACKUP_REQUEST"
 CODE_VARIABLE = "PGBACKUPS_TASK_CODE"
-# RunTask refuses container overrides over 8 KiB (names and values together).
+# RunTask refuses overrides whose JSON is over 8 KiB (quotes escaped and all).
 MAX_OVERRIDES_BYTES = 8192
 
 
@@ -72,23 +72,29 @@ class FargateRunner:
         self._function = function_name
 
     def code_locations(self) -> dict[str, Any]:
-        """The backup function's code and its layers, in Lambda's order, as URLs."""
+        """The backup function's code and its layers, in Lambda's order: each package's
+        URL and its CodeSha256, which the task checks before it runs anything."""
         function = self._lambda.get_function(FunctionName=self._function)
-        layers = [
-            self._lambda.get_layer_version_by_arn(Arn=layer["Arn"])["Content"]["Location"]
-            for layer in function["Configuration"].get("Layers", [])
-        ]
-        return {"function": function["Code"]["Location"], "layers": layers}
+        layers = []
+        for layer in function["Configuration"].get("Layers", []):
+            content = self._lambda.get_layer_version_by_arn(Arn=layer["Arn"])["Content"]
+            layers.append({"location": content["Location"], "sha256": content["CodeSha256"]})
+        code = {
+            "location": function["Code"]["Location"],
+            "sha256": function["Configuration"]["CodeSha256"],
+        }
+        return {"function": code, "layers": layers}
 
     def start(self, request: BackupRequest) -> None:
         environment = [
             {"name": REQUEST_VARIABLE, "value": request.model_dump_json()},
             {"name": CODE_VARIABLE, "value": json.dumps(self.code_locations())},
         ]
-        size = sum(len(item["name"]) + len(item["value"]) for item in environment)
+        overrides = {"containerOverrides": [{"name": self._container, "environment": environment}]}
+        size = len(json.dumps(overrides, separators=(",", ":")))
         if size > MAX_OVERRIDES_BYTES:
             raise RunnerFailed(
-                f"the task's code locations take {size} bytes, over RunTask's 8 KiB overrides"
+                f"the task's overrides take {size} bytes of JSON, over RunTask's 8 KiB limit"
             )
         network: dict[str, Any] = {
             "subnets": self._subnets,
@@ -105,9 +111,7 @@ class FargateRunner:
             # Idempotent: a retried start of the same backup does not run a second task.
             clientToken=request.backup_id,
             networkConfiguration={"awsvpcConfiguration": network},
-            overrides={
-                "containerOverrides": [{"name": self._container, "environment": environment}]
-            },
+            overrides=overrides,
         )
         failures = answer.get("failures") or []
         if failures or not answer.get("tasks"):

@@ -52,7 +52,6 @@ def test_the_banners_commands_work_when_pasted(tmp_path: Path) -> None:
             time.sleep(0.2)
         banner = log_path.read_text()
         assert "state lives in memory and is gone when it stops" in banner
-        assert "does not enforce the expiry of presigned download URLs" in banner
         commands = suggested_commands(banner)
         assert any(c.startswith("export PATH=") for c in commands), banner
         assert "pgbackups backups-create -d demo" in commands
@@ -76,3 +75,28 @@ def test_the_banners_commands_work_when_pasted(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=STOP_TIMEOUT) == 0
+
+
+def test_the_banners_values_line_up(tmp_path: Path) -> None:
+    from pgbackups_local.commands import _banner
+    from pgbackups_local.stack import LocalStack, StackInfo
+
+    info = StackInfo(
+        api_url="http://127.0.0.1:3000",
+        token="t",
+        aws_endpoint_url="http://127.0.0.1:4000",
+        region="eu-west-1",
+        bucket="b",
+        table="t",
+        pid=1,
+        lambda_endpoint_url="http://127.0.0.1:5000",
+        demo_database_url="postgresql://x",
+    )
+    banner = _banner(info, LocalStack(state_dir=tmp_path))
+    names = {"API", "Dashboard", "Token", "AWS", "IAM", "State", "Demo"}
+    rows = [line for line in banner.splitlines() if line[2:].split(" ", 1)[0] in names]
+    assert {line.split()[0] for line in rows} == names, banner
+    # Every value starts in the same column, whatever its label's length.
+    columns = {len(line) - len(line[2:].split(None, 1)[1]) for line in rows}
+    assert len(columns) == 1, banner
+    assert "IAM" in banner and "--no-iam" in banner

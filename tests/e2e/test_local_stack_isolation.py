@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import site
 import subprocess
 import sys
 import textwrap
@@ -28,11 +27,10 @@ OTHER_USER = "nobody"
 # one included) and without any: every attempt prints one JSON line {what: outcome}.
 ATTACKER = textwrap.dedent(
     """
-    import json, sys, urllib.request, urllib.error
-    sys.path[:0] = json.loads(sys.argv[2])
-    import boto3
-    from botocore.config import Config
+    import datetime, hashlib, hmac, json, sys, urllib.error, urllib.parse, urllib.request
 
+    # The standard library only: the script must run wherever the checkout lives (a
+    # folder `nobody` cannot read included), so it signs its requests itself (SigV4).
     info = json.loads(sys.argv[1])
     outcome = {}
 
@@ -40,23 +38,58 @@ ATTACKER = textwrap.dedent(
         try:
             call()
             outcome[what] = "allowed"
+        except urllib.error.HTTPError as error:
+            outcome[what] = f"HTTPError {error.code}: " + error.read().decode(errors="replace")[:200]
         except Exception as error:
             outcome[what] = type(error).__name__ + ": " + str(error)[:200]
 
-    for key in info["keys"]:
-        session = boto3.session.Session(
-            aws_access_key_id=key[0], aws_secret_access_key=key[1], region_name=info["region"]
+    def signed(key, service, method, url, body=b"", headers=None):
+        parts = urllib.parse.urlsplit(url)
+        amz_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        payload = hashlib.sha256(body).hexdigest()
+        headers = {k.lower(): v for k, v in (headers or {}).items()}
+        headers.update({"host": parts.netloc, "x-amz-date": amz_date, "x-amz-content-sha256": payload})
+        names = sorted(headers)
+        query = "&".join(
+            f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+            for k, v in sorted(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
         )
-        config = Config(retries={"max_attempts": 1})
-        sm = session.client("secretsmanager", endpoint_url=info["aws"], config=config)
-        s3 = session.client("s3", endpoint_url=info["aws"], config=config)
-        aws_lambda = session.client("lambda", endpoint_url=info["lambda"], config=config)
-        attempt(key[0] + " list secrets", lambda: sm.list_secrets())
-        attempt(key[0] + " read the token", lambda: sm.get_secret_value(SecretId=info["token_secret"]))
-        attempt(key[0] + " read a database URL", lambda: sm.get_secret_value(SecretId=info["url_secret"]))
-        attempt(key[0] + " list archives", lambda: s3.list_objects_v2(Bucket=info["bucket"]))
-        attempt(key[0] + " read an archive", lambda: s3.get_object(Bucket=info["bucket"], Key=info["archive"]))
-        attempt(key[0] + " invoke", lambda: aws_lambda.invoke(FunctionName=info["function"], Payload=b"{}"))
+        canonical = "\\n".join([
+            method, parts.path or "/", query,
+            "".join(f"{name}:{headers[name].strip()}\\n" for name in names),
+            ";".join(names), payload,
+        ])
+        scope = f"{amz_date[:8]}/{info['region']}/{service}/aws4_request"
+        to_sign = "\\n".join(
+            ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+        )
+        secret = ("AWS4" + key[1]).encode()
+        for part in (amz_date[:8], info["region"], service, "aws4_request"):
+            secret = hmac.new(secret, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(secret, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={key[0]}/{scope}, "
+            f"SignedHeaders={';'.join(names)}, Signature={signature}"
+        )
+        request = urllib.request.Request(url, data=body or None, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.read()
+
+    def secrets(key, action, document):
+        return signed(
+            key, "secretsmanager", "POST", info["aws"] + "/", json.dumps(document).encode(),
+            {"content-type": "application/x-amz-json-1.1", "x-amz-target": "secretsmanager." + action},
+        )
+
+    for key in info["keys"]:
+        s3 = info["aws"] + "/" + info["bucket"]
+        invoke = info["lambda"] + "/2015-03-31/functions/" + info["function"] + "/invocations"
+        attempt(key[0] + " list secrets", lambda: secrets(key, "ListSecrets", {}))
+        attempt(key[0] + " read the token", lambda: secrets(key, "GetSecretValue", {"SecretId": info["token_secret"]}))
+        attempt(key[0] + " read a database URL", lambda: secrets(key, "GetSecretValue", {"SecretId": info["url_secret"]}))
+        attempt(key[0] + " list archives", lambda: signed(key, "s3", "GET", s3 + "?list-type=2"))
+        attempt(key[0] + " read an archive", lambda: signed(key, "s3", "GET", s3 + "/" + info["archive"]))
+        attempt(key[0] + " invoke", lambda: signed(key, "lambda", "POST", invoke, b"{}"))
 
     def unsigned(url):
         with urllib.request.urlopen(url, timeout=10) as answer:
@@ -73,8 +106,8 @@ ATTACKER = textwrap.dedent(
 def run_as(user: str | None, info: dict[str, Any]) -> dict[str, str]:
     """The attacker's script as `user` (None: as ourselves, the stack's owner)."""
     python = sys.executable if user is None else interpreter_for(user)
-    paths = [p for p in site.getsitepackages() if Path(p).is_dir()]
-    command = [python, "-c", ATTACKER, json.dumps(info), json.dumps(paths)]
+    # -I: not even this user's site-packages; the script needs nothing but the stdlib.
+    command = [python, "-I", "-c", ATTACKER, json.dumps(info)]
     if user is not None:
         command = [runuser(), "-u", user, "--", *command]
     env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LC_ALL": "C.UTF-8"}

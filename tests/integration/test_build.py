@@ -77,3 +77,19 @@ def test_each_handler_imports_from_the_layer_alone(build_dir: Path, function: st
         check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_the_tools_layer_build_says_what_it_does_and_no_more(tmp_path: Path) -> None:
+    """`sam build` shows the layers' makefiles' output: one line per step, not the
+    recipes' shell (30 lines of it used to scroll by on every `make demo`)."""
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(root / "layers" / "pgtools"),
+         "build-PgToolsLayer", f"ARTIFACTS_DIR={tmp_path}", f"PYTHON={sys.executable}"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert lines and all(line.startswith("    PgToolsLayer: ") for line in lines), lines
+    assert result.stderr == ""
+    assert (tmp_path / "bin" / "pg_dump").is_file()

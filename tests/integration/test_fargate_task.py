@@ -9,6 +9,7 @@ with the task definition's environment and no secret in it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ import stat
 import subprocess
 import sys
 import threading
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,6 +72,14 @@ def task_container() -> dict[str, Any]:
     return dict(container)
 
 
+def package(code_url: str, logical_id: str) -> dict[str, str]:
+    """A package as the runner passes it: its location and Lambda's CodeSha256."""
+    location = f"{code_url}/{logical_id}.zip"
+    with urllib.request.urlopen(location, timeout=60) as response:  # noqa: S310 (local)
+        digest = hashlib.sha256(response.read()).digest()
+    return {"location": location, "sha256": base64.b64encode(digest).decode()}
+
+
 def task_environment(
     aws: AwsStack, code_url: str, request: dict[str, Any], task_dir: Path
 ) -> dict[str, str]:
@@ -96,8 +106,8 @@ def task_environment(
     }
     assert all(isinstance(value, str) for value in environment.values()), environment
     code = {
-        "function": f"{code_url}/BackupFunction.zip",
-        "layers": [f"{code_url}/SharedLayer.zip", f"{code_url}/PgToolsLayer.zip"],
+        "function": package(code_url, "BackupFunction"),
+        "layers": [package(code_url, "SharedLayer"), package(code_url, "PgToolsLayer")],
     }
     return environment | {
         "PGBACKUPS_BACKUP_REQUEST": json.dumps(request),
@@ -218,3 +228,28 @@ def test_the_task_takes_a_continuous_backups_base_backup(
         assert hashlib.sha256(body).hexdigest() == base.sha256 and len(body) == base.size
     finally:
         pitr.disable_pitr(services, name)  # the shared server must not keep WAL for a slot
+
+
+def test_the_task_refuses_code_that_does_not_match_its_digest(
+    aws: AwsStack, code_server: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "task"
+    directory.mkdir()
+    container = task_container()
+    request = {"database": "shop", "backup_id": "01JBZ4X2Q6W8E0R1T2Y3V4M5N6"}
+    environment = task_environment(aws, code_server, request, directory)
+    code = json.loads(environment["PGBACKUPS_TASK_CODE"])
+    code["layers"][1]["sha256"] = code["layers"][0]["sha256"]  # another package's digest
+    environment["PGBACKUPS_TASK_CODE"] = json.dumps(code)
+    result = subprocess.run(
+        [sys.executable, "-S", *container["EntryPoint"][1:], *container["Command"]],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "CodeSha256" in result.stderr
+    assert not (directory / "opt" / "bin" / "pg_dump").exists()

@@ -130,3 +130,15 @@ def test_every_checkov_skip_gives_its_reason(
     # Every declared skip matches a check checkov ran: no stale or misspelt ids.
     reported = {(c["resource"].split(".")[-1], c["check_id"]) for c in skipped}
     assert {(name, skip["id"]) for name, skip in declared} == reported
+
+
+def test_checkov_passes_the_api_and_authorizer_concurrency_check(
+    checkov_results: dict[str, Any],
+) -> None:
+    """CKV_AWS_115 passes for both (reserved concurrency), with no waiver."""
+    passed = {
+        c["resource"].split(".")[-1]
+        for c in checkov_results.get("passed_checks", [])
+        if c["check_id"] == "CKV_AWS_115"
+    }
+    assert {"ApiFunction", "AuthorizerFunction"} <= passed, passed

@@ -86,3 +86,30 @@ def test_a_presigned_url_passes_until_it_expires() -> None:
     other_target, _ = presigned(OTHER)
     with pytest.raises(SignatureRefused, match="stack's key"):
         verify("GET", other_target, headers, lambda: b"", KEY)
+
+
+def test_a_role_session_is_accepted_with_its_token_only() -> None:
+    session = StackKey("ASIA" + "S" * 16, "session-secret", "the-session-token")
+    request = AWSRequest(
+        method="POST", url="http://127.0.0.1:5000/", data=BODY,
+        headers={"X-Amz-Target": "secretsmanager.GetSecretValue"},
+    )  # fmt: skip
+    credentials = Credentials(session.access_key_id, session.secret_access_key, "other-token")
+    SigV4Auth(credentials, "secretsmanager", "eu-west-1").add_auth(request)
+    forged = {name: str(value) for name, value in request.headers.items()}
+    forged["host"] = "127.0.0.1:5000"
+    with pytest.raises(SignatureRefused, match="security token"):
+        verify("POST", "/", forged, lambda: BODY, session)
+
+    request = AWSRequest(
+        method="POST", url="http://127.0.0.1:5000/", data=BODY,
+        headers={"X-Amz-Target": "secretsmanager.GetSecretValue"},
+    )  # fmt: skip
+    credentials = Credentials(
+        session.access_key_id, session.secret_access_key, session.session_token
+    )
+    SigV4Auth(credentials, "secretsmanager", "eu-west-1").add_auth(request)
+    headers = {name: str(value) for name, value in request.headers.items()}
+    assert (
+        verify("POST", "/", headers | {"host": "127.0.0.1:5000"}, lambda: BODY, session) == session
+    )

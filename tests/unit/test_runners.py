@@ -112,6 +112,12 @@ PGTOOLS_URL = (
     "https://awslambda-eu-west-1-layers.s3.eu-west-1.amazonaws.com/pgtools?X-Amz-Signature=3"
 )
 TASK_DEFINITION = "arn:aws:ecs:eu-west-1:123456789012:task-definition/pgbackups-prod-backup:4"
+# CodeSha256 as Lambda answers it: base64 of the package's SHA-256.
+DIGESTS = {
+    CODE_URL: "Zm4tZGlnZXN0LW9mLXRoZS1mdW5jdGlvbi1wYWNrYWdlPQ==",
+    SHARED_URL: "c2hhcmVkLWxheWVyLWRpZ2VzdA==",
+    PGTOOLS_URL: "cGd0b29scy1sYXllci1kaWdlc3Q=",
+}
 
 
 def clients() -> tuple[Any, Any]:
@@ -134,22 +140,28 @@ def fargate_runner(ecs: Any, lambda_client: Any, **overrides: Any) -> FargateRun
     return FargateRunner(ecs, lambda_client, **(settings | overrides))
 
 
-def stub_code_locations(lambda_stub: Stubber) -> None:
+def stub_code_locations(
+    lambda_stub: Stubber, shared_url: str = SHARED_URL, pgtools_url: str = PGTOOLS_URL
+) -> None:
     lambda_stub.add_response(
         "get_function",
         {
             "Configuration": {
                 "FunctionName": FUNCTION,
+                "CodeSha256": DIGESTS[CODE_URL],
                 "Layers": [{"Arn": SHARED}, {"Arn": PGTOOLS}],
             },
             "Code": {"RepositoryType": "S3", "Location": CODE_URL},
         },
         {"FunctionName": FUNCTION},
     )
-    for arn, url in ((SHARED, SHARED_URL), (PGTOOLS, PGTOOLS_URL)):
+    for arn, url, digest in (
+        (SHARED, shared_url, DIGESTS[SHARED_URL]),
+        (PGTOOLS, pgtools_url, DIGESTS[PGTOOLS_URL]),
+    ):
         lambda_stub.add_response(
             "get_layer_version_by_arn",
-            {"LayerVersionArn": arn, "Content": {"Location": url}},
+            {"LayerVersionArn": arn, "Content": {"Location": url, "CodeSha256": digest}},
             {"Arn": arn},
         )
 
@@ -157,7 +169,13 @@ def stub_code_locations(lambda_stub: Stubber) -> None:
 def test_run_task_carries_the_cluster_task_definition_network_and_no_secret() -> None:
     ecs, lambda_client = clients()
     request = BackupRequest(database="shop", backup_id="01JBZ4X2Q6W8E0R1T2Y3V4M5N6")
-    expected_code = {"function": CODE_URL, "layers": [SHARED_URL, PGTOOLS_URL]}
+    expected_code = {
+        "function": {"location": CODE_URL, "sha256": DIGESTS[CODE_URL]},
+        "layers": [
+            {"location": SHARED_URL, "sha256": DIGESTS[SHARED_URL]},
+            {"location": PGTOOLS_URL, "sha256": DIGESTS[PGTOOLS_URL]},
+        ],
+    }
     with Stubber(ecs) as ecs_stub, Stubber(lambda_client) as lambda_stub:
         stub_code_locations(lambda_stub)
         ecs_stub.add_response(
@@ -215,5 +233,19 @@ def test_a_refused_run_task_raises_with_ecs_reason() -> None:
         )
         with pytest.raises(RunnerFailed, match="RESOURCE:ENI"):
             fargate_runner(ecs, lambda_client, public_ip=True).start(
+                BackupRequest(database="shop", backup_id="01JBZ4X2Q6W8E0R1T2Y3V4M5N6")
+            )
+
+
+def test_the_overrides_limit_counts_their_json_as_ecs_does() -> None:
+    """Quotes in the request and the code JSON are escaped in the overrides' JSON: a
+    request whose names and values fit 8 KiB can still be over ECS's limit."""
+    ecs, lambda_client = clients()
+    # Each `"` of the value is `\"` in the overrides' JSON.
+    quoted = '"' * 3300
+    with Stubber(ecs), Stubber(lambda_client) as lambda_stub:
+        stub_code_locations(lambda_stub, shared_url=f"{SHARED_URL}&q={quoted}")
+        with pytest.raises(RunnerFailed, match="8 KiB"):
+            fargate_runner(ecs, lambda_client).start(
                 BackupRequest(database="shop", backup_id="01JBZ4X2Q6W8E0R1T2Y3V4M5N6")
             )

@@ -96,3 +96,51 @@ def test_code_locations_must_be_https(tmp_path: Path) -> None:
     module = bootstrap()
     with pytest.raises(module.BootstrapError, match="https"):
         module.download("ftp://example.com/code.zip", tmp_path)
+
+
+def test_a_chain_of_links_cannot_lead_outside(tmp_path: Path) -> None:
+    """`deep -> .` then `esc -> deep/..`: each looks inside when read alone."""
+    module = bootstrap()
+    target = tmp_path / "opt"
+    target.mkdir()
+    package = archive(
+        ("deep", stat.S_IFLNK | 0o777, b"."),
+        ("esc", stat.S_IFLNK | 0o777, b"deep/.."),
+    )
+    with pytest.raises(module.BootstrapError, match="outside"):
+        module.unpack(package, target)
+    assert not (target / "esc").exists()
+
+
+def test_a_link_made_to_escape_by_a_later_entry_is_refused(tmp_path: Path) -> None:
+    """`a -> x/y/../..` is inside while x does not exist; `x -> .` then sends it out."""
+    module = bootstrap()
+    target = tmp_path / "opt"
+    target.mkdir()
+    package = archive(
+        ("a", stat.S_IFLNK | 0o777, b"x/y/../.."),
+        ("y/", stat.S_IFDIR | 0o755, b""),
+        ("x", stat.S_IFLNK | 0o777, b"."),
+    )
+    with pytest.raises(module.BootstrapError, match="outside"):
+        module.unpack(package, target)
+
+
+def test_a_folder_entry_does_not_chmod_through_a_link(tmp_path: Path) -> None:
+    module = bootstrap()
+    target = tmp_path / "opt"
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    target.mkdir()
+    (target / "lib").symlink_to(outside)
+    with pytest.raises(module.BootstrapError, match="outside"):
+        module.unpack(archive(("lib/", stat.S_IFDIR | 0o777, b"")), target)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o700
+
+
+def test_code_that_does_not_match_its_digest_is_refused(tmp_path: Path) -> None:
+    module = bootstrap()
+    package = tmp_path / "function.zip"
+    package.write_bytes(b"PK tampered")
+    with pytest.raises(module.BootstrapError, match="CodeSha256"):
+        module.check_digest(package, "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=")

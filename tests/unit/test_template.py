@@ -324,6 +324,14 @@ def test_policies_name_their_actions_and_resources(resources: dict[str, Any]) ->
 def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> None:
     table = {"Fn::GetAtt": ["Table", "Arn"]}
     objects = {"Fn::Sub": "${Bucket.Arn}/databases/*"}
+    # Each role writes only its own kind of key (tests/e2e/test_local_stack_iam.py
+    # proves it against moto's IAM).
+    archives = [
+        {"Fn::Sub": "${Bucket.Arn}/databases/*/backups/*"},
+        {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*/base/*"},
+    ]
+    wal = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*/wal/*"}
+    chains = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*"}
     database_secrets = {
         "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
         ":secret:pgbackups/${Stage}/databases/*"
@@ -354,6 +362,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     bucket = {"Fn::GetAtt": ["Bucket", "Arn"]}
     assert actions_on(resources["ApiFunction"]) == {
         **catalog,
+        "dynamodb:BatchGetItem": [table],  # the database list's last backups
         "s3:GetObject": [objects],
         "s3:ListBucket": [bucket],  # restore plans list WAL (databases/* only, by condition)
         "s3:DeleteObject": [objects],
@@ -388,10 +397,10 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     }
     assert actions_on(resources["BackupFunction"]) == {
         **reads_and_updates,
-        "s3:PutObject": [objects],
-        "s3:AbortMultipartUpload": [objects],
-        "s3:PutObjectRetention": [objects],  # locked writes, dates extended by retention
-        "s3:DeleteObject": [objects],
+        "s3:PutObject": [archives],
+        "s3:AbortMultipartUpload": [archives],
+        "s3:PutObjectRetention": [archives],  # locked writes, dates extended by retention
+        "s3:DeleteObject": [archives],
         "secretsmanager:GetSecretValue": [database_secrets],
         "events:PutEvents": [bus],
     }
@@ -426,10 +435,10 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     }
     assert actions_on(resources["WalCaptureFunction"]) == {
         **catalog,
-        "s3:PutObject": [objects],
-        "s3:PutObjectTagging": [objects],
-        "s3:PutObjectRetention": [objects],  # locked WAL segments
-        "s3:DeleteObject": [objects],
+        "s3:PutObject": [wal],
+        "s3:PutObjectTagging": [wal],
+        "s3:PutObjectRetention": [wal],  # locked WAL segments
+        "s3:DeleteObject": [chains],
         "s3:ListBucket": [bucket],
         "secretsmanager:GetSecretValue": [database_secrets],
         "events:PutEvents": [bus],
@@ -693,3 +702,35 @@ def test_the_functions_that_start_backups_know_the_fargate_runner(template: dict
         }
         assert environment["FARGATE_SIZE_THRESHOLD_BYTES"] == {"Ref": "FargateSizeThresholdBytes"}
         assert environment["BACKUP_TIMEOUT_SECONDS"] == {"Ref": "BackupTimeoutSeconds"}
+
+
+# -- throttling and concurrency ----------------------------------------------------------
+
+
+def _default_of(template: dict[str, Any], value: Any) -> int:
+    """The deployed value of a number given as a literal or !Ref of a parameter."""
+    if isinstance(value, dict) and "Ref" in value:
+        return int(template["Parameters"][value["Ref"]]["Default"])
+    return int(value)
+
+
+def test_every_route_is_throttled_by_default() -> None:
+    """The public routes (/, /static, /v1/openapi.json) invoke the API function with no
+    token: the stage's default route settings bound how often anyone can."""
+    template = load_template()
+    (api,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::HttpApi"]
+    settings = api["Properties"]["DefaultRouteSettings"]
+    rate = _default_of(template, settings["ThrottlingRateLimit"])
+    burst = _default_of(template, settings["ThrottlingBurstLimit"])
+    assert 0 < rate <= 100 and rate <= burst <= 200, (rate, burst)
+
+
+def test_the_api_cannot_take_the_backup_functions_concurrency() -> None:
+    """The API and its authorizer have reserved (so capped) concurrency: a flood of
+    requests leaves the rest of the account's concurrency to backups and captures."""
+    template = load_template()
+    for logical_id in ("ApiFunction", "AuthorizerFunction"):
+        props = template["Resources"][logical_id]["Properties"]
+        reserved = props["ReservedConcurrentExecutions"]
+        assert reserved == {"Ref": "ApiReservedConcurrency"}, logical_id
+    assert 0 < _default_of(template, {"Ref": "ApiReservedConcurrency"}) <= 50
