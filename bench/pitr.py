@@ -33,8 +33,8 @@ from contenders import FAKE_CREDENTIALS, AwsStack, MotoServer
 
 from pgbackups.domain.models import BackupRequest, ConnectionInfo, DatabaseRecord, to_rfc3339
 from pgbackups.domain.pitr import PitrSettings
+from pgbackups.postgres.lsn import parse_lsn
 from pgbackups.postgres.pgtools import PgTools
-from pgbackups.postgres.wal import parse_lsn
 from pgbackups.settings import Settings
 from pgbackups.usecases import pitr
 from pgbackups.wiring import build_services

@@ -8,9 +8,8 @@ run the thing (a Lambda invocation).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import IO, Protocol
 
 from pgbackups.domain.models import (
     BackupMethod,
@@ -22,11 +21,8 @@ from pgbackups.domain.models import (
     DatabaseRecord,
     RetentionPolicy,
     Schedule,
-    utcnow,
 )
 from pgbackups.domain.pitr import BaseBackup, BaseBackupRun, PitrState, WalChain
-from pgbackups.postgres.pgtools import Launcher, PgTools, launch
-from pgbackups.settings import Settings
 
 
 class Catalog(Protocol):
@@ -95,7 +91,9 @@ class Archives(Protocol):
     def download_url(self, record: BackupRecord, lifetime: timedelta) -> tuple[str, datetime]: ...
     def delete(self, key: str) -> None: ...
     # Continuous backups: WAL segments, listings, any object's presigned GET.
-    def put_bytes(self, key: str, data: bytes, metadata: dict[str, str], kind: str) -> None: ...
+    def put_bytes(
+        self, key: str, data: bytes | IO[bytes], metadata: dict[str, str], kind: str
+    ) -> None: ...
     def keys(self, prefix: str) -> list[str]: ...
     def object_url(self, key: str, lifetime: timedelta) -> str: ...
     def metadata(self, key: str) -> dict[str, str]: ...
@@ -158,23 +156,3 @@ class BackupRunner(Protocol):
     name: str
 
     def start(self, request: BackupRequest) -> None: ...
-
-
-@dataclass
-class Services:
-    """The use cases' collaborators, built once per process (`pgbackups.wiring.build_services`)."""
-
-    settings: Settings
-    catalog: Catalog
-    archives: Archives
-    secrets: Secrets
-    events: Events
-    runner: BackupRunner  # the backup function: the default
-    tools: PgTools
-    pitr: PitrCatalog
-    captures: CaptureStarter
-    clock: Callable[[], datetime] = field(default=utcnow)
-    launcher: Launcher = field(default=launch)
-    # The container runner for backups that outgrow Lambda; None where the
-    # deployment has none (no subnets for its tasks).
-    fargate: BackupRunner | None = None

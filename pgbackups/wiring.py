@@ -20,8 +20,8 @@ from pgbackups.adapters.pitr import PitrCatalog
 from pgbackups.adapters.runners import FargateRunner, LambdaCaptureStarter, LambdaRunner
 from pgbackups.adapters.secrets import ConnectionSecrets
 from pgbackups.api.auth import TokenAuthorizer
-from pgbackups.ports import Services
 from pgbackups.postgres.pgtools import PgTools
+from pgbackups.services import Services
 from pgbackups.settings import Settings
 
 _RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"})

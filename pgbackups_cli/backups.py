@@ -64,8 +64,9 @@ TARGET_URL_ENV = "PGBACKUPS_TARGET_URL"
 
 
 @click.command("backups")
+# The API judges the page size (and says why it refuses one): the help states its bounds.
 @click.option(
-    "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="How many."
+    "--limit", type=int, default=20, show_default=True, help="How many (1\N{EN DASH}100)."
 )
 @click.option(
     "--all",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -32,6 +33,10 @@ from pgbackups_cli.session import (
 URL_ENV = "PGBACKUPS_DATABASE_URL"
 REPLICA_URL_ENV = "PGBACKUPS_REPLICA_URL"
 RUNNERS = ("auto", "lambda", "fargate")
+# The API's bounds of each retention count (pgbackups.domain.models.RetentionPolicy, which
+# the CLI does not load: pydantic is slow to import). Shown in the help; the API judges,
+# and a count out of bounds gets its message.
+RETENTION_RANGES = {"daily": (1, 35), "weekly": (0, 52), "monthly": (0, 120), "manual": (1, 500)}
 
 
 @click.command("databases")
@@ -49,6 +54,16 @@ def databases(as_json: bool) -> None:
         return
     click.echo("=== Databases")
     print_table(databases_table(found))
+
+
+def _keep_option[F: Callable[..., Any]](kind: str) -> Callable[[F], F]:
+    low, high = RETENTION_RANGES[kind]
+    return click.option(
+        f"--keep-{kind}",
+        type=int,
+        metavar="N",
+        help=f"{kind.capitalize()} backups kept ({low}\N{EN DASH}{high}).",
+    )
 
 
 def _connecting(message: str, silent: bool) -> contextlib.AbstractContextManager[Any]:
@@ -94,10 +109,10 @@ def databases_add(name: str, url: str | None, replica_url: str | None, silent: b
 @click.option(
     "--compression", metavar="SPEC", help="pg_dump compression: zstd:1, gzip:6, lz4, none…"
 )
-@click.option("--keep-daily", type=click.IntRange(0), metavar="N", help="Daily backups kept.")
-@click.option("--keep-weekly", type=click.IntRange(0), metavar="N", help="Weekly backups kept.")
-@click.option("--keep-monthly", type=click.IntRange(0), metavar="N", help="Monthly backups kept.")
-@click.option("--keep-manual", type=click.IntRange(0), metavar="N", help="Manual backups kept.")
+@_keep_option("daily")
+@_keep_option("weekly")
+@_keep_option("monthly")
+@_keep_option("manual")
 @click.option("--runner", type=click.Choice(RUNNERS), help="Where backups run.")
 @silent_option
 @api_options

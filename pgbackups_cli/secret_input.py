@@ -4,16 +4,20 @@ Each URL option also reads an environment variable, `-` reads the URL from
 standard input (one line), and with nothing given on a terminal the URL is
 asked for with hidden input, so the password need not sit in the CLI's argv
 (readable by every user of the machine through `ps` or /proc) or in the
-shell's history.
+shell's history. A URL with a password given on the command line itself is
+refused (`refuse_password_on_argv`), saying these three ways instead.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import click
+from click.core import ParameterSource
 
 STDIN = "-"
 SCHEMES = ("postgres://", "postgresql://")
@@ -27,6 +31,37 @@ def _read_stdin(ctx: click.Context, option: str) -> str:
     if not line:
         raise click.UsageError(f"{option} -: standard input held no URL")
     return line
+
+
+def has_password(url: str) -> bool:
+    """Whether `url` holds a password: `user:password@` (read as libpq does: up to the
+    first `@` or `/`), or a `password` parameter in its query (names may be %-encoded)."""
+    credentials = re.match(r"([^@/]*)@", url.partition("://")[2])
+    in_authority = credentials is not None and credentials.group(1).partition(":")[2] != ""
+    query = url.partition("?")[2]
+    in_query = any(key.strip() == "password" and value for key, value in parse_qsl(query))
+    return in_authority or in_query
+
+
+def refuse_password_on_argv(option: str, value: str, envvar: str | None = None) -> None:
+    """A usage error when `value`, given to `option` on the command line, holds a password.
+
+    The message says how to give it instead and never repeats the URL.
+    """
+    if not has_password(value):
+        return
+    environment = f"set {envvar}" if envvar else "set its PGBACKUPS_… environment variable"
+    raise click.UsageError(
+        f"{option}: this URL holds a password, and a command line is shown to every user "
+        f"of this machine (ps) and kept in your shell's history. Pass {option} - and the "
+        f"URL on standard input (e.g. {option} - < shop.url), {environment}, or leave "
+        f"{option} out on a terminal to be asked for it with hidden input"
+    )
+
+
+def typed_on_command_line(ctx: click.Context, param: click.Parameter) -> bool:
+    """Whether the option's value was typed on the command line (not the env, not stdin)."""
+    return ctx.get_parameter_source(str(param.name)) == ParameterSource.COMMANDLINE
 
 
 def url_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -57,12 +92,21 @@ def ask_for_url(option: str, envvar: str, what: str) -> str:
     return url
 
 
+def _url_without_password_on_argv(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    if value not in (None, STDIN) and typed_on_command_line(ctx, param):
+        refuse_password_on_argv(param.opts[0], str(value), str(param.envvar))
+    return url_value(ctx, param, value)
+
+
 def url_option[F: Callable[..., Any]](*names: str, envvar: str, help_text: str) -> Callable[[F], F]:
+    """A `--…-url` option: the value (without a password), `envvar`, stdin (`-`), or None."""
     return click.option(
         *names,
         metavar="URL|-",
         envvar=envvar,
         show_envvar=True,
-        callback=url_value,
+        callback=_url_without_password_on_argv,
         help=f"{help_text} `-` reads it from standard input.",
     )

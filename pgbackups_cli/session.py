@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from pgbackups.domain.names import BACKUP_ID, DATABASE_NAME
+from pgbackups.domain.names import BACKUP_ID, DATABASE_NAME, DATABASE_NAME_RULE
 from pgbackups_cli.client import ApiClient, database_path
 from pgbackups_cli.config import ApiConfig, ConfigError, Flags, resolve
 from pgbackups_cli.output import Failure, Interrupted, dim
@@ -95,10 +95,8 @@ def session(ctx: click.Context | None = None) -> Session:
 
 def check_database_name(name: str, option: str) -> str:
     if not DATABASE_NAME.match(name):
-        raise click.UsageError(
-            f"{option}: {name!r} is not a database name (1 to 63 lowercase letters, "
-            "digits, _ and -, starting with a letter or digit)"
-        )
+        # The API's own words for a name it refuses.
+        raise click.UsageError(f"{option}: the database name must be {DATABASE_NAME_RULE}")
     return name
 
 

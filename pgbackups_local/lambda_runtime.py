@@ -43,8 +43,8 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pgbackups.postgres.dump import DumpFailed
 from pgbackups.postgres.pgtools import launch
+from pgbackups.postgres.streaming import DumpFailed
 from pgbackups_local.code_packages import CodePackages
 from pgbackups_local.functions import ACCOUNT_ID, LambdaContext, load_handler_module
 from pgbackups_local.signatures import SignatureRefused, StackKey, verify

@@ -23,8 +23,8 @@ import boto3
 import pytest
 
 from pgbackups.domain.models import BackupRequest
-from pgbackups.ports import Services
 from pgbackups.postgres.pgtools import PgToolsNotFound, locate_pgtools
+from pgbackups.services import Services
 from pgbackups.settings import Settings
 from pgbackups.wiring import build_services
 from pgbackups_local.functions import LambdaContext, load_handler_module

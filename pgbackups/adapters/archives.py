@@ -10,15 +10,17 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from pgbackups.domain.models import BackupRecord, utcnow
+from pgbackups.domain.models import (
+    DEFAULT_URL_LIFETIME,
+    MAX_URL_LIFETIME,
+    BackupRecord,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from pgbackups.ports import Readable
-
-DEFAULT_URL_LIFETIME = timedelta(minutes=5)
-MAX_URL_LIFETIME = timedelta(hours=1)
 
 MIB = 1024 * 1024
 # S3's limits: 10,000 parts per upload, 5 TiB per object, 5 MiB per part but the last.
@@ -235,9 +237,12 @@ class ArchiveStore:
         )
         return url, utcnow() + lifetime
 
-    def put_bytes(self, key: str, data: bytes, metadata: dict[str, str], kind: str) -> None:
-        """A small object in one request (a compressed WAL segment), tagged with its kind
-        (the bucket's lifecycle expires overwritten WAL sooner than backups)."""
+    def put_bytes(
+        self, key: str, data: bytes | IO[bytes], metadata: dict[str, str], kind: str
+    ) -> None:
+        """An object in one request (a compressed WAL segment: bytes, or a file read from
+        where it stands, streamed), tagged with its kind (the bucket's lifecycle expires
+        overwritten WAL sooner than backups)."""
         self._s3.put_object(
             Bucket=self._bucket,
             Key=key,

@@ -18,16 +18,17 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
     OpenAPIRequestValidationMiddleware,
 )
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
-from pgbackups.api.errors import MalformedBody, http_status
+from pgbackups.api.errors import MalformedBody, field_path, http_status, validation_message
 from pgbackups.api.routers import backups, dashboard, databases, pitr, schedule
 from pgbackups.domain.errors import PgBackupsError
-from pgbackups.ports import Services
+from pgbackups.services import Services
 
 logger = Logger(child=True)
 
@@ -57,18 +58,24 @@ class JsonRequestValidation(OpenAPIRequestValidationMiddleware):
             raise MalformedBody("the request body is nested too deeply") from None
 
 
+# On every answer: a browser must never read JSON (which may echo input) as HTML.
+JSON_HEADERS = {"X-Content-Type-Options": "nosniff"}
+
+
 def _error(status: int, code: str, message: str, **details: object) -> Response[dict[str, Any]]:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
         body={"error": {"code": code, "message": message, **details}},
+        headers=dict(JSON_HEADERS),
     )
 
 
-def _field(loc: tuple[Any, ...]) -> str:
-    """`retention.daily` from pydantic's ("body", "retention", "daily")."""
-    parts = [str(part) for part in loc[1:]] if len(loc) > 1 else [str(part) for part in loc]
-    return ".".join(parts)
+def _json_headers(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """Adds JSON_HEADERS to the routes' answers (errors get them from `_error`)."""
+    response = next_middleware(app)
+    response.headers.update(JSON_HEADERS)
+    return response
 
 
 def _install_error_handlers(app: APIGatewayHttpResolver) -> None:
@@ -86,19 +93,22 @@ def _install_error_handlers(app: APIGatewayHttpResolver) -> None:
         for problem in problems:
             if problem["loc"][:1] == ("path",):
                 # A database name or backup id that cannot exist: never looked up.
-                if _field(problem["loc"]) == "db":
+                if field_path(problem["loc"]) == "db":
                     return _error(404, "database_not_found", "no such database")
                 return _error(404, "backup_not_found", "no such backup")
         first = problems[0]
-        field = _field(first["loc"])
+        field = field_path(first["loc"])
         if first["type"] == "missing" and field == "body":
             return _error(422, "invalid_input", "body: a JSON object is required", field="body")
-        message = "; ".join(f"{_field(p['loc'])}: {p['msg']}" for p in problems)
+        message = "; ".join(validation_message(problem) for problem in problems)
         return _error(422, "invalid_input", message, field=field)
 
     @app.not_found
-    def unknown_route(_: NotFoundError) -> Response[dict[str, Any]]:
+    def unknown_route(_: NotFoundError) -> Response[Any]:
         event = app.current_event
+        if not event.path.startswith("/v1/"):
+            # The dashboard's side: its plain 404, which does not echo the path.
+            return dashboard.not_found()
         return _error(404, "not_found", f"no route {event.http_method} {event.path}")
 
     @app.exception_handler(Exception)
@@ -154,6 +164,7 @@ def build_api(services: Services) -> APIGatewayHttpResolver:
         security=[{BEARER: []}],
     )
     _install_error_handlers(app)
+    app.use(middlewares=[_json_headers])
     for router in (databases, schedule, backups, pitr):
         app.include_router(router.build_router(services))
     _openapi_route(app)

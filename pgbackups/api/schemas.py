@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from pgbackups.domain.models import (
     BACKUP_ID,
     COMPRESSION,
+    DEFAULT_TIMEZONE,
     BackupRecord,
     BackupStatus,
     Compression,
@@ -67,6 +68,8 @@ class ScheduleSettings(Schedule):
     """A schedule in a request: the domain's Schedule, from JSON integers and booleans only."""
 
     model_config = STRICT
+
+    timezone: Timezone = Field(default=DEFAULT_TIMEZONE, description="IANA time zone name")
 
 
 class RetentionSettings(RetentionPolicy):
@@ -138,7 +141,16 @@ class DatabaseChanges(BaseModel):
 
 
 class ScheduleView(Schedule):
-    next_run_at: datetime | None = Field(description="Next periodic backup (UTC); null if disabled")
+    next_run_at: datetime | None = Field(
+        description="Next periodic backup (UTC); null if disabled or when it cannot run"
+    )
+    error: str | None = Field(
+        default=None,
+        description=(
+            "Why periodic backups cannot run (a time zone this runtime no longer knows: "
+            "PUT the schedule with an IANA name); null when they can"
+        ),
+    )
 
 
 class BackupSummary(BaseModel):

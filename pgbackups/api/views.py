@@ -6,12 +6,15 @@ from datetime import datetime
 
 from pgbackups.api.schemas import ArchiveLink, BackupSummary, BackupView, Database, ScheduleView
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, KeptAs, Schedule
-from pgbackups.domain.schedule import next_run_at
+from pgbackups.domain.schedule import UnknownTimezone, next_run_at
 from pgbackups.usecases.downloads import Download
 
 
 def schedule_view(schedule: Schedule, now: datetime) -> ScheduleView:
-    return ScheduleView(**schedule.model_dump(), next_run_at=next_run_at(schedule, now))
+    try:
+        return ScheduleView(**schedule.model_dump(), next_run_at=next_run_at(schedule, now))
+    except UnknownTimezone as error:  # this database's backups stop; the others' go on
+        return ScheduleView(**schedule.model_dump(), next_run_at=None, error=str(error))
 
 
 def database_view(record: DatabaseRecord, last: BackupRecord | None, now: datetime) -> Database:

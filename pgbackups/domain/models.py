@@ -10,6 +10,7 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -41,20 +42,68 @@ NOT_IANA_ZONES = frozenset({"localtime", "Factory", "posixrules", "leapseconds"}
 NOT_IANA_PREFIXES = ("posix/", "right/")
 
 
+UTC_ZONE = "UTC"
+# Zones that are UTC under another name (Etc/UCT, Zulu, GMT, Etc/Greenwich…): the same
+# schedule, written UTC.
+_UTC_TARGETS = frozenset({"Etc/UTC", "Etc/GMT"})
+
+
 @functools.cache
 def iana_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
+def _tzdata_text(name: str) -> str:
+    return resources.files("tzdata").joinpath("zoneinfo", name).read_text(encoding="utf-8")
+
+
+@functools.cache
+def _canonical_zones() -> tuple[frozenset[str], dict[str, str]]:
+    """The canonical names (the locations of the time zone database's zone.tab and
+    zone1970.tab, and UTC) and its links (an old or alias name → the zone it names),
+    from the pinned `tzdata` package."""
+    canonical = {UTC_ZONE}
+    for table in ("zone.tab", "zone1970.tab"):
+        for line in _tzdata_text(table).splitlines():
+            if line and not line.startswith("#"):
+                canonical.add(line.split("\t")[2])
+    links = {}
+    for line in _tzdata_text("tzdata.zi").splitlines():
+        if line.startswith("L "):
+            _, target, alias = line.split()
+            links[alias] = target
+    return frozenset(canonical), links
+
+
+def canonical_timezone(name: str) -> str | None:
+    """The canonical name of an IANA time zone name (`US/Pacific` → `America/Los_Angeles`,
+    `Etc/UTC` → `UTC`), or None when it has none (`Etc/GMT+5`: a fixed offset, no place)."""
+    canonical, links = _canonical_zones()
+    seen: set[str] = set()
+    while name not in canonical and name in links and name not in seen:
+        seen.add(name)
+        name = links[name]
+    if name in _UTC_TARGETS:
+        return UTC_ZONE
+    return name if name in canonical else None
+
+
 def check_timezone(name: str) -> str:
-    """A canonical IANA time zone name (as `Europe/Paris`), or ValueError."""
+    """The canonical IANA name of time zone `name` (as `Europe/Paris`; an alias the time
+    zone database links to one, such as `US/Pacific`, gives that one), or ValueError."""
     if name in NOT_IANA_ZONES or name.startswith(NOT_IANA_PREFIXES) or name not in iana_zones():
         raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris")
+    canonical = canonical_timezone(name)
+    if canonical is None:
+        raise ValueError(
+            f"time zone {name!r} names no place: use the IANA name of a location, such as "
+            "America/New_York, or UTC"
+        )
     try:
-        ZoneInfo(name)
+        ZoneInfo(canonical)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"unknown time zone {name!r}") from None
-    return name
+    return canonical
 
 
 # A claim on deleting a removed database's URLs older than this was left by a run that
@@ -96,7 +145,10 @@ class Schedule(BaseModel):
 
     enabled: bool = True
     hour: int = Field(default=DEFAULT_HOUR, ge=0, le=23)
-    timezone: Timezone = DEFAULT_TIMEZONE
+    # As stored: requests check it (`Timezone`, `pgbackups.api.schemas.ScheduleSettings`),
+    # but a zone the runtime no longer knows must not make the record unreadable; the
+    # schedule's functions refuse it for this database alone (domain.schedule.schedule_zone).
+    timezone: str = Field(default=DEFAULT_TIMEZONE, examples=["Europe/Paris"])
 
 
 class RetentionPolicy(BaseModel):
@@ -246,6 +298,11 @@ def expected_archive_size(database_size: int | None, last_ratio: float | None) -
 
 def archive_key(database: str, backup_id: str) -> str:
     return f"databases/{database}/backups/{backup_id}.pgsql"
+
+
+# How long an archive's presigned download URL stays valid: by default, and at most.
+DEFAULT_URL_LIFETIME = timedelta(minutes=5)
+MAX_URL_LIFETIME = timedelta(hours=1)
 
 
 def to_rfc3339(moment: datetime) -> str:

@@ -4,7 +4,7 @@
 its backup_manifest) to stdout; the WAL it needs comes from the archive the
 capture keeps, so `-X none`. The compression happens in pg_basebackup
 (`client-gzip`), which is also what the restore reads back with the standard
-library. The stream goes through the same `stream_dump_to_s3` as pg_dump's:
+library. The stream goes through the same `stream_to_s3` as pg_dump's:
 hashed, checked by its first bytes, the multipart upload aborted on failure.
 
 The backup's exact WAL range (its backup_manifest's WAL-Ranges: where replay
@@ -19,14 +19,11 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from pgbackups.postgres.dump import stream_dump_to_s3 as stream_to_s3
+from pgbackups.postgres.lsn import parse_lsn
 from pgbackups.postgres.pgtools import Launcher, PgTools, launch
+from pgbackups.postgres.streaming import ArchiveUploads, stream_to_s3
 from pgbackups.postgres.urls import registered_connection
-
-if TYPE_CHECKING:
-    from pgbackups.ports import Archives
 
 GZIP_MAGIC = b"\x1f\x8b"
 NOT_GZIP = "pg_basebackup's output is not a gzip-compressed tar"
@@ -34,8 +31,8 @@ COMPRESSION = "client-gzip:1"
 # The manifest's end (WAL-Ranges, its checksum) and the tar's trailer fit in this.
 MANIFEST_TAIL_BYTES = 256 * 1024
 WAL_RANGES = re.compile(rb'"WAL-Ranges"\s*:\s*\[(.*?)\]', re.DOTALL)
-START_LSN = re.compile(rb'"Start-LSN"\s*:\s*"([0-9A-F]+)/([0-9A-F]+)"')
-END_LSN = re.compile(rb'"End-LSN"\s*:\s*"([0-9A-F]+)/([0-9A-F]+)"')
+START_LSN = re.compile(rb'"Start-LSN"\s*:\s*"([0-9A-F]{1,8}/[0-9A-F]{1,8})"')
+END_LSN = re.compile(rb'"End-LSN"\s*:\s*"([0-9A-F]{1,8}/[0-9A-F]{1,8})"')
 
 
 @dataclass(frozen=True)
@@ -70,12 +67,7 @@ class ManifestTail:
         ends = END_LSN.findall(ranges[-1][1])
         if not starts or not ends:
             return None
-        return _lsn(starts[0]), _lsn(ends[-1])
-
-
-def _lsn(parts: tuple[bytes, bytes]) -> int:
-    high, low = parts
-    return int(high, 16) << 32 | int(low, 16)
+        return parse_lsn(starts[0].decode()), parse_lsn(ends[-1].decode())
 
 
 def basebackup_command(tools: PgTools, url: str) -> tuple[list[str], dict[str, str]]:
@@ -95,7 +87,7 @@ def basebackup_command(tools: PgTools, url: str) -> tuple[list[str], dict[str, s
 
 
 def stream_basebackup_to_s3(
-    archives: Archives,
+    archives: ArchiveUploads,
     key: str,
     tools: PgTools,
     url: str,

@@ -24,11 +24,6 @@ class ServerFacts:
     database_size: int
 
 
-def _reason(error: Exception, target: Connection) -> str:
-    """psycopg2's message on one line, with nothing of the URL's secret in it."""
-    return target.scrub(" ".join(str(error).split()))
-
-
 def probe(target: Connection, *, timeout: int = CONNECT_TIMEOUT_SECONDS) -> ServerFacts:
     """Connect to `target` and read the facts a backup records; ConnectionFailed if refused."""
     # Defaults only, as PgTools.environment gives pg_dump: the URL's own settings win.
@@ -37,9 +32,7 @@ def probe(target: Connection, *, timeout: int = CONNECT_TIMEOUT_SECONDS) -> Serv
     try:
         connection = psycopg2.connect(target.conninfo, password=target.password, **extra)
     except (psycopg2.Error, ValueError) as error:
-        raise ConnectionFailed(
-            f"cannot connect to {target.redacted}: {_reason(error, target)}"
-        ) from None
+        raise ConnectionFailed(target.failure("cannot connect to", error)) from None
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -47,9 +40,7 @@ def probe(target: Connection, *, timeout: int = CONNECT_TIMEOUT_SECONDS) -> Serv
             )
             version, size = cursor.fetchone()
     except psycopg2.Error as error:
-        raise ConnectionFailed(
-            f"cannot query {target.redacted}: {_reason(error, target)}"
-        ) from None
+        raise ConnectionFailed(target.failure("cannot query", error)) from None
     finally:
         connection.close()
     return ServerFacts(server_version=str(version), database_size=int(size))

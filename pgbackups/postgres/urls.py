@@ -69,6 +69,14 @@ SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "ve
 # server, without verify-full) could ask for the password in clear. libpq >= 16.
 NO_CLEARTEXT_PASSWORD = "!password"  # noqa: S105 (a require_auth value, not a secret)
 
+# What messages say instead of a URL that libpq read in a way that can put part of the
+# password in its host, port or database (an unencoded @ or / in the password).
+PERCENT_ENCODING = (
+    "a password with @ / : ? or # must be percent-encoded in a URL, e.g. the password "
+    "p@ss/w:rd as postgresql://shop:p%40ss%2Fw%3Ard@db.example.com:5432/shop"
+)
+MISREAD = f"the URL does not read as user:password@host:port/database: {PERCENT_ENCODING}"
+
 # Files libpq reads by default from the running user's home directory: pinned to
 # nowhere in every registered connection string, so pg_dump and the probe, which
 # get that same string, cannot send the function's own credentials anywhere.
@@ -89,12 +97,28 @@ class Connection:
 
     @property
     def redacted(self) -> str:
-        """`postgresql://user:***@host:port/db`: how messages name this target."""
+        """`postgresql://user:***@host:port/db`: how messages name this target (nothing of
+        a URL that may hold part of its password: then how to write it)."""
         return _display(self.parameters, self.scheme)
 
+    @property
+    def user(self) -> str:
+        """The role it connects as, `postgres` when the URL names none."""
+        return self.parameters.get("user") or "postgres"
+
+    @property
+    def database(self) -> str:
+        """The database it connects to: libpq's default is the role's name."""
+        return self.parameters.get("dbname") or self.user
+
     def scrub(self, text: str) -> str:
-        """`text` with this connection's password masked (a server's words may quote it)."""
-        return _scrub_passwords(text, _spellings(self.password))
+        """`text` without this connection's password (libpq's or a server's words may
+        quote it, or quote the parts of a URL that hold some of it)."""
+        return _scrub(text, self.parameters)
+
+    def failure(self, action: str, error: Exception) -> str:
+        """`cannot connect to <target>: <why>`, with nothing of the password."""
+        return f"{action} {self.redacted}: {self.scrub(' '.join(str(error).split()))}"
 
 
 def parse(url: str) -> dict[str, str]:
@@ -107,7 +131,7 @@ def parse(url: str) -> dict[str, str]:
         # libpq's message quotes the token it choked on, which may be the password.
         reason = " ".join(str(error).split()).removeprefix("invalid dsn: ")
         reason = re.sub(r'"[^"]*"', '"…"', reason)
-        raise ConnectionFailed(f"the URL is not valid: {reason}") from None
+        raise ConnectionFailed(f"the URL is not valid: {reason} ({PERCENT_ENCODING})") from None
 
 
 def _scheme(url: str) -> str:
@@ -196,10 +220,30 @@ def _refuses_cleartext(require_auth: str) -> bool:
     return "password" not in methods and not any(m.startswith("!") for m in methods)
 
 
+def user_of(url: str) -> str:
+    """The role a URL connects as, as libpq reads it (`postgres` when it names none)."""
+    return connection(url).user
+
+
+def database_of(url: str) -> str:
+    """The database a URL names, as libpq reads it (its default: the role's name)."""
+    return connection(url).database
+
+
 # -- messages -------------------------------------------------------------------------
 
 
+def misread(parameters: Mapping[str, str]) -> bool:
+    """Whether libpq's reading can have put part of a password elsewhere than in the
+    password: an unencoded `@` or `/` in it makes a host, port or database of its pieces."""
+    named = [parameters.get(key) or "" for key in ("host", "port", "dbname", "user")]
+    ports = (parameters.get("port") or "").split(",")
+    return any("@" in value for value in named) or not all(port.isdigit() for port in ports if port)
+
+
 def _display(parameters: Mapping[str, str], scheme: str = "postgresql") -> str:
+    if misread(parameters):
+        return f"{scheme}://*** ({MISREAD})"
     hosts = (parameters.get("host") or "").split(",")
     ports = (parameters.get("port") or "").split(",")
     if len(ports) == 1:
@@ -232,18 +276,31 @@ def _spellings(password: str | None) -> set[str]:
     return {password, quote(password, safe=""), quote(password), quote_plus(password)}
 
 
-def _scrub_passwords(text: str, secrets: set[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
+def _secrets(parameters: Mapping[str, str]) -> set[str]:
+    """What a message must not show of a URL: its password, and when libpq misread it,
+    every part that may hold a piece of the password."""
+    secrets = _spellings(parameters.get("password"))
+    if misread(parameters):
+        for key in ("host", "port", "dbname", "user"):
+            secrets |= _spellings(parameters.get(key))
+    return secrets
+
+
+def _scrub(text: str, parameters: Mapping[str, str]) -> str:
+    """`text` with the secrets of one URL masked where they stand as words of their own
+    (a password `a` must not turn `translate` into `tr***nsl***te`)."""
+    for secret in sorted(_secrets(parameters), key=len, reverse=True):
+        text = re.sub(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", "***", text)
+    if misread(parameters):
+        text = re.sub(r'"[^"]*"', '"…"', text)
     return re.sub(r"password=('(?:[^'\\]|\\.)*'|[^\s&]+)", "password=***", text)
 
 
 def scrub(text: str, *urls: str | None) -> str:
-    """`text` with the passwords of `urls` masked: for messages built from a server's words."""
-    secrets: set[str] = set()
+    """`text` with the secrets of `urls` masked: for messages built from a server's words."""
     for url in filter(None, urls):
         try:
-            secrets |= _spellings(parse(url).get("password"))
+            text = _scrub(text, parse(url))
         except ConnectionFailed:
             continue
-    return _scrub_passwords(text, secrets)
+    return text

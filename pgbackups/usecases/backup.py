@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
@@ -24,8 +25,10 @@ from pgbackups.domain.models import (
     BackupRecord,
     BackupRequest,
     BackupSource,
+    BackupStatus,
     ConnectionInfo,
     DatabaseRecord,
+    KeptAs,
     RunnerName,
     RunnerSetting,
     error_text,
@@ -33,11 +36,13 @@ from pgbackups.domain.models import (
 )
 from pgbackups.domain.runners import RunnerFailed, RunnerLimits, choose_runner
 from pgbackups.domain.schedule import PeriodicSlot
-from pgbackups.ports import BackupRunner, Catalog, Services
-from pgbackups.postgres.dump import DumpFailed, dump_command, stream_dump_to_s3
+from pgbackups.ports import BackupRunner, Catalog
+from pgbackups.postgres.dump import dump_command, stream_dump_to_s3
 from pgbackups.postgres.probe import ServerFacts, probe
+from pgbackups.postgres.streaming import DumpFailed
 from pgbackups.postgres.urls import Connection, registered_connection, scrub
-from pgbackups.usecases.pruning import prune_database
+from pgbackups.services import Services
+from pgbackups.usecases.retention import apply_retention, kept_as
 
 logger = Logger(child=True)
 
@@ -122,6 +127,49 @@ def find_backup(services: Services, database: str, ref: str) -> BackupRecord:
     if ref == LATEST:
         return services.catalog.latest_done_backup(database)
     return services.catalog.get_backup(database, ref)
+
+
+@dataclass(frozen=True)
+class ShownBackups:
+    """Backups as a client sees them: with why retention keeps each (absent: it does not),
+    and the cursor of the next page when there is one."""
+
+    backups: list[BackupRecord]
+    kept: dict[str, KeptAs] = field(default_factory=dict)
+    next_cursor: str | None = None
+
+
+def backups_page(
+    services: Services,
+    database: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: BackupStatus | None = None,
+    method: BackupMethod | None = None,
+) -> ShownBackups:
+    """A page of a database's backups, newest first; a removed database's too, while its
+    backups expire. DatabaseNotFound if there is no such database."""
+    record = services.catalog.get_database(database, include_removed=True)
+    backups, next_cursor = services.catalog.list_backups(
+        database, limit=limit, cursor=cursor, status=status, method=method
+    )
+    return ShownBackups(backups, kept_as(services, record, backups), next_cursor)
+
+
+def show_backup(services: Services, database: str, ref: str) -> ShownBackups:
+    """One backup by id or `latest` (`find_backup`); DatabaseNotFound when that is why it
+    is not found. Retention's verdict is read only for a done backup: what a client polls
+    while it waits costs one read."""
+    try:
+        record = find_backup(services, database, ref)
+    except BackupNotFound:
+        services.catalog.get_database(database, include_removed=True)
+        raise
+    if record.status != "done":
+        return ShownBackups([record])
+    owner = services.catalog.get_database(database, include_removed=True)
+    return ShownBackups([record], kept_as(services, owner, [record]))
 
 
 NO_FARGATE = (
@@ -233,7 +281,7 @@ def run_backup(
         publish_backup_event(services, finished)
     if finished.status == "done" and database_record is not None:
         with phases("retention"):
-            _apply_retention(services, database_record)
+            _retain_after_success(services, database_record)
     logger.info(
         "backup phases",
         extra={"backup_id": backup_id, "status": finished.status, "phases": phases.rounded()},
@@ -374,11 +422,11 @@ def publish_backup_event(services: Services, record: BackupRecord) -> None:
         logger.exception("could not publish the backup event", extra={"status": record.status})
 
 
-def _apply_retention(services: Services, database: DatabaseRecord) -> None:
-    """Prune after a success; a pruning failure never fails the backup (the sweep retries)."""
+def _retain_after_success(services: Services, database: DatabaseRecord) -> None:
+    """Apply retention after a success; its failure never fails the backup (the sweep retries)."""
     try:
-        deleted = prune_database(services, database, services.clock())
+        deleted = apply_retention(services, database, services.clock())
         if deleted:
-            logger.info("retention pruned backups", extra={"deleted": [r.id for r in deleted]})
+            logger.info("retention deleted backups", extra={"deleted": [r.id for r in deleted]})
     except Exception:
         logger.exception("retention failed after the backup; the hourly sweep will retry")

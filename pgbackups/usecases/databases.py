@@ -29,9 +29,9 @@ from pgbackups.domain.models import (
     RunnerSetting,
     Schedule,
 )
-from pgbackups.ports import Services
 from pgbackups.postgres import probe
 from pgbackups.postgres.urls import registered_connection
+from pgbackups.services import Services
 from pgbackups.usecases.backup import NO_FARGATE
 from pgbackups.usecases.pitr import forget_pitr
 
@@ -258,3 +258,19 @@ def _merged[Settings: (Schedule, RetentionPolicy)](
 ) -> Settings | None:
     """`current` with the given fields replaced; None when nothing changes."""
     return current.model_validate(current.model_dump() | dict(changes)) if changes else None
+
+
+def list_databases(services: Services) -> list[tuple[DatabaseRecord, BackupRecord | None]]:
+    """The registered databases, each with its newest backup."""
+    return databases_with_last_backup(services, services.catalog.list_databases())
+
+
+def show_database(services: Services, name: str) -> tuple[DatabaseRecord, BackupRecord | None]:
+    """One registered database with its newest backup; DatabaseNotFound if there is none."""
+    ((record, last),) = databases_with_last_backup(services, [services.catalog.get_database(name)])
+    return record, last
+
+
+def show_schedule(services: Services, name: str) -> Schedule:
+    """When a registered database's periodic backups run; DatabaseNotFound if there is none."""
+    return services.catalog.get_database(name).schedule

@@ -5,7 +5,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 
@@ -18,11 +17,16 @@ from pgbackups.domain.models import (
 )
 from pgbackups.domain.retention import plan_retention
 from pgbackups.domain.runners import SCHEDULED_GRACE, abandoned_reason
-from pgbackups.domain.schedule import PeriodicSlot, periodic_slot
-from pgbackups.ports import Services
+from pgbackups.domain.schedule import (
+    PeriodicSlot,
+    UnknownTimezone,
+    periodic_slot,
+    schedule_zone,
+)
+from pgbackups.services import Services
 from pgbackups.usecases.backup import publish_backup_event, schedule_backup
 from pgbackups.usecases.databases import finish_secret_deletion
-from pgbackups.usecases.pruning import prune_database
+from pgbackups.usecases.retention import apply_retention
 
 logger = Logger(child=True)
 
@@ -81,23 +85,29 @@ def _sweep(
             scheduled = _schedule_periodic_backup(services, history, slot)
             if scheduled is not None:
                 report.scheduled.append(scheduled)
-        if _has_pruning_to_do(history, now):
-            report.pruned += prune_database(services, database, now)
+        if _has_retention_work(history, now):
+            report.pruned += apply_retention(services, database, now)
+    except UnknownTimezone as error:
+        logger.error(
+            "periodic backups and retention cannot run for a database",
+            extra={"database": database.name, "reason": str(error)},
+        )
+        report.failed.append(database.name)
     except Exception:
         logger.exception("dispatch failed for a database", extra={"database": database.name})
         report.failed.append(database.name)
     return report
 
 
-def _has_pruning_to_do(history: DatabaseHistory, now: datetime) -> bool:
-    """Whether the database needs a pruning, as far as the run's read shows: a deletion
-    to finish, a backup retention lets go, or a removed database to forget. The pruning
+def _has_retention_work(history: DatabaseHistory, now: datetime) -> bool:
+    """Whether the database has retention work, as far as the run's read shows: a deletion
+    to finish, a backup retention lets go, or a removed database to forget. Retention
     itself reads the database's backups afresh; one that is needed only because of a
     backup finished since the read is done by that backup's own retention."""
     database = history.database
     if database.removed_at is not None or history.pending_deletions:
         return True
-    zone = ZoneInfo(database.schedule.timezone)
+    zone = schedule_zone(database.schedule)
     return bool(plan_retention(database.retention, history.backups, now, zone).delete)
 
 

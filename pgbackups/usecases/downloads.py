@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pgbackups.domain.errors import BackupNotDone
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from pgbackups.usecases.backup import find_backup
 
 
@@ -24,7 +24,9 @@ _STATE_PHRASES = {"scheduled": "is scheduled", "running": "is still running", "e
 
 
 def archive_download(services: Services, database: str, ref: str, lifetime: timedelta) -> Download:
-    """A link to the archive of backup `ref` (an id or `latest`); BackupNotDone unless done."""
+    """A link to the archive of backup `ref` (an id or `latest`) of a database, removed or
+    not; DatabaseNotFound, BackupNotFound, or BackupNotDone unless done."""
+    services.catalog.get_database(database, include_removed=True)
     record = find_backup(services, database, ref)
     if record.status != "done":
         raise BackupNotDone(

@@ -19,8 +19,6 @@ slot holds the WAL from the base backup's start.
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
 import re
 import time
 import uuid
@@ -55,11 +53,11 @@ from pgbackups.domain.pitr import (
     slot_name,
 )
 from pgbackups.domain.runners import RunnerFailed
-from pgbackups.ports import Services
-from pgbackups.postgres import wal
+from pgbackups.postgres import lsn, records, slots, wal
 from pgbackups.postgres.basebackup import stream_basebackup_to_s3
-from pgbackups.postgres.dump import DumpFailed
-from pgbackups.postgres.urls import scrub
+from pgbackups.postgres.streaming import DumpFailed
+from pgbackups.postgres.urls import database_of, scrub, user_of
+from pgbackups.services import Services
 from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS, runner_for
 
 logger = Logger(child=True)
@@ -130,8 +128,8 @@ def _start_pitr(
 ) -> PitrState:
     slot = slot_name(database)
     try:
-        wal.drop_slot(url, slot)
-        start = wal.create_slot(url, slot)
+        slots.drop_slot(url, slot)
+        start = slots.create_slot(url, slot)
     except wal.ReplicationFailed as error:
         raise ReplicationRefused(
             f"cannot create the replication slot {slot}: {error} (the role needs the "
@@ -162,7 +160,7 @@ def check_server(url: str, field_name: str) -> wal.ServerIdentity:
     try:
         connection = wal.connect_replication(url)
     except wal.ReplicationFailed as error:
-        level = wal.wal_level(url)
+        level = slots.wal_level(url)
         if level is not None and level not in MIN_WAL_LEVELS:
             raise ReplicationRefused(
                 _wal_level_refusal(field_name, level), field=field_name
@@ -202,8 +200,8 @@ def _new_chain(
         timeline=identity.timeline,
         segment_size=identity.segment_size,
         server_version_num=identity.version_num,
-        source_database=wal.database_of(url),
-        source_user=wal.user_of(url),
+        source_database=database_of(url),
+        source_user=user_of(url),
         start_lsn=start,
         position=start,
         archived_lsn=start,
@@ -225,7 +223,7 @@ def _stop_pitr(services: Services, database: str, settings: PitrSettings | None)
     if current.enabled:
         url = services.secrets.replication_url(database)
         try:
-            wal.drop_slot(url, slot_name(database))
+            slots.drop_slot(url, slot_name(database))
         except wal.ReplicationFailed as error:
             raise ReplicationRefused(
                 f"cannot drop the replication slot {slot_name(database)}: {error}"
@@ -392,14 +390,14 @@ def _break_reason(
     # pg_replication_slots says `lost` as soon as the slot is invalidated; servers 17+
     # keep its restart_lsn, so READ_REPLICATION_SLOT alone would not tell.
     try:
-        restart = wal.slot_restart_lsn(url, slot)
+        restart = slots.slot_restart_lsn(url, slot)
     except wal.SlotLost as lost:
         return str(lost)
     except wal.ReplicationFailed:
         # No SQL access for this role: READ_REPLICATION_SLOT (servers 15+).
         if identity.major < SERVER_WITH_READ_SLOT:
             raise
-        position = wal.read_slot(connection, slot)
+        position = slots.read_slot(connection, slot)
         if position is None:
             return f"the replication slot {slot} no longer exists"
         if position.restart_lsn is None:
@@ -407,8 +405,8 @@ def _break_reason(
         restart = position.restart_lsn
     if restart - restart % chain.segment_size > chain.position:
         return (
-            f"gap: the slot starts at {wal.format_lsn(restart)} but the archive ends at "
-            f"{wal.format_lsn(chain.position)}"
+            f"gap: the slot starts at {lsn.format_lsn(restart)} but the archive ends at "
+            f"{lsn.format_lsn(chain.position)}"
         )
     return None
 
@@ -427,7 +425,7 @@ def _stream(
     def store(segment: wal.Segment) -> None:
         nonlocal chain
         _store_segment(services, chain, segment)
-        commits = wal.commit_times(segment.data, segment.start_lsn)
+        commits = records.commit_times(segment.chunks(), segment.start_lsn)
         update: dict[str, object] = {
             "archived_lsn": max(chain.archived_lsn, segment.end_lsn),
             "last_archived_at": services.clock(),
@@ -455,14 +453,14 @@ def _stream(
 
 
 def _store_segment(services: Services, chain: WalChain, segment: wal.Segment) -> None:
-    body = gzip.compress(segment.padded(), compresslevel=WAL_COMPRESSION_LEVEL, mtime=0)
     key = chain.wal_prefix() + segment.name + (".partial" if segment.partial else "") + ".gz"
-    services.archives.put_bytes(
-        key,
-        body,
-        {"sha256": hashlib.sha256(body).hexdigest(), "end-lsn": wal.format_lsn(segment.end_lsn)},
-        kind="wal",
-    )
+    with segment.compressed(WAL_COMPRESSION_LEVEL) as body:
+        services.archives.put_bytes(
+            key,
+            body.file,
+            {"sha256": body.sha256, "end-lsn": lsn.format_lsn(segment.end_lsn)},
+            kind="wal",
+        )
     if not segment.partial:
         services.archives.delete(chain.wal_prefix() + segment.name + ".partial.gz")
 
@@ -486,8 +484,8 @@ def _break_chain(
     except Exception:
         logger.exception("could not publish the PITR Broken event")
     slot = slot_name(state.database)
-    wal.drop_slot(url, slot)
-    start = wal.create_slot(url, slot)
+    slots.drop_slot(url, slot)
+    start = slots.create_slot(url, slot)
     connection = wal.connect_replication(url)
     try:
         identity = wal.identify(connection)
@@ -694,7 +692,7 @@ def apply_pitr_retention(services: Services, database: str) -> list[BaseBackup]:
         elif floor is not None:
             for key in services.archives.keys(chain.wal_prefix()):
                 name = key.removeprefix(chain.wal_prefix())[:24]
-                start = wal.segment_start(name, chain.segment_size)
+                start = lsn.segment_start(name, chain.segment_size)
                 if start + chain.segment_size <= floor:
                     services.archives.delete(key)
     return plan.delete_bases
@@ -753,7 +751,7 @@ def plan_restore(
     for key in services.archives.keys(chain.wal_prefix()):
         file = key.removeprefix(chain.wal_prefix())
         name = file[:24]
-        if wal.segment_start(name, chain.segment_size) < first:
+        if lsn.segment_start(name, chain.segment_size) < first:
             continue
         (partial if file.endswith(".partial.gz") else complete)[name] = key
     files = [WalFile(n, k, False) for n, k in complete.items()]

@@ -33,9 +33,9 @@ from schemathesis.specs.openapi.checks import (
 
 from pgbackups.domain.errors import ConnectionFailed
 from pgbackups.domain.models import BackupRequest, utcnow
-from pgbackups.ports import Services
 from pgbackups.postgres import probe as connections
 from pgbackups.postgres.urls import Connection, registered_connection
+from pgbackups.services import Services
 from pgbackups_local.gateway import Gateway
 from tests.conftest import ROOT, AwsStack
 

@@ -130,12 +130,12 @@ def test_an_unknown_database(cli: Cli, folder: Path) -> None:
 def test_a_malformed_database_name(cli: Cli, folder: Path) -> None:
     result = cli("backups", "-d", "No Such")
     assert result.returncode == 2
-    assert "--database: 'No Such' is not a database name" in result.stderr
+    assert "--database: the database name must be 1 to 63 lowercase" in result.stderr
 
 
 def test_a_refused_connection_url_is_not_echoed(cli: Cli, folder: Path, source: Source) -> None:
     wrong = source.url.replace(source.server.password, "wrong-password-123")
-    result = cli("databases-add", "refused", "--url", wrong)
+    result = cli("databases-add", "refused", "--url", "-", input=wrong + "\n")
     assert result.returncode == 1
     assert result.stderr.startswith(
         f" !     url: cannot connect to postgresql://postgres:***@127.0.0.1:{source.server.port}/"
@@ -286,7 +286,7 @@ def test_restore_checks_the_target_before_anything_else(
 
 def test_a_failed_backup(cli: Cli, folder: Path, postgres: EmbeddedPostgres) -> None:
     url = postgres.create_database("cli_doomed")
-    assert cli("databases-add", "cli_doomed", "--url", url).returncode == 0
+    assert cli("databases-add", "cli_doomed", "--url", "-", input=url + "\n").returncode == 0
     postgres.psql('DROP DATABASE "cli_doomed"')
     result = cli("backups-create", "-d", "cli_doomed")
     assert result.returncode == 1
@@ -376,7 +376,7 @@ def test_unschedule(cli: Cli, folder: Path, source: Source) -> None:
 
 def test_databases_remove(cli: Cli, folder: Path, postgres: EmbeddedPostgres) -> None:
     url = postgres.create_database("cli_gone")
-    assert cli("databases-add", "cli_gone", "--url", url).returncode == 0
+    assert cli("databases-add", "cli_gone", "--url", "-", input=url + "\n").returncode == 0
     refused = cli("databases-remove", "cli_gone", input="n\n")
     assert refused.returncode == 1
     assert "Remove database cli_gone? [y/N]" in refused.stdout
@@ -397,7 +397,7 @@ def test_databases_remove(cli: Cli, folder: Path, postgres: EmbeddedPostgres) ->
 def _ensure_registered(cli: Cli, source: Source) -> None:
     names = [d["name"] for d in cli.api_get("/v1/databases")["databases"]]
     if source.name not in names:
-        result = cli("databases-add", source.name, "--url", source.url)
+        result = cli("databases-add", source.name, "--url", "-", input=source.url + "\n")
         assert result.returncode == 0, result.stderr
 
 

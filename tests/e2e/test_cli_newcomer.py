@@ -295,9 +295,22 @@ def test_databases_update(cli: Cli, folder: Path, postgres: EmbeddedPostgres) ->
     assert cli.api_get("/v1/databases/cli_update")["runner"] == "lambda"
 
     bad = cli("databases-update", "cli_update", "--compression", "brotli")
-    assert bad.returncode == 1
-    assert bad.stderr.startswith(" !     ")
-    assert "brotli" in bad.stderr
+    assert (bad.returncode, bad.stderr) == (
+        1,
+        " !     compression: unknown compression 'brotli': use none, gzip[:1-9], lz4[:1-12] "
+        "or zstd[:1-22]\n",
+    )
+    # The help's range is the API's, and a count outside it gets the API's own sentence.
+    assert re.search(
+        r"--keep-daily N\s+Daily backups kept \(1\u201335\)\.",
+        cli("databases-update", "--help").stdout,
+    )
+    none_kept = cli("databases-update", "cli_update", "--keep-daily", "0")
+    assert (none_kept.returncode, none_kept.stderr) == (
+        1,
+        " !     retention.daily: the number of daily backups to keep must be at least 1\n",
+    )
+    assert cli.api_get("/v1/databases/cli_update")["retention"]["daily"] == 3
 
 
 def test_a_url_from_the_environment_or_stdin_never_in_argv(
@@ -307,6 +320,16 @@ def test_a_url_from_the_environment_or_stdin_never_in_argv(
     from_env = cli("databases-add", "cli_env_url", PGBACKUPS_DATABASE_URL=url)
     assert from_env.returncode == 0, from_env.stderr
     assert lines(from_env.stdout)[0] == "-----> Database cli_env_url added"
+
+    # Typed on the command line, a URL with a password is refused before anything is sent.
+    for args in (["--url", url], ["--url", "-", "--replica-url", url]):
+        typed = cli("databases-add", "cli_typed_url", *args, input=url + "\n")
+        assert typed.returncode == 2
+        assert postgres.password not in typed.stdout + typed.stderr
+        said = " ".join(typed.stderr.split())
+        assert f"{args[-2]}: this URL holds a password" in said
+        assert f"Pass {args[-2]} - and the URL on standard input" in said
+    assert "cli_typed_url" not in [d["name"] for d in cli.api_get("/v1/databases")["databases"]]
 
     no_url = cli("databases-add", "cli_no_url")
     assert no_url.returncode == 2
@@ -364,6 +387,24 @@ def test_backups_create_shows_the_time_it_has_been_running(
 
     quiet = cli("backups-create", "-d", name, "-s", **terminal())
     assert (quiet.returncode, quiet.stderr) == (0, "")
+
+
+def test_a_second_backup_while_one_runs_is_refused_naming_the_running_one_once(
+    cli: Cli, folder: Path, source: Source
+) -> None:
+    name = registered(cli, source)
+    with items_locked(source):
+        first = cli("backups-create", "-d", name, "--no-wait")
+        assert first.returncode == 0, first.stderr
+        running = wait_until_running(cli, name)["id"]
+        second = cli("backups-create", "-d", name)
+    assert (second.returncode, second.stderr) == (
+        1,
+        f" !     a backup of {name} is already scheduled or running: {running}\n",
+    )
+    from tests.e2e.conftest import wait_for_backup
+
+    assert wait_for_backup(cli.stack, name, running)["status"] == "done"
 
 
 def test_ctrl_c_exits_130_and_the_backup_goes_on(cli: Cli, folder: Path, source: Source) -> None:

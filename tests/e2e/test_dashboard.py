@@ -7,6 +7,7 @@ page shows, the SHA-256 of the saved file, and that nothing logs an error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import psycopg2
 import pytest
 import requests
 from playwright.sync_api import (
@@ -204,6 +206,11 @@ def test_a_wrong_token_shows_an_error_and_no_data_the_right_one_lists_sign_out_f
     register(local_stack, name, postgres.url(name))
     assert f"Dashboard {local_stack.api_url}/ " in local_stack.log()  # what `make local` prints
 
+    page.goto(f"{local_stack.api_url}/")
+    # Where the token is: `make local` itself does not print it.
+    expect(page.locator("#sign-in-form .hint")).to_contain_text(
+        "pgbackups local --show-token prints it"
+    )
     sign_in(page, local_stack, token="not-the-token")
     expect(page.locator("#sign-in-form [role=alert]")).to_have_text(
         "This token was refused: check it and try again."
@@ -462,8 +469,9 @@ def test_retention_within_bounds_is_saved_outside_shows_the_apis_422_by_the_fiel
     form.get_by_label("Daily").fill("36")
     form.get_by_role("button", name="Update").click()
     error = form.locator('[data-error-for="retention.daily"]')
-    expect(error).to_contain_text("retention.daily")
-    expect(error).to_contain_text("35")
+    expect(error).to_have_text(
+        "retention.daily: the number of daily backups to keep must be at most 35"
+    )
     expect(form.get_by_label("Daily")).to_have_attribute("aria-invalid", "true")
     expect(form.locator('[data-error-for="retention.weekly"]')).to_have_text("")
     expect(form.locator(".saved")).to_have_text("")
@@ -968,3 +976,138 @@ def test_without_continuous_backups_no_window_and_a_failing_route_breaks_nothing
     expect(page.locator("#pitr-card .status")).to_have_count(0)
     failed_fetch = "error: Failed to load resource: net::ERR_FAILED"
     assert [e for e in console.errors() if e != failed_fetch] == []
+
+
+# -- what a newcomer reads: unknown names, a backup on its way, the API's sentences ------------
+
+
+@contextlib.contextmanager
+def items_locked(postgres: EmbeddedPostgres, database: str) -> Iterator[None]:
+    """pg_dump waits for this lock: a backup stays `running` until the block ends."""
+    connection = psycopg2.connect(postgres.url(database))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def go_to(page: Page, fragment: str) -> None:
+    page.evaluate("fragment => { location.hash = fragment; }", fragment)
+
+
+def test_an_unknown_or_malformed_name_shows_only_that_it_is_no_database_and_a_way_back(
+    page: Page, console: Console, local_stack: RunningStack, postgres: EmbeddedPostgres
+) -> None:
+    name = new_database(postgres)
+    register(local_stack, name, postgres.url(name))
+    open_backups_tab(page, local_stack, name)
+    expect(page.get_by_role("button", name="Trigger manual backup")).to_be_enabled()
+
+    for fragment, shown in [
+        ("#/databases/nope", "nope"),
+        ("#/databases/%", "%"),
+        ("#/databases/%E0%A4%A", "%E0%A4%A"),
+    ]:
+        go_to(page, fragment)
+        expect(page.get_by_role("heading", name=f"No database named {shown}")).to_be_visible()
+        view = page.locator("#database-view")
+        # None of the database shown before: its name, schedule, retention, buttons.
+        expect(view.get_by_text(name).filter(visible=True)).to_have_count(0)
+        expect(view.get_by_text("Europe/Paris").filter(visible=True)).to_have_count(0)
+        expect(view.get_by_role("button")).to_have_count(0)
+        expect(view.get_by_role("heading", name="Backup schedule")).to_have_count(0)
+        expect(view.get_by_role("link")).to_have_count(1)
+
+    page.get_by_role("link", name="Back to the databases").click()
+    expect(page.locator(f'#databases-table tr[data-database="{name}"]')).to_be_visible()
+
+    # A hash that is no route at all: the databases, nothing broken.
+    go_to(page, "#/%E0%A4%A")
+    expect(page.locator(f'#databases-table tr[data-database="{name}"]')).to_be_visible()
+    page.get_by_role("link", name=name, exact=True).click()
+    expect(page.locator("#database-facts")).to_contain_text("Compression")
+    assert console.page_errors == []
+    assert console.errors(404) == []
+
+
+def test_while_a_backup_is_on_its_way_the_trigger_is_disabled_and_says_why(
+    page: Page, console: Console, local_stack: RunningStack, postgres: EmbeddedPostgres
+) -> None:
+    name = new_database(postgres)
+    register(local_stack, name, postgres.url(name))
+    open_backups_tab(page, local_stack, name)
+    trigger = page.get_by_role("button", name="Trigger manual backup")
+
+    with items_locked(postgres, name):
+        trigger.click()
+        row = backup_rows(page).first
+        expect(row).to_have_attribute("data-status", "running", timeout=60_000)
+        expect(trigger).to_be_disabled()
+        backup_id = row.get_attribute("data-backup-id")
+        expect(page.locator("#trigger-note")).to_have_text(
+            f"Backup {backup_id} is running: another one can be triggered once it ends."
+        )
+    expect(row).to_have_attribute("data-status", "done", timeout=60_000)
+    expect(trigger).to_be_enabled()
+    expect(page.locator("#trigger-note")).to_have_text("")
+
+    # Created at, to the second, in the browser's zone (UTC on hover).
+    (backup,) = api_get(local_stack, f"/v1/databases/{name}/backups").json()["backups"]
+    created = datetime.fromisoformat(backup["created_at"])
+    expect(row.locator("td[data-label='Created at']")).to_have_text(
+        created.astimezone(ZoneInfo(BROWSER_ZONE)).strftime("%Y-%m-%d %H:%M:%S GMT+9")
+    )
+    assert console.errors() == []
+
+
+def test_a_backup_started_elsewhere_is_named_once_when_the_trigger_is_refused(
+    page: Page, console: Console, local_stack: RunningStack, postgres: EmbeddedPostgres
+) -> None:
+    name = new_database(postgres)
+    register(local_stack, name, postgres.url(name))
+    open_backups_tab(page, local_stack, name)
+    expect(page.locator("#backups-empty")).to_be_visible()
+
+    with items_locked(postgres, name):
+        # Started by the CLI or the schedule after the page was shown.
+        started = local_stack.api().post(f"{local_stack.api_url}/v1/databases/{name}/backups")
+        assert started.status_code == 202, started.text
+        running = started.json()["id"]
+        page.get_by_role("button", name="Trigger manual backup").click()
+        refusal = page.locator("#trigger-error")
+        expect(refusal).to_have_text(
+            f"a backup of {name} is already scheduled or running: {running}"
+        )
+        assert (refusal.text_content() or "").count(running) == 1
+    wait_for_backup(local_stack, name, running)
+    assert console.errors(409) == []
+
+
+def test_invalid_input_is_shown_in_the_apis_sentence_by_its_field(
+    page: Page, console: Console, local_stack: RunningStack
+) -> None:
+    sign_in(page, local_stack)
+    page.get_by_role("button", name="Add database").click()
+    form = page.locator("#add-database-form")
+    form.get_by_label("Name").fill("Shop!")
+    form.get_by_label("Connection URL").fill("postgres://u@127.0.0.1:1/db")
+    form.get_by_role("button", name="Add database").click()
+
+    answer = local_stack.api().post(
+        f"{local_stack.api_url}/v1/databases",
+        json={"name": "Shop!", "url": "postgres://u@127.0.0.1:1/db"},
+    )
+    assert answer.status_code == 422
+    said = answer.json()["error"]["message"]
+    assert said == (
+        "name: the database name must be 1 to 63 lowercase letters, digits, _ and -, "
+        "starting with a letter or digit"
+    )
+    expect(form.locator('[data-error-for="name"]')).to_have_text(said)
+    expect(form.get_by_label("Name")).to_have_attribute("aria-invalid", "true")
+    # The API's answers are never read as anything but JSON.
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert console.errors(422) == []

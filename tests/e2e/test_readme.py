@@ -139,3 +139,22 @@ def test_each_readme_command_prints_what_the_readme_shows(beside_a_stack: Path) 
             + "\nit printed:\n"
             + result.stdout
         )
+
+
+def test_the_files_the_readme_has_users_keep_in_the_project_folder_are_ignored_by_git() -> None:
+    """URL files hold passwords and archives hold data: neither may be committed by mistake."""
+    text = README.read_text()
+    url_files = set(re.findall(r"`(?:[^`]*< )?([\w.-]+\.url)`", text))
+    archives = set(re.findall(r"\b(\d{14}_\w+\.pgsql)\b", text))
+    assert {"shop.url", "copy.url"} <= url_files and archives
+
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin"],
+        input="\n".join(sorted(url_files | archives)),
+        cwd=README.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert set(ignored.stdout.split()) == url_files | archives, ignored.stderr

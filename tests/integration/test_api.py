@@ -20,7 +20,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from pgbackups.domain.models import BackupRecord
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, LambdaContext, RecordingRunner, load_event, load_function
 
@@ -171,6 +171,7 @@ def test_register_database_checks_the_url_and_stores_it_in_secrets_manager_only(
             "hour": 1,
             "timezone": "Europe/Paris",
             "next_run_at": "2026-01-16T00:00:00Z",  # 01:00 in Paris
+            "error": None,
         },
         "retention": {"daily": 7, "weekly": 4, "monthly": 0, "manual": 10},
         "compression": "zstd:1",
@@ -201,6 +202,7 @@ def test_register_with_schedule_retention_compression_and_replica(
         "hour": 4,
         "timezone": "UTC",
         "next_run_at": "2026-01-16T04:00:00Z",
+        "error": None,
     }
     assert answer.body["retention"] == {"daily": 14, "weekly": 4, "monthly": 3, "manual": 10}
     assert answer.body["compression"] == "gzip:6"
@@ -455,6 +457,7 @@ def test_patch_merges_schedule_and_retention_and_changes_compression(
         "hour": 5,
         "timezone": "UTC",
         "next_run_at": "2026-01-16T05:00:00Z",
+        "error": None,
     }
     assert answer.body["retention"] == {"daily": 14, "weekly": 4, "monthly": 0, "manual": 10}
     assert answer.body["compression"] == "lz4:4"
@@ -580,6 +583,7 @@ def test_get_and_put_schedule(api: Api, database_name: str, database_url: str) -
         "hour": 1,
         "timezone": "Europe/Paris",
         "next_run_at": "2026-01-16T00:00:00Z",
+        "error": None,
     }
 
     moved = api.call(
@@ -591,6 +595,7 @@ def test_get_and_put_schedule(api: Api, database_name: str, database_url: str) -
         "hour": 4,
         "timezone": "America/New_York",
         "next_run_at": "2026-01-16T09:00:00Z",  # 04:00 EST
+        "error": None,
     }
 
     disabled = api.call("api-put-schedule", path, body={"enabled": False})
@@ -599,6 +604,7 @@ def test_get_and_put_schedule(api: Api, database_name: str, database_url: str) -
         "hour": 4,
         "timezone": "America/New_York",
         "next_run_at": None,
+        "error": None,
     }
     assert api.call("api-get-schedule", path).body == disabled.body
     database = api.call("api-get-database", f"/v1/databases/{database_name}").body

@@ -25,9 +25,9 @@ from pgbackups.domain.models import (
     ConnectionInfo,
     DatabaseRecord,
 )
-from pgbackups.ports import Services
 from pgbackups.postgres.dump import RESTORE_FLAGS
 from pgbackups.postgres.pgtools import PgTools, launch
+from pgbackups.services import Services
 from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS, UploadProgress, run_backup
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, RecordingRunner, load_event, load_function

@@ -14,7 +14,7 @@ from pgbackups.domain.models import (
     DatabaseRecord,
     Schedule,
 )
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from pgbackups.usecases.dispatch import dispatch
 from tests.conftest import AwsStack, RecordingRunner, load_event, load_function
 
@@ -317,3 +317,32 @@ def test_a_database_registered_after_the_due_hour_is_not_caught_up(services: Ser
     )
 
     assert dispatch(services, DUE + timedelta(hours=1)).scheduled == []
+
+
+def store_timezone(aws: AwsStack, database: str, timezone: str) -> None:
+    """Write a schedule's time zone straight into the table, as an older release (or
+    an older time zone database) left it: no check of ours runs."""
+    items = aws.dynamodb.scan(TableName=aws.settings.table_name)["Items"]
+    (item,) = [i for i in items if i.get("name") == {"S": database} and "schedule" in i]
+    aws.dynamodb.update_item(
+        TableName=aws.settings.table_name,
+        Key={"pk": item["pk"], "sk": item["sk"]},
+        UpdateExpression="SET #schedule.#timezone = :timezone",
+        ExpressionAttributeNames={"#schedule": "schedule", "#timezone": "timezone"},
+        ExpressionAttributeValues={":timezone": {"S": timezone}},
+    )
+
+
+def test_a_time_zone_the_runtime_no_longer_knows_fails_its_database_only(
+    aws: AwsStack, services: Services
+) -> None:
+    register(services, "gone", Schedule(hour=1, timezone="America/Los_Angeles"))
+    register(services, "paris", Schedule(hour=1, timezone="Europe/Paris"))
+    store_timezone(aws, "gone", "US/Pacific-New")  # dropped by the time zone database in 2020
+
+    report = dispatch(services, datetime(2026, 11, 25, 0, 0, tzinfo=UTC))
+
+    assert [r.database for r in report.scheduled] == ["paris"]
+    assert report.failed == ["gone"]
+    assert services.catalog.all_backups("gone") == []
+    assert services.catalog.get_database("gone").schedule.timezone == "US/Pacific-New"

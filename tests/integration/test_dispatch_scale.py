@@ -13,7 +13,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from pgbackups.domain.errors import BackupInProgress
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, Schedule
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from pgbackups.usecases import dispatch as dispatch_module
 from pgbackups.usecases.backup import request_backup
 from pgbackups.usecases.dispatch import dispatch

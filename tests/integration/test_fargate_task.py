@@ -29,7 +29,7 @@ import pytest
 
 from pgbackups.domain.models import BackupRecord, ConnectionInfo, DatabaseRecord
 from pgbackups.domain.pitr import PitrSettings
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from pgbackups.usecases import pitr
 from pgbackups_local.code_packages import zip_tree
 from pgbackups_local.postgres import EmbeddedPostgres

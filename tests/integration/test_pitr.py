@@ -27,8 +27,8 @@ import pytest
 from pgbackups.domain.errors import OutsideRecoveryWindow, ReplicationRefused
 from pgbackups.domain.models import BackupRequest, ConnectionInfo, DatabaseRecord, to_rfc3339
 from pgbackups.domain.pitr import BaseBackup, PitrSettings
-from pgbackups.ports import Services
-from pgbackups.postgres import wal
+from pgbackups.postgres import lsn, slots
+from pgbackups.services import Services
 from pgbackups.usecases import pitr
 from pgbackups_cli.pitr import (
     PitrRestoreFailed,
@@ -165,7 +165,7 @@ def manifest_wal_range(aws: AwsStack, base: BaseBackup) -> tuple[int, int]:
         member = tar.extractfile("backup_manifest")
         assert member is not None
         (wal_range,) = json.load(member)["WAL-Ranges"]
-    return wal.parse_lsn(wal_range["Start-LSN"]), wal.parse_lsn(wal_range["End-LSN"])
+    return lsn.parse_lsn(wal_range["Start-LSN"]), lsn.parse_lsn(wal_range["End-LSN"])
 
 
 def test_restore_between_commits_and_to_latest(
@@ -258,7 +258,7 @@ def test_window_refuses_times_outside(services: Services, aws: AwsStack) -> None
         for outside in (window.earliest - timedelta(seconds=1), window.latest + timedelta(1)):
             with pytest.raises(OutsideRecoveryWindow):
                 pitr.plan_restore(services, "win", outside)
-        assert wal.format_lsn(wal.parse_lsn("1/A0")) == "1/A0"
+        assert lsn.format_lsn(lsn.parse_lsn("1/A0")) == "1/A0"
     finally:
         server.destroy()
 
@@ -322,7 +322,7 @@ def test_killed_after_upload_before_acknowledging_resends_without_gap(
     def die_after_upload(chain: Any) -> None:
         if chain.position > chain_before.position:  # a complete segment was just uploaded
             stored.append(
-                wal.segment_name(chain.timeline, chain_before.position, chain.segment_size)
+                lsn.segment_name(chain.timeline, chain_before.position, chain.segment_size)
             )
             raise Killed()
         put_chain(chain)
@@ -333,12 +333,12 @@ def test_killed_after_upload_before_acknowledging_resends_without_gap(
     monkeypatch.undo()
     key = chain_before.wal_prefix() + stored[0] + ".gz"
     assert key in aws.object_keys(), "the segment was uploaded"
-    slot = wal.slot_restart_lsn(url, "pgbackups_killed")
+    slot = slots.slot_restart_lsn(url, "pgbackups_killed")
     assert slot <= chain_before.position + chain_before.segment_size - 1, "not acknowledged"
 
     report = pitr.capture(services, name, seconds_left=600)
     assert stored[0] in report.segments, "the next run re-sends the segment"
-    assert wal.slot_restart_lsn(url, "pgbackups_killed") > chain_before.position
+    assert slots.slot_restart_lsn(url, "pgbackups_killed") > chain_before.position
     assert restore(services, name, None, Path(), 18) == [1, 2]
 
 
@@ -361,7 +361,7 @@ def test_killed_before_upload_the_slot_keeps_the_wal(
     with pytest.raises(Killed):
         pitr.capture(services, name, seconds_left=600)
     monkeypatch.undo()
-    restart = wal.slot_restart_lsn(url, "pgbackups_unstored")
+    restart = slots.slot_restart_lsn(url, "pgbackups_unstored")
     assert restart - restart % chain.segment_size <= chain.position, "the slot still holds it"
     server18.psql("CHECKPOINT")
     report = pitr.capture(services, name, seconds_left=600)
@@ -555,7 +555,7 @@ def test_retention_drops_old_base_backups_and_the_wal_only_they_needed(
     old_segments = [
         k for k in aws.object_keys()
         if k.startswith(chain.wal_prefix())
-        and wal.segment_start(k.removeprefix(chain.wal_prefix())[:24], chain.segment_size)
+        and lsn.segment_start(k.removeprefix(chain.wal_prefix())[:24], chain.segment_size)
         + chain.segment_size <= bases[1].start_lsn
     ]  # fmt: skip
     assert old_segments

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pgbackups.domain.errors import DatabaseExists, DatabaseNotFound
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from pgbackups.usecases.databases import (
     DatabaseChanges,
     NewDatabase,

@@ -4,6 +4,8 @@ string, and the password is only ever in its environment, never in its argv."""
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import string
 import subprocess
 import time
@@ -24,6 +26,7 @@ from pgbackups.postgres.pgtools import PgTools, launch
 from pgbackups.postgres.probe import probe
 from pgbackups.postgres.urls import redact, registered_connection
 from pgbackups_local.postgres import EmbeddedPostgres
+from tests.conftest import AwsStack, LambdaContext, load_event, load_function
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +180,49 @@ def test_a_server_that_asks_for_a_cleartext_password_is_refused() -> None:
         assert server.password not in refused.value.message
     finally:
         server.destroy()
+
+
+def register(url: str, context: LambdaContext) -> tuple[int, dict[str, object]]:
+    """The API's answer to registering `url` (the status and the JSON body)."""
+    event = load_event("api-create-database")
+    event["body"] = json.dumps({"name": "shop", "url": url})
+    event["headers"]["content-type"] = "application/json"
+    response = load_function("api").handler(event, context)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def shows_a_piece_of(password: str, text: str) -> bool:
+    """Whether `text` shows a piece of `password` (split where libpq split it) as a word
+    of its own: `se` of `se/cret` is also in `database`, which is fine."""
+    return any(
+        re.search(rf"(?<![0-9A-Za-z]){re.escape(piece)}(?![0-9A-Za-z])", text)
+        for piece in re.split(r"[@/]", password)
+    )
+
+
+@pytest.mark.parametrize("password", ["se/cret", "Tr0ub@dor&3"])
+def test_registering_a_url_with_an_unencoded_password_echoes_none_of_it(
+    aws: AwsStack, lambda_context: LambdaContext, postgres: EmbeddedPostgres, password: str
+) -> None:
+    status, body = register(
+        f"postgres://shop:{password}@127.0.0.1:{postgres.port}/shop", lambda_context
+    )
+    assert status == 422
+    assert not shows_a_piece_of(password, json.dumps(body))
+    message = body["error"]["message"]  # type: ignore[index]
+    assert message.startswith("url: cannot connect to postgres://*** (")
+    assert "must be percent-encoded" in message and "p%40ss%2Fw%3Ard" in message
+
+
+def test_a_short_password_is_masked_without_garbling_the_answer(
+    aws: AwsStack, lambda_context: LambdaContext, postgres: EmbeddedPostgres
+) -> None:
+    status, body = register(
+        f"postgresql://postgres:a@127.0.0.1:{postgres.port}/postgres", lambda_context
+    )
+    assert status == 422
+    message = body["error"]["message"]  # type: ignore[index]
+    assert message.startswith(
+        f"url: cannot connect to postgresql://postgres:***@127.0.0.1:{postgres.port}/postgres: "
+    )
+    assert 'password authentication failed for user "postgres"' in message

@@ -67,10 +67,70 @@ def test_invalid_input_is_422_naming_the_field_without_a_lookup() -> None:
     assert body == {
         "error": {
             "code": "invalid_input",
-            "message": "retention.weekly: Input should be less than or equal to 52",
+            "message": "retention.weekly: the number of weekly backups to keep must be at most 52",
             "field": "retention.weekly",
         }
     }
+
+
+REGISTRATION = {"name": "shop", "url": "postgres://h/x"}
+PYDANTIC_WORDS = ("Input should", "Value error", "String should", "Field required", "Extra inputs")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"name": "Shop!"}, "name: the database name must be 1 to 63 lowercase letters, digits, _ and -, starting with a letter or digit"),
+        ({"retention": {"daily": 0}}, "retention.daily: the number of daily backups to keep must be at least 1"),
+        ({"retention": {"manual": 501}}, "retention.manual: the number of manual backups to keep must be at most 500"),
+        ({"retention": {"daily": "7"}}, 'retention.daily: the number of daily backups to keep must be a whole number written as a JSON integer (7, not "7", 7.0 or true)'),
+        ({"retention": "lots"}, "retention: the retention policy must be a JSON object"),
+        ({"compression": "brotli"}, "compression: unknown compression 'brotli': use none, gzip[:1-9], lz4[:1-12] or zstd[:1-22]"),
+        ({"compression": 3}, "compression: the compression must be a string (in double quotes)"),
+        ({"runner": "k8s"}, "runner: the runner must be 'lambda', 'fargate' or 'auto'"),
+        ({"schedule": {"hour": 24}}, "schedule.hour: the hour must be at most 23"),
+        ({"schedule": {"enabled": "yes"}}, "schedule.enabled: `enabled` must be true or false (a JSON boolean)"),
+        ({"schedule": {"timezone": "Mars/X"}}, "schedule.timezone: unknown time zone 'Mars/X': use an IANA name such as Europe/Paris"),
+        ({"url": ""}, "url: the connection URL must not be empty"),
+        ({"url": "x" * 4097}, "url: the connection URL must be at most 4096 characters long"),
+        ({"url": None}, "url: the connection URL must be a string (in double quotes)"),
+        ({"colour": "red"}, "colour: this request has no field of that name"),
+    ],
+)  # fmt: skip
+def test_every_validation_problem_is_a_sentence_about_the_field_in_the_users_words(
+    changes: dict[str, Any], message: str
+) -> None:
+    status, body = resolve(
+        Untouchable(), "api-create-database", body=json.dumps({**REGISTRATION, **changes})
+    )
+
+    assert status == 422
+    assert body["error"]["message"] == message
+    assert body["error"]["field"] == message.split(":")[0]
+    assert not [words for words in PYDANTIC_WORDS if words in message]
+
+
+def test_a_missing_field_and_bad_query_parameters_are_said_in_words_too() -> None:
+    assert (
+        resolve(Untouchable(), "api-create-database", body='{"name": "shop"}')[1]["error"][
+            "message"
+        ]
+        == "url: the connection URL is required"
+    )
+    for query, message in [
+        ("limit=0", "limit: the page size must be at least 1"),
+        ("limit=101", "limit: the page size must be at most 100"),
+        ("limit=ten", "limit: the page size must be a whole number"),
+        ("status=bogus", "status: the status must be 'scheduled', 'running', 'done' or 'error'"),
+    ]:
+        name, value = query.split("=")
+        status, body = resolve(
+            Untouchable(),
+            "api-list-backups",
+            rawQueryString=query,
+            queryStringParameters={name: value},
+        )
+        assert (status, body["error"]["message"]) == (422, message)
 
 
 def test_a_missing_body_is_422() -> None:
@@ -114,6 +174,27 @@ def test_a_domain_error_is_mapped_with_its_status_code_and_details() -> None:
         404,
         {"error": {"code": "database_not_found", "message": "no database named shop"}},
     )
+
+
+def test_json_answers_forbid_mime_sniffing() -> None:
+    """A browser must never read an answer (which may echo input) as anything but JSON."""
+    answers = [
+        build_api(FakeServices(DatabaseNotFound("no database named shop"))).resolve(
+            load_event("api-get-database"), LambdaContext()
+        ),
+        build_api(Untouchable()).resolve(load_event("api-get-openapi"), LambdaContext()),
+        build_api(Untouchable()).resolve(
+            {**load_event("api-create-database"), "body": '{"name": "<b>"}'}, LambdaContext()
+        ),
+        build_api(Untouchable()).resolve(
+            {**load_event("api-get-database"), "rawPath": "/v1/nope"}, LambdaContext()
+        ),
+    ]
+
+    for answer in answers:
+        assert answer["headers"]["Content-Type"] == "application/json", answer
+        assert answer["headers"]["X-Content-Type-Options"] == "nosniff", answer
+    assert [answer["statusCode"] for answer in answers] == [404, 200, 422, 404]
 
 
 def test_an_unexpected_error_is_a_500_without_details() -> None:

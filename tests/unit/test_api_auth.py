@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from pgbackups.api.auth import AuthorizerSettingsError, TokenAuthorizer, bearer_token
+from pgbackups.api.auth import (
+    REFRESH_AFTER_REFUSAL_SECONDS,
+    AuthorizerSettingsError,
+    TokenAuthorizer,
+    bearer_token,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -15,12 +20,25 @@ class FakeSecrets:
     """Stands in for powertools' SecretsProvider."""
 
     def __init__(self, value: Any) -> None:
-        self.value = value
+        self.value = value  # what Secrets Manager holds
+        self.cached: Any = None  # what powertools' cache holds (max_age is not modelled)
         self.reads: list[tuple[str, int | None]] = []
+        self.fetches = 0  # reads that reached Secrets Manager
 
-    def get(self, name: str, max_age: int | None = None) -> Any:
+    def get(self, name: str, max_age: int | None = None, force_fetch: bool = False) -> Any:
         self.reads.append((name, max_age))
-        return self.value
+        if self.cached is None or force_fetch:
+            self.cached = self.value
+            self.fetches += 1
+        return self.cached
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.mark.parametrize(
@@ -72,3 +90,33 @@ def test_a_secret_without_a_text_token_lets_nobody_in(value: Any) -> None:
 def test_the_secret_id_comes_from_the_environment() -> None:
     with pytest.raises(AuthorizerSettingsError, match="TOKEN_SECRET_ID"):
         TokenAuthorizer.secret_id_from_env({})
+
+
+def test_a_rotated_token_is_accepted_at_once_by_a_warm_instance() -> None:
+    secrets, clock = FakeSecrets("old-token"), Clock()
+    authorizer = TokenAuthorizer("arn:secret", provider=secrets, clock=clock)  # type: ignore[arg-type]
+    assert authorizer.is_authorized("Bearer old-token")
+
+    secrets.value = "new-token"  # rotated; the instance still holds the old one
+    clock.now += 1
+
+    assert authorizer.is_authorized("Bearer new-token")
+    assert not authorizer.is_authorized("Bearer old-token")
+
+
+def test_refusals_re_read_the_secret_at_most_once_per_interval() -> None:
+    secrets, clock = FakeSecrets("s3cret-token"), Clock()
+    authorizer = TokenAuthorizer("arn:secret", provider=secrets, clock=clock)  # type: ignore[arg-type]
+    assert authorizer.is_authorized("Bearer s3cret-token")
+    assert secrets.fetches == 1
+
+    for _ in range(50):  # a burst of wrong tokens
+        assert not authorizer.is_authorized("Bearer guess")
+    assert secrets.fetches == 2
+
+    clock.now += REFRESH_AFTER_REFUSAL_SECONDS - 0.1
+    assert not authorizer.is_authorized("Bearer guess")
+    assert secrets.fetches == 2
+    clock.now += 0.2
+    assert not authorizer.is_authorized("Bearer guess")
+    assert secrets.fetches == 3

@@ -107,3 +107,14 @@ def test_the_page_never_parses_strings_as_html_or_code() -> None:
     assert "style=" not in page and "<style" not in page
     assert page.count("<script") == 1
     assert not re.search(r"<[^>]*\son[a-z]+\s*=", page)  # no inline event handler
+
+
+@pytest.mark.parametrize("path", ["/static/", "/static/a/b", "/static/<img src=x>/x", "/nope"])
+def test_a_path_that_is_no_file_of_the_dashboard_is_a_plain_404_that_does_not_echo_it(
+    path: str,
+) -> None:
+    response = get(path)
+
+    assert response["statusCode"] == 404
+    assert STRICT.items() <= response["headers"].items()
+    assert response["body"] == "not found\n"

@@ -83,6 +83,35 @@ def test_use_cases_reach_aws_through_ports_only_and_know_no_http() -> None:
     assert _offending("pgbackups/usecases", forbidden) == {}
 
 
+def test_the_api_parses_and_renders_and_reaches_no_adapter() -> None:
+    forbidden = ("pgbackups.adapters", "pgbackups.wiring", "boto3", "botocore")
+    assert _offending("pgbackups/api", forbidden) == {}
+
+
+def test_the_postgres_side_knows_no_layer_above_it() -> None:
+    forbidden = (
+        "pgbackups.ports",
+        "pgbackups.services",
+        "pgbackups.usecases",
+        "pgbackups.adapters",
+        "pgbackups.api",
+        "pgbackups.wiring",
+    )
+    assert _offending("pgbackups/postgres", forbidden) == {}
+
+
+def test_the_ports_are_protocols_on_domain_records_only() -> None:
+    """`ports.py` builds on the domain; the bundle that also holds the PostgreSQL tools
+    and the settings is `services.py`."""
+    imported = _imports(ROOT / "pgbackups/ports.py", module_level_only=False)
+    ours = {name for name in imported if name.startswith("pgbackups")}
+    assert {name for name in ours if not name.startswith("pgbackups.domain")} == set()
+    tree = ast.parse((ROOT / "pgbackups/ports.py").read_text())
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
+    assert classes
+    assert [c.name for c in classes if [ast.unparse(b) for b in c.bases] != ["Protocol"]] == []
+
+
 def test_only_the_wiring_builds_aws_clients() -> None:
     builders = {
         str(path.relative_to(ROOT))

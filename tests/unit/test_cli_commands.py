@@ -313,7 +313,7 @@ def test_database_flag_before_and_on_the_command(
 def test_a_malformed_database_name_is_a_usage_error(api: FakeApi) -> None:
     result = run("backups", "-d", "Not A Name")
     assert result.exit_code == 2
-    assert "'Not A Name' is not a database name" in result.stderr
+    assert "--database: the database name must be 1 to 63 lowercase" in result.stderr
     assert api.calls == []
 
 
@@ -359,8 +359,8 @@ def test_no_databases(api: FakeApi) -> None:
 
 def test_databases_add(api: FakeApi) -> None:
     api.routes["POST /v1/databases"] = (201, database("crm", has_replica=True))
-    url = "postgres://app:pw@db.example.com:5432/crm"
-    replica = "postgres://app:pw@replica.example.com:5432/crm"
+    url = "postgres://app@db.example.com:5432/crm"  # no password: it may be on argv
+    replica = "postgres://app@replica.example.com:5432/crm"
     result = run("databases-add", "crm", "--url", url, "--replica-url", replica)
     assert result.exit_code == 0
     assert result.stdout == (
@@ -379,7 +379,7 @@ def test_databases_add_refused_connection(api: FakeApi) -> None:
     api.routes["POST /v1/databases"] = error(
         422, "connection_failed", "url: cannot connect to postgres://app:***@db:5432/crm: timeout"
     )
-    result = run("databases-add", "crm", "--url", "postgres://app:pw@db:5432/crm")
+    result = run("databases-add", "crm", "--url", "-", input="postgres://app:pw@db:5432/crm\n")
     assert result.exit_code == 1
     assert (
         result.stderr == " !     url: cannot connect to postgres://app:***@db:5432/crm: timeout\n"
@@ -389,7 +389,7 @@ def test_databases_add_refused_connection(api: FakeApi) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["Bad Name", "--url", "postgres://h/db"], "NAME: 'Bad Name' is not a database name"),
+        (["Bad Name", "--url", "postgres://h/db"], "NAME: the database name must be 1 to 63"),
         (["crm", "--url", "mysql://h/db"], "it must start with postgres:// or postgresql://"),
         (
             ["crm"],
@@ -479,7 +479,6 @@ def test_backups_filters_and_more_pages(api: FakeApi) -> None:
         "or the next page with --cursor abc\n"
     )
     assert api.calls[-1][1] == {"limit": "1", "status": "done", "method": "manual"}
-    assert run("backups", "--limit", "101").exit_code == 2
 
 
 def test_backups_info(api: FakeApi) -> None:

@@ -25,7 +25,7 @@ from pgbackups.domain.pitr import (
     slot_name,
 )
 from pgbackups.postgres.basebackup import ManifestTail
-from pgbackups.postgres.wal import format_lsn, parse_lsn, segment_name, segment_start
+from pgbackups.postgres.lsn import parse_lsn
 
 pytestmark = pytest.mark.unit
 
@@ -50,15 +50,6 @@ def base(base_id: str, chain_id: str, finished: datetime, start: int, end: int) 
         finished_at=finished, start_lsn=start, end_lsn=end, timeline=1, size=1, sha256="0" * 64,
         server_version_num=180006,
     )  # fmt: skip
-
-
-def test_lsn_and_segment_names_round_trip() -> None:
-    assert parse_lsn("16/B374D848") == 0x16B374D848
-    assert format_lsn(parse_lsn("0/1700000")) == "0/1700000"
-    assert segment_name(1, 0x16B374D848, SEG) == "0000000100000016000000B3"
-    assert segment_start("0000000100000016000000B3", SEG) == 0x16B3000000
-    with pytest.raises(ValueError):
-        parse_lsn("16/B374D848; DROP")
 
 
 def test_slot_names_are_valid_postgres_identifiers() -> None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import itertools
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
 
-from pgbackups.domain.models import Schedule
-from pgbackups.domain.schedule import next_run_at, periodic_day, periodic_slot, schedule_due_at
+from pgbackups.domain.models import Schedule, check_timezone, iana_zones
+from pgbackups.domain.schedule import (
+    PeriodicSlot,
+    next_run_at,
+    periodic_day,
+    periodic_slot,
+    schedule_due_at,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -63,7 +71,9 @@ def test_an_hour_skipped_by_spring_forward_runs_in_the_hour_after() -> None:
 def test_an_hour_repeated_by_fall_back_is_one_periodic_day() -> None:
     two_am = Schedule(hour=2, timezone="Europe/Paris")
     first, second = (datetime(2026, 10, 25, h, tzinfo=UTC) for h in (0, 1))
-    assert schedule_due_at(two_am, first) and schedule_due_at(two_am, second)
+    # The first 02:00 is the day's run; the repeated one only catches it up.
+    assert schedule_due_at(two_am, first) and not schedule_due_at(two_am, second)
+    assert periodic_slot(two_am, second) == PeriodicSlot("2026-10-25", first, timedelta(hours=1))
     assert (
         periodic_day(first, "Europe/Paris") == periodic_day(second, "Europe/Paris") == "2026-10-25"
     )
@@ -143,3 +153,121 @@ def test_every_local_day_of_a_year_has_one_on_time_run_and_six_catch_ups() -> No
     for _, day, late in runs:
         by_day.setdefault(day, []).append(late)
     assert all(lates == list(range(7)) for day, lates in by_day.items() if day != "2026-01-01")
+
+
+YEAR = 2026
+
+
+def transition_days(zone: ZoneInfo) -> list[date]:
+    """The UTC days of YEAR in which the zone's offset changes."""
+    start = datetime(YEAR, 1, 1, tzinfo=UTC)
+    days = [start + timedelta(days=n) for n in range(366)]
+    return [
+        day.date()
+        for before, day in itertools.pairwise(days)
+        if before.astimezone(zone).utcoffset() != day.astimezone(zone).utcoffset()
+    ]
+
+
+def hourly_runs(schedule: Schedule, start: datetime, hours: int) -> dict[str, datetime]:
+    """The dispatcher's runs from `start` for `hours`, as the catalog takes them (one
+    periodic backup per local day, refused for the day it last took): each local day's
+    backup and the run that created it. A second backup of a day fails the test."""
+    created: dict[str, datetime] = {}
+    last_day = None
+    for at in (start + timedelta(hours=h) for h in range(hours)):
+        slot = periodic_slot(schedule, at)
+        if slot is None or slot.day == last_day:
+            continue
+        assert slot.day not in created, (schedule, slot.day, at)
+        created[slot.day] = at
+        last_day = slot.day
+    return created
+
+
+def zones_with_their_transitions() -> list[tuple[str, list[date]]]:
+    """Every zone of the runtime, one per behaviour over YEAR (a link and its target, or
+    two zones with the same offsets hour by hour, behave alike), with its transitions."""
+    found: dict[tuple[object, ...], tuple[str, list[date]]] = {}
+    for name in sorted(available_timezones()):
+        if name.startswith(("posix/", "right/")) or name in {"Factory", "localtime"}:
+            continue
+        zone = ZoneInfo(name)
+        days = transition_days(zone)
+        hours = [
+            datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(hours=h)
+            for d in days
+            for h in range(-24, 48)
+        ]
+        daily = [datetime(YEAR, 1, 1, tzinfo=UTC) + timedelta(days=n) for n in range(366)]
+        key = tuple(at.astimezone(zone).utcoffset() for at in daily + hours) + tuple(days)
+        found.setdefault(key, (name, days))
+    return list(found.values())
+
+
+def test_every_zone_every_hour_every_transition_one_backup_a_day_at_next_run_at() -> None:
+    """Around each offset change of YEAR in every zone (and a few days of each zone
+    without one), for each hour 0-23: each whole local day gets exactly one periodic
+    backup from the dispatcher's hourly runs, created on time, at the run `next_run_at`
+    announced before it."""
+    problems = []
+    zones = zones_with_their_transitions()
+    assert len(zones) > 50  # 65 behaviours in 2026 for about 600 names
+    for name, days in zones:
+        zone = ZoneInfo(name)
+        for day in days or [date(YEAR, 6, 1)]:
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(days=2)
+            hours = 24 * 5
+            seen = [(start + timedelta(hours=h)).astimezone(zone).date() for h in range(hours)]
+            whole_days = sorted({d.isoformat() for d in seen})[1:-1]  # the edges are partial
+            for hour in range(24):
+                schedule = Schedule(hour=hour, timezone=name)
+                created = hourly_runs(schedule, start, hours)
+                missing = [d for d in whole_days if d not in created]
+                if missing:
+                    problems.append((name, hour, "no backup on", missing))
+                for local_day in whole_days:
+                    run = created.get(local_day)
+                    if run is None:
+                        continue
+                    announced = next_run_at(schedule, run - HOUR_BEFORE)
+                    if announced != run:
+                        problems.append((name, hour, local_day, run, "announced", announced))
+    assert problems == []
+
+
+HOUR_BEFORE = timedelta(minutes=59)
+
+
+@pytest.mark.parametrize(
+    ("zone", "hour", "day", "run"),
+    [
+        # Spring forward at 23:00 local: the gap ends the day, whose last run is 22:00.
+        ("America/Nuuk", 23, "2026-03-28", "2026-03-29T00:00:00+00:00"),
+        ("America/Godthab", 23, "2026-03-28", "2026-03-29T00:00:00+00:00"),
+        ("America/Scoresbysund", 23, "2026-03-28", "2026-03-29T00:00:00+00:00"),
+        # Two hours skipped (01:00 and 02:00 UTC+0 become 03:00 UTC+2).
+        ("Antarctica/Troll", 1, "2026-03-29", "2026-03-29T01:00:00+00:00"),
+    ],
+)
+def test_a_gap_at_the_scheduled_hour_still_gets_its_day_backup(
+    zone: str, hour: int, day: str, run: str
+) -> None:
+    schedule = Schedule(hour=hour, timezone=zone)
+    at = datetime.fromisoformat(run)
+    assert periodic_slot(schedule, at) == PeriodicSlot(day, at, timedelta(0))
+    assert next_run_at(schedule, at - timedelta(hours=3)) == at
+
+
+def test_every_known_zone_is_stored_canonical_or_refused() -> None:
+    stored = {}
+    for name in sorted(iana_zones()):
+        try:
+            stored[name] = check_timezone(name)
+        except ValueError:
+            continue
+    assert stored["US/Pacific"] == "America/Los_Angeles"
+    assert stored["Zulu"] == stored["Etc/UTC"] == "UTC"
+    assert "Etc/GMT+5" not in stored
+    assert all(check_timezone(canonical) == canonical for canonical in stored.values())
+    assert len(set(stored.values())) > 300

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import string
 from urllib.parse import quote
 
+import psycopg2
 import psycopg2.extensions
 import pytest
 from hypothesis import assume, given
@@ -14,10 +16,12 @@ from pgbackups.domain.errors import ConnectionFailed, ConnectionParameterNotAllo
 from pgbackups.postgres.pgtools import NOWHERE
 from pgbackups.postgres.urls import (
     connection,
+    database_of,
     redact,
     registered_connection,
     scrub,
     split_password,
+    user_of,
 )
 
 pytestmark = pytest.mark.unit
@@ -75,6 +79,8 @@ def test_a_plus_in_a_query_password_is_a_plus(password: str) -> None:
 def test_the_password_is_never_in_a_redacted_url(password: str) -> None:
     shown = "postgresql://app:***@db.example:5432/shop"
     assume(password not in shown)
+    # A password is masked where it stands as a word: not inside the message's own words.
+    assume(password not in "FATAL: password and rejected")
     for url in (
         f"postgresql://app:{quote(password, safe='')}@db.example:5432/shop",
         f"postgresql://app@db.example:5432/shop?password={quote(password, safe='')}",
@@ -179,3 +185,55 @@ def test_scrub_masks_every_form_of_a_password() -> None:
     url = "postgresql://app:p%40ss@db/shop"
     text = "failed for p@ss, p%40ss; password=leak password='a b'"
     assert scrub(text, url) == "failed for ***, ***; password=*** password=***"
+
+
+@pytest.mark.parametrize(
+    ("url", "user", "database"),
+    [
+        ("postgres://alice@h/shop?user=bob", "bob", "shop"),  # libpq: the query wins
+        ("postgres://h/?dbname=shop", "postgres", "shop"),
+        ("postgres://bob@h", "bob", "bob"),  # libpq's default database is the role's name
+        ("postgresql://a%40b:pw@h/sh%2Fop", "a@b", "sh/op"),
+    ],
+)
+def test_the_user_and_database_of_a_url_are_libpqs(url: str, user: str, database: str) -> None:
+    assert (user_of(url), database_of(url)) == (user, database)
+
+
+# Passwords with an unencoded `/` or `@`: libpq reads pieces of them as host, port, database.
+MISREAD_URLS = {
+    "se/cret": "postgres://shop:se/cret@127.0.0.1:5432/db",
+    "Tr0ub@dor&3": "postgres://shop:Tr0ub@dor&3@127.0.0.1:5432/db",
+}
+
+
+def shows_a_piece_of(password: str, message: str) -> bool:
+    """Whether `message` shows a piece of `password` as a word of its own (`se` of
+    `se/cret` is in `database` too)."""
+    return any(
+        re.search(rf"(?<![0-9A-Za-z]){re.escape(piece)}(?![0-9A-Za-z])", message)
+        for piece in re.split(r"[@/]", password)
+    )
+
+
+@pytest.mark.parametrize("password", MISREAD_URLS)
+def test_a_misread_url_shows_nothing_of_itself_and_says_how_to_encode(password: str) -> None:
+    target = registered_connection(MISREAD_URLS[password])
+    error = psycopg2.OperationalError(
+        f'could not translate host name "{target.parameters["host"]}" to address; '
+        f'invalid integer value "{target.parameters.get("port")}" for connection option "port"; '
+        f'database "{target.parameters["dbname"]}" does not exist'
+    )
+    message = target.failure("cannot connect to", error)
+    assert not shows_a_piece_of(password, message)
+    assert "127.0.0.1" not in message
+    assert "must be percent-encoded" in message and "p%40ss%2Fw%3Ard" in message
+    assert redact(MISREAD_URLS[password]) == target.redacted
+    assert not shows_a_piece_of(password, scrub(str(error), MISREAD_URLS[password]))
+
+
+def test_a_short_password_does_not_garble_the_words_that_hold_it() -> None:
+    url = "postgresql://app:a@db.example/shop"
+    text = 'could not translate host name "db.example" to address: a'
+    assert scrub(text, url) == 'could not translate host name "db.example" to address: ***'
+    assert registered_connection(url).scrub(text).startswith("could not translate host name")

@@ -9,30 +9,26 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from pgbackups.adapters.archives import DEFAULT_URL_LIFETIME, MAX_URL_LIFETIME
 from pgbackups.api.params import BackupIdParam, BackupRefParam, DatabaseParam, answers
 from pgbackups.api.schemas import ArchiveLink, BackupPage, BackupView
 from pgbackups.api.views import archive_link, backup_views
-from pgbackups.domain.errors import BackupNotFound
-from pgbackups.domain.models import BackupMethod, BackupRecord, BackupStatus, DatabaseRecord
-from pgbackups.ports import Services
-from pgbackups.usecases.backup import find_backup, request_backup
+from pgbackups.domain.models import (
+    DEFAULT_URL_LIFETIME,
+    MAX_URL_LIFETIME,
+    BackupMethod,
+    BackupStatus,
+)
+from pgbackups.services import Services
+from pgbackups.usecases.backup import backups_page, request_backup, show_backup
 from pgbackups.usecases.downloads import archive_download
-from pgbackups.usecases.pruning import delete_backup, kept_as
+from pgbackups.usecases.retention import delete_backup
 
 TAGS = ["backups"]
 
 
 def build_router(services: Services) -> Router:
+    # A removed database's backups are still shown, downloaded and deleted while they expire.
     router = Router()
-
-    def database(name: str) -> DatabaseRecord:
-        # A removed database's backups are still shown, downloaded and deleted while
-        # they expire.
-        return services.catalog.get_database(name, include_removed=True)
-
-    def shown(database: DatabaseRecord, records: list[BackupRecord]) -> list[BackupView]:
-        return backup_views(records, kept_as(services, database, records))
 
     @router.get(
         "/v1/databases/<db>/backups",
@@ -50,11 +46,10 @@ def build_router(services: Services) -> Router:
         status: Annotated[BackupStatus | None, Query()] = None,
         method: Annotated[BackupMethod | None, Query()] = None,
     ) -> BackupPage:
-        record = database(db)
-        records, next_cursor = services.catalog.list_backups(
-            db, limit=limit, cursor=cursor, status=status, method=method
+        page = backups_page(services, db, limit=limit, cursor=cursor, status=status, method=method)
+        return BackupPage(
+            backups=backup_views(page.backups, page.kept), next_cursor=page.next_cursor
         )
-        return BackupPage(backups=shown(record, records), next_cursor=next_cursor)
 
     @router.post(
         "/v1/databases/<db>/backups",
@@ -77,16 +72,8 @@ def build_router(services: Services) -> Router:
         responses=answers(200, "The backup"),
     )
     def get_backup(db: DatabaseParam, id: BackupRefParam) -> BackupView:
-        try:
-            record = find_backup(services, db, id)
-        except BackupNotFound:
-            database(db)  # DatabaseNotFound, when that is why
-            raise
-        if record.status != "done":
-            # What a client polls while it waits: one read. Only a done backup is kept.
-            (backup,) = backup_views([record], {})
-        else:
-            (backup,) = shown(database(db), [record])
+        shown = show_backup(services, db, id)
+        (backup,) = backup_views(shown.backups, shown.kept)
         return backup
 
     @router.delete(
@@ -97,7 +84,6 @@ def build_router(services: Services) -> Router:
         responses=answers(204, "Deleted", 409),
     )
     def delete(db: DatabaseParam, id: BackupIdParam) -> Response[None]:
-        database(db)
         delete_backup(services, db, id)  # Conflict while scheduled or running
         return Response(status_code=204)
 
@@ -120,7 +106,6 @@ def build_router(services: Services) -> Router:
             ),
         ] = int(DEFAULT_URL_LIFETIME.total_seconds()),
     ) -> ArchiveLink:
-        database(db)
         return archive_link(archive_download(services, db, id, timedelta(seconds=expires_in)))
 
     return router

@@ -42,13 +42,16 @@ def _read(name: str) -> str:
     return (STATIC_DIR / name).read_text(encoding="utf-8")
 
 
+def not_found() -> Response[str]:
+    """The dashboard's 404: plain text that never echoes what was asked for."""
+    return Response(404, "text/plain; charset=utf-8", "not found\n", headers=dict(SECURITY_HEADERS))
+
+
 def asset_response(name: str) -> Response[str]:
     """The file `name` if it is one of the dashboard's, else a 404; strict headers on both."""
     content_type = ASSETS.get(name)
     if content_type is None:
-        return Response(
-            404, "text/plain; charset=utf-8", "not found\n", headers=dict(SECURITY_HEADERS)
-        )
+        return not_found()
     return Response(200, content_type, _read(name), headers=dict(SECURITY_HEADERS))
 
 

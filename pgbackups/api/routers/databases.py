@@ -9,7 +9,7 @@ from pgbackups.api.params import DatabaseParam, answers
 from pgbackups.api.schemas import Database, DatabaseChanges, DatabaseList, DatabaseRegistration
 from pgbackups.api.views import database_view
 from pgbackups.domain.models import DatabaseRecord
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from pgbackups.usecases import databases
 
 TAGS = ["databases"]
@@ -30,12 +30,11 @@ def build_router(services: Services) -> Router:
         responses=answers(200, "The registered databases"),
     )
     def list_databases() -> DatabaseList:
-        records = services.catalog.list_databases()
         now = services.clock()
         return DatabaseList(
             databases=[
                 database_view(record, last, now)
-                for record, last in databases.databases_with_last_backup(services, records)
+                for record, last in databases.list_databases(services)
             ]
         )
 
@@ -73,7 +72,8 @@ def build_router(services: Services) -> Router:
         responses=answers(200, "The database"),
     )
     def get_database(db: DatabaseParam) -> Database:
-        return view(services.catalog.get_database(db))
+        record, last = databases.show_database(services, db)
+        return database_view(record, last, services.clock())
 
     @router.patch(
         "/v1/databases/<db>",

@@ -25,7 +25,7 @@ from pgbackups.domain.pitr import (
     PitrStatus,
     recovery_window,
 )
-from pgbackups.ports import Services
+from pgbackups.services import Services
 from pgbackups.usecases import pitr
 
 
@@ -119,7 +119,7 @@ class RestorePlanView(BaseModel):
 
 
 def pitr_view(services: Services, database: str) -> PitrView:
-    from pgbackups.postgres.wal import format_lsn
+    from pgbackups.postgres.lsn import format_lsn
 
     services.catalog.get_database(database)
     state = services.pitr.get_state(database)

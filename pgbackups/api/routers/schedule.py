@@ -7,8 +7,8 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from pgbackups.api.params import DatabaseParam, answers
 from pgbackups.api.schemas import ScheduleChanges, ScheduleView
 from pgbackups.api.views import schedule_view
-from pgbackups.ports import Services
-from pgbackups.usecases.databases import change_schedule
+from pgbackups.services import Services
+from pgbackups.usecases.databases import change_schedule, show_schedule
 
 TAGS = ["schedule"]
 
@@ -24,7 +24,7 @@ def build_router(services: Services) -> Router:
         responses=answers(200, "The schedule, with its next run"),
     )
     def get_schedule(db: DatabaseParam) -> ScheduleView:
-        return schedule_view(services.catalog.get_database(db).schedule, services.clock())
+        return schedule_view(show_schedule(services, db), services.clock())
 
     @router.put(
         "/v1/databases/<db>/schedule",

@@ -1,5 +1,6 @@
 // The pgbackups dashboard: sign-in, databases, and a database's Backups tab.
-// Routes: #/ (databases) and #/databases/<name> (its Backups tab).
+// Routes: #/ (databases) and #/databases/<name> (its Backups tab); any other hash shows the
+// databases.
 
 import { ApiError, api, forgetToken, onSignedOut, retentionBounds, signIn, storedToken } from "./api.js";
 import { drawHistory } from "./chart.js";
@@ -78,9 +79,18 @@ function route() {
   }
   const match = location.hash.match(/^#\/databases\/([^/]+)$/);
   if (match) {
-    openDatabase(decodeURIComponent(match[1]));
+    openDatabase(decodedName(match[1]));
   } else {
     openDatabases();
+  }
+}
+
+/** The name in a hash, decoded; as typed when it is not valid percent-encoding (`%`). */
+function decodedName(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
   }
 }
 
@@ -161,7 +171,7 @@ function renderDatabases(databases) {
         "td",
         { "data-label": "Last backup" },
         last
-          ? [el("time", { datetime: last.created_at, title: formatTime(last.created_at, "UTC", true) }, formatTime(last.created_at, browserTimeZone())), " ", statusBadge(last.status)]
+          ? [el("time", { datetime: last.created_at, title: formatTime(last.created_at, "UTC", true) }, formatTime(last.created_at, browserTimeZone(), true)), " ", statusBadge(last.status)]
           : "None yet",
       ),
       el("td", { "data-label": "Replica" }, database.has_replica ? "Yes" : "No"),
@@ -260,8 +270,12 @@ async function openDatabase(name) {
   state.database = null;
   state.backups = [];
   state.historyActive = new Set();
-  // Until the database is here a click could not act on it: say so rather than drop it.
-  $("#trigger-backup").disabled = true;
+  // Nothing of the database shown before stays in view until this one's record is in.
+  $("#database-found").hidden = true;
+  $("#database-missing").hidden = true;
+  $(".crumbs").hidden = false;
+  $("#database-loading").hidden = false;
+  renderTrigger();
   $("#crumb-name").textContent = name;
   $("#database-title").textContent = name;
   $("#database-facts").textContent = "";
@@ -276,7 +290,9 @@ async function openDatabase(name) {
     const database = await api.database(name);
     if (generation !== state.generation) return;
     state.database = database;
-    $("#trigger-backup").disabled = false;
+    $("#database-loading").hidden = true;
+    $("#database-found").hidden = false;
+    renderTrigger();
     renderDatabaseFacts(database);
     renderSchedule(database.schedule);
     renderRetention(database.retention);
@@ -284,8 +300,21 @@ async function openDatabase(name) {
     loadPitr();
     await Promise.all([loadBackups(true), loadHistory()]);
   } catch (error) {
-    if (generation === state.generation) $("#database-error").textContent = error.message;
+    if (generation !== state.generation) return;
+    $("#database-loading").hidden = true;
+    if (error.status === 404 && state.database === null) {
+      showMissing(name);
+    } else {
+      $("#database-error").textContent = error.message;
+    }
   }
+}
+
+/** A name that is no database: that sentence and a way back, nothing else. */
+function showMissing(name) {
+  $(".crumbs").hidden = true;
+  $("#database-missing-text").textContent = `No database named ${name}`;
+  $("#database-missing").hidden = false;
 }
 
 const RUNNER_TEXT = {
@@ -460,6 +489,18 @@ function renderBackups() {
   $("#backups-table tbody").replaceChildren(...state.backups.flatMap(backupRows));
   $("#backups-empty").hidden = state.backups.length !== 0;
   $("#load-more").hidden = !state.nextCursor;
+  renderTrigger();
+}
+
+/** "Trigger manual backup" can act only on a database that is shown and has no backup on
+ * its way (the API takes one at a time): otherwise it is disabled, and the note says why. */
+function renderTrigger() {
+  const button = $("#trigger-backup");
+  const active = state.backups.find((b) => ACTIVE.has(b.status));
+  button.disabled = state.database === null || active !== undefined || button.getAttribute("aria-busy") === "true";
+  $("#trigger-note").textContent = active
+    ? `Backup ${active.id} is ${active.status}: another one can be triggered once it ends.`
+    : "";
 }
 
 /** A backup's row, and for a failed one a second row with the reason across the table. */
@@ -484,7 +525,8 @@ function backupRows(backup) {
     "tr",
     { "data-backup-id": backup.id, "data-status": backup.status, class: reason && "has-reason" },
     el("td", { class: "id", "data-label": "ID" }, el("code", {}, backup.id)),
-    el("td", { "data-label": "Created at" }, el("time", { datetime: backup.created_at, title: formatTime(backup.created_at, "UTC", true) }, formatTime(backup.created_at, browserTimeZone()))),
+    // To the second: backups taken in the same minute must not look alike.
+    el("td", { "data-label": "Created at" }, el("time", { datetime: backup.created_at, title: formatTime(backup.created_at, "UTC", true) }, formatTime(backup.created_at, browserTimeZone(), true))),
     el("td", { "data-label": "Method" }, backup.method),
     el("td", { "data-label": "Runner" }, backup.runner || "–"),
     el("td", { class: "number", "data-label": "Size" }, formatSize(backup.size)),
@@ -547,10 +589,11 @@ $("#trigger-backup").addEventListener("click", async (event) => {
       });
       loadHistory().catch(() => {});
     } catch (error) {
-      const active = error.details?.backup_id ? ` (backup ${error.details.backup_id})` : "";
-      $("#trigger-error").textContent = `${error.message}${active}`;
+      // A 409 names the backup on its way itself.
+      $("#trigger-error").textContent = error.message;
     }
   });
+  renderTrigger();
 });
 
 async function downloadBackup(backup, button, rowError) {

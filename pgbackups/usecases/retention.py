@@ -1,4 +1,4 @@
-"""Deleting backups: one at a time on request, or as retention prunes them.
+"""Retention: deleting backups, one at a time on request or as the policy lets them go.
 
 A deletion takes three steps, in this order:
 
@@ -9,7 +9,7 @@ A deletion takes three steps, in this order:
 
 If it stops halfway, what is left is a record marked `deleting`, with or
 without its object, never an object that no record knows of nor a visible
-record pointing at a missing object. Every later pruning of that database
+record pointing at a missing object. Every later application of retention to that database
 (after each backup and in the dispatcher's hourly sweep) finishes pending
 deletions first.
 """
@@ -17,20 +17,26 @@ deletions first.
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from aws_lambda_powertools import Logger
 
 from pgbackups.domain.errors import BackupNotFound
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, KeptAs, archive_key
 from pgbackups.domain.retention import plan_retention
-from pgbackups.ports import Services
+from pgbackups.domain.schedule import UnknownTimezone, schedule_zone
+from pgbackups.services import Services
 
 logger = Logger(child=True)
 
 
 def delete_backup(services: Services, database: str, backup_id: str) -> BackupRecord:
-    """Conflict while the backup is scheduled or running; BackupNotFound if there is none."""
+    """A user's deletion (a removed database's backups too, while they expire): Conflict
+    while the backup is scheduled or running; DatabaseNotFound, or BackupNotFound."""
+    services.catalog.get_database(database, include_removed=True)
+    return _delete(services, database, backup_id)
+
+
+def _delete(services: Services, database: str, backup_id: str) -> BackupRecord:
     record = services.catalog.mark_deleting(database, backup_id, services.clock())
     services.archives.delete(record.object_key)
     services.catalog.delete_backup_record(database, backup_id)
@@ -39,15 +45,15 @@ def delete_backup(services: Services, database: str, backup_id: str) -> BackupRe
 
 
 def _delete_if_still_there(services: Services, record: BackupRecord) -> BackupRecord:
-    """Delete a backup of the pruning plan; one deleted meanwhile (a user's DELETE, another
-    pruning) is what the plan wanted: already deleted, and the rest of the plan goes on."""
+    """Delete a backup of the retention plan; one deleted meanwhile (a user's DELETE, another
+    application of retention) is what the plan wanted: already deleted, and the rest of the plan goes on."""
     try:
-        return delete_backup(services, record.database, record.id)
+        return _delete(services, record.database, record.id)
     except BackupNotFound:
         return record
 
 
-def prune_database(
+def apply_retention(
     services: Services, database: DatabaseRecord, now: datetime
 ) -> list[BackupRecord]:
     """Finish pending deletions, then delete what the retention policy does not keep."""
@@ -56,7 +62,7 @@ def prune_database(
         services.archives.delete(archive_key(database.name, backup_id))
         catalog.delete_backup_record(database.name, backup_id)
     backups = catalog.all_backups(database.name)
-    plan = plan_retention(database.retention, backups, now, ZoneInfo(database.schedule.timezone))
+    plan = plan_retention(database.retention, backups, now, schedule_zone(database.schedule))
     deleted = [_delete_if_still_there(services, record) for record in plan.delete]
     if database.removed_at is not None and len(deleted) == len(backups):
         catalog.forget_database(database.name)
@@ -71,11 +77,16 @@ def kept_as(
     Only a done backup is kept or not, and that depends only on the backups
     created after it (the newest of its day, the newest manual ones, the newest
     done), so only those are read, not the database's whole history; nothing is
-    read for a backup still on its way (what a client polls).
+    read for a backup still on its way (what a client polls). A database whose schedule's
+    time zone is unknown here keeps nothing it can tell (its schedule says why, and its
+    retention does not run): its backups are still listed.
     """
     done = [record.id for record in records if record.status == "done"]
     if not done:
         return {}
+    try:
+        zone = schedule_zone(database.schedule)
+    except UnknownTimezone:
+        return {}
     since = services.catalog.backups_since(database.name, min(done))
-    tz = ZoneInfo(database.schedule.timezone)
-    return plan_retention(database.retention, since, services.clock(), tz).keep
+    return plan_retention(database.retention, since, services.clock(), zone).keep

@@ -8,8 +8,8 @@ import pytest
 
 from pgbackups.domain.errors import BackupNotFound, Conflict, DatabaseNotFound
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, RetentionPolicy
-from pgbackups.ports import Services
-from pgbackups.usecases.pruning import delete_backup, prune_database
+from pgbackups.services import Services
+from pgbackups.usecases.retention import apply_retention, delete_backup
 from tests.conftest import AwsStack
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ def test_the_manual_cap_deletes_the_oldest_object_and_record(
     database = register(services, RetentionPolicy(manual=2))
     backups = [finished_backup(services, NOW - timedelta(hours=h)) for h in (3, 2, 1)]
 
-    deleted = prune_database(services, database, NOW)
+    deleted = apply_retention(services, database, NOW)
 
     assert [r.id for r in deleted] == [backups[0].id]
     assert {r.id for r in services.catalog.all_backups("shop")} == {b.id for b in backups[1:]}
@@ -77,7 +77,7 @@ def test_an_interrupted_deletion_is_hidden_then_finished(aws: AwsStack, services
     assert aws.object_keys() == [backup.object_key]
 
     services.archives.delete = real_delete  # type: ignore[method-assign]
-    prune_database(services, database, NOW)
+    apply_retention(services, database, NOW)
 
     assert services.catalog.pending_deletions("shop") == []
     assert aws.object_keys() == []
@@ -101,7 +101,7 @@ def test_a_removed_database_expires_then_is_forgotten(services: Services) -> Non
     removed = services.catalog.get_database("shop", include_removed=True)
     assert removed.schedule.enabled is False
 
-    deleted = prune_database(services, removed, NOW)
+    deleted = apply_retention(services, removed, NOW)
 
     assert [r.id for r in deleted] == [old_error.id]
     with pytest.raises(DatabaseNotFound):
@@ -111,7 +111,7 @@ def test_a_removed_database_expires_then_is_forgotten(services: Services) -> Non
     ]
 
 
-def test_a_backup_deleted_during_pruning_counts_as_deleted(
+def test_a_backup_deleted_while_retention_applies_counts_as_deleted(
     aws: AwsStack, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = register(services, RetentionPolicy(manual=1))
@@ -120,12 +120,12 @@ def test_a_backup_deleted_during_pruning_counts_as_deleted(
 
     def snapshot_then_a_users_delete(name: str) -> list[BackupRecord]:
         seen = snapshot(name)
-        delete_backup(services, "shop", backups[0].id)  # between the snapshot and the pruning
+        delete_backup(services, "shop", backups[0].id)  # between the snapshot and the deletions
         return seen
 
     monkeypatch.setattr(services.catalog, "all_backups", snapshot_then_a_users_delete)
 
-    deleted = prune_database(services, database, NOW)
+    deleted = apply_retention(services, database, NOW)
 
     assert {r.id for r in deleted} == {backups[0].id, backups[1].id}
     monkeypatch.undo()
