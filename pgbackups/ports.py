@@ -11,7 +11,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import IO, Protocol
 
+from pgbackups.domain.health import AlertMessage
 from pgbackups.domain.models import (
+    Alerting,
     BackupMethod,
     BackupRecord,
     BackupRequest,
@@ -19,6 +21,7 @@ from pgbackups.domain.models import (
     ConnectionInfo,
     DatabaseHistory,
     DatabaseRecord,
+    Health,
     RetentionPolicy,
     Schedule,
 )
@@ -41,7 +44,9 @@ class Catalog(Protocol):
         compression: str | None = None,
         has_replica: bool | None = None,
         runner: str | None = None,
+        alerting: Alerting | None = None,
     ) -> DatabaseRecord: ...
+    def record_health(self, name: str, new: Health, previous: Health | None) -> bool: ...
     def remove_database(self, name: str, at: datetime) -> None: ...
     def forget_database(self, name: str) -> None: ...
     def claim_secret_deletion(self, record: DatabaseRecord, at: datetime) -> bool: ...
@@ -147,6 +152,12 @@ class Events(Protocol):
     def publish(self, record: BackupRecord) -> None: ...
     def publish_pitr_broken(self, detail: dict[str, object]) -> None: ...
     def publish_pitr_slot_left(self, detail: dict[str, object]) -> None: ...
+
+
+class Alerts(Protocol):
+    """Where a person hears of a database's incidents (an SNS topic, a chat webhook)."""
+
+    def send(self, message: AlertMessage) -> None: ...
 
 
 class BackupRunner(Protocol):

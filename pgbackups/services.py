@@ -9,6 +9,7 @@ from datetime import datetime
 
 from pgbackups.domain.models import utcnow
 from pgbackups.ports import (
+    Alerts,
     Archives,
     BackupRunner,
     CaptureStarter,
@@ -34,6 +35,7 @@ class Services:
     tools: PgTools
     pitr: PitrCatalog
     captures: CaptureStarter
+    alerts: Alerts
     clock: Callable[[], datetime] = field(default=utcnow)
     launcher: Launcher = field(default=launch)
     # The container runner for backups that outgrow Lambda; None where the

@@ -38,6 +38,11 @@ class Settings:
     task_public_ip: bool = False
     task_timeout_seconds: int = 6 * 3600
     fargate_size_threshold_bytes: int = 10 * 1000**3
+    # Alerts: the SNS topic (email), the secret holding the chat webhook's URL (its ARN
+    # only: the URL is a secret), the dashboard a message links to. Empty: not set up.
+    alert_topic_arn: str = ""
+    alert_webhook_secret_arn: str = ""
+    dashboard_url: str = ""
 
     @property
     def fargate_available(self) -> bool:
@@ -76,6 +81,9 @@ class Settings:
             task_public_ip=env.get("BACKUP_TASK_PUBLIC_IP", "DISABLED") == "ENABLED",
             task_timeout_seconds=task_timeout,
             fargate_size_threshold_bytes=threshold,
+            alert_topic_arn=env.get("ALERT_TOPIC_ARN", ""),
+            alert_webhook_secret_arn=env.get("ALERT_WEBHOOK_SECRET_ARN", ""),
+            dashboard_url=env.get("DASHBOARD_URL", ""),
         )
 
 

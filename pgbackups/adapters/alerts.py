@@ -8,6 +8,7 @@ Teams workflows and any JSON endpoint accept too, with the alert's fields beside
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import urllib.error
 import urllib.request
@@ -37,16 +38,31 @@ def webhook_payload(message: AlertMessage) -> dict[str, Any]:
     }
 
 
-def check_webhook_url(url: str, *, allow_http: bool = False) -> str:
-    """An https URL (http too for the local stack); anything else, such as file://, is
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def check_webhook_url(url: str) -> str:
+    """An https URL, or plain http to this machine alone (a receiver on a loopback
+    address: nothing crosses a network in clear). Anything else, such as file://, is
     refused: urllib would open it."""
     parts = urlsplit(url)
-    schemes = ("https", "http") if allow_http else ("https",)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise ValueError(
-            "the alert webhook must be an https:// URL (a Slack-compatible incoming webhook)"
-        )
-    return url
+    host = parts.hostname or ""
+    if parts.scheme == "https" and host:
+        return url
+    if parts.scheme == "http" and _is_loopback(host):
+        return url
+    raise ValueError(
+        "the alert webhook must be an https:// URL (a Slack-compatible incoming webhook)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class AlertChannels:
@@ -58,12 +74,10 @@ class AlertChannels:
         sns: Any = None,
         topic_arn: str | None = None,
         webhook_url: Callable[[], str] | None = None,
-        allow_http: bool = False,
     ) -> None:
         self._sns = sns
         self._topic_arn = topic_arn
         self._webhook_url = webhook_url
-        self._allow_http = allow_http
 
     def send(self, message: AlertMessage) -> None:
         failures: list[str] = []
@@ -87,7 +101,7 @@ class AlertChannels:
     def _send_webhook(self, message: AlertMessage) -> None:
         assert self._webhook_url is not None
         try:
-            url = check_webhook_url(self._webhook_url(), allow_http=self._allow_http)
+            url = check_webhook_url(self._webhook_url())
         except ValueError as error:
             raise AlertNotDelivered(str(error)) from None
         request = urllib.request.Request(  # noqa: S310 (scheme checked above)

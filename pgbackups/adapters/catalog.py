@@ -41,9 +41,11 @@ from pgbackups.domain.errors import (
 from pgbackups.domain.models import (
     BACKUP_ID,
     SECRET_DELETION_LEASE,
+    Alerting,
     BackupRecord,
     DatabaseHistory,
     DatabaseRecord,
+    Health,
     RetentionPolicy,
     Schedule,
     to_rfc3339,
@@ -189,6 +191,7 @@ class Catalog:
         compression: str | None = None,
         has_replica: bool | None = None,
         runner: str | None = None,
+        alerting: Alerting | None = None,
     ) -> DatabaseRecord:
         changes: dict[str, Any] = {}
         if schedule is not None:
@@ -201,6 +204,8 @@ class Catalog:
             changes["has_replica"] = has_replica
         if runner is not None:
             changes["runner"] = runner
+        if alerting is not None:
+            changes["alerting"] = alerting.model_dump(mode="json")
         if not changes:
             return self.get_database(name)
         assignments = ", ".join(f"#{field} = :{field}" for field in changes)
@@ -219,6 +224,30 @@ class Catalog:
                 raise DatabaseNotFound(f"no database named {name}") from None
             raise
         return DatabaseRecord.model_validate(_from_item(item))
+
+    def record_health(self, name: str, new: Health, previous: Health | None) -> bool:
+        """Store a database's health if it is still `previous` (None: never recorded);
+        False when another writer changed it first, or the database is gone."""
+        condition = "attribute_exists(pk) AND attribute_not_exists(removed_at) AND "
+        values = _values(new=new.model_dump(mode="json", exclude_none=True))
+        if previous is None:
+            condition += "attribute_not_exists(health)"
+        else:
+            condition += "health = :previous"
+            values |= _values(previous=previous.model_dump(mode="json", exclude_none=True))
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_database_key(name),
+                UpdateExpression="SET health = :new",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
 
     def remove_database(self, name: str, at: datetime) -> None:
         """Mark removed: its schedule stops, its backups expire under its last policy.

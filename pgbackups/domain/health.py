@@ -12,35 +12,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
-
-from pgbackups.domain.models import BackupRecord, DatabaseRecord
+from pgbackups.domain.models import (
+    BackupRecord,
+    DatabaseRecord,
+    Health,
+    HealthReason,
+    HealthStatus,
+)
 from pgbackups.domain.schedule import CATCH_UP_LIMIT
-
-HealthStatus = Literal["ok", "warning", "failing"]
-Severity = Literal["warning", "failing"]
-ReasonCode = Literal["backup_failed", "backups_stale", "pitr_broken", "pitr_lagging"]
 
 # A daily schedule's backup is due once a local day (23 to 25 hours apart around a DST
 # change), and may come as late as the catch-up window allows: older than that, the
 # schedule missed a day.
 DEFAULT_STALE_AFTER = timedelta(days=1) + CATCH_UP_LIMIT
 DEFAULT_LAG_LIMIT = timedelta(minutes=15)
-
-
-class HealthReason(BaseModel):
-    code: ReasonCode
-    severity: Severity
-    message: str = Field(description="What is wrong and what to do, for a person")
-    since: datetime
-
-
-class Health(BaseModel):
-    """A database's health as the API shows it (`since`: when it last changed status)."""
-
-    status: HealthStatus = "ok"
-    reasons: list[HealthReason] = Field(default_factory=list)
-    since: datetime | None = None
 
 
 @dataclass(frozen=True)

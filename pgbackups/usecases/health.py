@@ -8,6 +8,7 @@ from datetime import datetime
 
 from aws_lambda_powertools import Logger
 
+from pgbackups.domain.errors import DatabaseNotFound
 from pgbackups.domain.health import (
     Health,
     HealthChange,
@@ -38,8 +39,9 @@ def refresh_health(
 
     The record is claimed with a conditional write on the health read before, so the
     dispatcher and a backup finishing at the same moment send one alert, not two; a
-    delivery that fails puts the previous health back, so the next run sends it again.
-    None when another writer got there first (it sends)."""
+    delivery that fails puts the previous health back, so the next run sends it again
+    (the change is returned all the same: the metrics count what is true). None when
+    another writer got there first (it sends), or the database is removed."""
     if database.removed_at is not None:
         return None
     reasons = evaluate_health(
@@ -59,16 +61,29 @@ def refresh_health(
     try:
         for message in messages:
             services.alerts.send(message)
-    except Exception:
-        logger.exception("an alert could not be delivered", extra={"database": database.name})
-        services.catalog.record_health(database.name, database.health, change.health)
-        raise
+    except Exception as error:  # the channels' errors never carry the webhook's URL
+        logger.error(
+            "an alert could not be delivered: it is sent again at the next evaluation",
+            extra={"database": database.name, "reason": str(error)},
+        )
+        services.catalog.record_health(database.name, database.health or Health(), change.health)
+        return change
     for message in messages:
         logger.info(
             "alert sent",
             extra={"database": database.name, "alert": message.kind, "subject": message.subject},
         )
     return change
+
+
+def refresh_database_health(services: Services, name: str) -> HealthChange | None:
+    """One database's health now, as soon as one of its backups finished or its
+    continuous backups broke (the events the dispatcher also listens to)."""
+    try:
+        database = services.catalog.get_database(name)
+    except DatabaseNotFound:
+        return None
+    return refresh_health(services, database, services.catalog.all_backups(name), services.clock())
 
 
 def pitr_health(services: Services, database: str, now: datetime) -> PitrHealth | None:

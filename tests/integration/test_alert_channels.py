@@ -66,7 +66,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_an_alert_reaches_the_webhook_as_slack_text_with_its_fields(receiver: Receiver) -> None:
-    AlertChannels(webhook_url=lambda: receiver.url, allow_http=True).send(MESSAGE)
+    AlertChannels(webhook_url=lambda: receiver.url).send(MESSAGE)
     [delivery] = receiver.received
     assert delivery["path"] == "/hooks/T000/B000/secret-part"
     assert delivery["content_type"] == "application/json"
@@ -85,7 +85,7 @@ def test_a_refusing_or_absent_webhook_is_an_error_that_never_shows_its_url(
     receiver: Receiver,
 ) -> None:
     receiver.status = 404
-    channels = AlertChannels(webhook_url=lambda: receiver.url, allow_http=True)
+    channels = AlertChannels(webhook_url=lambda: receiver.url)
     with pytest.raises(AlertNotDelivered) as refused:
         channels.send(MESSAGE)
     assert str(refused.value) == "the alert webhook answered HTTP 404"
@@ -97,13 +97,27 @@ def test_a_refusing_or_absent_webhook_is_an_error_that_never_shows_its_url(
     assert "secret-part" not in str(absent.value) and "127.0.0.1" not in str(absent.value)
 
 
-def test_only_https_webhooks_are_used_outside_the_local_stack(receiver: Receiver) -> None:
-    with pytest.raises(AlertNotDelivered, match="must be an https:// URL"):
-        AlertChannels(webhook_url=lambda: receiver.url).send(MESSAGE)
+def test_plain_http_is_used_only_for_a_webhook_on_this_machine(receiver: Receiver) -> None:
+    for url in (
+        "http://hooks.example.com/services/T000",
+        "http://10.0.0.8/hook",
+        "http://127.0.0.1.example.com/hook",
+        "file:///etc/passwd",
+        "ftp://example.com/x",
+        "https://",
+        "gopher://h/",
+    ):
+        with pytest.raises(AlertNotDelivered, match="must be an https:// URL"):
+            AlertChannels(webhook_url=lambda url=url: url).send(MESSAGE)
+    for url in (
+        "https://hooks.slack.com/services/T000/B000/x",
+        "http://127.0.0.1:9/hook",
+        "http://127.8.9.10/hook",
+        "http://localhost:8080/hook",
+        "http://[::1]:8080/hook",
+    ):
+        assert check_webhook_url(url) == url
     assert receiver.received == []
-    for url in ("file:///etc/passwd", "ftp://example.com/x", "https://", "gopher://h/"):
-        with pytest.raises(ValueError, match="https://"):
-            check_webhook_url(url, allow_http=True)
 
 
 def test_an_alert_is_published_to_the_topic_with_a_subject_sns_accepts(moto_endpoint: str) -> None:

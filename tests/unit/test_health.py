@@ -178,3 +178,9 @@ def test_local_days_in_the_schedules_zone_do_not_matter_for_staleness() -> None:
     assert codes(
         evaluate_health(record, [make_backup(first)], None, first + timedelta(hours=31))
     ) == ["backups_stale"]
+
+
+def test_a_new_databases_alerting_settings_are_the_rules_defaults() -> None:
+    alerting = database().alerting
+    assert (alerting.stale_after, alerting.lag_limit) == (DEFAULT_STALE_AFTER, DEFAULT_LAG_LIMIT)
+    assert database().health is None  # never evaluated
