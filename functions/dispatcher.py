@@ -12,16 +12,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pgbackups.settings import Settings
 from pgbackups.usecases.dispatch import dispatch
-from pgbackups.usecases.health import counts, refresh_database_health
+from pgbackups.usecases.health import HEALTH_EVENTS, counts, refresh_database_health
 from pgbackups.wiring import build_services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 services = build_services(Settings.from_env())
-
-# What the project's own events (source `pgbackups`) are about: a change of health.
-HEALTH_EVENTS = frozenset({"Backup Failed", "Backup Succeeded", "PITR Broken"})
 
 
 @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)

@@ -83,7 +83,7 @@ class Settings:
             fargate_size_threshold_bytes=threshold,
             alert_topic_arn=env.get("ALERT_TOPIC_ARN", ""),
             alert_webhook_secret_arn=env.get("ALERT_WEBHOOK_SECRET_ARN", ""),
-            dashboard_url=env.get("DASHBOARD_URL", ""),
+            dashboard_url=env.get("DASHBOARD_ADDRESS", ""),
         )
 
 

@@ -22,6 +22,10 @@ from pgbackups.services import Services
 
 logger = Logger(child=True)
 
+# The project's events (source `pgbackups`) after which a database's health may have
+# changed: the dispatcher refreshes it at once (template.yaml's HealthEvents rule).
+HEALTH_EVENTS = frozenset({"Backup Failed", "Backup Succeeded", "PITR Broken"})
+
 
 @dataclass(frozen=True)
 class HealthCounts:

@@ -38,7 +38,7 @@ def dispatcher(
         Name=f"{aws.settings.secret_prefix}/alert-webhook", SecretString=webhook.url
     )["ARN"]
     monkeypatch.setenv("ALERT_WEBHOOK_SECRET_ARN", arn)
-    monkeypatch.setenv("DASHBOARD_URL", "https://abc123.execute-api.eu-west-3.amazonaws.com/")
+    monkeypatch.setenv("DASHBOARD_ADDRESS", "https://abc123.execute-api.eu-west-3.amazonaws.com/")
     function = load_function("dispatcher")
     function.services.runner = RecordingRunner()
     return function
