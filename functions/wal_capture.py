@@ -8,7 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pgbackups.settings import Settings
-from pgbackups.usecases.pitr import capture, start_captures
+from pgbackups.usecases.pitr.capture import capture, start_captures
 from pgbackups.wiring import build_services
 
 logger = Logger()

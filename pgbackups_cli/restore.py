@@ -1,5 +1,11 @@
 """`backups-restore`: the bundled pg_restore 18 into a target database.
 
+A backup from the API is streamed from storage into pg_restore's standard input
+(never written to disk), its size and SHA-256 checked as it passes; a mismatch
+fails the restore, and the target is then partial, as after any failure or
+Ctrl-C: the command says how far pg_restore got and how to redo it. pg_restore's
+errors are summed up (how many, the first few, the privilege refused).
+
 The target URL is read with libpq's own parser (`pgbackups.postgres.urls`), so the
 pre-flight connection and pg_restore can never read it differently. The
 password is taken out and passed through PGPASSWORD: it is never on a command
@@ -13,12 +19,15 @@ line; any other error still fails the restore.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pgbackups.postgres.dump import ARCHIVE_MAGIC, RESTORE_FLAGS
 from pgbackups.postgres.pgtools import PgTools, PgToolsNotFound, locate_pgtools
@@ -134,16 +143,24 @@ def check_archive_file(path: Path) -> None:
 
 
 def restore_command(
-    tools: PgTools, archive: Path, target: Target
+    tools: PgTools,
+    archive: Path | None,
+    target: Target,
+    tables: Sequence[str] = (),
+    schemas: Sequence[str] = (),
 ) -> tuple[list[str], dict[str, str]]:
-    """argv (no password in it) and environment (PGPASSWORD) of pg_restore."""
+    """argv (no password in it) and environment (PGPASSWORD) of pg_restore; without an
+    archive file, pg_restore reads the archive from its standard input."""
     argv = [
         tools.program("pg_restore"),
         *RESTORE_FLAGS,
         "--verbose",
+        *(f"--table={table}" for table in tables),
+        *(f"--schema={schema}" for schema in schemas),
         f"--dbname={target.connection_string()}",
-        str(archive),
     ]
+    if archive is not None:
+        argv.append(str(archive))
     return argv, tools.environment(target.password)
 
 
@@ -170,46 +187,138 @@ class RestoreOutcome:
     ignored_transaction_timeout: bool = False
 
 
+@dataclass
+class RestoreProgress:
+    """What pg_restore has done so far: its entries (`creating TABLE "public.items"`, …)."""
+
+    entries: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not self.entries:
+            return "no entry was restored"
+        return f"{len(self.entries)} entries were restored, the last: {self.entries[-1]}"
+
+
+# The archive as it arrives (from storage): writes it into pg_restore's standard input.
+Feed = Callable[[IO[bytes]], None]
+
+
 def run_pg_restore(
     tools: PgTools,
-    archive: Path,
+    archive: Path | None,
     target: Target,
     on_progress: Callable[[int], Any] | None = None,
+    *,
+    feed: Feed | None = None,
+    tables: Sequence[str] = (),
+    schemas: Sequence[str] = (),
+    done: RestoreProgress | None = None,
 ) -> RestoreOutcome:
-    """Run pg_restore; `on_progress` gets the number of entries done so far.
+    """Run pg_restore on `archive`, or on what `feed` writes into it (streamed: never on
+    disk); `on_progress` gets the number of entries done so far, `done` collects them.
 
-    RestoreFailed with pg_restore's own error lines when it fails for a real reason.
+    RestoreFailed with a summary of pg_restore's errors when it fails for a real reason,
+    or with the feed's own failure (a download cut short, a digest that does not match).
     """
-    argv, env = restore_command(tools, archive, target)
+    done = done if done is not None else RestoreProgress()
+    argv, env = restore_command(tools, archive, target, tables, schemas)
     process = subprocess.Popen(
         argv,
         env=env,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
     )
+    feeding = _start_feeding(process, feed) if feed is not None else None
     assert process.stderr is not None
     report: list[str] = []  # what is not progress: errors, the commands that failed, warnings
-    done = 0
-    for raw in process.stderr:
-        line = raw.rstrip("\n")
-        if _ENTRY_DONE.match(line) and not _SESSION_SETUP.match(line):
-            done += 1
-            if on_progress is not None:
-                on_progress(done)
-        elif not line.startswith("pg_restore: ") or _ERROR.match(line) or "warning" in line:
-            report.append(line)
-    code = process.wait()
+    try:
+        for raw in io.TextIOWrapper(process.stderr, errors="replace"):
+            line = raw.rstrip("\n")
+            if _ENTRY_DONE.match(line) and not _SESSION_SETUP.match(line):
+                done.entries.append(line.removeprefix("pg_restore: "))
+                if on_progress is not None:
+                    on_progress(len(done.entries))
+            elif not line.startswith("pg_restore: ") or _ERROR.match(line) or "warning" in line:
+                report.append(line)
+        code = process.wait()
+    except BaseException:
+        process.kill()
+        process.wait()
+        if feeding is not None:
+            feeding.thread.join(timeout=5)
+        raise
+    if feeding is not None:
+        feeding.thread.join()
+    if feeding is not None and feeding.error is not None:
+        raise RestoreFailed(str(feeding.error))
     if code == 0:
         return RestoreOutcome()
     if _only_transaction_timeout(report):
         return RestoreOutcome(ignored_transaction_timeout=True)
-    errors = _without_password("\n".join(report).strip(), target)
     raise RestoreFailed(
-        f"pg_restore failed (exit code {code})" + (f":\n{errors}" if errors else "")
+        _without_password(summarize_errors(code, report, target.connection.parameters), target)
     )
+
+
+@dataclass
+class _Feeding:
+    thread: threading.Thread
+    error: BaseException | None = None
+
+
+def _start_feeding(process: subprocess.Popen[bytes], feed: Feed) -> _Feeding:
+    assert process.stdin is not None
+    sink = process.stdin
+
+    def run() -> None:
+        try:
+            feed(sink)
+        except BrokenPipeError:
+            pass  # pg_restore stopped reading: its own errors say why
+        except BaseException as error:  # reported by the caller's thread
+            feeding.error = error
+        finally:
+            with contextlib.suppress(OSError):
+                sink.close()
+
+    feeding = _Feeding(threading.Thread(target=run, name="archive-feed", daemon=True))
+    feeding.thread.start()
+    return feeding
+
+
+FIRST_ERRORS = 3
+_PRIVILEGE = re.compile(r"ERROR:\s+(permission denied for [^\n]+|must be owner of [^\n]+)")
+
+
+def summarize_errors(code: int, report: list[str], parameters: Mapping[str, str]) -> str:
+    """pg_restore's failure in a few lines: how many errors, the first few (each with its
+    command), and which privilege the target's user lacks when that is the cause."""
+    errors = [i for i, line in enumerate(report) if _ERROR.match(line)]
+    ignored = [int(m[1]) for line in report if (m := _ERRORS_IGNORED.match(line))]
+    count = ignored[0] if ignored else len(errors)
+    if not errors:
+        text = "\n".join(report).strip()
+        return f"pg_restore failed (exit code {code})" + (f":\n{text}" if text else "")
+    shown: list[str] = []
+    for index in errors[:FIRST_ERRORS]:
+        shown.append(report[index])
+        following = report[index + 1] if index + 1 < len(report) else ""
+        if following.startswith("Command was:"):
+            shown.append(following)
+    head = f"pg_restore failed (exit code {code}): {count} error{'s' if count != 1 else ''}"
+    if count > FIRST_ERRORS:
+        head += f", the first {FIRST_ERRORS}"
+    lines = [head + ":", *shown]
+    denied = sorted({m[1].strip() for line in report if (m := _PRIVILEGE.search(line))})
+    if denied:
+        user = parameters.get("user") or "the target's user"
+        lines.append(
+            f"Missing privileges: {user} was refused ({'; '.join(denied[:3])}). "
+            "Restore as the owner of the objects the backup holds (or a superuser), "
+            "with CREATE on the database and its schemas."
+        )
+    return "\n".join(lines)
 
 
 def _only_transaction_timeout(report: list[str]) -> bool:

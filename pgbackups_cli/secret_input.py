@@ -110,3 +110,32 @@ def url_option[F: Callable[..., Any]](*names: str, envvar: str, help_text: str) 
         callback=_url_without_password_on_argv,
         help=f"{help_text} `-` reads it from standard input.",
     )
+
+
+TARGET_URL_ENV = "PGBACKUPS_TARGET_URL"
+
+
+def _target(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    from pgbackups_cli.restore import Target
+
+    url = _url_without_password_on_argv(ctx, param, value)
+    if url is None:
+        return None
+    try:
+        return Target.parse(url)
+    except ValueError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
+def target_url_option[F: Callable[..., Any]](help_text: str) -> Callable[[F], F]:
+    """`--target-url` of the restores: a `Target` (without a password on the command line),
+    from the value, PGBACKUPS_TARGET_URL or stdin (`-`); None when not given."""
+    return click.option(
+        "--target-url",
+        "target",
+        metavar="URL|-",
+        envvar=TARGET_URL_ENV,
+        show_envvar=True,
+        callback=_target,
+        help=help_text,
+    )

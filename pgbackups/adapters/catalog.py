@@ -1,136 +1,69 @@
-"""The catalog: databases and backups in one DynamoDB table.
-
-Item layout (key schema `pk`/`sk`, declared once in template.yaml):
+"""The catalog: databases and backups, items of the one table (`adapters.dynamodb`).
 
     pk = "DATABASES"          sk = "DATABASE#<name>"   a DatabaseRecord
     pk = "DATABASE#<name>"    sk = "BACKUP#<ulid>"     a BackupRecord
 
 ULIDs sort by creation time, so a query on a database's partition with
 ScanIndexForward=False lists its backups newest first. The database item holds
-the lock: `active_backup_id` is set in the same transaction that creates a
-backup, only when it is absent, and removed in the one that finishes it, so a
-database never has two scheduled or running backups.
+the lock: `active_backup_id` is set when a backup is created, only when it is
+absent, and removed in the transaction that finishes it, so a database never has
+two scheduled or running backups.
 
 Domain code sees records and domain errors, never a raw boto3 response.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import random
-import time
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
-
+from pgbackups.adapters.dynamodb import (
+    BACKUP_PREFIX,
+    DATABASES_PK,
+    ConditionFailed,
+    Table,
+    backup_key,
+    database_key,
+    decode_cursor,
+    encode_cursor,
+    fields,
+    partition,
+    to_item,
+    values,
+)
 from pgbackups.domain.errors import (
     BackupInProgress,
     BackupNotFound,
     Conflict,
     DatabaseExists,
     DatabaseNotFound,
-    InvalidInput,
     PeriodicBackupExists,
     PgBackupsError,
 )
 from pgbackups.domain.models import (
-    BACKUP_ID,
     SECRET_DELETION_LEASE,
     Alerting,
     BackupRecord,
     DatabaseHistory,
     DatabaseRecord,
     Health,
-    RetentionPolicy,
-    Schedule,
     to_rfc3339,
 )
 
-DATABASES_PK = "DATABASES"
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def _database_key(name: str) -> dict[str, Any]:
-    return {"pk": {"S": DATABASES_PK}, "sk": {"S": f"DATABASE#{name}"}}
+def _database(item: dict[str, Any]) -> DatabaseRecord:
+    return DatabaseRecord.model_validate(fields(item))
 
 
-def _backup_key(database: str, backup_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"DATABASE#{database}"}, "sk": {"S": f"BACKUP#{backup_id}"}}
+def _backup(item: dict[str, Any]) -> BackupRecord:
+    return BackupRecord.model_validate(fields(item))
 
 
-def _to_item(key: dict[str, Any], record: DatabaseRecord | BackupRecord) -> dict[str, Any]:
-    fields = record.model_dump(mode="json", exclude_none=True)
-    return key | {name: _serializer.serialize(value) for name, value in fields.items()}
-
-
-def _from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {
-        name: _deserializer.deserialize(value)
-        for name, value in item.items()
-        if name not in ("pk", "sk")
-    }
-
-
-def _values(**values: Any) -> dict[str, Any]:
-    return {f":{name}": _serializer.serialize(value) for name, value in values.items()}
-
-
-def _cancellation_codes(error: ClientError) -> list[str]:
-    reasons = error.response.get("CancellationReasons", [])
-    return [reason.get("Code", "None") for reason in reasons]
-
-
-class TransactionRefused(Exception):
-    """A condition of the transaction failed (as opposed to a transient conflict)."""
-
-
-# Two writers touching the database item at once (the API creating a backup
-# while another finishes) cancel each other with TransactionConflict: try again.
-_TRANSIENT = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
-_TRANSACTION_ATTEMPTS = 6
-_BATCH_GET_LIMIT = 100  # keys per BatchGetItem
-
-
-def _is_conditional_failure(error: ClientError) -> bool:
-    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
-
-
-def encode_cursor(backup_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": backup_id}).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        backup_id = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise InvalidInput("invalid cursor", field="cursor") from None
-    if not isinstance(backup_id, str) or not BACKUP_ID.match(backup_id):
-        raise InvalidInput("invalid cursor", field="cursor")
-    return backup_id
-
-
-def transact(dynamodb: Any, items: list[dict[str, Any]]) -> None:
-    """TransactWriteItems, retried on transient conflicts; TransactionRefused when a
-    condition fails."""
-    for attempt in range(_TRANSACTION_ATTEMPTS):
-        try:
-            dynamodb.transact_write_items(TransactItems=items)
-            return
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            codes = set(_cancellation_codes(error))
-            if not codes & _TRANSIENT or attempt == _TRANSACTION_ATTEMPTS - 1:
-                raise TransactionRefused(str(sorted(codes))) from None
-        time.sleep(random.uniform(0.05, 0.2) * 2**attempt)  # noqa: S311 (jitter)
+def _is_backup(item: dict[str, Any]) -> bool:
+    """A visible backup's item: not another kind of item, not one being deleted."""
+    return item["sk"]["S"].startswith(BACKUP_PREFIX) and "deleting_at" not in item
 
 
 class Catalog:
@@ -138,116 +71,104 @@ class Catalog:
 
     def __init__(self, dynamodb: Any, table_name: str) -> None:
         self._db = dynamodb
-        self._table = table_name
-
-    def _transact(self, items: list[dict[str, Any]]) -> None:
-        transact(self._db, items)
+        self._table = Table(dynamodb, table_name)
 
     # -- databases ---------------------------------------------------------
 
     def create_database(self, record: DatabaseRecord) -> None:
         """Store a new database; a removed one of that name may be registered again."""
         try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=_to_item(_database_key(record.name), record),
+            self._table.put(
+                to_item(database_key(record.name), record),
                 # Not while a removal deletes the former URLs (unless that stopped long ago).
                 ConditionExpression="attribute_not_exists(pk) OR "
                 "(attribute_exists(removed_at) AND attribute_not_exists(active_backup_id) AND "
                 "(attribute_not_exists(secret_deletion) OR secret_deletion < :stale))",
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=values(
                     stale=to_rfc3339(record.created_at - SECRET_DELETION_LEASE)
                 ),
             )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                raise DatabaseExists(f"database {record.name} already exists") from None
-            raise
+        except ConditionFailed:
+            raise DatabaseExists(f"database {record.name} already exists") from None
 
     def get_database(self, name: str, *, include_removed: bool = False) -> DatabaseRecord:
-        item = self._db.get_item(
-            TableName=self._table, Key=_database_key(name), ConsistentRead=True
-        ).get("Item")
-        if item is None:
-            raise DatabaseNotFound(f"no database named {name}")
-        record = DatabaseRecord.model_validate(_from_item(item))
-        if record.removed_at is not None and not include_removed:
+        item = self._table.get(database_key(name))
+        record = _database(item) if item is not None else None
+        if record is None or (record.removed_at is not None and not include_removed):
             raise DatabaseNotFound(f"no database named {name}")
         return record
 
     def list_databases(self, *, include_removed: bool = False) -> list[DatabaseRecord]:
-        records = [
-            DatabaseRecord.model_validate(_from_item(item))
-            for item in self._query(DATABASES_PK, forward=True)
-        ]
+        records = [_database(item) for item in self._table.query(DATABASES_PK)]
         return [r for r in records if include_removed or r.removed_at is None]
 
     def update_database(
         self,
         name: str,
         *,
-        schedule: Schedule | None = None,
-        retention: RetentionPolicy | None = None,
+        schedule: Mapping[str, Any] | None = None,
+        retention: Mapping[str, Any] | None = None,
         compression: str | None = None,
-        has_replica: bool | None = None,
         runner: str | None = None,
         alerting: Alerting | None = None,
     ) -> DatabaseRecord:
-        changes: dict[str, Any] = {}
-        if schedule is not None:
-            changes["schedule"] = schedule.model_dump(mode="json")
-        if retention is not None:
-            changes["retention"] = retention.model_dump(mode="json")
+        """Set the given settings, and in `schedule` and `retention` only the given
+        fields: each attribute is written on its own, so concurrent changes of
+        different settings (or fields) all land."""
+        changes: dict[tuple[str, ...], Any] = {}  # attribute path → value
+        for group, group_changes in (("schedule", schedule), ("retention", retention)):
+            changes |= {(group, field): value for field, value in (group_changes or {}).items()}
         if compression is not None:
-            changes["compression"] = compression
-        if has_replica is not None:
-            changes["has_replica"] = has_replica
+            changes[("compression",)] = compression
         if runner is not None:
-            changes["runner"] = runner
-        if alerting is not None:
-            changes["alerting"] = alerting.model_dump(mode="json")
+            changes[("runner",)] = runner
+        if alerting is not None:  # whole: a database registered before it has none
+            changes[("alerting",)] = alerting.model_dump(mode="json")
         if not changes:
             return self.get_database(name)
-        assignments = ", ".join(f"#{field} = :{field}" for field in changes)
         try:
-            item = self._db.update_item(
-                TableName=self._table,
-                Key=_database_key(name),
-                UpdateExpression=f"SET {assignments}",
+            item = self._table.update(
+                database_key(name),
+                UpdateExpression="SET "
+                + ", ".join(f"#{'.#'.join(path)} = :{'_'.join(path)}" for path in changes),
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(removed_at)",
-                ExpressionAttributeNames={f"#{field}": field for field in changes},
-                ExpressionAttributeValues=_values(**changes),
+                ExpressionAttributeNames={f"#{part}": part for path in changes for part in path},
+                ExpressionAttributeValues=values(
+                    **{"_".join(path): value for path, value in changes.items()}
+                ),
                 ReturnValues="ALL_NEW",
-            )["Attributes"]
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                raise DatabaseNotFound(f"no database named {name}") from None
-            raise
-        return DatabaseRecord.model_validate(_from_item(item))
+            )
+        except ConditionFailed:
+            raise DatabaseNotFound(f"no database named {name}") from None
+        return _database(item)
+
+    def record_replica(self, name: str, has_replica: bool, urls_version: int) -> None:
+        """Whether the database has a replica, as version `urls_version` of its URLs says;
+        nothing when a later version is recorded already (changes finishing out of order)."""
+        self._table.update_if(
+            database_key(name),
+            UpdateExpression="SET has_replica = :has_replica, urls_version = :version",
+            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(removed_at) AND "
+            "(attribute_not_exists(urls_version) OR urls_version < :version)",
+            ExpressionAttributeValues=values(has_replica=has_replica, version=urls_version),
+        )
 
     def record_health(self, name: str, new: Health, previous: Health | None) -> bool:
         """Store a database's health if it is still `previous` (None: never recorded);
         False when another writer changed it first, or the database is gone."""
         condition = "attribute_exists(pk) AND attribute_not_exists(removed_at) AND "
-        values = _values(new=new.model_dump(mode="json", exclude_none=True))
+        health = values(new=new.model_dump(mode="json", exclude_none=True))
         if previous is None:
             condition += "attribute_not_exists(health)"
         else:
             condition += "health = :previous"
-            values |= _values(previous=previous.model_dump(mode="json", exclude_none=True))
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_database_key(name),
-                UpdateExpression="SET health = :new",
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                return False
-            raise
-        return True
+            health |= values(previous=previous.model_dump(mode="json", exclude_none=True))
+        return self._table.update_if(
+            database_key(name),
+            UpdateExpression="SET health = :new",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=health,
+        )
 
     def remove_database(self, name: str, at: datetime) -> None:
         """Mark removed: its schedule stops, its backups expire under its last policy.
@@ -256,65 +177,47 @@ class Catalog:
         `secret_deleted`, nobody registers the name again, so that deletion can never
         remove a new registration's URLs."""
         try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_database_key(name),
+            self._table.update(
+                database_key(name),
                 UpdateExpression="SET removed_at = :at, secret_deletion = :at, "
                 "#schedule.enabled = :off",
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(removed_at)",
                 ExpressionAttributeNames={"#schedule": "schedule"},
-                ExpressionAttributeValues=_values(at=to_rfc3339(at), off=False),
+                ExpressionAttributeValues=values(at=to_rfc3339(at), off=False),
             )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                raise DatabaseNotFound(f"no database named {name}") from None
-            raise
+        except ConditionFailed:
+            raise DatabaseNotFound(f"no database named {name}") from None
 
     def forget_database(self, name: str) -> None:
         """Delete a removed database's item once none of its backups is left."""
-        try:
-            self._db.delete_item(
-                TableName=self._table,
-                Key=_database_key(name),
+        # Not when registered again, or while busy.
+        with contextlib.suppress(ConditionFailed):
+            self._table.delete(
+                database_key(name),
                 ConditionExpression="attribute_exists(removed_at) AND "
                 "attribute_not_exists(active_backup_id) AND attribute_not_exists(secret_deletion)",
             )
-        except ClientError as error:
-            if not _is_conditional_failure(error):
-                raise
 
     def claim_secret_deletion(self, record: DatabaseRecord, at: datetime) -> bool:
         """Claim the deletion of a removed database's URLs; False when the name is not
         that removed database any more (registered again, or forgotten)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_database_key(record.name),
-                UpdateExpression="SET secret_deletion = :at",
-                ConditionExpression="attribute_exists(removed_at) AND created_at = :created",
-                ExpressionAttributeValues=_values(
-                    at=to_rfc3339(at), created=record.model_dump(mode="json")["created_at"]
-                ),
-            )
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                return False
-            raise
-        return True
+        return self._table.update_if(
+            database_key(record.name),
+            UpdateExpression="SET secret_deletion = :at",
+            ConditionExpression="attribute_exists(removed_at) AND created_at = :created",
+            ExpressionAttributeValues=values(
+                at=to_rfc3339(at), created=record.model_dump(mode="json")["created_at"]
+            ),
+        )
 
     def secret_deleted(self, name: str, claimed_at: datetime) -> None:
         """Release the claim taken at `claimed_at`: the URLs are gone."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_database_key(name),
-                UpdateExpression="REMOVE secret_deletion",
-                ConditionExpression="secret_deletion = :at",
-                ExpressionAttributeValues=_values(at=to_rfc3339(claimed_at)),
-            )
-        except ClientError as error:
-            if not _is_conditional_failure(error):
-                raise
+        self._table.update_if(  # not another claim's: that one releases itself
+            database_key(name),
+            UpdateExpression="REMOVE secret_deletion",
+            ConditionExpression="secret_deletion = :at",
+            ExpressionAttributeValues=values(at=to_rfc3339(claimed_at)),
+        )
 
     # -- backups -----------------------------------------------------------
 
@@ -338,32 +241,26 @@ class Catalog:
             "AND attribute_not_exists(active_backup_id)"
         )
         update = "SET active_backup_id = :id, last_backup_id = :id"
-        values: dict[str, Any] = {"id": record.id}
+        named: dict[str, Any] = {"id": record.id}
         if periodic_day is not None:
             condition += (
                 " AND (attribute_not_exists(last_periodic_day) OR last_periodic_day <> :day)"
             )
             update += ", last_periodic_day = :day, last_periodic_id = :id"
-            values["day"] = periodic_day
+            named["day"] = periodic_day
         try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_database_key(record.database),
+            self._table.update(
+                database_key(record.database),
                 UpdateExpression=update,
                 ConditionExpression=condition,
-                ExpressionAttributeValues=_values(**values),
+                ExpressionAttributeValues=values(**named),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as error:
-            if not _is_conditional_failure(error):
-                raise
-            raise self._refusal(record, periodic_day, error.response.get("Item")) from None
+        except ConditionFailed as refused:
+            raise self._refusal(record, periodic_day, refused.item) from None
         try:
             # Unconditional: the id is new, and a retried attempt writes the same item.
-            self._db.put_item(
-                TableName=self._table,
-                Item=_to_item(_backup_key(record.database, record.id), record),
-            )
+            self._table.put(to_item(backup_key(record.database, record.id), record))
         except Exception:
             if self._backup_exists(record.database, record.id):
                 return  # written by an attempt whose answer was lost
@@ -378,7 +275,7 @@ class Catalog:
         """Why the lock was refused, from the database item as the refusal saw it."""
         if item is None:
             return DatabaseNotFound(f"no database named {record.database}")
-        database = DatabaseRecord.model_validate(_from_item(item))
+        database = _database(item)
         if database.removed_at is not None:
             return DatabaseNotFound(f"no database named {record.database}")
         if periodic_day is not None and database.last_periodic_day == periodic_day:
@@ -390,52 +287,31 @@ class Catalog:
         return Conflict(f"backup {record.id} of {record.database} could not be created")
 
     def _backup_exists(self, database: str, backup_id: str) -> bool:
-        item = self._db.get_item(
-            TableName=self._table,
-            Key=_backup_key(database, backup_id),
-            ConsistentRead=True,
-            ProjectionExpression="pk",
-        ).get("Item")
+        item = self._table.get(backup_key(database, backup_id), ProjectionExpression="pk")
         return item is not None
 
     def get_backup(self, database: str, backup_id: str) -> BackupRecord:
-        item = self._db.get_item(
-            TableName=self._table, Key=_backup_key(database, backup_id), ConsistentRead=True
-        ).get("Item")
+        item = self._table.get(backup_key(database, backup_id))
         if item is None or "deleting_at" in item:
             raise BackupNotFound(f"no backup {backup_id} of {database}")
-        return BackupRecord.model_validate(_from_item(item))
+        return _backup(item)
 
     def get_backups(self, keys: list[tuple[str, str]]) -> list[BackupRecord]:
         """The visible backups among (database, backup id) pairs, in a few batched reads."""
-        found: list[BackupRecord] = []
-        for start in range(0, len(keys), _BATCH_GET_LIMIT):
-            request = {
-                self._table: {
-                    "Keys": [
-                        _backup_key(db, backup_id)
-                        for db, backup_id in keys[start : start + _BATCH_GET_LIMIT]
-                    ],
-                    "ConsistentRead": True,
-                }
-            }
-            while request:
-                response = self._db.batch_get_item(RequestItems=request)
-                found += [
-                    BackupRecord.model_validate(_from_item(item))
-                    for item in response.get("Responses", {}).get(self._table, [])
-                    if "deleting_at" not in item
-                ]
-                request = response.get("UnprocessedKeys") or {}
-        return found
+        items = self._table.get_many([backup_key(db, backup_id) for db, backup_id in keys])
+        return [_backup(item) for item in items if _is_backup(item)]
 
     def backups_since(self, database: str, oldest_id: str) -> list[BackupRecord]:
         """Visible backups of a database from `oldest_id` on (itself included), newest first."""
-        return [
-            BackupRecord.model_validate(_from_item(item))
-            for item in self._query(f"DATABASE#{database}", forward=False, since=oldest_id)
-            if "deleting_at" not in item
-        ]
+        # Backup ids sort after the prefix alone, so nothing but backups matches.
+        items = self._table.query(
+            partition(database),
+            "sk BETWEEN :since AND :last",
+            forward=False,
+            since=BACKUP_PREFIX + oldest_id,
+            last=BACKUP_PREFIX + "~",
+        )
+        return [_backup(item) for item in items if _is_backup(item)]
 
     def latest_done_backup(self, database: str) -> BackupRecord:
         for record in self._backups(database):
@@ -469,8 +345,8 @@ class Catalog:
     def pending_deletions(self, database: str) -> list[str]:
         """Ids of backups whose deletion started and did not finish."""
         return [
-            item["sk"]["S"].removeprefix("BACKUP#")
-            for item in self._query(f"DATABASE#{database}", forward=False)
+            item["sk"]["S"].removeprefix(BACKUP_PREFIX)
+            for item in self._table.query(partition(database), forward=False)
             if "deleting_at" in item
         ]
 
@@ -479,46 +355,21 @@ class Catalog:
     ) -> BackupRecord | None:
         """`scheduled` → `running` on `runner`, which stops it by `deadline_at` for sure;
         None when it is not scheduled any more (a retry)."""
-        try:
-            item = self._db.update_item(
-                TableName=self._table,
-                Key=_backup_key(database, backup_id),
-                UpdateExpression=(
-                    "SET #status = :running, started_at = :at, runner = :runner, "
-                    "deadline_at = :deadline"
-                ),
-                ConditionExpression="#status = :scheduled AND attribute_not_exists(deleting_at)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(
-                    running="running",
-                    scheduled="scheduled",
-                    at=to_rfc3339(at),
-                    runner=runner,
-                    deadline=to_rfc3339(deadline_at),
-                ),
-                ReturnValues="ALL_NEW",
-            )["Attributes"]
-        except ClientError as error:
-            if _is_conditional_failure(error):
-                return None
-            raise
-        return BackupRecord.model_validate(_from_item(item))
+        item = self._table.start_run(
+            backup_key(database, backup_id), backup_id, at, runner=runner, deadline_at=deadline_at
+        )
+        return _backup(item) if item is not None else None
 
     def record_upload_progress(self, database: str, backup_id: str, uploaded: int) -> None:
         """Store how many bytes of a running backup's archive S3 has; nothing once it has
         finished (the last parts may report after the record is done or reaped)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_backup_key(database, backup_id),
-                UpdateExpression="SET uploaded = :uploaded",
-                ConditionExpression="#status = :running",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(uploaded=uploaded, running="running"),
-            )
-        except ClientError as error:
-            if not _is_conditional_failure(error):
-                raise
+        self._table.update_if(
+            backup_key(database, backup_id),
+            UpdateExpression="SET uploaded = :uploaded",
+            ConditionExpression="#status = :running",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=values(uploaded=uploaded, running="running"),
+        )
 
     def finish_backup(self, record: BackupRecord, *, expected_status: str = "running") -> bool:
         """Store a `done` or `error` record and release the lock, atomically.
@@ -526,41 +377,34 @@ class Catalog:
         False when the record was not in `expected_status` any more (another
         invocation or the dispatcher's reaper finished it first).
         """
-        fields = record.model_dump(mode="json", exclude={"id", "database"})
-        names = {f"#{field}": field for field in fields}
+        dumped = record.model_dump(mode="json", exclude={"id", "database"})
         release = "REMOVE active_backup_id"
         if record.method == "periodic" and record.status == "error":
             # A failed periodic backup does not count for its day: a later hour of that
             # day may try again. It held the lock since it took the day, so the day is its.
             release += ", last_periodic_day, last_periodic_id"
-        assignments = ", ".join(f"#{field} = :{field}" for field in fields)
+        assignments = ", ".join(f"#{field} = :{field}" for field in dumped)
         try:
-            self._transact(
-                [
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _backup_key(record.database, record.id),
-                            "UpdateExpression": f"SET {assignments}",
-                            "ConditionExpression": "#status = :expected",
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": _values(
-                                **fields, expected=expected_status
-                            ),
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": _database_key(record.database),
-                            "UpdateExpression": release,
-                            "ConditionExpression": "active_backup_id = :id",
-                            "ExpressionAttributeValues": _values(id=record.id),
-                        }
-                    },
-                ]
+            self._table.transact(
+                {
+                    "Update": {
+                        "Key": backup_key(record.database, record.id),
+                        "UpdateExpression": f"SET {assignments}",
+                        "ConditionExpression": "#status = :expected",
+                        "ExpressionAttributeNames": {f"#{field}": field for field in dumped},
+                        "ExpressionAttributeValues": values(**dumped, expected=expected_status),
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": database_key(record.database),
+                        "UpdateExpression": release,
+                        "ConditionExpression": "active_backup_id = :id",
+                        "ExpressionAttributeValues": values(id=record.id),
+                    }
+                },
             )
-        except TransactionRefused:
+        except ConditionFailed:
             return False
         return True
 
@@ -576,78 +420,58 @@ class Catalog:
             ("REMOVE active_backup_id", "active_backup_id = :id"),  # any other
         )
         for update, condition in releases:
-            try:
-                self._db.update_item(
-                    TableName=self._table,
-                    Key=_database_key(database),
-                    UpdateExpression=update,
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=_values(id=backup_id),
-                )
+            if self._table.update_if(
+                database_key(database),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values(id=backup_id),
+            ):
                 return
-            except ClientError as error:
-                if not _is_conditional_failure(error):
-                    raise
 
     def mark_deleting(self, database: str, backup_id: str, at: datetime) -> BackupRecord:
         """First step of a deletion: hide the record, refuse while it is active."""
         try:
-            item = self._db.update_item(
-                TableName=self._table,
-                Key=_backup_key(database, backup_id),
+            item = self._table.update(
+                backup_key(database, backup_id),
                 UpdateExpression="SET deleting_at = if_not_exists(deleting_at, :at)",
                 ConditionExpression="attribute_exists(pk) AND NOT #status IN (:scheduled, :running)",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=values(
                     at=to_rfc3339(at), scheduled="scheduled", running="running"
                 ),
                 ReturnValues="ALL_NEW",
-            )["Attributes"]
-        except ClientError as error:
-            if not _is_conditional_failure(error):
-                raise
+            )
+        except ConditionFailed:
             record = self.get_backup(database, backup_id)  # raises BackupNotFound
             raise Conflict(
                 f"backup {backup_id} is {record.status}: it can be deleted once it has finished"
             ) from None
-        return BackupRecord.model_validate(_from_item(item))
+        return _backup(item)
 
     def delete_backup_record(self, database: str, backup_id: str) -> None:
-        self._db.delete_item(TableName=self._table, Key=_backup_key(database, backup_id))
+        self._table.delete(backup_key(database, backup_id))
 
     def database_histories(self) -> list[DatabaseHistory]:
         """Every database, removed ones included, with its backups, in one paged Scan
-        (the dispatcher's hourly read) rather than queries per database.
-
-        Items are read one page after another, not at one instant: a reader acts on
-        what it saw only through conditional writes, or reads the item again."""
+        (the dispatcher's hourly read) rather than queries per database."""
         databases: dict[str, DatabaseRecord] = {}
         backups: dict[str, list[BackupRecord]] = {}
         deleting: dict[str, list[str]] = {}
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            # Continuous backups' items share the partitions: not read into records.
-            "FilterExpression": "pk = :databases OR begins_with(sk, :backup)",
-            "ExpressionAttributeValues": _values(databases=DATABASES_PK, backup="BACKUP#"),
-            "ConsistentRead": True,
-        }
-        while True:
-            response = self._db.scan(**request)
-            for item in response.get("Items", []):
-                if item["pk"]["S"] == DATABASES_PK:
-                    record = DatabaseRecord.model_validate(_from_item(item))
-                    databases[record.name] = record
-                    continue
-                name = item["pk"]["S"].removeprefix("DATABASE#")
-                if "deleting_at" in item:
-                    deleting.setdefault(name, []).append(item["sk"]["S"].removeprefix("BACKUP#"))
-                else:
-                    backups.setdefault(name, []).append(
-                        BackupRecord.model_validate(_from_item(item))
-                    )
-            if "LastEvaluatedKey" not in response:
-                break
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        # Continuous backups' items share the partitions: not read into records.
+        for item in self._table.scan(
+            "pk = :databases OR begins_with(sk, :backup)",
+            databases=DATABASES_PK,
+            backup=BACKUP_PREFIX,
+        ):
+            if item["pk"]["S"] == DATABASES_PK:
+                record = _database(item)
+                databases[record.name] = record
+                continue
+            name = item["pk"]["S"].removeprefix(partition(""))
+            if "deleting_at" in item:
+                deleting.setdefault(name, []).append(item["sk"]["S"].removeprefix(BACKUP_PREFIX))
+            else:
+                backups.setdefault(name, []).append(_backup(item))
         return [
             DatabaseHistory(
                 database=record,
@@ -657,37 +481,14 @@ class Catalog:
             for name, record in sorted(databases.items())
         ]
 
-    # -- queries -----------------------------------------------------------
-
     def _backups(self, database: str, *, before: str | None = None) -> Iterator[BackupRecord]:
         """Visible backups of a database, newest first, strictly older than `before`."""
-        for item in self._query(f"DATABASE#{database}", forward=False, before=before):
-            if item["sk"]["S"].startswith("BACKUP#") and "deleting_at" not in item:
-                yield BackupRecord.model_validate(_from_item(item))
-
-    def _query(
-        self, pk: str, *, forward: bool, before: str | None = None, since: str | None = None
-    ) -> Iterator[dict[str, Any]]:
-        condition = "pk = :pk"
-        values: dict[str, Any] = {"pk": pk}
-        if before is not None:
-            condition += " AND sk < :before"
-            values["before"] = f"BACKUP#{before}"
-        elif since is not None:
-            # Backup ids sort after the prefix alone, so nothing but backups matches.
-            condition += " AND sk BETWEEN :since AND :last"
-            values["since"] = f"BACKUP#{since}"
-            values["last"] = "BACKUP#~"
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeValues": _values(**values),
-            "ScanIndexForward": forward,
-            "ConsistentRead": True,
-        }
-        while True:
-            response = self._db.query(**request)
-            yield from response.get("Items", [])
-            if "LastEvaluatedKey" not in response:
-                return
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        if before is None:
+            items = self._table.query(partition(database), forward=False)
+        else:
+            items = self._table.query(
+                partition(database), "sk < :before", forward=False, before=BACKUP_PREFIX + before
+            )
+        for item in items:
+            if _is_backup(item):
+                yield _backup(item)

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pgbackups.api.schemas import ArchiveLink, BackupSummary, BackupView, Database, ScheduleView
+from pgbackups.api.schemas import (
+    ArchiveLink,
+    BackupSummary,
+    BackupView,
+    BaseBackupRunView,
+    BaseBackupView,
+    Database,
+    PitrView,
+    ScheduleView,
+)
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, KeptAs, Schedule
+from pgbackups.domain.pitr import BaseBackup, BaseBackupRun
 from pgbackups.domain.schedule import UnknownTimezone, next_run_at
+from pgbackups.postgres.lsn import format_lsn
 from pgbackups.usecases.downloads import Download
+from pgbackups.usecases.pitr import PitrOverview
 
 
 def schedule_view(schedule: Schedule, now: datetime) -> ScheduleView:
@@ -48,4 +60,49 @@ def archive_link(download: Download) -> ArchiveLink:
         filename=download.filename,
         size=download.size,
         sha256=download.sha256,
+    )
+
+
+def pitr_view(overview: PitrOverview) -> PitrView:
+    state, run = overview.state, overview.base_backup_run
+    return PitrView(
+        enabled=state.enabled,
+        status=state.status,
+        broken_reason=state.broken_reason if state.status == "broken" else None,
+        base_backup_every_days=state.base_backup_every_days,
+        window_days=state.window_days,
+        earliest_recoverable_at=overview.window.earliest,
+        latest_recoverable_at=overview.window.latest,
+        lag_seconds=overview.lag_seconds,
+        last_archived_at=overview.last_archived_at,
+        base_backups=[base_backup_view(b) for b in overview.base_backups],
+        base_backup_in_progress=(
+            base_backup_run_view(run) if run is not None and run.status != "error" else None
+        ),
+        last_base_backup_error=run.error if run is not None and run.status == "error" else None,
+    )
+
+
+def base_backup_view(base: BaseBackup) -> BaseBackupView:
+    return BaseBackupView(
+        id=base.id,
+        started_at=base.started_at,
+        finished_at=base.finished_at,
+        start_lsn=format_lsn(base.start_lsn),
+        end_lsn=format_lsn(base.end_lsn),
+        timeline=base.timeline,
+        size=base.size,
+        sha256=base.sha256,
+        runner=base.runner,
+    )
+
+
+def base_backup_run_view(run: BaseBackupRun) -> BaseBackupRunView:
+    return BaseBackupRunView(
+        id=run.id,
+        status="running" if run.status == "running" else "scheduled",
+        requested_at=run.created_at,
+        started_at=run.started_at,
+        runner=run.runner,
+        deadline_at=run.deadline_at,
     )

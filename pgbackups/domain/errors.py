@@ -115,3 +115,10 @@ class ChainEnded(Conflict):
     """The chain a base backup was asked for ended (broken, disabled) before it ran."""
 
     code = "chain_ended"
+
+
+class WalMissing(Conflict):
+    """A restore plan would skip WAL: the catalog has no record of a file it needs (lost,
+    or archived before WAL files were recorded); `segment` names the first one."""
+
+    code = "wal_missing"

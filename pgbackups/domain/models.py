@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -20,7 +20,6 @@ from ulid import ULID
 from pgbackups.domain.names import BACKUP_ID as BACKUP_ID  # re-exported: the API and catalog use it
 from pgbackups.domain.names import DATABASE_NAME
 
-BackupStatus = Literal["scheduled", "running", "done", "error"]
 BackupMethod = Literal["periodic", "manual"]
 BackupSource = Literal["primary", "replica"]
 RunnerName = Literal["lambda", "fargate"]
@@ -231,17 +230,72 @@ class DatabaseRecord(BaseModel):
     secret_deletion: datetime | None = None  # removed: its URLs are being deleted since
 
 
-class BackupRecord(BaseModel):
-    """One backup: a pg_dump custom-format archive in S3 and what is known of it."""
+RunStatus = Literal["scheduled", "running", "done", "error"]
+BackupStatus = RunStatus
+
+# Runs are given up (the reaper's rule, Run.abandoned_reason) when:
+TIMED_OUT = "timed out"
+# a `scheduled` run's start (async invoke, RunTask) never reached the code;
+SCHEDULED_GRACE = timedelta(minutes=30)
+# a `running` run is this late beyond its runner's deadline (`deadline_at`): it was
+# killed (timeout, crash) before it could record anything.
+RUNNING_GRACE = timedelta(minutes=5)
+
+
+class Run(BaseModel):
+    """The lifecycle every run on a runner shares (a backup, a continuous backup's base
+    backup): `scheduled` → `running` on a runner until its deadline → `done` or `error`."""
+
+    what: ClassVar[str] = "run"  # what a person calls it, in the reaper's reasons
 
     id: str
     database: str
-    name: str
-    method: BackupMethod
-    status: BackupStatus = "scheduled"
+    status: RunStatus = "scheduled"
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    runner: RunnerName | None = None  # what took it
+    # When the runner that took it stops it for sure (set when it starts running):
+    # the reaper gives up on a `running` run only after this.
+    deadline_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("scheduled", "running")
+
+    def abandoned_reason(
+        self, now: datetime, *, longest_run: timedelta | None = None
+    ) -> str | None:
+        """Why this scheduled or running run is given up, or None while its runner may
+        still finish it: the one rule the dispatcher's reaper and the base backups' lock
+        apply. `longest_run` stands in for the deadline of a run started before
+        deadlines were recorded."""
+        deadline_at = self.deadline_at
+        if deadline_at is None and self.started_at is not None and longest_run is not None:
+            deadline_at = self.started_at + longest_run
+        if self.status == "running" and self.started_at is not None and deadline_at is not None:
+            if now > deadline_at + RUNNING_GRACE:
+                minutes = int((now - self.started_at).total_seconds() // 60)
+                return (
+                    f"{TIMED_OUT}: the {self.runner or self.what} run stopped without finishing "
+                    f"(no result {minutes} minutes after it started)"
+                )
+        elif self.status == "scheduled" and now - self.created_at > SCHEDULED_GRACE:
+            return f"the backup function never started this {self.what}"
+        return None
+
+    def failed(self, reason: str, at: datetime) -> Self:
+        return self.model_copy(update={"status": "error", "finished_at": at, "error": reason})
+
+
+class BackupRecord(Run):
+    """One backup: a pg_dump custom-format archive in S3 and what is known of it."""
+
+    what: ClassVar[str] = "backup"
+
+    name: str
+    method: BackupMethod
     size: int | None = None
     database_size: int | None = None
     sha256: str | None = None
@@ -249,8 +303,6 @@ class BackupRecord(BaseModel):
     source: BackupSource | None = None
     server_version: str | None = None
     pg_dump_version: str | None = None
-    error: str | None = None
-    runner: RunnerName | None = None  # what took it
     # Recorded as the upload goes, for clients that wait (usecases.backup.UploadProgress).
     uploaded: int | None = Field(
         default=None,
@@ -259,9 +311,6 @@ class BackupRecord(BaseModel):
             "every few seconds); else null"
         ),
     )
-    # When the runner that took it stops it for sure (set when it starts running):
-    # the dispatcher's reaper gives up on a `running` backup only after this.
-    deadline_at: datetime | None = None
     # Periodic backups: when the schedule made it due, and how late the dispatcher
     # created it (0 on time; whole hours when it caught up a missed hour).
     scheduled_for: datetime | None = None
@@ -308,6 +357,7 @@ class ConnectionInfo:
 
     url: str
     replica_url: str | None = None
+    version: int = 0  # which write of the URLs this is (0: not counted, or not stored yet)
 
     def __repr__(self) -> str:  # never print a password by accident
         replica = "***" if self.replica_url else None

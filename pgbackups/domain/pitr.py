@@ -9,9 +9,10 @@ before it and a commit at or after it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from ulid import ULID
@@ -19,17 +20,23 @@ from ulid import ULID
 from pgbackups.domain.errors import (
     OutsideRecoveryWindow,
 )
-from pgbackups.domain.models import RunnerName, to_rfc3339
-from pgbackups.domain.runners import abandoned_reason
+from pgbackups.domain.models import Run, RunnerName, to_rfc3339
 
 PitrStatus = Literal["ok", "broken", "disabled"]
 DEFAULT_BASE_BACKUP_EVERY_DAYS = 7
 DEFAULT_WINDOW_DAYS = 7
 
 
-def slot_name(database: str) -> str:
-    """`pgbackups_<db>`: slot names allow lower-case letters, digits and underscores only."""
-    return f"pgbackups_{database.replace('-', '_')}"
+SLOT_NAME_MAX = 63  # PostgreSQL cuts longer names (NAMEDATALEN - 1)
+
+
+def slot_name(database: str, unique: str) -> str:
+    """`pgbackups_<db>_<unique>`: slot names allow lower-case letters, digits and
+    underscores, and 63 characters. `unique` (drawn once per database, kept in its
+    state) keeps apart the databases that meet otherwise: `col-x` and `col_x`, or two
+    long names that share their first 50 characters."""
+    stem = database.replace("-", "_")[: SLOT_NAME_MAX - len("pgbackups__") - len(unique)]
+    return f"pgbackups_{stem}_{unique}"
 
 
 class PitrSettings(BaseModel):
@@ -50,6 +57,30 @@ class PitrState(PitrSettings):
     broken_reason: str | None = None
     chain_id: str | None = None  # the chain the capture extends
     enabled_at: datetime | None = None
+    # The replication slot, named when continuous backups were first enabled (None:
+    # enabled before slot names were unique, `pgbackups_<db>`).
+    slot: str | None = None
+
+    @property
+    def replication_slot(self) -> str:
+        return self.slot or f"pgbackups_{self.database.replace('-', '_')}"
+
+
+# A WAL file's name: timeline, log and segment, 8 hex digits each.
+WAL_FILE_NAME = re.compile(r"^[0-9A-F]{24}$")
+PARTIAL_AT = "%Y%m%dT%H%M%S%f"
+_PARTIAL_KEY = re.compile(r"^(?P<name>[0-9A-F]{24})\.(?P<at>[0-9]{8}T[0-9]{12})\.partial\.gz$")
+
+
+def partial_wal_file(chain: WalChain, key: str) -> tuple[str, datetime] | None:
+    """The WAL file name and the moment of a partial file's key the capture wrote for
+    `chain`; None for any other key (keys in the bucket are not trusted)."""
+    if not key.startswith(chain.wal_prefix()):
+        return None
+    match = _PARTIAL_KEY.fullmatch(key.removeprefix(chain.wal_prefix()))
+    if match is None:
+        return None
+    return match["name"], datetime.strptime(match["at"], PARTIAL_AT).replace(tzinfo=UTC)
 
 
 class WalChain(BaseModel):
@@ -88,6 +119,44 @@ class WalChain(BaseModel):
     def wal_prefix(self) -> str:
         return f"databases/{self.database}/pitr/{self.id}/wal/"
 
+    def wal_key(self, name: str, *, partial_at: datetime | None = None) -> str:
+        """Where the capture stores the WAL file `name` (gzip). Each capture stores the
+        partial file under a new key (`partial_at`: when), so that the URL a restore
+        plan gave keeps the bytes whose digest it gave, whatever the capture does next."""
+        if partial_at is None:
+            return f"{self.wal_prefix()}{name}.gz"
+        return f"{self.wal_prefix()}{name}.{partial_at.astimezone(UTC):{PARTIAL_AT}}.partial.gz"
+
+    def stores(self, file: WalFile) -> bool:
+        """Whether `file`'s name and key are what the capture of this chain writes."""
+        if not WAL_FILE_NAME.fullmatch(file.name):
+            return False
+        if not file.partial:
+            return file.key == self.wal_key(file.name)
+        found = partial_wal_file(self, file.key)
+        return found is not None and found[0] == file.name
+
+
+class WalFile(BaseModel):
+    """One WAL file stored in S3, as the capture recorded it when it stored the file
+    (DynamoDB item `PITRWAL#<chain>#<name>`): restore plans are built from these alone,
+    and a restore checks each download against `sha256`.
+
+    One record per segment: the current partial file's, rewritten by each capture, then
+    the complete file's."""
+
+    database: str
+    chain_id: str
+    name: str
+    partial: bool
+    key: str
+    size: int  # bytes stored (compressed)
+    sha256: str  # hex digest of the bytes stored
+    start_lsn: int  # the segment's start
+    end_lsn: int  # where its WAL ends (the segment's end unless partial)
+    last_commit_at: datetime | None = None  # newest whole commit record in it
+    archived_at: datetime
+
 
 class BaseBackup(BaseModel):
     """One pg_basebackup tar in S3 (DynamoDB item `PITRBASE#<id>`)."""
@@ -118,7 +187,7 @@ BaseBackupRunStatus = Literal["scheduled", "running", "error"]
 BASE_BACKUP_RETRY_AFTER = timedelta(minutes=10)
 
 
-class BaseBackupRun(BaseModel):
+class BaseBackupRun(Run):
     """A database's base backup on its way (DynamoDB item `PITR#BASEBACKUP`), which is
     also the lock: at most one is `scheduled` or `running` per database.
 
@@ -128,16 +197,10 @@ class BaseBackupRun(BaseModel):
     (which GET …/pitr shows until a base backup succeeds).
     """
 
-    id: str
-    database: str
+    what: ClassVar[str] = "base backup"
+
     chain_id: str
     status: BaseBackupRunStatus = "scheduled"
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    runner: RunnerName | None = None
-    deadline_at: datetime | None = None  # when the runner stops it for sure
-    error: str | None = None
 
     @classmethod
     def new(cls, database: str, chain_id: str, created_at: datetime) -> BaseBackupRun:
@@ -149,27 +212,8 @@ class BaseBackupRun(BaseModel):
         )
 
     @property
-    def active(self) -> bool:
-        return self.status in ("scheduled", "running")
-
-    @property
     def object_key(self) -> str:
         return base_backup_key(self.database, self.chain_id, self.id)
-
-    def abandoned_reason(self, now: datetime) -> str | None:
-        """Why this run is given up (the reaper's rule), or None while it may finish."""
-        return abandoned_reason(
-            what="base backup",
-            status=self.status,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            deadline_at=self.deadline_at,
-            runner=self.runner,
-            now=now,
-        )
-
-    def failed(self, reason: str, at: datetime) -> BaseBackupRun:
-        return self.model_copy(update={"status": "error", "finished_at": at, "error": reason})
 
 
 def base_backup_due(
@@ -290,23 +334,23 @@ def restore_point(
     return RestorePoint(chain, base, None if to_end else target)
 
 
-# -- retention ---------------------------------------------------------------------------
+# -- expiry (retention of continuous backups) -----------------------------------------
 
 
 @dataclass(frozen=True)
-class RetentionPlan:
+class PitrExpiry:
     delete_bases: list[BaseBackup]
     delete_chains: list[WalChain]  # with all their WAL
     wal_floor: dict[str, int]  # chain id → WAL before this LSN is not needed any more
 
 
-def plan_pitr_retention(
+def plan_pitr_expiry(
     chains: list[WalChain],
     bases: list[BaseBackup],
     current_chain_id: str | None,
     window_days: int,
     now: datetime,
-) -> RetentionPlan:
+) -> PitrExpiry:
     """Keep `window_days` of history: the newest base backup finished before the window
     starts (it restores the window's first moment) and everything newer; the WAL that
     the oldest kept base backup of each chain needs, and none before it."""
@@ -327,4 +371,4 @@ def plan_pitr_retention(
             or any(b.chain_id == chain.id for b in delete_bases)
         ):
             delete_chains.append(chain)
-    return RetentionPlan(delete_bases, delete_chains, wal_floor)
+    return PitrExpiry(delete_bases, delete_chains, wal_floor)

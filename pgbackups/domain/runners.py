@@ -9,19 +9,12 @@ database to Fargate once its backups no longer fit comfortably in Lambda.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
-from pgbackups.domain.models import BackupRecord, RunnerName, RunnerSetting
+from pgbackups.domain.models import TIMED_OUT, BackupRecord, RunnerName, RunnerSetting
 
 # A Lambda backup that took more than this share of the limit is too close to it:
 # the database grows, and the next one may not finish.
 LAMBDA_SHARE = 0.5
-TIMED_OUT = "timed out"
-# A `scheduled` run whose start (async invoke, RunTask) never reached the code.
-SCHEDULED_GRACE = timedelta(minutes=30)
-# Beyond the runner's deadline (`deadline_at`): a `running` run this late was killed
-# (timeout, crash) before it could record anything.
-RUNNING_GRACE = timedelta(minutes=5)
 
 
 class RunnerFailed(RuntimeError):
@@ -84,28 +77,3 @@ def _duration_seconds(record: BackupRecord) -> float | None:
     if record.started_at is None or record.finished_at is None:
         return None
     return (record.finished_at - record.started_at).total_seconds()
-
-
-def abandoned_reason(
-    *,
-    what: str,
-    status: str,
-    created_at: datetime,
-    started_at: datetime | None,
-    deadline_at: datetime | None,
-    runner: str | None,
-    now: datetime,
-) -> str | None:
-    """Why a scheduled or running `what` (a backup, a base backup) is given up, or None
-    while its runner may still finish it: the one rule the dispatcher's reaper and the
-    base backups' lock both apply."""
-    if status == "running" and started_at is not None and deadline_at is not None:
-        if now > deadline_at + RUNNING_GRACE:
-            minutes = int((now - started_at).total_seconds() // 60)
-            return (
-                f"{TIMED_OUT}: the {runner or what} run stopped without finishing "
-                f"(no result {minutes} minutes after it started)"
-            )
-    elif status == "scheduled" and now - created_at > SCHEDULED_GRACE:
-        return f"the backup function never started this {what}"
-    return None

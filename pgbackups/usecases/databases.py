@@ -181,37 +181,46 @@ def _refuse_existing(services: Services, name: str) -> None:
 
 
 def change_database(services: Services, name: str, changes: DatabaseChanges) -> DatabaseRecord:
+    """Apply `changes`, each setting (and each field of the schedule and retention)
+    written on its own, and the URLs over the version read: concurrent changes all
+    land, or one is refused with Conflict when the URLs kept changing under it."""
     current = services.catalog.get_database(name)
     check_runner(services, changes.runner)
+    schedule = _checked(current.schedule, changes.schedule)
+    retention = _checked(current.retention, changes.retention)
     if changes.url is not None:
         check_connection(changes.url, "url")
     if changes.replica_url is not None:
         check_connection(changes.replica_url, "replica_url")
 
-    has_replica: bool | None = None
     if changes.url is not None or changes.replica_url is not None or changes.remove_replica:
-        stored = services.secrets.get(name)
-        replica_url = None if changes.remove_replica else changes.replica_url or stored.replica_url
-        services.secrets.put(name, ConnectionInfo(changes.url or stored.url, replica_url))
+
+        def changed(stored: ConnectionInfo) -> ConnectionInfo:
+            replica_url = changes.replica_url or stored.replica_url
+            return ConnectionInfo(
+                changes.url or stored.url, None if changes.remove_replica else replica_url
+            )
+
+        urls = services.secrets.change(name, changed)
         _unless_removed_meanwhile(services, current)
-        has_replica = replica_url is not None
+        services.catalog.record_replica(name, urls.replica_url is not None, urls.version)
         logger.info("connection URLs changed", extra={"database": name})
 
     return services.catalog.update_database(
         name,
-        schedule=_merged(current.schedule, changes.schedule),
-        retention=_merged(current.retention, changes.retention),
+        schedule=schedule,
+        retention=retention,
         compression=changes.compression,
-        has_replica=has_replica,
         runner=changes.runner,
     )
 
 
 def change_schedule(services: Services, name: str, changes: Mapping[str, Any]) -> Schedule:
-    """The database's schedule with `changes` applied (the hour stays in its time zone)."""
+    """The database's schedule with `changes` applied (the hour stays in its time zone);
+    only the fields changed are written, so a concurrent change of the others lands."""
     current = services.catalog.get_database(name)
-    schedule = _merged(current.schedule, changes)
-    if schedule is None:
+    schedule = _checked(current.schedule, changes)
+    if not schedule:
         return current.schedule
     return services.catalog.update_database(name, schedule=schedule).schedule
 
@@ -253,11 +262,14 @@ def finish_secret_deletion(services: Services, record: DatabaseRecord) -> bool:
     return True
 
 
-def _merged[Settings: (Schedule, RetentionPolicy)](
+def _checked[Settings: (Schedule, RetentionPolicy)](
     current: Settings, changes: Mapping[str, Any]
-) -> Settings | None:
-    """`current` with the given fields replaced; None when nothing changes."""
-    return current.model_validate(current.model_dump() | dict(changes)) if changes else None
+) -> dict[str, Any]:
+    """The changed fields as stored, once `current` with them is valid (or ValidationError)."""
+    if not changes:
+        return {}
+    merged = current.model_validate(current.model_dump() | dict(changes))
+    return merged.model_dump(mode="json", include=set(changes))
 
 
 def list_databases(services: Services) -> list[tuple[DatabaseRecord, BackupRecord | None]]:

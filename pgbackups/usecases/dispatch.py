@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger
 
 from pgbackups.domain.errors import BackupInProgress, BackupNotFound, PeriodicBackupExists
 from pgbackups.domain.models import (
+    SCHEDULED_GRACE,
     BackupRecord,
     DatabaseHistory,
     DatabaseRecord,
@@ -17,7 +18,6 @@ from pgbackups.domain.models import (
     backup_created_at,
 )
 from pgbackups.domain.retention import plan_retention
-from pgbackups.domain.runners import SCHEDULED_GRACE, abandoned_reason
 from pgbackups.domain.schedule import (
     PeriodicSlot,
     UnknownTimezone,
@@ -177,16 +177,6 @@ def _schedule_periodic_backup(
     return record
 
 
-def _running_deadline(services: Services, backup: BackupRecord) -> datetime | None:
-    """When the run of `backup` is over for sure: its own deadline, or for a record
-    started before deadlines were recorded, the backup function's timeout."""
-    if backup.deadline_at is not None:
-        return backup.deadline_at
-    if backup.started_at is None:
-        return None
-    return backup.started_at + timedelta(seconds=services.settings.backup_timeout_seconds)
-
-
 def _reap_stale_backup(
     services: Services, history: DatabaseHistory, now: datetime
 ) -> BackupRecord | None:
@@ -202,15 +192,9 @@ def _reap_stale_backup(
         except BackupNotFound:
             _release_orphan_lock(services, database, now)
             return None
-    reason = abandoned_reason(
-        what="backup",
-        status=backup.status,
-        created_at=backup.created_at,
-        started_at=backup.started_at,
-        deadline_at=_running_deadline(services, backup),
-        runner=backup.runner,
-        now=now,
-    )
+    # A record started before deadlines were recorded ran in the backup function.
+    longest_run = timedelta(seconds=services.settings.backup_timeout_seconds)
+    reason = backup.abandoned_reason(now, longest_run=longest_run)
     if reason is None:
         return None
     failed = backup.model_copy(

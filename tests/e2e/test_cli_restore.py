@@ -96,3 +96,37 @@ def test_restore_shows_its_progress_in_entries(
     silent = cli("backups-restore", "-d", backed_up, "--yes", "-s", PGBACKUPS_TARGET_URL=target)
     assert (silent.returncode, silent.stderr) == (0, "")
     assert silent.stdout == "-----> Restore successfully finished\n"
+
+
+def test_restore_only_one_table(
+    cli: Cli, folder: Path, source: Source, backed_up: str, postgres: EmbeddedPostgres
+) -> None:
+    target = postgres.create_database("only_items")
+    postgres.psql("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')", "only_items")
+    result = cli(
+        "backups-restore", "-d", backed_up, "--table", "items", "--yes", "-s",
+        PGBACKUPS_TARGET_URL=target,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert postgres.psql(ROWS_SQL, "only_items") == source.rows()
+    assert postgres.psql("SELECT to_regclass('public.expensive') IS NULL", "only_items") == "t"
+
+
+def test_too_few_privileges_are_summed_up(
+    cli: Cli, folder: Path, backed_up: str, postgres: EmbeddedPostgres
+) -> None:
+    postgres.create_database("locked")
+    postgres.psql("DROP ROLE IF EXISTS reader; CREATE ROLE reader LOGIN PASSWORD 'Reader-pw-1'")
+    url = f"postgresql://reader:Reader-pw-1@127.0.0.1:{postgres.port}/locked"
+    result = cli("backups-restore", "-d", backed_up, "--yes", PGBACKUPS_TARGET_URL=url)
+    assert result.returncode == 1
+    errors = lines(result.stderr)
+    assert errors[0].startswith(" !     pg_restore failed (exit code 1): ")
+    assert errors[0].endswith(" errors, the first 3:")
+    assert len(errors) < 15, "a summary, not every error"
+    assert any(
+        "Missing privileges: reader was refused (permission denied for schema public" in line
+        for line in errors
+    )
+    assert "The target locked on 127.0.0.1:" in result.stderr and "is partial" in result.stderr
+    assert "Reader-pw-1" not in result.stdout + result.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.e2e.conftest import Cli, RunningStack, beside_the_stack
+from tests.e2e.conftest import Cli, RunningStack, beside_the_stack, pgbackups_command
 
 pytestmark = pytest.mark.e2e
 
@@ -40,17 +41,17 @@ def server() -> Iterator[EmbeddedPostgres]:
         server.destroy()
 
 
-def commit(server: EmbeddedPostgres, row: int) -> datetime:
-    server.psql(f"SET synchronous_commit = on; INSERT INTO events VALUES ({row})", "orders")
+def commit(server: EmbeddedPostgres, row: int, database: str = "orders") -> datetime:
+    server.psql(f"SET synchronous_commit = on; INSERT INTO events VALUES ({row})", database)
     stamp = server.psql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
     return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
 
 
-def capture(cli: Cli) -> dict[str, object]:
+def capture(cli: Cli, database: str = "orders") -> dict[str, object]:
     """One capture now; the stack's own schedule may hold the lease a moment: try again."""
     for _ in range(30):
         result = cli(
-            "local", "pitr-capture", "-d", "orders", "--json",
+            "local", "pitr-capture", "-d", database, "--json",
             "--state-dir", str(cli.stack.state_dir),
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
@@ -143,7 +144,150 @@ def test_capture_window_and_restore_to_a_point_in_time(
         shutil.rmtree(reachable, ignore_errors=True)
 
 
-def rows_of_cluster(data_dir: Path) -> str:
+def enable_continuous_backups(
+    cli: Cli, server: EmbeddedPostgres, name: str, replication_url: str | None = None
+) -> None:
+    """`name` registered with continuous backups on, its first base backup stored."""
+    api = cli.stack.api()
+    base = f"{cli.stack.api_url}/v1/databases"
+    url = server.url(name)
+    assert api.post(base, json={"name": name, "url": url}, timeout=30).status_code == 201
+    settings: dict[str, object] = {"enabled": True}
+    if replication_url is not None:
+        settings["replication_url"] = replication_url
+    enabled = api.put(f"{base}/{name}/pitr", json=settings, timeout=60)
+    assert enabled.status_code == 200, enabled.text
+    for _ in range(120):
+        view = api.get(f"{base}/{name}/pitr", timeout=30).json()
+        if view["base_backups"] or view["last_base_backup_error"]:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"no base backup was stored: {view}")
+    assert view["last_base_backup_error"] is None
+
+
+def test_a_source_superuser_runs_nothing_on_the_restoring_machine(
+    cli: Cli, server: EmbeddedPostgres
+) -> None:
+    """Settings that run commands or load code travel in the base backup: none is used."""
+    server.create_database("hostile")
+    server.psql("CREATE TABLE events (id int PRIMARY KEY)", "hostile")
+    markers = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    markers.chmod(0o777)  # writable by whichever user a command would run as
+    hostile = {
+        "recovery_end_command": f"touch {markers}/recovery_end_command",
+        "archive_cleanup_command": f"touch {markers}/archive_cleanup_command",
+        "archive_command": f"touch {markers}/archive_command",
+        "restore_command": f"touch {markers}/restore_command; false",
+        "shared_preload_libraries": "pgbackups_no_such_library",
+        "session_preload_libraries": "pgbackups_no_such_library",
+        "dynamic_library_path": str(markers),
+        "archive_mode": "always",
+    }
+    for name, value in hostile.items():
+        server.psql(f"ALTER SYSTEM SET {name} = '{value}'")
+    (server.data_dir / "conf.d").mkdir()
+    (server.data_dir / "conf.d" / "more.conf").write_text(
+        f"recovery_end_command = 'touch {markers}/include_dir'\n"
+    )
+    with (server.data_dir / "postgresql.conf").open("a") as conf:
+        conf.write("include_dir = 'conf.d'\n")
+    (server.data_dir / "pg_hba.conf").write_text("local all all trust\nhost all all all trust\n")
+    # Not reloaded: the source runs on; the base backup carries the files as they are.
+    enable_continuous_backups(cli, server, "hostile")
+    capture(cli, "hostile")
+    commit(server, 1, "hostile")
+    commit(server, 2, "hostile")
+    capture(cli, "hostile")
+
+    reachable = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    reachable.chmod(0o755)
+    cluster_dir = reachable / "recovered"
+    try:
+        restored = cli(
+            "pitr-restore", "latest", "--target-dir", str(cluster_dir), "--yes", "-d", "hostile",
+            PGBACKUPS_CACHE_DIR=CACHE,
+        )  # fmt: skip
+        assert restored.returncode == 0, restored.stderr + restored.stdout
+        assert list(markers.iterdir()) == [], "a command of the source ran"
+        assert [p.name for p in reachable.iterdir()] == ["recovered"], "work files left behind"
+        # Everything the restore wrote is its owner's only.
+        for path in [cluster_dir, *cluster_dir.rglob("*")]:
+            assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+        kept = (cluster_dir / "postgresql.conf").read_text()
+        kept += (cluster_dir / "postgresql.auto.conf").read_text()
+        for name, value in hostile.items():
+            assert value not in kept, name
+        assert "include" not in kept and not (cluster_dir / "pg_hba.conf").exists()
+        pg_ctl = str(Path(CACHE).resolve() / "postgresql-18" / "bin" / "pg_ctl")
+        assert "Start it with: LD_LIBRARY_PATH=" in restored.stdout
+        assert pg_ctl in restored.stdout
+        assert rows_of_cluster(cluster_dir, "hostile") == "1,2"
+        assert list(markers.iterdir()) == [], "a command of the source ran"
+    finally:
+        shutil.rmtree(reachable, ignore_errors=True)
+        shutil.rmtree(markers, ignore_errors=True)
+
+
+def test_a_dedicated_replication_role_restores_every_table(
+    cli: Cli, server: EmbeddedPostgres
+) -> None:
+    """The chain is streamed by a role that may replicate but read no table: the recovered
+    cluster is dumped as its superuser, restored as the target URL's user."""
+    server.create_database("shop_repl")
+    server.psql("CREATE TABLE events (id int PRIMARY KEY)", "shop_repl")
+    server.psql("CREATE ROLE streamer LOGIN REPLICATION PASSWORD 'Streamer-pw-1'")
+    streamer = f"postgresql://streamer:Streamer-pw-1@127.0.0.1:{server.port}/shop_repl"
+    enable_continuous_backups(cli, server, "shop_repl", replication_url=streamer)
+    capture(cli, "shop_repl")
+    commit(server, 7, "shop_repl")
+    capture(cli, "shop_repl")
+    target = server.create_database("shop_repl_restored")
+    restored = cli(
+        "pitr-restore", "latest", "--target-url", "-", "--yes", "-d", "shop_repl",
+        input=target + "\n", PGBACKUPS_CACHE_DIR=CACHE,
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr + restored.stdout
+    assert server.psql("SELECT string_agg(id::text, ',') FROM events", "shop_repl_restored") == "7"
+    assert "Streamer-pw-1" not in restored.stdout + restored.stderr
+
+
+def test_ctrl_c_removes_the_partial_cluster(cli: Cli, server: EmbeddedPostgres) -> None:
+    server.create_database("stopped")
+    server.psql("CREATE TABLE events (id int PRIMARY KEY)", "stopped")
+    enable_continuous_backups(cli, server, "stopped")
+    commit(server, 1, "stopped")
+    capture(cli, "stopped")
+    reachable = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    reachable.chmod(0o755)
+    cluster_dir = reachable / "recovered"
+    # As a terminal does: SIGINT to the whole foreground process group.
+    process = subprocess.Popen(
+        pgbackups_command(
+            "pitr-restore", "latest", "--target-dir", str(cluster_dir), "--yes", "-d", "stopped"
+        ),
+        env=cli.environment(PGBACKUPS_CACHE_DIR=CACHE, PYTHONUNBUFFERED="1"),
+        cwd=cli.folder, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("-----> Downloading the base backup"), first
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 130, first + out + err
+        assert "Interrupted: the restore was stopped, its files removed." in err
+        assert f"{cluster_dir} was removed" in err
+        assert list(reachable.iterdir()) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+        shutil.rmtree(reachable, ignore_errors=True)
+
+
+def rows_of_cluster(data_dir: Path, database: str = "orders") -> str:
     """Start the cluster pitr-restore left, as its owner, read the rows, stop it."""
     install = Path(CACHE) / "postgresql-18"
     runuser = shutil.which("runuser", path="/usr/sbin:/sbin:/usr/bin:/bin") or "runuser"
@@ -151,7 +295,7 @@ def rows_of_cluster(data_dir: Path) -> str:
     env = {"LD_LIBRARY_PATH": str(install / "lib"), "PATH": "/usr/bin:/bin"}
     port = next(
         line.split("'")[1]
-        for line in (data_dir / "postgresql.auto.conf").read_text().splitlines()[::-1]
+        for line in (data_dir / "postgresql.conf").read_text().splitlines()[::-1]
         if line.startswith("port = ")
     )
 
@@ -166,7 +310,7 @@ def rows_of_cluster(data_dir: Path) -> str:
     run(str(install / "bin/pg_ctl"), "-D", str(data_dir), "-l", str(log), "-w", "start")
     try:
         return run(
-            str(install / "bin/psql"), "-h", "/tmp", "-p", port, "-U", "postgres", "-d", "orders",
+            str(install / "bin/psql"), "-h", "/tmp", "-p", port, "-U", "postgres", "-d", database,
             "-Atc", "SELECT string_agg(id::text, ',' ORDER BY id) FROM events",
         ).strip()  # fmt: skip
     finally:

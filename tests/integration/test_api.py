@@ -140,7 +140,8 @@ def secret_value(aws: AwsStack, database: str) -> dict[str, Any] | None:
     except ClientError as error:
         assert error.response["Error"]["Code"] == "ResourceNotFoundException"
         return None
-    return json.loads(value["SecretString"])  # type: ignore[no-any-return]
+    stored = json.loads(value["SecretString"])
+    return {"url": stored["url"], "replica_url": stored["replica_url"]}
 
 
 def table_items(aws: AwsStack) -> list[dict[str, Any]]:

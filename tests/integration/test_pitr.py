@@ -10,13 +10,16 @@ tests run them as the backup function does.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,10 +27,10 @@ from typing import Any
 
 import pytest
 
-from pgbackups.domain.errors import OutsideRecoveryWindow, ReplicationRefused
+from pgbackups.domain.errors import OutsideRecoveryWindow, ReplicationRefused, WalMissing
 from pgbackups.domain.models import BackupRequest, ConnectionInfo, DatabaseRecord, to_rfc3339
 from pgbackups.domain.pitr import BaseBackup, PitrSettings
-from pgbackups.postgres import lsn, slots
+from pgbackups.postgres import lsn, records, slots, wal
 from pgbackups.services import Services
 from pgbackups.usecases import pitr
 from pgbackups_cli.pitr import (
@@ -135,6 +138,13 @@ def restore(
     finally:
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def slot_of(services: Services, database: str) -> str:
+    """The replication slot continuous backups of `database` reserve on its server."""
+    state = services.pitr.get_state(database)
+    assert state is not None and state.slot is not None
+    return state.replication_slot
 
 
 def enable(services: Services, database: str) -> None:
@@ -249,18 +259,16 @@ def archive_one_commit(services: Services, server: EmbeddedPostgres, name: str) 
     pitr.capture(services, name, seconds_left=600)
 
 
-def test_window_refuses_times_outside(services: Services, aws: AwsStack) -> None:
-    server = start_server("18")
-    try:
-        archive_one_commit(services, server, "win")
-        window = pitr.recovery_window_of(services, "win")
-        assert window.earliest is not None and window.latest is not None
-        for outside in (window.earliest - timedelta(seconds=1), window.latest + timedelta(1)):
-            with pytest.raises(OutsideRecoveryWindow):
-                pitr.plan_restore(services, "win", outside)
-        assert lsn.format_lsn(lsn.parse_lsn("1/A0")) == "1/A0"
-    finally:
-        server.destroy()
+def test_window_refuses_times_outside(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres
+) -> None:
+    archive_one_commit(services, server18, "win")
+    window = pitr.recovery_window_of(services, "win")
+    assert window.earliest is not None and window.latest is not None
+    for outside in (window.earliest - timedelta(seconds=1), window.latest + timedelta(1)):
+        with pytest.raises(OutsideRecoveryWindow):
+            pitr.plan_restore(services, "win", outside)
+    assert lsn.format_lsn(lsn.parse_lsn("1/A0")) == "1/A0"
 
 
 def test_a_corrupt_wal_file_stops_the_restore(services: Services, aws: AwsStack) -> None:
@@ -290,13 +298,29 @@ def test_a_corrupt_wal_file_stops_the_restore(services: Services, aws: AwsStack)
         shutil.rmtree(work, ignore_errors=True)
 
 
-@pytest.fixture
-def server18() -> Iterator[EmbeddedPostgres]:
+@pytest.fixture(scope="module")
+def shared18() -> Iterator[EmbeddedPostgres]:
+    """One server 18 for the tests that do not break theirs."""
     server = start_server("18")
     try:
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture
+def server18(shared18: EmbeddedPostgres) -> Iterator[EmbeddedPostgres]:
+    """The module's server 18, as good as fresh: what a test leaves on it (slots, its
+    databases, roles) is dropped after it."""
+    yield shared18
+    shared18.psql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots")
+    databases = shared18.psql(
+        "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'"
+    )
+    for database in databases.split():
+        shared18.psql(f'DROP DATABASE "{database}" WITH (FORCE)')
+    for role in shared18.psql("SELECT rolname FROM pg_roles WHERE oid >= 16384").split():
+        shared18.psql(f'DROP ROLE "{role}"')
 
 
 class Killed(BaseException):
@@ -333,12 +357,12 @@ def test_killed_after_upload_before_acknowledging_resends_without_gap(
     monkeypatch.undo()
     key = chain_before.wal_prefix() + stored[0] + ".gz"
     assert key in aws.object_keys(), "the segment was uploaded"
-    slot = slots.slot_restart_lsn(url, "pgbackups_killed")
+    slot = slots.slot_restart_lsn(url, slot_of(services, name))
     assert slot <= chain_before.position + chain_before.segment_size - 1, "not acknowledged"
 
     report = pitr.capture(services, name, seconds_left=600)
     assert stored[0] in report.segments, "the next run re-sends the segment"
-    assert slots.slot_restart_lsn(url, "pgbackups_killed") > chain_before.position
+    assert slots.slot_restart_lsn(url, slot_of(services, name)) > chain_before.position
     assert restore(services, name, None, Path(), 18) == [1, 2]
 
 
@@ -361,7 +385,7 @@ def test_killed_before_upload_the_slot_keeps_the_wal(
     with pytest.raises(Killed):
         pitr.capture(services, name, seconds_left=600)
     monkeypatch.undo()
-    restart = slots.slot_restart_lsn(url, "pgbackups_unstored")
+    restart = slots.slot_restart_lsn(url, slot_of(services, name))
     assert restart - restart % chain.segment_size <= chain.position, "the slot still holds it"
     server18.psql("CHECKPOINT")
     report = pitr.capture(services, name, seconds_left=600)
@@ -607,7 +631,7 @@ def test_api_enables_reports_the_window_and_plans_restores(
     assert answer.status == 200, answer.body
     assert answer.body["enabled"] is True and answer.body["status"] == "ok"
     slots = server18.psql("SELECT slot_name, restart_lsn IS NOT NULL FROM pg_replication_slots")
-    assert slots == "pgbackups_shop|t"
+    assert slots == f"{slot_of(api.services, 'shop')}|t"
     # The first base backup is on its way: asked of the backups' runner, not taken yet.
     (request,) = api.runner.take_base_backup_requests()
     pending = answer.body["base_backup_in_progress"]
@@ -686,7 +710,7 @@ def test_removing_the_database_drops_its_slot(
 
     register(services, server18, "gone")
     enable(services, "gone")
-    assert server18.psql("SELECT slot_name FROM pg_replication_slots") == "pgbackups_gone"
+    assert server18.psql("SELECT slot_name FROM pg_replication_slots") == slot_of(services, "gone")
     remove_database(services, "gone")
     assert server18.psql("SELECT count(*) FROM pg_replication_slots") == "0"
     state = services.pitr.get_state("gone")
@@ -707,11 +731,12 @@ def test_removing_a_database_whose_server_is_down_says_the_slot_is_left(
         server.destroy()
     remove_database(services, "unreachable")  # the removal itself goes through
 
+    slot = slot_of(services, "unreachable")
     (event,) = [e for e in aws.received_events() if e["detail-type"] == "PITR Slot Left"]
     detail = event["detail"]
-    assert (detail["database"], detail["slot"]) == ("unreachable", "pgbackups_unreachable")
-    assert "cannot drop the replication slot pgbackups_unreachable" in detail["reason"]
-    assert detail["action"] == "SELECT pg_drop_replication_slot('pgbackups_unreachable');"
+    assert (detail["database"], detail["slot"]) == ("unreachable", slot)
+    assert f"cannot drop the replication slot {slot}" in detail["reason"]
+    assert detail["action"] == f"SELECT pg_drop_replication_slot('{slot}');"
     assert server.password not in json.dumps(event)
     state = services.pitr.get_state("unreachable")
     assert state is not None and not state.enabled
@@ -730,7 +755,244 @@ def test_settings_wait_for_a_running_capture(
         pitr.enable_pitr(services, "held", PitrSettings(enabled=False))
     state = services.pitr.get_state("held")
     assert state is not None and state.enabled
-    assert server18.psql("SELECT slot_name FROM pg_replication_slots") == "pgbackups_held"
+    assert server18.psql("SELECT slot_name FROM pg_replication_slots") == slot_of(services, "held")
     services.pitr.release_lease("held", "a-capture")
     pitr.enable_pitr(services, "held", PitrSettings(enabled=False))
     assert server18.psql("SELECT count(*) FROM pg_replication_slots") == "0"
+
+
+# -- the restore plan: WAL from the catalog, digests recorded at archive time -------------
+
+
+def whole_plan(services: Services, database: str, target: datetime | None) -> dict[str, Any]:
+    page = pitr.plan_restore(services, database, target)
+    assert page.next_cursor is None
+    text = json.dumps(
+        pitr.restore_links(services, page),
+        default=lambda v: to_rfc3339(v) if isinstance(v, datetime) else v,
+    )
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def archive_segments(services: Services, server: EmbeddedPostgres, name: str) -> datetime:
+    """A base backup, then complete segments and a partial one archived, rows 1, 10
+    and 2; a moment between rows 1 and 10."""
+    register(services, server, name)
+    enable(services, name)
+    assert len(run_base_backups(services)) == 1
+    pitr.capture(services, name, seconds_left=600)
+    first = commit_row(server, name, 1)
+    commit_row(server, name, 10)
+    pitr.capture(services, name, seconds_left=600)
+    server.psql("CREATE TABLE filler AS SELECT generate_series(1, 600000) AS n", name)
+    commit_row(server, name, 2)
+    pitr.capture(services, name, seconds_left=600)
+    return first
+
+
+def test_the_plan_gives_each_wal_file_the_digest_recorded_when_it_was_archived(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres
+) -> None:
+    name = "digests"
+    first = archive_segments(services, server18, name)
+    bucket = aws.settings.bucket_name
+    stored = {}
+    for key in aws.object_keys():
+        if "/wal/" in key:
+            body = aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            stored[key] = (hashlib.sha256(body).hexdigest(), len(body))
+    plan = whole_plan(services, name, None)
+    assert len(plan["wal"]) >= 3 and plan["wal"][-1]["partial"] is True
+    for entry in plan["wal"]:
+        assert set(entry) == {"name", "partial", "url", "sha256", "size"}
+        # The complete file, or the newest partial one (each capture stores a new one).
+        if entry["partial"]:
+            key = max(k for k in stored if f"/wal/{entry['name']}." in k and "partial" in k)
+        else:
+            key = next(k for k in stored if k.endswith(f"/wal/{entry['name']}.gz"))
+        assert (entry["sha256"], entry["size"]) == stored[key]
+    state = services.pitr.get_state(name)
+    assert state is not None and state.chain_id is not None
+    chain = services.pitr.get_chain(name, state.chain_id)
+    assert plan["end_lsn"] == lsn.format_lsn(chain.archived_lsn)
+    # A time needs the WAL up to its next commit, not the partial file after it.
+    early = [
+        (e["name"], e["sha256"], e["partial"]) for e in whole_plan(services, name, first)["wal"]
+    ]
+    whole = [(e["name"], e["sha256"], e["partial"]) for e in plan["wal"]]
+    assert len(early) < len(whole) and early == whole[: len(early)]
+    assert restore(services, name, first, Path(), 18) == [1]
+
+    # Whoever can write an object can rewrite its metadata too: the plan does not ask it.
+    key = next(k for k in stored if not k.endswith(".partial.gz"))
+    forged = gzip.compress(b"forged WAL")
+    aws.s3.put_object(
+        Bucket=bucket, Key=key, Body=forged,
+        Metadata={"sha256": hashlib.sha256(forged).hexdigest()},
+    )  # fmt: skip
+    again = {e["name"]: e["sha256"] for e in whole_plan(services, name, None)["wal"]}
+    assert hashlib.sha256(forged).hexdigest() not in again.values()
+    # Nor does a key someone added under the chain's WAL reach a client.
+    aws.s3.put_object(Bucket=bucket, Key=chain.wal_prefix() + "/tmp/pwn0000000100000099.gz")
+    names = [e["name"] for e in whole_plan(services, name, None)["wal"]]
+    assert names == list(again) and all(re.fullmatch("[0-9A-F]{24}", n) for n in names)
+
+
+def test_a_hole_in_the_wal_is_refused_before_anything_is_downloaded(
+    api: Api, services: Services, server18: EmbeddedPostgres
+) -> None:
+    name = "holed"
+    archive_segments(services, server18, name)
+    files = [e["name"] for e in whole_plan(services, name, None)["wal"]]
+    chain_id = services.pitr.get_state(name).chain_id  # type: ignore[union-attr]
+    table = api.aws.settings.table_name
+    api.aws.dynamodb.delete_item(
+        TableName=table,
+        Key={"pk": {"S": f"DATABASE#{name}"}, "sk": {"S": f"PITRWAL#{chain_id}#{files[1]}"}},
+    )
+    with pytest.raises(WalMissing, match=files[1]):
+        pitr.plan_restore(services, name, None)
+    answer = api.call("api-get-pitr-restore", path=f"/v1/databases/{name}/pitr/restore")
+    assert answer.status == 409 and answer.body["error"]["code"] == "wal_missing"
+    assert files[1] in answer.body["error"]["message"]
+
+    # A chain archived before WAL files were recorded has none: no plan, no listing instead.
+    for file in files:
+        api.aws.dynamodb.delete_item(
+            TableName=table,
+            Key={"pk": {"S": f"DATABASE#{name}"}, "sk": {"S": f"PITRWAL#{chain_id}#{file}"}},
+        )
+    with pytest.raises(WalMissing, match="recorded"):
+        pitr.plan_restore(services, name, None)
+
+
+def test_wal_the_capture_cannot_decode_breaks_the_chain_with_the_reason(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "garbled"
+    archive_one_commit(services, server18, name)
+    old_chain = services.pitr.get_state(name).chain_id  # type: ignore[union-attr]
+    commit_row(server18, name, 2)
+
+    def malformed(chunks: object, start_lsn: int) -> list[datetime]:
+        # What the decoder says of a crafted record (DATA_LONG longer than the record).
+        raise wal.MalformedWal("a record's main data is longer than the record")
+
+    monkeypatch.setattr(records, "commit_times", malformed)
+    report = pitr.capture(services, name, seconds_left=600)
+    assert report.outcome == "broken", report
+    assert "cannot be decoded" in (report.broken_reason or "")
+    state = services.pitr.get_state(name)
+    assert state is not None and state.status == "broken" and state.chain_id != old_chain
+    assert state.broken_reason == report.broken_reason
+    monkeypatch.undo()
+    # The new chain goes on (its base backup was asked for), no retry of the old one.
+    assert pitr.capture(services, name, seconds_left=600).outcome == "captured"
+    assert services.pitr.get_state(name).chain_id == state.chain_id  # type: ignore[union-attr]
+
+
+def test_databases_whose_names_meet_in_a_slot_name_keep_their_own_slots(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres
+) -> None:
+    from pgbackups.usecases.databases import remove_database
+
+    # `-` and `_` meet in a slot name; PostgreSQL cuts names to 63 characters.
+    names = ["col-x", "col_x", "a" * 62 + "1", "a" * 62 + "2"]
+    for name in names:
+        register(services, server18, name)
+        enable(services, name)
+    slots = {}
+    for name in names:
+        state = services.pitr.get_state(name)
+        assert state is not None
+        slots[name] = state.replication_slot
+    on_server = set(server18.psql("SELECT slot_name FROM pg_replication_slots").split())
+    assert on_server == set(slots.values()) and len(on_server) == len(names)
+    assert all(len(slot) <= 63 for slot in on_server)
+    for name in names:
+        assert pitr.capture(services, name, seconds_left=600).outcome in ("captured", "idle")
+
+    remove_database(services, "col-x")
+    remove_database(services, names[2])
+    on_server = set(server18.psql("SELECT slot_name FROM pg_replication_slots").split())
+    assert on_server == {slots["col_x"], slots[names[3]]}
+    for name in ("col_x", names[3]):
+        commit_row(server18, name, 1)
+        report = pitr.capture(services, name, seconds_left=600)
+        assert report.outcome == "captured", report
+        assert services.pitr.get_state(name).status == "ok"  # type: ignore[union-attr]
+
+
+def test_settings_changed_during_a_capture_are_kept(
+    api: Api, services: Services, server18: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "busy"
+    archive_one_commit(services, server18, name)
+    url = server18.url(name)
+    old_chain = services.pitr.get_state(name).chain_id  # type: ignore[union-attr]
+    # The slot is dropped behind our back: the next capture breaks the chain and starts
+    # a new one, writing the state meanwhile.
+    slots.drop_slot(url, slot_of(services, name))
+    checking, proceed = threading.Event(), threading.Event()
+    slot_restart_lsn = slots.slot_restart_lsn
+
+    def slow_check(*args: Any) -> int:
+        checking.set()
+        proceed.wait(30)
+        return slot_restart_lsn(*args)
+
+    monkeypatch.setattr(slots, "slot_restart_lsn", slow_check)
+    reports: list[pitr.CaptureReport] = []
+    capture = threading.Thread(
+        target=lambda: reports.append(pitr.capture(services, name, seconds_left=600))
+    )
+    capture.start()
+    try:
+        assert checking.wait(30)
+        changes = {"enabled": True, "base_backup_every_days": 3, "window_days": 14}
+        answer = api.call("api-put-pitr", path=f"/v1/databases/{name}/pitr", body=changes)
+    finally:
+        proceed.set()
+        capture.join(60)
+    monkeypatch.undo()
+    assert reports and reports[0].outcome == "broken", reports
+    view = api.call("api-get-pitr", path=f"/v1/databases/{name}/pitr").body
+    if answer.status == 409:  # refused while the capture held the lease: nothing changed
+        assert answer.body["error"]["code"] == "capture_running"
+        assert (view["base_backup_every_days"], view["window_days"]) == (7, 7)
+    else:  # it landed: the capture does not write the old settings back
+        assert answer.status == 200, answer.body
+        assert (view["base_backup_every_days"], view["window_days"]) == (3, 14)
+    assert view["enabled"] is True and view["status"] == "broken"
+    state = services.pitr.get_state(name)
+    assert state is not None and state.chain_id not in (None, old_chain)
+
+
+def test_a_plans_partial_file_keeps_its_bytes_while_the_capture_goes_on(
+    services: Services, aws: AwsStack, server18: EmbeddedPostgres
+) -> None:
+    name = "moving"
+    archive_one_commit(services, server18, name)
+    plan = whole_plan(services, name, None)
+    partial = plan["wal"][-1]
+    assert partial["partial"] is True
+    commit_row(server18, name, 2)
+    report = pitr.capture(services, name, seconds_left=600)
+    assert report.partial == partial["name"] and not report.segments  # stored again
+
+    with urllib.request.urlopen(partial["url"]) as answer:  # noqa: S310 (moto's URL)
+        body = answer.read()
+    assert (hashlib.sha256(body).hexdigest(), len(body)) == (partial["sha256"], partial["size"])
+    newer = whole_plan(services, name, None)["wal"][-1]
+    assert newer["name"] == partial["name"] and newer["sha256"] != partial["sha256"]
+
+    # Once no plan's URL can name it any more, the replaced file goes; the current stays.
+    partial_keys = [k for k in aws.object_keys() if k.endswith(".partial.gz")]
+    assert len(partial_keys) == 2
+    real_now = services.clock()
+    services.clock = lambda: real_now + timedelta(hours=1, minutes=1)
+    pitr.capture(services, name, seconds_left=600)
+    (kept,) = [k for k in aws.object_keys() if k.endswith(".partial.gz")]
+    assert kept in partial_keys
+    assert restore(services, name, None, Path(), 18) == [1, 2]

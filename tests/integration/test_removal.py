@@ -119,10 +119,12 @@ def test_a_delete_racing_a_change_of_url_leaves_no_url(
         def __getattr__(self, name: str) -> Any:
             return getattr(secrets, name)
 
-        def get(self, database: str) -> Any:
-            stored = secrets.get(database)
-            remove_database(clocked, database)  # another request, after the change read
-            return stored
+        def change(self, database: str, change: Any) -> Any:
+            def removed_meanwhile(stored: Any) -> Any:
+                remove_database(clocked, database)  # another request, after the change read
+                return change(stored)
+
+            return secrets.change(database, removed_meanwhile)
 
     clocked.secrets = RemovedWhileChanging()  # type: ignore[assignment]
     with pytest.raises(DatabaseNotFound):

@@ -189,8 +189,8 @@ class Ran:
         return self.result.stderr.removeprefix(USING)
 
 
-def run(*args: str, input: str | None = None) -> Ran:
-    return Ran(CliRunner().invoke(main, list(args), input=input, catch_exceptions=False))
+def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Ran:
+    return Ran(CliRunner(env=env).invoke(main, list(args), input=input, catch_exceptions=False))
 
 
 def test_which_api_is_said(api: FakeApi) -> None:
@@ -668,7 +668,7 @@ def test_a_digest_mismatch_leaves_no_file(downloadable: FakeApi, tmp_path: Path)
 def test_a_mismatch_keeps_the_previous_file(downloadable: FakeApi, tmp_path: Path) -> None:
     (tmp_path / "shop.dump").write_bytes(b"previous")
     downloadable.routes[f"GET /v1/databases/shop/backups/{NEW_ID}/archive"] = archive_link(size=5)
-    result = run("backups-download", "-o", "shop.dump")
+    result = run("backups-download", "-o", "shop.dump", "--force")
     assert result.exit_code == 1
     assert "the download is incomplete" in result.stderr
     assert (tmp_path / "shop.dump").read_bytes() == b"previous"
@@ -794,13 +794,26 @@ def test_show_the_schedule(api: FakeApi) -> None:
 
 @dataclass
 class RestoreSpy:
-    runs: list[tuple[Path, Target, bytes]] = field(default_factory=list)
+    runs: list[tuple[Path | None, Target, bytes]] = field(default_factory=list)
     failure: str | None = None
 
     def __call__(
-        self, tools: PgTools, archive: Path, target: Target, on_progress: Any = None
+        self,
+        tools: PgTools,
+        archive: Path | None,
+        target: Target,
+        on_progress: Any = None,
+        *,
+        feed: Any = None,
+        **selection: Any,
     ) -> RestoreOutcome:
-        self.runs.append((archive, target, archive.read_bytes()))
+        if feed is not None:  # streamed from storage, as pg_restore's stdin would get it
+            received = io.BytesIO()
+            feed(received)
+            self.runs.append((None, target, received.getvalue()))
+        else:
+            assert archive is not None
+            self.runs.append((archive, target, archive.read_bytes()))
         if self.failure:
             raise RestoreFailed(self.failure)
         return RestoreOutcome()
@@ -820,10 +833,12 @@ def restores(downloadable: FakeApi, monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 TARGET = "postgres://app:s3cret@db.example.com:6543/restored"
+# A password never goes on the command line: the restores read it from the environment.
+TARGET_ENV = {"PGBACKUPS_TARGET_URL": TARGET}
 
 
 def test_restore_asks_showing_the_target_without_its_password(restores: RestoreSpy) -> None:
-    result = run("backups-restore", "--target-url", TARGET, input="n\n")
+    result = run("backups-restore", input="n\n", env=TARGET_ENV)
     assert result.exit_code == 1
     assert result.stderr.splitlines()[:3] == [
         " !     WARNING: Destructive action",
@@ -835,21 +850,21 @@ def test_restore_asks_showing_the_target_without_its_password(restores: RestoreS
 
 
 def test_restore_the_latest_backup(restores: RestoreSpy) -> None:
-    result = run("backups-restore", "--target-url", TARGET, input="y\n")
+    result = run("backups-restore", input="y\n", env=TARGET_ENV)
     assert result.exit_code == 0
     assert result.stdout.splitlines()[:2] == [
         "-----> Selected the most recent successful backup",
         f"       {NEW_ID} of 2026-11-25 03:40:12 UTC, 10.2 MB",
     ]
-    assert result.stdout.splitlines()[-3:] == [
-        "-----> Downloaded and verified 20261125034012_shop.pgsql (10.2 MB)",
-        f"-----> Restoring backup {NEW_ID} of shop into restored on db.example.com:6543",
+    assert result.stdout.splitlines()[-2:] == [
+        f"-----> Restoring backup {NEW_ID} of shop into restored on db.example.com:6543 "
+        "(streamed from storage, 10.2 MB, SHA-256 checked)",
         "-----> Restore successfully finished",
     ]
     ((archive, target, content),) = restores.runs
     assert content == ARCHIVE
     assert target.url == TARGET
-    assert not archive.exists()  # the temporary download is gone
+    assert archive is None  # streamed: nothing written to disk
 
 
 def test_restore_a_file_needs_no_api(
@@ -857,7 +872,7 @@ def test_restore_a_file_needs_no_api(
 ) -> None:
     monkeypatch.delenv("PGBACKUPS_API_URL")
     (tmp_path / "shop.dump").write_bytes(ARCHIVE)
-    result = run("backups-restore", "--file", "shop.dump", "--target-url", TARGET, "--yes")
+    result = run("backups-restore", "--file", "shop.dump", "--yes", env=TARGET_ENV)
     assert result.exit_code == 0
     assert result.stdout == (
         "-----> Restoring shop.dump into restored on db.example.com:6543\n"
@@ -868,7 +883,7 @@ def test_restore_a_file_needs_no_api(
 
 def test_restore_refuses_a_file_that_is_no_archive(restores: RestoreSpy, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
-    result = run("backups-restore", "--file", "notes.txt", "--target-url", TARGET, "--yes")
+    result = run("backups-restore", "--file", "notes.txt", "--yes", env=TARGET_ENV)
     assert (result.exit_code, result.stderr) == (
         1,
         " !     notes.txt is not a pg_dump custom-format archive (no PGDMP header)\n",
@@ -879,10 +894,13 @@ def test_restore_failure_shows_pg_restores_errors(restores: RestoreSpy) -> None:
     restores.failure = (
         "pg_restore failed (exit code 1):\npg_restore: error: could not connect\nsecond"
     )
-    result = run("backups-restore", "--backup", NEW_ID, "--target-url", TARGET, "--yes")
+    result = run("backups-restore", "--backup", NEW_ID, "--yes", env=TARGET_ENV)
     assert result.exit_code == 1
     assert result.stderr.endswith(
         " !     pg_restore failed (exit code 1):\n !     pg_restore: error: could not connect\n !     second\n"
+        " !     The target restored on db.example.com:6543 is partial: no entry was restored.\n"
+        " !     Fix the cause and run it again (--clean drops and recreates what the backup "
+        f"holds): pgbackups backups-restore -d shop --backup {NEW_ID} --target-url -\n"
     )
 
 
@@ -891,7 +909,10 @@ def test_restore_failure_shows_pg_restores_errors(restores: RestoreSpy) -> None:
     [
         (["--target-url", "mysql://h/db"], "it must start with postgres:// or postgresql://"),
         (["--target-url", "postgres://h:5432"], "it names no database"),
-        (["--target-url", TARGET, "--backup", NEW_ID, "--file", "x"], "File 'x' does not exist"),
+        (
+            ["--target-url", "postgres://app@h/db", "--backup", NEW_ID, "--file", "x"],
+            "File 'x' does not exist",
+        ),
         ([], "--target-url is required: pass --target-url - and the URL on standard input"),
     ],
 )
@@ -903,9 +924,7 @@ def test_restore_usage_errors(restores: RestoreSpy, args: list[str], message: st
 
 def test_restore_with_both_a_backup_and_a_file(restores: RestoreSpy, tmp_path: Path) -> None:
     (tmp_path / "shop.dump").write_bytes(ARCHIVE)
-    result = run(
-        "backups-restore", "--backup", NEW_ID, "--file", "shop.dump", "--target-url", TARGET
-    )
+    result = run("backups-restore", "--backup", NEW_ID, "--file", "shop.dump", env=TARGET_ENV)
     assert result.exit_code == 2
     assert "pass either --backup or --file, not both" in result.stderr
 
@@ -914,7 +933,7 @@ def test_restore_without_pg_restore_says_how_to_get_it(
     restores: RestoreSpy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PGBACKUPS_PGTOOLS_DIR", str(tmp_path / "nowhere"))
-    result = run("backups-restore", "--target-url", TARGET, "--yes")
+    result = run("backups-restore", "--yes", env=TARGET_ENV)
     assert result.exit_code == 1
     assert result.stderr == (
         f" !     pg_restore was not found in PGBACKUPS_PGTOOLS_DIR={tmp_path / 'nowhere'}/bin: "

@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import os
+import re
 import tarfile
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +20,7 @@ from pgbackups.domain.pitr import (
     PitrState,
     WalChain,
     base_backup_due,
-    plan_pitr_retention,
+    plan_pitr_expiry,
     recovery_window,
     restore_point,
     slot_name,
@@ -53,7 +54,16 @@ def base(base_id: str, chain_id: str, finished: datetime, start: int, end: int) 
 
 
 def test_slot_names_are_valid_postgres_identifiers() -> None:
-    assert slot_name("my-shop_2") == "pgbackups_my_shop_2"
+    assert slot_name("my-shop_2", "0f3c9a7e") == "pgbackups_my_shop_2_0f3c9a7e"
+    longest = slot_name("a" * 63, "0f3c9a7e")
+    assert len(longest) == 63 and longest.endswith("a_0f3c9a7e")
+    assert re.fullmatch("[a-z0-9_]{1,63}", longest)
+
+
+def test_a_database_enabled_before_unique_slot_names_keeps_its_slot() -> None:
+    assert PitrState(database="my-shop").replication_slot == "pgbackups_my_shop"
+    named = PitrState(database="my-shop", slot="pgbackups_my_shop_0f3c9a7e")
+    assert named.replication_slot == "pgbackups_my_shop_0f3c9a7e"
 
 
 def test_window_runs_from_the_oldest_base_backup_to_the_newest_archived_commit() -> None:
@@ -114,11 +124,11 @@ def test_retention_keeps_the_base_backup_that_starts_the_window_and_what_it_need
         base("b2", "A", T0 + timedelta(days=7), 10 * SEG, 11 * SEG),
         base("b3", "A", T0 + timedelta(days=14), 20 * SEG, 21 * SEG),
     ]
-    plan = plan_pitr_retention(chains, bases, "A", 7, T0 + timedelta(days=16))
+    plan = plan_pitr_expiry(chains, bases, "A", 7, T0 + timedelta(days=16))
     assert [b.id for b in plan.delete_bases] == ["b1"]
     assert plan.wal_floor == {"A": 10 * SEG}
     assert plan.delete_chains == []
-    keep_all = plan_pitr_retention(chains, bases, "A", 30, T0 + timedelta(days=16))
+    keep_all = plan_pitr_expiry(chains, bases, "A", 30, T0 + timedelta(days=16))
     assert keep_all.delete_bases == [] and keep_all.wal_floor == {"A": SEG}
 
 
@@ -129,7 +139,7 @@ def test_retention_drops_a_broken_chain_once_its_base_backups_are_gone() -> None
         base("a1", "A", T0, SEG, 2 * SEG),
         base("b1", "B", T0 + timedelta(days=1), SEG, 2 * SEG),
     ]
-    plan = plan_pitr_retention([old, new], bases, "B", 7, T0 + timedelta(days=9))
+    plan = plan_pitr_expiry([old, new], bases, "B", 7, T0 + timedelta(days=9))
     assert [b.id for b in plan.delete_bases] == ["a1"]
     assert [c.id for c in plan.delete_chains] == ["A"]
 
