@@ -70,6 +70,18 @@ state_dir_option = click.option(
 )
 
 
+def _webhook_url(ctx: click.Context, param: click.Parameter, url: str | None) -> str | None:
+    """What the dispatcher will send to: https, or http to this machine."""
+    from pgbackups.adapters.alerts import check_webhook_url
+
+    if url is None:
+        return None
+    try:
+        return check_webhook_url(url)
+    except ValueError as error:
+        raise click.BadParameter(f"{error}, or http:// to this machine") from None
+
+
 @click.group(invoke_without_command=True)
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address the HTTP API listens on."
@@ -106,6 +118,11 @@ state_dir_option = click.option(
     help="Override a template parameter, as `sam deploy --parameter-overrides` does "
     "(e.g. BackupTimeoutSeconds=60). Repeatable.",
 )  # fmt: skip
+@click.option(
+    "--alert-webhook", metavar="URL", callback=_webhook_url,
+    help="Deliver alerts to this Slack-compatible webhook too (as the template's "
+    "AlertWebhookUrl; plain http only on this machine). Alerts are printed in the log.",
+)  # fmt: skip
 @click.pass_context
 def local(
     ctx: click.Context,
@@ -118,6 +135,7 @@ def local(
     shutdown_grace: float,
     show_token: bool,
     parameters: tuple[str, ...],
+    alert_webhook: str | None,
 ) -> None:
     """Run the local stack in the foreground: moto as AWS, the HTTP API, the backup
     workers and the hourly dispatcher, all from template.yaml. Ctrl-C stops it."""
@@ -134,6 +152,8 @@ def local(
         if not equals or not name:
             raise click.BadParameter(f"{parameter!r} is not NAME=VALUE", param_hint="--parameter")
         overrides[name] = value
+    if alert_webhook:
+        overrides["AlertWebhookUrl"] = alert_webhook  # into its secret, as on AWS
     stack = LocalStack(
         parameters=overrides,
         host=host,
