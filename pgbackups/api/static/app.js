@@ -151,7 +151,7 @@ const HEALTH_STATUSES = ["ok", "warning", "failing"];
 function healthBadge(health) {
   const status = HEALTH_STATUSES.includes(health?.status) ? health.status : "ok";
   const reasons = (health?.reasons || []).map((reason) => reason.message).join("\n");
-  return el("span", { class: `status health-${status}`, title: reasons }, status);
+  return el("span", { class: `health health-${status}`, title: reasons }, status);
 }
 
 /** The banner above a database that is not ok: its status and each reason, as text. */
