@@ -119,9 +119,10 @@ def _webhook_url(ctx: click.Context, param: click.Parameter, url: str | None) ->
     "(e.g. BackupTimeoutSeconds=60). Repeatable.",
 )  # fmt: skip
 @click.option(
-    "--alert-webhook", metavar="URL", callback=_webhook_url,
+    "--alert-webhook", metavar="URL", callback=_webhook_url, envvar="PGBACKUPS_ALERT_WEBHOOK",
     help="Deliver alerts to this Slack-compatible webhook too (as the template's "
-    "AlertWebhookUrl; plain http only on this machine). Alerts are printed in the log.",
+    "AlertWebhookUrl; plain http only on this machine; or PGBACKUPS_ALERT_WEBHOOK, which "
+    "keeps a real webhook's URL off the command line). Alerts are printed in the log.",
 )  # fmt: skip
 @click.pass_context
 def local(

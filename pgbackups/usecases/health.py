@@ -57,8 +57,8 @@ def refresh_health(
         lag_limit=database.alerting.lag_limit,
     )
     change = health_change(database.name, database.health, reasons, now)
-    if change.health == database.health:
-        return change
+    if change.health == database.health or (database.health is None and not reasons):
+        return change  # nothing to record: a database never unhealthy stays unrecorded
     if not services.catalog.record_health(database.name, change.health, database.health):
         return None
     messages = alert_messages(change, services.settings.dashboard_url)
