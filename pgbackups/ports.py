@@ -13,7 +13,9 @@ from typing import IO, Any, Protocol
 
 from pgbackups.domain.access import IssuedToken, TokenRecord
 from pgbackups.domain.audit import AuditEntry, ChainHead
+from pgbackups.domain.health import AlertMessage
 from pgbackups.domain.models import (
+    Alerting,
     BackupMethod,
     BackupRecord,
     BackupRequest,
@@ -21,6 +23,7 @@ from pgbackups.domain.models import (
     ConnectionInfo,
     DatabaseHistory,
     DatabaseRecord,
+    Health,
 )
 from pgbackups.domain.pitr import (
     BaseBackup,
@@ -47,8 +50,10 @@ class Catalog(Protocol):
         retention: Mapping[str, Any] | None = None,
         compression: str | None = None,
         runner: str | None = None,
+        alerting: Alerting | None = None,
     ) -> DatabaseRecord: ...
     def record_replica(self, name: str, has_replica: bool, urls_version: int) -> None: ...
+    def record_health(self, name: str, new: Health, previous: Health | None) -> bool: ...
     def remove_database(self, name: str, at: datetime) -> None: ...
     def forget_database(self, name: str) -> None: ...
     def claim_secret_deletion(self, record: DatabaseRecord, at: datetime) -> bool: ...
@@ -193,6 +198,12 @@ class AuditLog(Protocol):
     def head(self) -> ChainHead: ...
     def append(self, entry: AuditEntry) -> bool: ...
     def entries(self, *, newest_first: bool, after: int | None = None) -> Iterator[AuditEntry]: ...
+
+
+class Alerts(Protocol):
+    """Where a person hears of a database's incidents (an SNS topic, a chat webhook)."""
+
+    def send(self, message: AlertMessage) -> None: ...
 
 
 class BackupRunner(Protocol):

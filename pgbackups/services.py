@@ -9,6 +9,7 @@ from datetime import datetime
 
 from pgbackups.domain.models import utcnow
 from pgbackups.ports import (
+    Alerts,
     Archives,
     AuditLog,
     BackupRunner,
@@ -38,6 +39,7 @@ class Services:
     captures: CaptureStarter
     tokens: TokenStore
     audit: AuditLog
+    alerts: Alerts
     clock: Callable[[], datetime] = field(default=utcnow)
     launcher: Launcher = field(default=launch)
     # The container runner for backups that outgrow Lambda; None where the

@@ -42,6 +42,11 @@ class Settings:
     # Object Lock of everything the stack writes: the template's parameters BackupLock
     # (governance by default) and BackupLockDays; none where the environment names none.
     backup_lock: BackupLock = NO_LOCK
+    # Alerts: the SNS topic (email), the secret holding the chat webhook's URL (its ARN
+    # only: the URL is a secret), the dashboard a message links to. Empty: not set up.
+    alert_topic_arn: str = ""
+    alert_webhook_secret_arn: str = ""
+    dashboard_url: str = ""
 
     @property
     def fargate_available(self) -> bool:
@@ -85,6 +90,9 @@ class Settings:
             task_timeout_seconds=task_timeout,
             fargate_size_threshold_bytes=threshold,
             backup_lock=lock,
+            alert_topic_arn=env.get("ALERT_TOPIC_ARN", ""),
+            alert_webhook_secret_arn=env.get("ALERT_WEBHOOK_SECRET_ARN", ""),
+            dashboard_url=env.get("DASHBOARD_ADDRESS", ""),
         )
 
 

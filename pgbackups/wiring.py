@@ -7,13 +7,14 @@ tests build the same on moto and may swap the clock, the launcher or the runner.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
+from pgbackups.adapters.alerts import AlertChannels
 from pgbackups.adapters.archives import ArchiveStore
 from pgbackups.adapters.audit import AuditLog
 from pgbackups.adapters.catalog import Catalog
@@ -74,6 +75,29 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
         captures=LambdaCaptureStarter(lambda_client, settings.capture_function_name),
         tokens=TokenStore(dynamodb, settings.table_name),
         audit=AuditLog(dynamodb, settings.table_name),
+        alerts=_alert_channels(settings, client),
+    )
+
+
+# The webhook's URL is read when an alert goes out, then kept a few minutes (a
+# rotated URL is used within that time).
+_WEBHOOK_URL_MAX_AGE_SECONDS = 300
+
+
+def _alert_channels(settings: Settings, client: Callable[[str], Any]) -> AlertChannels:
+    """The deployment's alert channels: the topic and the webhook it has (maybe none)."""
+    webhook_url = None
+    if settings.alert_webhook_secret_arn:
+        provider = SecretsProvider(boto3_client=client("secretsmanager"))
+        secret_id = settings.alert_webhook_secret_arn
+
+        def webhook_url() -> str:
+            return str(provider.get(secret_id, max_age=_WEBHOOK_URL_MAX_AGE_SECONDS))
+
+    return AlertChannels(
+        sns=client("sns") if settings.alert_topic_arn else None,
+        topic_arn=settings.alert_topic_arn or None,
+        webhook_url=webhook_url,
     )
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
+from pgbackups_cli import health
 from pgbackups_cli.client import ApiClient, ApiFailure, TokenRefused
 from pgbackups_cli.config import config_path, normalized_api_url, remove_config, save_config
 from pgbackups_cli.output import Failure, note, print_fields, say
@@ -59,7 +61,9 @@ def logout() -> None:
 @api_options
 @database_option
 def status() -> None:
-    """Which API the commands use, where that came from, and whether it answers."""
+    """Which API the commands use, where that came from, whether it answers, and the
+    databases that are not healthy, with why. Exits 1 when one is failing (for cron
+    and CI), 0 otherwise."""
     state = session()
     state.silent = True  # the fields below say it all
     config = state.config()
@@ -71,6 +75,7 @@ def status() -> None:
     if config.database:
         fields.append(("Database", config.database))
     failure: str | None = None
+    unhealthy: list[dict[str, Any]] = []
     try:
         databases = state.client().get("/v1/databases")["databases"]
     except TokenRefused:
@@ -83,9 +88,17 @@ def status() -> None:
         fields.append(("Server", "reachable, token accepted"))
         names = [database["name"] for database in databases]
         fields.append(("Databases", ", ".join(names) if names else "none yet"))
+        unhealthy = health.not_ok(databases)
+        if unhealthy:
+            fields.append(("Health", health.summary(unhealthy)))
     print_fields("pgbackups status", fields)
+    health.print_health(unhealthy)
     if failure is not None:
         raise Failure(failure)
+    failing = [d["name"] for d in unhealthy if d["health"]["status"] == "failing"]
+    if failing:
+        count = f"{len(failing)} database{' is' if len(failing) == 1 else 's are'}"
+        raise Failure(f"{count} failing: {', '.join(failing)}")
 
 
 COMMANDS = [login, logout, status]

@@ -71,6 +71,18 @@ state_dir_option = click.option(
 )
 
 
+def _webhook_url(ctx: click.Context, param: click.Parameter, url: str | None) -> str | None:
+    """What the dispatcher will send to: https, or http to this machine."""
+    from pgbackups.adapters.alerts import check_webhook_url
+
+    if url is None:
+        return None
+    try:
+        return check_webhook_url(url)
+    except ValueError as error:
+        raise click.BadParameter(f"{error}, or http:// to this machine") from None
+
+
 @click.group(invoke_without_command=True)
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address the HTTP API listens on."
@@ -123,6 +135,12 @@ state_dir_option = click.option(
     help="The SAM template to run (default: the checkout's template.yaml), e.g. a copy "
     "with a policy changed.",
 )  # fmt: skip
+@click.option(
+    "--alert-webhook", metavar="URL", callback=_webhook_url, envvar="PGBACKUPS_ALERT_WEBHOOK",
+    help="Deliver alerts to this Slack-compatible webhook too (as the template's "
+    "AlertWebhookUrl; plain http only on this machine; or PGBACKUPS_ALERT_WEBHOOK, which "
+    "keeps a real webhook's URL off the command line). Alerts are printed in the log.",
+)  # fmt: skip
 @click.pass_context
 def local(
     ctx: click.Context,
@@ -138,6 +156,7 @@ def local(
     parameters: tuple[str, ...],
     no_iam: bool,
     template_path: Path,
+    alert_webhook: str | None,
 ) -> None:
     """Run the local stack in the foreground: moto as AWS, the HTTP API, the backup
     workers and the hourly dispatcher, all from template.yaml. Ctrl-C stops it."""
@@ -156,6 +175,8 @@ def local(
         overrides[name] = value
     if backup_lock is not None:
         overrides["BackupLock"] = backup_lock
+    if alert_webhook:
+        overrides["AlertWebhookUrl"] = alert_webhook  # into its secret, as on AWS
     stack = LocalStack(
         parameters=overrides,
         host=host,

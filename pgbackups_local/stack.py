@@ -26,6 +26,7 @@ stack.json goes last.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -90,6 +91,9 @@ STOP_ORDER = (
 # start a task, so the local stack gives it placeholders (the local RunTask checks
 # that some are passed, as ECS does).
 LOCAL_NETWORK = {"DatabaseSubnetIds": "subnet-local", "DatabaseSecurityGroupIds": "sg-local"}
+# The HTTP API's URL as the template writes it (ApiUrl, DashboardUrl, DASHBOARD_ADDRESS):
+# here, the gateway's.
+API_URL_SUB = "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
 
 
 class StackError(RuntimeError):
@@ -145,7 +149,8 @@ class TemplateValues:
                 raise StackError(f"template.yaml has no parameter {name}")
             self.values[name] = value
         self.values["Stage"] = STAGE
-        self.conditions: dict[str, Any] = template.get("Conditions") or {}
+        self.conditions: dict[str, Any] = dict(template.get("Conditions") or {})
+        self.api_url = ""  # the gateway's, once known (LocalStack.__init__)
 
     def holds(self, condition: Any) -> bool:
         """A template condition (by name, or Fn::Not / Fn::Equals of values) on these values."""
@@ -174,6 +179,24 @@ class TemplateValues:
             return [self.resolve_document(item) for item in value]
         return value
 
+    def condition(self, name: str) -> bool:
+        """A condition of the template: Fn::Not, Fn::Equals and Fn::Or/And of values."""
+        return self._holds(self.conditions[name])
+
+    def _holds(self, expression: Any) -> bool:
+        if isinstance(expression, dict) and "Condition" in expression:
+            return self.condition(expression["Condition"])
+        if isinstance(expression, dict) and "Fn::Not" in expression:
+            return not self._holds(expression["Fn::Not"][0])
+        if isinstance(expression, dict) and "Fn::Equals" in expression:
+            left, right = expression["Fn::Equals"]
+            return self.resolve(left) == self.resolve(right)
+        if isinstance(expression, dict) and "Fn::Or" in expression:
+            return any(self._holds(part) for part in expression["Fn::Or"])
+        if isinstance(expression, dict) and "Fn::And" in expression:
+            return all(self._holds(part) for part in expression["Fn::And"])
+        raise StackError(f"the local stack cannot evaluate the condition {expression!r}")
+
     def resolve(self, value: Any) -> str:
         if isinstance(value, bool):
             return str(value).lower()
@@ -189,8 +212,14 @@ class TemplateValues:
             # A list parameter (!Ref of a CommaDelimitedList) holds its items comma-joined.
             parts = self.resolve(items).split(",") if isinstance(items, dict) else items
             return str(delimiter).join(self.resolve(part) for part in parts)
+        if isinstance(value, dict) and "Fn::If" in value:
+            name, then, otherwise = value["Fn::If"]
+            return self.resolve(then if self.condition(name) else otherwise)
         if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
-            return re.sub(r"\$\{([^}!]+)\}", lambda m: self._lookup(m[1]), value["Fn::Sub"])
+            text = value["Fn::Sub"]
+            if text.startswith(API_URL_SUB) and self.api_url:  # the gateway serves the HttpApi
+                text = self.api_url + text.removeprefix(API_URL_SUB)
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: self._lookup(m[1]), text)
         raise StackError(f"the local stack cannot resolve {value!r} from template.yaml")
 
     def _lookup(self, name: str) -> str:
@@ -353,6 +382,7 @@ class LocalStack:
         self.announce = announce
         self.template = load_template(template)
         self.values = TemplateValues(self.template, region, parameters)
+        self._know_api_url()
         self.info: StackInfo | None = None
         # A new key per start: what another user of the machine could not have seen.
         self.key = StackKey.generate()
@@ -407,6 +437,7 @@ class LocalStack:
         api_url = self._start_gateway()
         self._start_rules(runtime, functions)
         self._keep_slots()
+        self._start_alert_paths(moto_url, runtime, functions)
         self.info = StackInfo(
             api_url=api_url,
             token=resources["token"],
@@ -499,6 +530,16 @@ class LocalStack:
             region_name=self.region,
         ).client(service, endpoint_url=endpoint)
 
+    def _know_api_url(self) -> None:
+        """The gateway's URL before the functions' environment is made (the dispatcher's
+        alerts link to the dashboard): --port 0 takes a free port now."""
+        if self.port == 0:
+            from pgbackups_local.postgres import free_port
+
+            self.port = free_port()
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104
+        self.values.api_url = f"http://{host}:{self.port}"
+
     def _create_resources(self, moto_url: str) -> dict[str, str]:
         """The template's storage, bus and secrets, on moto; returns what stack.json needs."""
         created: dict[str, str] = {}
@@ -507,6 +548,7 @@ class LocalStack:
             "AWS::S3::Bucket": self._create_bucket,
             "AWS::Events::EventBus": self._create_event_bus,
             "AWS::SecretsManager::Secret": self._create_secret,
+            "AWS::SNS::Topic": self._create_topic,
         }
         arns = {
             "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{{}}",
@@ -516,6 +558,8 @@ class LocalStack:
         }
         for kind, create in creators.items():
             for logical_id, resource in resources_of_type(self.template, kind).items():
+                if "Condition" in resource and not self.values.condition(resource["Condition"]):
+                    continue  # as CloudFormation: not created, and no !Ref reaches it
                 ref = create(moto_url, logical_id, resource.get("Properties") or {}, created)
                 self.values.set_ref(logical_id, ref, arns[kind].format(ref))
         for logical_id in resources_of_type(self.template, "AWS::Serverless::Function"):
@@ -652,13 +696,63 @@ class LocalStack:
         generate = dict(props.get("GenerateSecretString") or {})
         if "SecretStringTemplate" in generate or "GenerateStringKey" in generate:
             raise StackError(f"{logical_id}: JSON secret templates are not supported locally")
-        value = sm.get_random_password(**generate)["RandomPassword"]
+        if "SecretString" in props:  # a value given at deploy time (AlertWebhookUrl)
+            value = self.values.resolve(props["SecretString"])
+        else:
+            value = sm.get_random_password(**generate)["RandomPassword"]
         arn = sm.create_secret(
             Name=name, Description=str(props.get("Description", "")), SecretString=value
         )["ARN"]
         if logical_id == TOKEN_SECRET:
             created["token"] = value
         return str(arn)  # !Ref of a secret is its ARN
+
+    def _create_topic(
+        self, moto_url: str, logical_id: str, props: dict[str, Any], created: dict[str, str]
+    ) -> str:
+        """An SNS topic; what is published to it is printed in the log (_start_alert_paths)."""
+        name = self.values.resolve(props.get("TopicName") or generated_name(logical_id))
+        arn = self._client("sns", moto_url).create_topic(Name=name)["TopicArn"]
+        return str(arn)  # !Ref of a topic is its ARN
+
+    def _start_alert_paths(
+        self, moto_url: str, runtime: LambdaRuntime, functions: list[LocalFunction]
+    ) -> None:
+        """The functions' EventBridgeRule events, and the topics printed in the log."""
+        from pgbackups_local.alerts import print_topic, route_event_rule
+
+        events, sqs = self._client("events", moto_url), self._client("sqs", moto_url)
+        relays = []
+        for function in functions:
+            props = self.template["Resources"][function.logical_id]["Properties"]
+            for event_name, event in (props.get("Events") or {}).items():
+                if event.get("Type") != "EventBridgeRule":
+                    continue
+                rule = event["Properties"]
+                relays.append(
+                    route_event_rule(
+                        events,
+                        sqs,
+                        rule_name=f"pgbackups-{STAGE}-{function.logical_id}{event_name}",
+                        bus_name=self.values.resolve(rule.get("EventBusName", "default")),
+                        pattern=rule["Pattern"],
+                        invoke=functools.partial(runtime.submit, function),
+                    )
+                )
+        sns = self._client("sns", moto_url)
+        for logical_id in resources_of_type(self.template, "AWS::SNS::Topic"):
+            relays.append(
+                print_topic(
+                    sns,
+                    sqs,
+                    topic_arn=self.values.resolve({"Ref": logical_id}),
+                    queue_name=f"pgbackups-{STAGE}-{logical_id}-log",
+                    show=self.announce,
+                )
+            )
+        for relay in relays:
+            relay.start()
+            self._on_stop("rules", relay.stop)
 
     def _is_background(self, logical_id: str) -> bool:
         """Functions run by invocations and rules rather than by the gateway."""
@@ -788,9 +882,9 @@ class LocalStack:
         (the demo server is the stack's own), and drop them at a clean stop."""
         import boto3
 
-        from pgbackups.postgres import urls, wal
+        from pgbackups.postgres import slots, urls
         from pgbackups.settings import Settings
-        from pgbackups.usecases.pitr import pitr_databases, slot_name
+        from pgbackups.usecases.pitr import pitr_databases
         from pgbackups.wiring import build_services
 
         session = boto3.Session(
@@ -800,11 +894,17 @@ class LocalStack:
         )
         services = build_services(Settings.from_env(), session)
 
+        def slot_of(database: str) -> str:
+            state = services.pitr.get_state(database)
+            if state is None:
+                raise LookupError(f"{database} has no continuous backups")
+            return state.replication_slot
+
         def current() -> list[leftovers.LeftSlot]:
             return [
                 leftovers.LeftSlot(
                     database=database,
-                    slot=slot_name(database),
+                    slot=slot_of(database),
                     server=urls.connection(services.secrets.replication_url(database)).redacted,
                 )
                 for database in pitr_databases(services)
@@ -812,7 +912,7 @@ class LocalStack:
             ]
 
         def drop(database: str) -> None:
-            wal.drop_slot(services.secrets.replication_url(database), slot_name(database))
+            slots.drop_slot(services.secrets.replication_url(database), slot_of(database))
 
         keeper = leftovers.SlotKeeper(self.state_dir, current, drop)
         keeper.start()

@@ -45,9 +45,11 @@ from pgbackups.domain.errors import (
 from pgbackups.domain.lock import is_protected, locked_error
 from pgbackups.domain.models import (
     SECRET_DELETION_LEASE,
+    Alerting,
     BackupRecord,
     DatabaseHistory,
     DatabaseRecord,
+    Health,
     to_rfc3339,
 )
 
@@ -109,6 +111,7 @@ class Catalog:
         retention: Mapping[str, Any] | None = None,
         compression: str | None = None,
         runner: str | None = None,
+        alerting: Alerting | None = None,
     ) -> DatabaseRecord:
         """Set the given settings, and in `schedule` and `retention` only the given
         fields: each attribute is written on its own, so concurrent changes of
@@ -120,6 +123,8 @@ class Catalog:
             changes[("compression",)] = compression
         if runner is not None:
             changes[("runner",)] = runner
+        if alerting is not None:  # whole: a database registered before it has none
+            changes[("alerting",)] = alerting.model_dump(mode="json")
         if not changes:
             return self.get_database(name)
         try:
@@ -147,6 +152,23 @@ class Catalog:
             ConditionExpression="attribute_exists(pk) AND attribute_not_exists(removed_at) AND "
             "(attribute_not_exists(urls_version) OR urls_version < :version)",
             ExpressionAttributeValues=values(has_replica=has_replica, version=urls_version),
+        )
+
+    def record_health(self, name: str, new: Health, previous: Health | None) -> bool:
+        """Store a database's health if it is still `previous` (None: never recorded);
+        False when another writer changed it first, or the database is gone."""
+        condition = "attribute_exists(pk) AND attribute_not_exists(removed_at) AND "
+        health = values(new=new.model_dump(mode="json", exclude_none=True))
+        if previous is None:
+            condition += "attribute_not_exists(health)"
+        else:
+            condition += "health = :previous"
+            health |= values(previous=previous.model_dump(mode="json", exclude_none=True))
+        return self._table.update_if(
+            database_key(name),
+            UpdateExpression="SET health = :new",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=health,
         )
 
     def remove_database(self, name: str, at: datetime) -> None:

@@ -18,10 +18,12 @@ from pgbackups.domain.models import (
     BACKUP_ID,
     COMPRESSION,
     DEFAULT_TIMEZONE,
+    Alerting,
     BackupRecord,
     BackupStatus,
     Compression,
     DatabaseName,
+    Health,
     KeptAs,
     RetentionPolicy,
     RunnerName,
@@ -80,6 +82,19 @@ class RetentionSettings(RetentionPolicy):
     model_config = STRICT
 
 
+class AlertingSettings(Alerting):
+    """When a database's health turns, in a request: JSON integers only."""
+
+    model_config = STRICT
+
+
+ALERTING_HELP = (
+    "When its health turns: `stale_after_hours` without a successful backup (default 30: "
+    "a day and the dispatcher's 6-hour catch-up), continuous backups `lag_limit_minutes` "
+    "behind (default 15)"
+)
+
+
 class DatabaseRegistration(BaseModel):
     """POST /v1/databases: the URLs are checked with a real connection first."""
 
@@ -98,6 +113,7 @@ class DatabaseRegistration(BaseModel):
         default=None, description="pg_dump compression; default chosen by benchmark"
     )
     runner: RunnerSetting | None = Field(default=None, description=RUNNER_HELP)
+    alerting: AlertingSettings | None = Field(default=None, description=ALERTING_HELP)
 
 
 class ScheduleChanges(BaseModel):
@@ -121,6 +137,15 @@ class RetentionChanges(BaseModel):
     manual: int | None = optional_like(RetentionPolicy, "manual")
 
 
+class AlertingChanges(BaseModel):
+    """Alerting thresholds to change; those left out (or null) keep their value."""
+
+    model_config = STRICT
+
+    stale_after_hours: int | None = optional_like(Alerting, "stale_after_hours")
+    lag_limit_minutes: int | None = optional_like(Alerting, "lag_limit_minutes")
+
+
 class DatabaseChanges(BaseModel):
     """PATCH /v1/databases/{db}: fields left out (or null) are unchanged, except
     `replica_url`, where null removes the replica. New URLs are checked first."""
@@ -133,6 +158,7 @@ class DatabaseChanges(BaseModel):
     retention: RetentionChanges | None = None
     compression: CompressionSpec | None = None
     runner: RunnerSetting | None = Field(default=None, description=RUNNER_HELP)
+    alerting: AlertingChanges | None = None
 
     @property
     def removes_replica(self) -> bool:
@@ -171,6 +197,14 @@ class Database(BaseModel):
     has_replica: bool
     created_at: datetime
     last_backup: BackupSummary | None = Field(description="The newest backup, whatever its status")
+    alerting: Alerting = Field(description=ALERTING_HELP)
+    health: Health = Field(
+        description=(
+            "Whether its backups can be counted on (`ok`, `warning`, `failing`) and why, as "
+            "the dispatcher (every hour) and each finished backup last judged; `ok` with no "
+            "reasons until first judged"
+        )
+    )
 
 
 class DatabaseList(BaseModel):

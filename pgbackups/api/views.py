@@ -14,7 +14,7 @@ from pgbackups.api.schemas import (
     PitrView,
     ScheduleView,
 )
-from pgbackups.domain.models import BackupRecord, DatabaseRecord, KeptAs, Schedule
+from pgbackups.domain.models import BackupRecord, DatabaseRecord, Health, KeptAs, Schedule
 from pgbackups.domain.pitr import BaseBackup, BaseBackupRun
 from pgbackups.domain.schedule import UnknownTimezone, next_run_at
 from pgbackups.postgres.lsn import format_lsn
@@ -38,6 +38,8 @@ def database_view(record: DatabaseRecord, last: BackupRecord | None, now: dateti
         runner=record.runner,
         has_replica=record.has_replica,
         created_at=record.created_at,
+        alerting=record.alerting,
+        health=record.health or Health(),
         last_backup=(
             BackupSummary.model_validate(
                 last.model_dump(include={"id", "status", "created_at", "size"})

@@ -161,6 +161,52 @@ class RetentionPolicy(BaseModel):
     manual: int = Field(default=10, ge=1, le=500)
 
 
+HealthStatus = Literal["ok", "warning", "failing"]
+Severity = Literal["warning", "failing"]
+ReasonCode = Literal["backup_failed", "backups_stale", "pitr_broken", "pitr_lagging"]
+
+
+class HealthReason(BaseModel):
+    """One incident: a stable `code`, and when it began (`pgbackups.domain.health`)."""
+
+    code: ReasonCode
+    severity: Severity
+    message: str = Field(description="What is wrong and what to do, for a person")
+    since: datetime
+
+
+class Health(BaseModel):
+    """A database's health as the API shows it (`since`: when it last changed status)."""
+
+    status: HealthStatus = "ok"
+    reasons: list[HealthReason] = Field(default_factory=list)
+    since: datetime | None = None
+
+
+# A daily schedule's backup may come as late as the dispatcher's 6-hour catch-up window
+# (pgbackups.domain.schedule.CATCH_UP_LIMIT) after a day: older than that, it missed one.
+DEFAULT_STALE_AFTER_HOURS = 30
+DEFAULT_LAG_LIMIT_MINUTES = 15
+
+
+class Alerting(BaseModel):
+    """When a database's health turns: backups older than `stale_after_hours`, continuous
+    backups more than `lag_limit_minutes` behind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stale_after_hours: int = Field(default=DEFAULT_STALE_AFTER_HOURS, ge=1, le=24 * 31)
+    lag_limit_minutes: int = Field(default=DEFAULT_LAG_LIMIT_MINUTES, ge=1, le=24 * 60)
+
+    @property
+    def stale_after(self) -> timedelta:
+        return timedelta(hours=self.stale_after_hours)
+
+    @property
+    def lag_limit(self) -> timedelta:
+        return timedelta(minutes=self.lag_limit_minutes)
+
+
 class DatabaseRecord(BaseModel):
     """A registered database. Its connection URLs live in Secrets Manager only."""
 
@@ -171,7 +217,10 @@ class DatabaseRecord(BaseModel):
     has_replica: bool = False
     # Which runner takes its backups (pgbackups.domain.runners.choose_runner).
     runner: RunnerSetting = "auto"
+    alerting: Alerting = Field(default_factory=Alerting)
     created_at: datetime
+    # Recorded by pgbackups.usecases.health (None: never evaluated, shown as ok).
+    health: Health | None = None
     # Bookkeeping, not shown by the API:
     active_backup_id: str | None = None  # the one scheduled or running backup (the lock)
     last_periodic_day: str | None = None  # local date of the last periodic backup created

@@ -22,6 +22,7 @@ from pgbackups.domain.errors import (
 )
 from pgbackups.domain.models import (
     SECRET_DELETION_LEASE,
+    Alerting,
     BackupRecord,
     ConnectionInfo,
     DatabaseRecord,
@@ -49,6 +50,7 @@ class NewDatabase:
     retention: RetentionPolicy | None = None
     compression: str | None = None
     runner: RunnerSetting | None = None
+    alerting: Alerting | None = None
 
     def __repr__(self) -> str:  # never print a URL by accident
         return f"NewDatabase(name={self.name!r})"
@@ -68,6 +70,7 @@ class DatabaseChanges:
     retention: Mapping[str, Any] = field(default_factory=dict)
     compression: str | None = None
     runner: RunnerSetting | None = None
+    alerting: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never print a URL by accident
         return f"DatabaseChanges(schedule={dict(self.schedule)}, retention={dict(self.retention)})"
@@ -122,6 +125,7 @@ def register_database(services: Services, new: NewDatabase) -> DatabaseRecord:
         retention=new.retention or RetentionPolicy(),
         compression=new.compression or services.settings.default_compression,
         runner=new.runner or "auto",
+        alerting=new.alerting or Alerting(),
         has_replica=new.replica_url is not None,
         created_at=services.clock(),
     )
@@ -188,6 +192,11 @@ def change_database(services: Services, name: str, changes: DatabaseChanges) -> 
     check_runner(services, changes.runner)
     schedule = _checked(current.schedule, changes.schedule)
     retention = _checked(current.retention, changes.retention)
+    alerting = (
+        current.alerting.model_validate(current.alerting.model_dump() | dict(changes.alerting))
+        if changes.alerting
+        else None
+    )
     if changes.url is not None:
         check_connection(changes.url, "url")
     if changes.replica_url is not None:
@@ -212,6 +221,7 @@ def change_database(services: Services, name: str, changes: DatabaseChanges) -> 
         retention=retention,
         compression=changes.compression,
         runner=changes.runner,
+        alerting=alerting,
     )
 
 

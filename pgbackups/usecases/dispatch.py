@@ -14,6 +14,7 @@ from pgbackups.domain.models import (
     BackupRecord,
     DatabaseHistory,
     DatabaseRecord,
+    Health,
     backup_created_at,
 )
 from pgbackups.domain.retention import plan_retention
@@ -26,6 +27,7 @@ from pgbackups.domain.schedule import (
 from pgbackups.services import Services
 from pgbackups.usecases.backup import publish_backup_event, schedule_backup
 from pgbackups.usecases.databases import finish_secret_deletion
+from pgbackups.usecases.health import refresh_health
 from pgbackups.usecases.retention import apply_retention
 
 logger = Logger(child=True)
@@ -41,12 +43,14 @@ class DispatchReport:
     reaped: list[BackupRecord] = field(default_factory=list)
     pruned: list[BackupRecord] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # databases whose sweep raised
+    healths: list[Health] = field(default_factory=list)  # of the databases evaluated
 
     def add(self, other: DispatchReport) -> None:
         self.scheduled += other.scheduled
         self.reaped += other.reaped
         self.pruned += other.pruned
         self.failed += other.failed
+        self.healths += other.healths
 
 
 def dispatch(services: Services, at: datetime) -> DispatchReport:
@@ -96,7 +100,29 @@ def _sweep(
     except Exception:
         logger.exception("dispatch failed for a database", extra={"database": database.name})
         report.failed.append(database.name)
+    _refresh_health(services, history, report, at)
     return report
+
+
+def _refresh_health(
+    services: Services, history: DatabaseHistory, report: DispatchReport, at: datetime
+) -> None:
+    """Last, on its own: the database's health after this run's changes (a reaped backup
+    is a failed one), and its alerts. Whatever goes wrong here leaves the sweep done.
+    Judged at the run's hour, as its schedules are: `local dispatch --at` a later day
+    shows what a person would be told then."""
+    reaped = {backup.id: backup for backup in report.reaped}
+    backups = [reaped.get(backup.id, backup) for backup in history.backups]
+    try:
+        change = refresh_health(services, history.database, backups, at)
+    except Exception as error:
+        logger.error(
+            "the health of a database could not be evaluated",
+            extra={"database": history.database.name, "reason": type(error).__name__},
+        )
+        return
+    if change is not None:
+        report.healths.append(change.health)
 
 
 def _has_retention_work(history: DatabaseHistory, now: datetime) -> bool:

@@ -51,6 +51,8 @@ def test_register_database_checks_the_url_and_stores_it_in_secrets_manager_only(
         "has_replica": False,
         "created_at": "2026-01-15T09:30:00Z",
         "last_backup": None,
+        "alerting": {"stale_after_hours": 30, "lag_limit_minutes": 15},
+        "health": {"status": "ok", "reasons": [], "since": None},
     }
     assert secret_value(api.aws, database_name) == {"url": database_url, "replica_url": None}
     assert password_of(database_url) not in json.dumps(table_items(api.aws))

@@ -56,6 +56,7 @@ def build_router(services: Services) -> Router:
                 retention=registration.retention,
                 compression=registration.compression,
                 runner=registration.runner,
+                alerting=registration.alerting,
             ),
         )
         return Response(
@@ -96,6 +97,7 @@ def build_router(services: Services) -> Router:
                 ),
                 compression=changes.compression,
                 runner=changes.runner,
+                alerting=changes.alerting.model_dump(exclude_none=True) if changes.alerting else {},
             ),
         )
         return view(record)

@@ -145,6 +145,31 @@ function statusBadge(status) {
   return el("span", { class: `status status-${status}` }, status);
 }
 
+const HEALTH_STATUSES = ["ok", "warning", "failing"];
+
+/** ok, warning or failing; its reasons in the tooltip. A database never judged is ok. */
+function healthBadge(health) {
+  const status = HEALTH_STATUSES.includes(health?.status) ? health.status : "ok";
+  const reasons = (health?.reasons || []).map((reason) => reason.message).join("\n");
+  return el("span", { class: `health health-${status}`, title: reasons }, status);
+}
+
+/** The banner above a database that is not ok: its status and each reason, as text. */
+function renderHealth(health) {
+  const status = HEALTH_STATUSES.includes(health?.status) ? health.status : "ok";
+  const banner = $("#health-banner");
+  banner.hidden = status === "ok";
+  banner.className = `health-banner health-banner-${status}`;
+  const since = health?.since ? ` since ${formatTime(health.since, browserTimeZone(), true)}` : "";
+  $("#health-title").textContent =
+    status === "failing" ? `Backups are failing${since}` : status === "warning" ? `Needs attention${since}` : "";
+  $("#health-reasons").replaceChildren(
+    ...(status === "ok" ? [] : health.reasons || []).map((reason) =>
+      el("li", { "data-code": reason.code }, reason.message),
+    ),
+  );
+}
+
 async function openDatabases() {
   const generation = state.generation;
   showView("databases-view");
@@ -166,6 +191,7 @@ function renderDatabases(databases) {
       "tr",
       { "data-database": database.name },
       el("td", { "data-label": "Name" }, el("a", { href: `#/databases/${encodeURIComponent(database.name)}` }, database.name)),
+      el("td", { "data-label": "Health" }, healthBadge(database.health)),
       el("td", { "data-label": "Schedule" }, scheduleText(database.schedule)),
       el(
         "td",
@@ -279,6 +305,7 @@ async function openDatabase(name) {
   $("#crumb-name").textContent = name;
   $("#database-title").textContent = name;
   $("#database-facts").textContent = "";
+  renderHealth(null);
   $("#database-error").textContent = "";
   $("#trigger-error").textContent = "";
   $("#backups-table tbody").replaceChildren();
@@ -294,6 +321,7 @@ async function openDatabase(name) {
     $("#database-found").hidden = false;
     renderTrigger();
     renderDatabaseFacts(database);
+    renderHealth(database.health);
     renderSchedule(database.schedule);
     renderRetention(database.retention);
     // Continuous backups load beside the rest and fail on their own (loadPitr catches).
