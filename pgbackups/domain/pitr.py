@@ -348,14 +348,15 @@ class Break:
         return max((self.recovered_at - self.at).total_seconds(), 0.0)
 
 
-def breaks(chains: list[WalChain], ranges: list[RecoverableRange]) -> list[Break]:
-    """Every end of a kept chain, oldest first. Restoring is possible again from the
-    first moment of a range of a newer chain (chain ids grow with time)."""
+def breaks(chains: list[WalChain], bases: list[BaseBackup]) -> list[Break]:
+    """Every end of a kept chain, oldest first. The break ends when a newer chain (chain
+    ids grow with time) has a stored base backup: `status` is `ok` again then, and its
+    range begins as soon as the capture has stored the WAL to the backup's end."""
     found = []
     for chain in chains:
         if chain.broken_at is None:
             continue
-        recovered = min((r.start for r in ranges if r.chain.id > chain.id), default=None)
+        recovered = min((b.finished_at for b in bases if b.chain_id > chain.id), default=None)
         reason = chain.broken_reason or "the chain ended"
         found.append(Break(chain.broken_at, reason, chain.id, recovered))
     return sorted(found, key=lambda b: (b.at, b.chain_id))

@@ -25,6 +25,7 @@ from pgbackups.domain.errors import (
 from pgbackups.domain.models import to_rfc3339
 from pgbackups.domain.pitr import PitrSettings, PitrState, slot_name
 from pgbackups.postgres import slots, wal
+from pgbackups.postgres.urls import registered_connection
 from pgbackups.services import Services
 from pgbackups.usecases.pitr.base_backup import request_base_backup
 from pgbackups.usecases.pitr.chains import end_chain, new_chain
@@ -194,7 +195,7 @@ def check_server(url: str, field_name: str) -> wal.ServerIdentity:
     try:
         connection = wal.connect_replication(url)
     except wal.ReplicationFailed as error:
-        raise _connection_refusal(url, field_name, str(error)) from None
+        raise _connection_refusal(url, field_name, _libpq_reason(url, str(error))) from None
     try:
         identity = wal.identify(connection)
     except wal.MalformedWal as error:
@@ -207,6 +208,13 @@ def check_server(url: str, field_name: str) -> wal.ServerIdentity:
     if identity.wal_level not in MIN_WAL_LEVELS:
         raise WalLevelTooLow(_wal_level_refusal(field_name, identity.wal_level), field=field_name)
     return identity
+
+
+def _libpq_reason(url: str, failure: str) -> str:
+    """libpq's reason alone, without the (redacted) URL the failure starts with: the
+    message names the field, and a person knows which URL they gave."""
+    _, found, reason = failure.partition(f"{registered_connection(url).redacted}: ")
+    return reason if found else failure
 
 
 def _connection_refusal(url: str, field_name: str, reason: str) -> ReplicationRefused:

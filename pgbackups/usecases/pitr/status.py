@@ -54,7 +54,7 @@ def pitr_overview(services: Services, database: str) -> PitrOverview:
     return PitrOverview(
         state=state,
         ranges=ranges,
-        breaks=breaks(chains, ranges),
+        breaks=breaks(chains, bases),
         last_archived_at=archived,
         last_archived_wal=_last_wal_name(chains),
         lag_seconds=lag,
