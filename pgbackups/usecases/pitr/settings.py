@@ -312,7 +312,12 @@ def _stop_pitr(services: Services, database: str, settings: PitrSettings | None)
             ) from None
     if current.enabled and current.chain_id is not None:
         end_chain(services, database, current.chain_id, "continuous backups were disabled")
-    update = (settings or PitrSettings()).model_dump() | {"enabled": False, "status": "disabled"}
+    update = (settings or PitrSettings()).model_dump() | {
+        "enabled": False,
+        "status": "disabled",
+        "broken_reason": None,  # a break while off is no break: the history keeps it
+        "broken_since": None,
+    }
     state = current.model_copy(update=update)
     services.pitr.put_state(state)
     logger.info("continuous backups disabled", extra={"database": database})
