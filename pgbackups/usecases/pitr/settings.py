@@ -57,14 +57,20 @@ def enable_pitr(
     current = services.pitr.get_state(database)
     if not settings.enabled:
         return disable_pitr(services, database, settings)
+    identity: wal.ServerIdentity | None = None
     if current is not None and current.enabled and current.chain_id is not None:
-        kept = _change(services, database, settings, replication_url, current.chain_id)
-        if kept is not None:
-            return kept
-        current = services.pitr.get_state(database)  # moved on meanwhile: start again
+        if replication_url is not None and replication_url != services.secrets.replication_url(
+            database
+        ):
+            identity = check_server(replication_url, "replication_url")
+        if identity is None or _same_server(services, database, current.chain_id, identity):
+            kept = _change(services, database, settings, replication_url, identity)
+            if kept is not None:
+                return kept
+            current = services.pitr.get_state(database)  # disabled meanwhile: enable again
 
     url = replication_url or services.secrets.replication_url(database)
-    identity = check_server(url, "replication_url" if replication_url else "url")
+    identity = identity or check_server(url, "replication_url" if replication_url else "url")
     with _lease(services, database):
         state = _start_pitr(services, database, settings, url, replication_url, current, identity)
     assert state.chain_id is not None
@@ -72,25 +78,27 @@ def enable_pitr(
     return state
 
 
+def _same_server(
+    services: Services, database: str, chain_id: str, identity: wal.ServerIdentity
+) -> bool:
+    """Whether the chain can go on at `identity`: same system identifier and timeline."""
+    chain = services.pitr.get_chain(database, chain_id)
+    return (identity.system_id, identity.timeline) == (chain.system_id, chain.timeline)
+
+
 def _change(
     services: Services,
     database: str,
     settings: PitrSettings,
     replication_url: str | None,
-    chain_id: str,
+    identity: wal.ServerIdentity | None,
 ) -> PitrState | None:
-    """Continuous backups are on: change what changed and keep the chain, unless the new
-    replication URL leads to another server. None when a new chain must start (another
-    server), or continuous backups went off meanwhile."""
-    if replication_url is not None and replication_url != services.secrets.replication_url(
-        database
-    ):
-        identity = check_server(replication_url, "replication_url")
-        chain = services.pitr.get_chain(database, chain_id)
-        if (identity.system_id, identity.timeline) != (chain.system_id, chain.timeline):
-            return None
-        # The same server, reached another way (another role, host or password): the
-        # slot and the chain go on; the capture reads the slot with the new URL.
+    """Continuous backups are on and go on with their chain: the settings, and the new
+    replication URL (`identity`: checked, the same server) if there is one. None when
+    continuous backups went off meanwhile."""
+    if replication_url is not None and identity is not None:
+        # The same server reached another way (another role, host or password): the slot
+        # and the chain go on; the capture reads the slot with the new URL.
         services.secrets.put_replication_url(database, replication_url)
         logger.info("replication URL changed, same server", extra={"database": database})
     # Only the settings: a capture running meanwhile may move the state to a new chain.
