@@ -361,3 +361,18 @@ def test_enabling_tells_each_refusal_apart(registered: Api, strict: EmbeddedPost
     # Once the server allows it, enabling works.
     assert put(api, replication_url=strict.url(NAME)).status == 200
     assert put(api, enabled=False).status == 200
+
+
+def test_server_15_words_its_refusals_differently_and_is_told_apart_the_same(
+    live: Api,
+) -> None:
+    server = start_server("15", extra_conf="max_replication_slots = 0\n")
+    try:
+        live.register(NAME, server.create_database(NAME))
+        server.psql("CREATE ROLE app LOGIN PASSWORD 'pw-app'")
+        app = f"postgresql://app:pw-app@127.0.0.1:{server.port}/{NAME}"
+        assert "ALTER ROLE" in refusal(live, app, "replication_not_permitted")
+        message = refusal(live, server.url(NAME), "no_free_replication_slot")
+        assert "max_replication_slots" in message
+    finally:
+        server.destroy()

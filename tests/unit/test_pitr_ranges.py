@@ -9,7 +9,9 @@ import pytest
 
 from pgbackups.domain.errors import OutsideRecoveryWindow
 from pgbackups.domain.pitr import (
+    BaseBackup,
     PitrState,
+    WalChain,
     breaks,
     history_kept_until,
     plan_pitr_expiry,
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.unit
 H = timedelta(hours=1)
 
 
-def two_chains_with_a_gap() -> tuple[list, list]:  # type: ignore[type-arg]
+def two_chains_with_a_gap() -> tuple[list[WalChain], list[BaseBackup]]:
     """Chain A restores T0..T0+2h and broke at T0+2h30; chain B from T0+4h to T0+6h."""
     chains = [
         chain(
