@@ -72,7 +72,7 @@ def pitr_view(overview: PitrOverview) -> PitrView:
         enabled=state.enabled,
         status=state.status,
         broken_reason=state.broken_reason if broken else None,
-        broken_since=state.broken_since if broken else None,
+        broken_since=overview.broken_since,
         base_backup_every_days=state.base_backup_every_days,
         window_days=state.window_days,
         recoverable_ranges=[

@@ -193,6 +193,13 @@ def test_a_dropped_slot_is_broken_until_the_new_base_backup_is_stored_and_leaves
     (lasting,) = broken["breaks"]
     assert lasting["chain_id"] == old_chain and lasting["reason"] == broken["broken_reason"]
     assert lasting["recovered_at"] is None and lasting["gap_seconds"] is None
+    assert moment(lasting["at"]) == moment(since)
+    # A break recorded before its start was: the chain's end says when it began.
+    state = live.services.pitr.get_state(NAME)
+    assert state is not None
+    live.services.pitr.put_state(state.model_copy(update={"broken_since": None}))
+    assert view(live)["broken_since"] == since
+    live.services.pitr.put_state(state)
 
     # It holds across captures while the new chain's base backup is on its way.
     for _ in range(2):

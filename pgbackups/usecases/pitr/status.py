@@ -30,6 +30,7 @@ class PitrOverview:
     state: PitrState  # a database that never had continuous backups: the defaults, disabled
     ranges: list[RecoverableRange]  # oldest first
     breaks: list[Break]  # oldest first
+    broken_since: datetime | None  # while `broken`: when the break began
     last_archived_at: datetime | None  # of the chain the capture extends
     last_archived_wal: str | None  # the newest WAL file stored, of any kept chain
     lag_seconds: float | None  # age of the newest WAL in S3, while enabled
@@ -48,13 +49,15 @@ def pitr_overview(services: Services, database: str) -> PitrOverview:
     chains = services.pitr.chains(database)
     bases = sorted(services.pitr.base_backups(database), key=lambda b: b.finished_at)
     ranges = recoverable_ranges(chains, bases)
+    ended = breaks(chains, bases)
     current = next((c for c in chains if c.id == state.chain_id), None)
     archived = current.last_archived_at if current else None
     lag = (services.clock() - archived).total_seconds() if archived and state.enabled else None
     return PitrOverview(
         state=state,
         ranges=ranges,
-        breaks=breaks(chains, bases),
+        breaks=ended,
+        broken_since=_broken_since(state, ended),
         last_archived_at=archived,
         last_archived_wal=_last_wal_name(chains),
         lag_seconds=lag,
@@ -62,6 +65,15 @@ def pitr_overview(services: Services, database: str) -> PitrOverview:
         base_backups=bases,
         base_backup_run=services.pitr.base_backup_run(database),
     )
+
+
+def _broken_since(state: PitrState, ended: list[Break]) -> datetime | None:
+    """Recorded with the break; for a break recorded before that was, its oldest chain
+    end not recovered from."""
+    if state.status != "broken":
+        return None
+    lasting = [b.at for b in ended if b.recovered_at is None]
+    return state.broken_since or min(lasting, default=None)
 
 
 def _last_wal_name(chains: list[WalChain]) -> str | None:
