@@ -1,5 +1,6 @@
 """Events on EventBridge, source `pgbackups`: `Backup Succeeded` / `Backup Failed`,
-`PITR Broken` when a chain of continuous backups ends, and `PITR Slot Left` when a
+`PITR Broken` when a chain of continuous backups breaks, `PITR Recovered` when restoring
+is possible again after it (the new chain's base backup is stored), and `PITR Slot Left` when a
 removed database's replication slot could not be dropped."""
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class BackupEvents:
     def publish_pitr_broken(self, detail: dict[str, object]) -> None:
         """`PITR Broken`: a chain of continuous backups ended; a new one starts."""
         self._put("PITR Broken", json.dumps(detail))
+
+    def publish_pitr_recovered(self, detail: dict[str, object]) -> None:
+        """`PITR Recovered`: the break ended; a new chain has its base backup."""
+        self._put("PITR Recovered", json.dumps(detail))
 
     def publish_pitr_slot_left(self, detail: dict[str, object]) -> None:
         """`PITR Slot Left`: the server keeps WAL for a slot nobody reads any more."""

@@ -34,6 +34,7 @@ from pgbackups.adapters.dynamodb import (
     to_item,
     values,
 )
+from pgbackups.domain.models import to_rfc3339
 from pgbackups.domain.pitr import (
     BaseBackup,
     BaseBackupRun,
@@ -82,29 +83,44 @@ class PitrCatalog:
         return PitrState.model_validate(fields(item))
 
     def move_to_chain(
-        self, database: str, broken_chain_id: str, chain_id: str, reason: str
+        self, database: str, broken_chain_id: str, chain_id: str, reason: str, at: datetime
     ) -> bool:
-        """`broken`, the capture going on with `chain_id`, and only that: the settings are
-        kept. False when the state does not extend `broken_chain_id` any more."""
+        """`broken` since `at` (or since the break it already is in), the capture going on
+        with `chain_id`, and only that: the settings are kept. False when the state does
+        not extend `broken_chain_id` any more."""
         return self._table.update_if(
             database_item_key(database, STATE_KEY),
-            UpdateExpression="SET #status = :broken, broken_reason = :reason, chain_id = :new",
+            UpdateExpression=(
+                "SET #status = :broken, broken_reason = :reason, chain_id = :new, "
+                "broken_since = if_not_exists(broken_since, :at)"
+            ),
             ConditionExpression="chain_id = :old",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues=values(
-                broken="broken", reason=reason, new=chain_id, old=broken_chain_id
+                broken="broken",
+                reason=reason,
+                new=chain_id,
+                old=broken_chain_id,
+                at=to_rfc3339(at),
             ),
         )
 
-    def mark_ok(self, database: str, chain_id: str) -> None:
-        """A broken database whose new chain `chain_id` has its base backup is `ok` again."""
-        self._table.update_if(  # not when it is not broken, or broken in another chain
-            database_item_key(database, STATE_KEY),
-            UpdateExpression="SET #status = :ok REMOVE broken_reason",
-            ConditionExpression="#status = :broken AND chain_id = :chain",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=values(ok="ok", broken="broken", chain=chain_id),
-        )
+    def mark_ok(self, database: str, chain_id: str) -> PitrState | None:
+        """A broken database whose new chain `chain_id` has its base backup is `ok` again:
+        the state as it was (broken, since when), or None when it was not broken, or
+        broken in another chain."""
+        try:
+            item = self._table.update(
+                database_item_key(database, STATE_KEY),
+                UpdateExpression="SET #status = :ok REMOVE broken_reason, broken_since",
+                ConditionExpression="#status = :broken AND chain_id = :chain",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values(ok="ok", broken="broken", chain=chain_id),
+                ReturnValues="ALL_OLD",
+            )
+        except ConditionFailed:
+            return None
+        return PitrState.model_validate(fields(item))
 
     def enabled_databases(self, databases: list[str]) -> list[PitrState]:
         states = [self.get_state(name) for name in databases]

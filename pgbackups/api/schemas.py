@@ -294,16 +294,51 @@ class BaseBackupRunView(BaseModel):
     deadline_at: datetime | None = Field(description="When its runner stops it for sure")
 
 
+class RecoverableRangeView(BaseModel):
+    """Any second from `from` to `to` can be restored, starting from `base_backup_id`."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    from_: datetime = Field(alias="from")
+    to: datetime
+    base_backup_id: str = Field(description="The base backup that starts the range")
+
+
+class PitrBreakView(BaseModel):
+    at: datetime = Field(description="When the chain broke")
+    reason: str
+    chain_id: str = Field(description="The chain that ended")
+    recovered_at: datetime | None = Field(
+        description="When restoring was possible again (null while the break lasts)"
+    )
+    gap_seconds: float | None = Field(description="How long nothing could be restored")
+
+
 class PitrView(BaseModel):
     enabled: bool
     status: PitrStatus
     broken_reason: str | None
+    broken_since: datetime | None = Field(
+        description="When the current break began (while `status` is `broken`)"
+    )
     base_backup_every_days: int
     window_days: int
-    earliest_recoverable_at: datetime | None
-    latest_recoverable_at: datetime | None
+    recoverable_ranges: list[RecoverableRangeView] = Field(
+        description="Every stretch of time that can be restored, oldest first: the gaps "
+        "between them cannot"
+    )
+    earliest_recoverable_at: datetime | None = Field(description="The first range's `from`")
+    latest_recoverable_at: datetime | None = Field(description="The last range's `to`")
+    breaks: list[PitrBreakView] = Field(description="Every break of the kept history, oldest first")
     lag_seconds: float | None = Field(description="Age of the newest WAL in S3")
     last_archived_at: datetime | None
+    last_archived_wal: str | None = Field(
+        pattern=r"^[0-9A-F]{24}$", description="The newest WAL file name stored"
+    )
+    history_kept_until: datetime | None = Field(
+        description="Continuous backups off with stored history left: when its last range "
+        "expires (until then it can still be restored)"
+    )
     base_backups: list[BaseBackupView]
     base_backup_in_progress: BaseBackupRunView | None = Field(
         description="The base backup on its way (asked of the backups' runner), if any"

@@ -11,7 +11,9 @@ from pgbackups.api.schemas import (
     BaseBackupRunView,
     BaseBackupView,
     Database,
+    PitrBreakView,
     PitrView,
+    RecoverableRangeView,
     ScheduleView,
 )
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, Health, KeptAs, Schedule
@@ -67,16 +69,36 @@ def archive_link(download: Download) -> ArchiveLink:
 
 def pitr_view(overview: PitrOverview) -> PitrView:
     state, run = overview.state, overview.base_backup_run
+    broken = state.status == "broken"
     return PitrView(
         enabled=state.enabled,
         status=state.status,
-        broken_reason=state.broken_reason if state.status == "broken" else None,
+        broken_reason=state.broken_reason if broken else None,
+        broken_since=overview.broken_since,
         base_backup_every_days=state.base_backup_every_days,
         window_days=state.window_days,
+        recoverable_ranges=[
+            RecoverableRangeView.model_validate(
+                {"from": r.start, "to": r.end, "base_backup_id": r.base.id}
+            )
+            for r in overview.ranges
+        ],
         earliest_recoverable_at=overview.window.earliest,
         latest_recoverable_at=overview.window.latest,
+        breaks=[
+            PitrBreakView(
+                at=b.at,
+                reason=b.reason,
+                chain_id=b.chain_id,
+                recovered_at=b.recovered_at,
+                gap_seconds=b.gap_seconds,
+            )
+            for b in overview.breaks
+        ],
         lag_seconds=overview.lag_seconds,
         last_archived_at=overview.last_archived_at,
+        last_archived_wal=overview.last_archived_wal,
+        history_kept_until=overview.history_kept_until,
         base_backups=[base_backup_view(b) for b in overview.base_backups],
         base_backup_in_progress=(
             base_backup_run_view(run) if run is not None and run.status != "error" else None

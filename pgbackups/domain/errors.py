@@ -102,7 +102,48 @@ class ReplicationRefused(InvalidInput):
     code = "replication_refused"
 
 
+class ServerUnreachable(ReplicationRefused):
+    """No answer at the URL's host and port (libpq's reason, never the URL)."""
+
+    code = "server_unreachable"
+
+
+class AuthenticationFailed(ReplicationRefused):
+    code = "authentication_failed"
+
+
+class ReplicationNotPermitted(ReplicationRefused):
+    """The role lacks the REPLICATION attribute."""
+
+    code = "replication_not_permitted"
+
+
+class ReplicationRefusedByPgHba(ReplicationRefused):
+    """pg_hba.conf has no `replication` line that lets the role in from here."""
+
+    code = "replication_refused_by_pg_hba"
+
+
+class WalLevelTooLow(ReplicationRefused):
+    code = "wal_level_too_low"
+
+
+class NoFreeWalSender(ReplicationRefused):
+    """max_wal_senders is reached (or 0)."""
+
+    code = "no_free_wal_sender"
+
+
+class NoFreeReplicationSlot(ReplicationRefused):
+    """max_replication_slots is reached (or 0)."""
+
+    code = "no_free_replication_slot"
+
+
 class OutsideRecoveryWindow(InvalidInput):
+    """No recoverable range holds the time; `before` and `after` name the nearest
+    recoverable times on each side (RFC 3339, or None)."""
+
     code = "outside_recovery_window"
 
 
@@ -116,8 +157,10 @@ class CaptureRunning(Conflict):
     code = "capture_running"
 
 
-class PitrNotEnabled(NotFound):
-    code = "pitr_not_enabled"
+class PitrDisabled(Conflict):
+    """Continuous backups are off and no stored history is left to restore from."""
+
+    code = "pitr_disabled"
 
 
 class ChainEnded(Conflict):

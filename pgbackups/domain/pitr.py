@@ -55,6 +55,7 @@ class PitrState(PitrSettings):
     database: str
     status: PitrStatus = "disabled"
     broken_reason: str | None = None
+    broken_since: datetime | None = None  # when the current break began (while `broken`)
     chain_id: str | None = None  # the chain the capture extends
     enabled_at: datetime | None = None
     # The replication slot, named when continuous backups were first enabled (None:
@@ -258,6 +259,7 @@ class Stretch:
     chain: WalChain
     earliest: datetime
     latest: datetime
+    first: BaseBackup  # the base backup that restores `earliest`
 
 
 def stretches(chains: list[WalChain], bases: list[BaseBackup]) -> list[Stretch]:
@@ -268,10 +270,50 @@ def stretches(chains: list[WalChain], bases: list[BaseBackup]) -> list[Stretch]:
         own = [b for b in bases if b.chain_id == chain.id and b.end_lsn <= chain.archived_lsn]
         if not own:
             continue
-        earliest = min(b.finished_at for b in own)
-        latest = max(earliest, chain.last_commit_at or earliest)
-        found.append(Stretch(chain, earliest, latest))
+        first = min(own, key=lambda b: (b.finished_at, b.id))
+        latest = max(first.finished_at, chain.last_commit_at or first.finished_at)
+        found.append(Stretch(chain, first.finished_at, latest, first))
     return found
+
+
+@dataclass(frozen=True)
+class RecoverableRange:
+    """Any moment in [start, end] restores, from `chain`'s WAL replayed over one of its
+    base backups; `base` is the one that starts the range (its first moment)."""
+
+    start: datetime
+    end: datetime
+    chain: WalChain
+    base: BaseBackup
+
+    def covers(self, moment: datetime) -> bool:
+        return self.start <= moment <= self.end
+
+
+def recoverable_ranges(chains: list[WalChain], bases: list[BaseBackup]) -> list[RecoverableRange]:
+    """The ranges a restore can reach, oldest first, apart from one another.
+
+    Chains follow one another, but their stretches can overlap: a stretch ends at the
+    server's last commit time and the next starts at a base backup's end on our clock.
+    Where they overlap the newer chain restores (its WAL is the one the server went on
+    with): the older range is cut where the newer one starts, or left out if nothing of
+    it remains before."""
+    ranges: list[RecoverableRange] = []
+    for stretch in stretches(chains, bases):  # in chain order
+        kept = (_cut(r, stretch.earliest) for r in ranges)
+        ranges = [r for r in kept if r is not None]
+        ranges.append(
+            RecoverableRange(stretch.earliest, stretch.latest, stretch.chain, stretch.first)
+        )
+    return sorted(ranges, key=lambda r: r.start)
+
+
+def _cut(existing: RecoverableRange, newer_start: datetime) -> RecoverableRange | None:
+    if existing.end < newer_start:
+        return existing
+    if existing.start >= newer_start:
+        return None
+    return RecoverableRange(existing.start, newer_start, existing.chain, existing.base)
 
 
 @dataclass(frozen=True)
@@ -281,10 +323,43 @@ class Window:
 
 
 def recovery_window(chains: list[WalChain], bases: list[BaseBackup]) -> Window:
-    found = stretches(chains, bases)
-    if not found:
+    return window_of(recoverable_ranges(chains, bases))
+
+
+def window_of(ranges: list[RecoverableRange]) -> Window:
+    if not ranges:
         return Window(None, None)
-    return Window(min(s.earliest for s in found), max(s.latest for s in found))
+    return Window(ranges[0].start, max(r.end for r in ranges))
+
+
+@dataclass(frozen=True)
+class Break:
+    """A chain's end: when, why, and when restoring was possible again (None: not yet)."""
+
+    at: datetime
+    reason: str
+    chain_id: str
+    recovered_at: datetime | None
+
+    @property
+    def gap_seconds(self) -> float | None:
+        if self.recovered_at is None:
+            return None
+        return max((self.recovered_at - self.at).total_seconds(), 0.0)
+
+
+def breaks(chains: list[WalChain], bases: list[BaseBackup]) -> list[Break]:
+    """Every end of a kept chain, oldest first. The break ends when a newer chain (chain
+    ids grow with time) has a stored base backup: `status` is `ok` again then, and its
+    range begins as soon as the capture has stored the WAL to the backup's end."""
+    found = []
+    for chain in chains:
+        if chain.broken_at is None:
+            continue
+        recovered = min((b.finished_at for b in bases if b.chain_id > chain.id), default=None)
+        reason = chain.broken_reason or "the chain ended"
+        found.append(Break(chain.broken_at, reason, chain.id, recovered))
+    return sorted(found, key=lambda b: (b.at, b.chain_id))
 
 
 @dataclass(frozen=True)
@@ -299,39 +374,68 @@ def restore_point(
 ) -> RestorePoint:
     """The chain and base backup that restore `target` (None: the latest moment).
 
-    OutsideRecoveryWindow when no chain covers it. A target at or after the
-    chain's newest commit replays the whole chain: recovery to a time past the
-    last archived commit would end in `recovery ended before configured recovery
-    target was reached`, and the state is the same.
+    OutsideRecoveryWindow when no range covers it, naming the nearest recoverable
+    moments on both sides (`before`, `after`). A target at or after the chain's
+    newest commit replays the whole chain: recovery to a time past the last archived
+    commit would end in `recovery ended before configured recovery target was
+    reached`, and the state is the same.
     """
-    found = stretches(chains, bases)
-    if not found:
-        raise OutsideRecoveryWindow("there is no base backup yet: nothing can be restored")
+    ranges = recoverable_ranges(chains, bases)
+    if not ranges:
+        raise OutsideRecoveryWindow(
+            "there is no base backup yet: nothing can be restored", before=None, after=None
+        )
     if target is None:
-        stretch = max(found, key=lambda s: s.latest)
-        target = stretch.latest
+        found = max(ranges, key=lambda r: r.end)
+        target = found.end
     else:
-        matching = [s for s in found if s.earliest <= target <= s.latest]
+        target = target.astimezone(UTC)
+        matching = [r for r in ranges if r.covers(target)]
         if not matching:
-            window = ", ".join(f"{to_rfc3339(s.earliest)} to {to_rfc3339(s.latest)}" for s in found)
-            raise OutsideRecoveryWindow(
-                f"{to_rfc3339(target)} is outside the recovery window ({window})",
-                field="target_time",
-            )
-        stretch = matching[-1]
-    chain = stretch.chain
+            raise _outside(target, ranges)
+        found = matching[-1]
+    chain = found.chain
     base = max(
         (
             b
             for b in bases
             if b.chain_id == chain.id
-            and b.finished_at <= target
+            and found.base.finished_at <= b.finished_at <= target
             and b.end_lsn <= chain.archived_lsn
         ),
         key=lambda b: b.finished_at,
     )
     to_end = chain.last_commit_at is None or target >= chain.last_commit_at
     return RestorePoint(chain, base, None if to_end else target)
+
+
+def _outside(target: datetime, ranges: list[RecoverableRange]) -> OutsideRecoveryWindow:
+    before = max((r.end for r in ranges if r.end < target), default=None)
+    after = min((r.start for r in ranges if r.start > target), default=None)
+    if before is not None and after is not None:
+        where = (
+            "it falls in a gap between recoverable ranges; the nearest recoverable times "
+            f"are {to_rfc3339(before)} (before) and {to_rfc3339(after)} (after)"
+        )
+    elif before is not None:
+        where = f"the latest recoverable time is {to_rfc3339(before)}"
+    else:
+        assert after is not None
+        where = f"the earliest recoverable time is {to_rfc3339(after)}"
+    return OutsideRecoveryWindow(
+        f"{to_rfc3339(target)} is outside the recovery window: {where}",
+        field="target_time",
+        before=to_rfc3339(before) if before is not None else None,
+        after=to_rfc3339(after) if after is not None else None,
+    )
+
+
+def history_kept_until(state: PitrState, ranges: list[RecoverableRange]) -> datetime | None:
+    """Continuous backups off, stored history left: when its last range expires (the
+    window after its end)."""
+    if state.enabled or not ranges:
+        return None
+    return max(r.end for r in ranges) + timedelta(days=state.window_days)
 
 
 # -- expiry (retention of continuous backups) -----------------------------------------
@@ -353,8 +457,14 @@ def plan_pitr_expiry(
 ) -> PitrExpiry:
     """Keep `window_days` of history: the newest base backup finished before the window
     starts (it restores the window's first moment) and everything newer; the WAL that
-    the oldest kept base backup of each chain needs, and none before it."""
+    the oldest kept base backup of each chain needs, and none before it. With continuous
+    backups off (`current_chain_id` None), all of it once its last moment is older than
+    the window (`history_kept_until`)."""
     start = now - timedelta(days=window_days)
+    ranges = recoverable_ranges(chains, bases)
+    if current_chain_id is None and ranges and max(r.end for r in ranges) <= start:
+        # Continuous backups are off and their last moment left the window: all of it goes.
+        return PitrExpiry(list(bases), list(chains), {})
     ordered = sorted(bases, key=lambda b: b.finished_at)
     before = [b for b in ordered if b.finished_at <= start]
     anchor = before[-1] if before else None

@@ -228,8 +228,9 @@ def test_refusals_name_the_cause(services: Services, aws: AwsStack) -> None:
     server = start_server("18", extra_conf="wal_level = minimal\nmax_wal_senders = 0\n")
     try:
         register(services, server, "minimal")
-        with pytest.raises(ReplicationRefused, match="wal_level = minimal"):
+        with pytest.raises(ReplicationRefused, match="wal_level = minimal") as low:
             enable(services, "minimal")
+        assert low.value.code == "wal_level_too_low"
     finally:
         server.destroy()
 
@@ -243,6 +244,7 @@ def test_refusals_name_the_cause(services: Services, aws: AwsStack) -> None:
         )
         with pytest.raises(ReplicationRefused, match="REPLICATION") as refused:
             enable(services, "norights")
+        assert refused.value.code == "replication_not_permitted"
         assert "secret-pw" not in refused.value.message
         assert services.pitr.get_state("norights") is None
     finally:
@@ -625,7 +627,7 @@ def test_api_enables_reports_the_window_and_plans_restores(
         },
     )
     assert refused.status == 422, refused.body
-    assert refused.body["error"]["code"] == "replication_refused"
+    assert refused.body["error"]["code"] == "replication_not_permitted"
     assert "REPLICATION" in refused.body["error"]["message"]
     assert "app-pw" not in json.dumps(refused.body)
     bad = api.call("api-put-pitr", body={"enabled": True, "window_days": 31})

@@ -3,8 +3,16 @@
 The restore plan (GET /v1/databases/{db}/pitr/restore?target_time=...) is what
 `pgbackups pitr-restore` downloads: presigned URLs of one base backup and the WAL
 after it, a page at a time, each WAL file with the digest recorded when it was
-archived. A time outside the recovery window is refused (422), and a plan whose WAL
-has a hole (409 `wal_missing`), before any URL is made, so the CLI downloads nothing.
+archived. A time in no recoverable range (a gap, or outside them all) is refused (422
+`outside_recovery_window`, with `before` and `after`: the nearest recoverable times),
+continuous backups that are off with no stored history left too (409 `pitr_disabled`),
+and a plan whose WAL has a hole (409 `wal_missing`), before any URL is made, so the CLI
+downloads nothing.
+
+Enabling checks the server and says what is wrong, one code each (422):
+`server_unreachable`, `authentication_failed`, `replication_not_permitted`,
+`replication_refused_by_pg_hba`, `wal_level_too_low`, `no_free_wal_sender`,
+`no_free_replication_slot`.
 """
 
 from __future__ import annotations
@@ -45,7 +53,10 @@ def build_router(services: Services) -> Router:
     @router.get(
         "/v1/databases/<db>/pitr",
         operation_id="getPitr",
-        summary="Continuous backups: settings, status and the recovery window",
+        summary=(
+            "Continuous backups: settings, status, the recoverable ranges and the breaks "
+            "between them"
+        ),
         tags=tags,
         responses=answers(200, "Continuous backups of the database"),
     )
@@ -57,7 +68,9 @@ def build_router(services: Services) -> Router:
         operation_id="putPitr",
         summary=(
             "Enable, change or disable continuous backups (the server is checked); enabling "
-            "starts the first base backup on the backups' runner"
+            "starts the first base backup on the backups' runner. The settings a database "
+            "already has change nothing; a new replication URL to the same server keeps "
+            "the chain"
         ),
         tags=tags,
         responses=answers(200, "Continuous backups of the database", 400, 409),

@@ -6,7 +6,8 @@
 - `base_backup`: asked of the backups' runner, taken there (pg_basebackup to S3);
 - `retention`: expire base backups and WAL older than the window;
 - `restore_plan`: archive-get, what a point-in-time restore downloads;
-- `status`: the settings, the recovery window and the base backups, computed once.
+- `status`: the settings, the recoverable ranges and the breaks between them, the base
+  backups, computed once.
 
 The names callers use are re-exported here.
 """

@@ -16,8 +16,8 @@ from datetime import timedelta
 from aws_lambda_powertools import Logger
 
 from pgbackups.domain.errors import ChainEnded, PgBackupsError
-from pgbackups.domain.models import BackupRequest, RunnerName, error_text
-from pgbackups.domain.pitr import BaseBackup, BaseBackupRun, WalChain
+from pgbackups.domain.models import BackupRequest, RunnerName, error_text, to_rfc3339
+from pgbackups.domain.pitr import BaseBackup, BaseBackupRun, PitrState, WalChain
 from pgbackups.domain.runners import RunnerFailed
 from pgbackups.postgres import wal
 from pgbackups.postgres.basebackup import stream_basebackup_to_s3
@@ -121,9 +121,31 @@ def run_base_backup(
         given_up = services.pitr.base_backup_run(database)
         return BaseBackupResult("error", error=given_up.error if given_up else None)
     # A broken database is `ok` again once its new chain has a base backup.
-    services.pitr.mark_ok(database, base.chain_id)
+    was = services.pitr.mark_ok(database, base.chain_id)
+    if was is not None:
+        _publish_recovered(services, was, base)
     logger.info("base backup stored", extra={"base_backup": base.id, "size": base.size})
     return BaseBackupResult("done", base=base)
+
+
+def _publish_recovered(services: Services, was: PitrState, base: BaseBackup) -> None:
+    """`PITR Recovered`: restoring is possible again from `base`'s end on."""
+    detail: dict[str, object] = {
+        "database": was.database,
+        "chain_id": base.chain_id,
+        "base_backup_id": base.id,
+        "reason": was.broken_reason,
+        "broken_since": to_rfc3339(was.broken_since) if was.broken_since else None,
+        "recovered_at": to_rfc3339(base.finished_at),
+        "gap_seconds": (
+            (base.finished_at - was.broken_since).total_seconds() if was.broken_since else None
+        ),
+    }
+    logger.info("continuous backups recovered", extra={"chain": base.chain_id})
+    try:
+        services.events.publish_pitr_recovered(detail)
+    except Exception:
+        logger.exception("could not publish the PITR Recovered event")
 
 
 def _chain_still_current(services: Services, run: BaseBackupRun) -> WalChain:

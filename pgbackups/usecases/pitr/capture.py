@@ -48,8 +48,15 @@ class CaptureReport:
 
 
 def pitr_databases(services: Services) -> list[str]:
+    """The databases a capture runs for: continuous backups on, or off with stored
+    history left (the capture expires it)."""
     names = [record.name for record in services.catalog.list_databases()]
-    return [state.database for state in services.pitr.enabled_databases(names)]
+    states = [services.pitr.get_state(name) for name in names]
+    return [
+        state.database
+        for state in states
+        if state is not None and (state.enabled or state.chain_id is not None)
+    ]
 
 
 def start_captures(services: Services) -> list[str]:
@@ -77,10 +84,20 @@ def capture(services: Services, database: str, *, seconds_left: float) -> Captur
     try:
         state = services.pitr.get_state(database)
         if state is None or not state.enabled or state.chain_id is None:
+            if state is not None and state.chain_id is not None:
+                _expire_history(services, state)
             return CaptureReport(database, outcome="disabled")
         return _capture(services, state, deadline)
     finally:
         services.pitr.release_lease(database, owner)
+
+
+def _expire_history(services: Services, state: PitrState) -> None:
+    """Continuous backups are off: their stored history expires with the window; once all
+    of it is gone the database has nothing left to capture or restore."""
+    apply_pitr_retention(services, state.database)
+    if not services.pitr.chains(state.database):
+        services.pitr.put_state(state.model_copy(update={"chain_id": None}))
 
 
 def _capture(services: Services, state: PitrState, deadline: float) -> CaptureReport:
@@ -246,21 +263,14 @@ def _store_segment(
 def _break_chain(
     services: Services, state: PitrState, chain: WalChain, url: str, reason: str
 ) -> WalChain:
-    """End `chain` (broken, event) and start a new one from a fresh slot."""
+    """End `chain` (broken) and start a new one from a fresh slot. The event `PITR
+    Broken` once per break: a chain that breaks before the break ended (no base backup
+    of the new chain yet) is the same break, one more entry in the history."""
     now = services.clock()
     services.pitr.put_chain(chain.model_copy(update={"broken_at": now, "broken_reason": reason}))
     logger.warning("continuous backup chain broken", extra={"chain": chain.id, "reason": reason})
-    try:
-        services.events.publish_pitr_broken(
-            {
-                "database": state.database,
-                "chain_id": chain.id,
-                "reason": reason,
-                "broken_at": to_rfc3339(now),
-            }
-        )
-    except Exception:
-        logger.exception("could not publish the PITR Broken event")
+    if state.status != "broken":
+        _publish_broken(services, state.database, chain.id, reason, now)
     slot = state.replication_slot
     slots.drop_slot(url, slot)
     start = slots.create_slot(url, slot)
@@ -272,6 +282,22 @@ def _break_chain(
     new = new_chain(state.database, identity, start, now, url)
     services.pitr.put_chain(new)
     # Only what the capture knows: settings changed meanwhile are kept.
-    if not services.pitr.move_to_chain(state.database, chain.id, new.id, reason):
+    if not services.pitr.move_to_chain(state.database, chain.id, new.id, reason, now):
         logger.warning("the state moved on meanwhile", extra={"chain": new.id})
     return new
+
+
+def _publish_broken(
+    services: Services, database: str, chain_id: str, reason: str, at: datetime
+) -> None:
+    try:
+        services.events.publish_pitr_broken(
+            {
+                "database": database,
+                "chain_id": chain_id,
+                "reason": reason,
+                "broken_at": to_rfc3339(at),
+            }
+        )
+    except Exception:
+        logger.exception("could not publish the PITR Broken event")

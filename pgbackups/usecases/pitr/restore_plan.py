@@ -8,11 +8,17 @@ from datetime import datetime, timedelta
 
 from pgbackups.domain.errors import (
     InvalidInput,
-    PitrNotEnabled,
+    PitrDisabled,
     RecoveryWindowMoved,
     WalMissing,
 )
-from pgbackups.domain.pitr import WAL_FILE_NAME, RestorePoint, WalFile, restore_point
+from pgbackups.domain.pitr import (
+    WAL_FILE_NAME,
+    RestorePoint,
+    WalFile,
+    recoverable_ranges,
+    restore_point,
+)
 from pgbackups.postgres import lsn
 from pgbackups.services import Services
 
@@ -45,14 +51,20 @@ def plan_restore(
     limit: int = RESTORE_PAGE_SIZE,
 ) -> RestorePlan:
     """What a restore to `target` (None: latest) downloads, from `cursor` on;
-    OutsideRecoveryWindow first."""
+    OutsideRecoveryWindow first (a gap, or outside every range), PitrDisabled when
+    continuous backups are off and no stored history is left."""
     services.catalog.get_database(database)
     state = services.pitr.get_state(database)
-    if state is None or state.chain_id is None:
-        raise PitrNotEnabled(f"continuous backups were never enabled for {database}")
-    point = restore_point(
-        services.pitr.chains(database), services.pitr.base_backups(database), target
-    )
+    chains = services.pitr.chains(database)
+    bases = services.pitr.base_backups(database)
+    enabled = state is not None and state.enabled
+    if not enabled and not recoverable_ranges(chains, bases):
+        raise PitrDisabled(
+            f"continuous backups of {database} are disabled and no stored history is "
+            "left: there is nothing to restore to a point in time. Enable them "
+            "(`pgbackups pitr-enable`) to restore later moments"
+        )
+    point = restore_point(chains, bases, target)
     after = _after(cursor, point.base.id)
     files = wal_to_replay(point, services.pitr.wal_files(database, point.chain.id))
     remaining = [f for f in files if f.name > after]
