@@ -1,4 +1,4 @@
-"""`pitr-window` and `pitr-restore`: the recovery window, and a restore to a point in time.
+"""`pitr-restore`: a restore to a point in time (the window: `pitr_settings`).
 
 A restore asks the API for a plan (a base backup and the WAL after it, as
 presigned URLs with the SHA-256 recorded when each was archived, a page at a
@@ -60,8 +60,6 @@ from pgbackups_cli.output import (
     Failure,
     Interrupted,
     note,
-    print_json,
-    print_table,
     say,
     stderr_console,
 )
@@ -70,7 +68,6 @@ from pgbackups_cli.session import (
     api_options,
     confirm,
     database_option,
-    json_option,
     session,
     yes_option,
 )
@@ -358,36 +355,6 @@ def move_into(cluster: RecoveredCluster, plan: dict[str, Any], target: Target) -
 # -- commands ----------------------------------------------------------------------------------
 
 
-def _when(value: str | None) -> str:
-    if not value:
-        return "—"
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-
-
-@click.command("pitr-window")
-@database_option
-@api_options
-@json_option
-def pitr_window(as_json: bool) -> None:
-    """Show the recovery window of continuous backups."""
-    from rich.table import Table
-
-    state = session()
-    pitr = state.client().get(state.database_path("pitr"))
-    if as_json:
-        print_json(pitr)
-        return
-    if not pitr["enabled"]:
-        say(f"Continuous backups are disabled for {state.database_name()}.")
-        return
-    click.echo(f"=== Recovery window of {state.database_name()} ({pitr['status']})")
-    table = Table(show_header=False, box=None)
-    table.add_row("Earliest recoverable at", _when(pitr.get("earliest_recoverable_at")))
-    table.add_row("Latest recoverable at", _when(pitr.get("latest_recoverable_at")))
-    print_table(table)
-
-
 def parse_target_time(value: str) -> str:
     """`latest`, or an RFC 3339 time with its offset, as the API takes it."""
     if value == LATEST:
@@ -543,4 +510,4 @@ def _explained(error: BaseException, target_dir: Path | None, done: str) -> Base
     return error
 
 
-COMMANDS = (pitr_window, pitr_restore)
+COMMANDS = (pitr_restore,)
