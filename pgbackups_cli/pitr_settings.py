@@ -203,7 +203,7 @@ def _ask_replication_url(name: str) -> str | None:
 )
 @click.option(
     "--base-backup-every-days", type=click.IntRange(1, 7), metavar="N",
-    help="Days between base backups (1-7; default 1, or as set).",
+    help="Days between base backups (1-7; default 7, or as set).",
 )  # fmt: skip
 @click.option(
     "--window-days", type=click.IntRange(1, 30), metavar="N",
