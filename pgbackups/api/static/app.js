@@ -797,9 +797,9 @@ function renderPitr(pitr) {
   showOnce($("#pitr-status"), status, () => (status ? statusBadge(status) : []));
   renderPitrForm(pitr);
   renderRanges(pitr.enabled || kept ? ranges : []);
-  if (!pitr.enabled) return;
-  const broken = pitr.status === "broken";
+  const broken = pitr.enabled && pitr.status === "broken";
   $("#pitr-broken").hidden = !broken;
+  if (!pitr.enabled) return;
   const reason = broken ? pitr.broken_reason || "" : "";
   if ($("#pitr-reason").textContent !== reason) $("#pitr-reason").textContent = reason;
   const since = broken ? pitr.broken_since || "" : "";
