@@ -56,6 +56,7 @@ from pgbackups.postgres.cluster import (
     server_user,
     unpack_base_backup,
 )
+from pgbackups_cli.client import ApiFailure
 from pgbackups_cli.output import (
     Failure,
     Interrupted,
@@ -407,7 +408,14 @@ def pitr_restore(time: str, target_dir: Path | None, target: Target | None, yes:
             path, {"target_time": moment} | ({"cursor": cursor} if cursor else {})
         )
     )
-    plan = next(pages)
+    try:
+        plan = next(pages)
+    except ApiFailure as refusal:
+        if refusal.code != "outside_recovery_window":
+            raise
+        raise Failure(
+            f"{refusal.message}\n`pgbackups pitr-window -d {name}` shows every recoverable range."
+        ) from None
     if target_dir is not None:
         target_dir = target_dir.absolute()
         if target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir())):

@@ -362,3 +362,28 @@ def test_disable_when_already_disabled_changes_nothing(api: FakeApi) -> None:
     assert result.exit_code == 0
     assert result.stdout == "-----> Continuous backups are already disabled for shop.\n"
     assert put_bodies(api) == []
+
+
+# -- pitr-restore, refused before anything is downloaded -----------------------------------------
+
+
+def test_a_time_in_a_gap_names_the_nearest_times_and_where_to_see_the_ranges(
+    api: FakeApi, tmp_path: Any
+) -> None:
+    message = (
+        "2026-12-05T22:00:00Z is outside every recoverable range: the nearest recoverable "
+        "times are 2026-12-05T21:53:10Z before and 2026-12-05T22:25:00Z after"
+    )
+    refusal = error(422, "outside_recovery_window", message)
+    refusal[1]["error"] |= {"before": "2026-12-05T21:53:10Z", "after": "2026-12-05T22:25:00Z"}
+    api.routes[f"GET {PITR}/restore"] = refusal
+    target = tmp_path / "restored"
+    result = run(
+        "pitr-restore", "2026-12-05T22:00:00Z", "--target-dir", str(target), "--yes", "-d", "shop"
+    )
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-2:] == [
+        f" !     {message}",
+        " !     `pgbackups pitr-window -d shop` shows every recoverable range.",
+    ]
+    assert not target.exists()
