@@ -963,12 +963,12 @@ $("#pitr-disable").addEventListener("click", async (event) => {
   const name = state.database?.name;
   const current = state.pitr;
   if (!name || !current) return;
-  const window = current.window_days === 1 ? "1 day" : `${current.window_days} days`;
+  const days = current.window_days === 1 ? "1 day" : `${current.window_days} days`;
   const confirmed = await confirmAction({
     title: `Disable continuous backups of ${name}?`,
     message:
       "No more WAL is captured and its replication slot is dropped; the history kept stays " +
-      `restorable until it expires with the window (${window}).`,
+      `restorable until it expires with the window (${days}).`,
     action: "Disable continuous backups",
   });
   if (!confirmed) return;
