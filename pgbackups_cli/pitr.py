@@ -64,6 +64,7 @@ from pgbackups_cli.output import (
     say,
     stderr_console,
 )
+from pgbackups_cli.pitr_settings import COMMANDS as SETTINGS_COMMANDS
 from pgbackups_cli.secret_input import target_url_option
 from pgbackups_cli.session import (
     api_options,
@@ -518,4 +519,5 @@ def _explained(error: BaseException, target_dir: Path | None, done: str) -> Base
     return error
 
 
-COMMANDS = (pitr_restore,)
+# On, off and the window first, as `pgbackups --help` lists them.
+COMMANDS = (*SETTINGS_COMMANDS, pitr_restore)
