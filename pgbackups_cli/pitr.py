@@ -1,4 +1,4 @@
-"""`pitr-window` and `pitr-restore`: the recovery window, and a restore to a point in time.
+"""`pitr-restore`: a restore to a point in time (the window: `pitr_settings`).
 
 A restore asks the API for a plan (a base backup and the WAL after it, as
 presigned URLs with the SHA-256 recorded when each was archived, a page at a
@@ -56,21 +56,20 @@ from pgbackups.postgres.cluster import (
     server_user,
     unpack_base_backup,
 )
+from pgbackups_cli.client import ApiFailure
 from pgbackups_cli.output import (
     Failure,
     Interrupted,
     note,
-    print_json,
-    print_table,
     say,
     stderr_console,
 )
+from pgbackups_cli.pitr_settings import COMMANDS as SETTINGS_COMMANDS
 from pgbackups_cli.secret_input import target_url_option
 from pgbackups_cli.session import (
     api_options,
     confirm,
     database_option,
-    json_option,
     session,
     yes_option,
 )
@@ -358,36 +357,6 @@ def move_into(cluster: RecoveredCluster, plan: dict[str, Any], target: Target) -
 # -- commands ----------------------------------------------------------------------------------
 
 
-def _when(value: str | None) -> str:
-    if not value:
-        return "—"
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-
-
-@click.command("pitr-window")
-@database_option
-@api_options
-@json_option
-def pitr_window(as_json: bool) -> None:
-    """Show the recovery window of continuous backups."""
-    from rich.table import Table
-
-    state = session()
-    pitr = state.client().get(state.database_path("pitr"))
-    if as_json:
-        print_json(pitr)
-        return
-    if not pitr["enabled"]:
-        say(f"Continuous backups are disabled for {state.database_name()}.")
-        return
-    click.echo(f"=== Recovery window of {state.database_name()} ({pitr['status']})")
-    table = Table(show_header=False, box=None)
-    table.add_row("Earliest recoverable at", _when(pitr.get("earliest_recoverable_at")))
-    table.add_row("Latest recoverable at", _when(pitr.get("latest_recoverable_at")))
-    print_table(table)
-
-
 def parse_target_time(value: str) -> str:
     """`latest`, or an RFC 3339 time with its offset, as the API takes it."""
     if value == LATEST:
@@ -440,7 +409,14 @@ def pitr_restore(time: str, target_dir: Path | None, target: Target | None, yes:
             path, {"target_time": moment} | ({"cursor": cursor} if cursor else {})
         )
     )
-    plan = next(pages)
+    try:
+        plan = next(pages)
+    except ApiFailure as refusal:
+        if refusal.code != "outside_recovery_window":
+            raise
+        raise Failure(
+            f"{refusal.message}\n`pgbackups pitr-window -d {name}` shows every recoverable range."
+        ) from None
     if target_dir is not None:
         target_dir = target_dir.absolute()
         if target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir())):
@@ -543,4 +519,5 @@ def _explained(error: BaseException, target_dir: Path | None, done: str) -> Base
     return error
 
 
-COMMANDS = (pitr_window, pitr_restore)
+# On, off and the window first, as `pgbackups --help` lists them.
+COMMANDS = (*SETTINGS_COMMANDS, pitr_restore)

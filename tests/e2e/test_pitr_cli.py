@@ -1,10 +1,12 @@
-"""Point-in-time recovery as a user runs it: the local stack, `pgbackups local pitr-capture`,
-`pgbackups pitr-window` and `pgbackups pitr-restore`, on a real PostgreSQL 18."""
+"""Point-in-time recovery as a user runs it: the local stack, `pgbackups pitr-enable`,
+`pgbackups local pitr-capture`, `pgbackups pitr-window`, `pgbackups pitr-restore` and
+`pgbackups pitr-disable`, on a real PostgreSQL 18."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pgbackups_local.postgres import EmbeddedPostgres
+from pgbackups_local.postgres import EmbeddedPostgres, free_port
 from tests.e2e.conftest import Cli, RunningStack, beside_the_stack, pgbackups_command
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +59,7 @@ def capture(cli: Cli, database: str = "orders") -> dict[str, object]:
         assert result.returncode == 0, result.stderr
         (answer,) = json.loads(result.stdout)
         if answer["outcome"] != "busy":
-            return answer  # type: ignore[no-any-return]
+            return answer
         time.sleep(1)
     pytest.fail("the capture stayed busy")
 
@@ -100,8 +102,8 @@ def test_capture_window_and_restore_to_a_point_in_time(
 
     window = cli("pitr-window", "-d", "orders")
     assert window.returncode == 0, window.stderr
-    assert "Earliest recoverable at" in window.stdout
-    assert "Latest recoverable at" in window.stdout
+    assert window.stdout.startswith("=== Continuous backups of orders\nStatus:            ok\n")
+    assert re.search(r"^Recoverable: +\d{4}-\d\d-\d\d [\d:]+ UTC to \d{4}-", window.stdout, re.M)
 
     # Outside the window: refused before anything is downloaded.
     nowhere = tmp_path / "never"
@@ -142,6 +144,71 @@ def test_capture_window_and_restore_to_a_point_in_time(
         assert rows_of_cluster(cluster_dir) == "1,2,3"
     finally:
         shutil.rmtree(reachable, ignore_errors=True)
+
+
+def test_enable_see_the_window_and_disable_from_the_cli(
+    cli: Cli, server: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    """The flow the README shows: the replication URL from a file on stdin, never on the
+    command line; a refused server said in the API's words, with nothing enabled."""
+    url = server.create_database("shop")
+    server.psql("CREATE TABLE events (id int PRIMARY KEY)", "shop")
+    server.psql("CREATE ROLE streamer LOGIN REPLICATION PASSWORD 'Streamer-pw-2'")
+    added = cli("databases-add", "shop", "--url", "-", input=url + "\n")
+    assert added.returncode == 0, added.stderr
+
+    nobody = f"postgresql://streamer:Streamer-pw-2@127.0.0.1:{free_port()}/shop"
+    refused = cli("pitr-enable", "-d", "shop", "--replication-url", "-", input=nobody + "\n")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1].startswith(" !     ")
+    assert "Streamer-pw-2" not in refused.stdout + refused.stderr
+    assert cli.api_get("/v1/databases/shop/pitr")["enabled"] is False
+
+    repl = tmp_path / "repl.url"
+    repl.write_text(f"postgresql://streamer:Streamer-pw-2@127.0.0.1:{server.port}/shop\n")
+    enabled = cli("pitr-enable", "-d", "shop", "--replication-url", "-", input=repl.read_text())
+    assert enabled.returncode == 0, enabled.stderr
+    print(f"\n$ pgbackups pitr-enable --replication-url - < repl.url\n{enabled.stdout}")
+    assert enabled.stdout.splitlines() == [
+        "-----> Continuous backups enabled for shop",
+        "       Replication through the URL given",
+        "       A base backup every 7 days, history kept 7 days",
+        "       The first base backup is on its way: `pgbackups pitr-window -d shop` shows it.",
+    ]
+    for _ in range(120):
+        view = cli.api_get("/v1/databases/shop/pitr")
+        if view["base_backups"] or view["last_base_backup_error"]:
+            break
+        time.sleep(1)
+    assert view["last_base_backup_error"] is None and view["base_backups"], view
+    capture(cli, "shop")
+    commit(server, 1, "shop")
+    capture(cli, "shop")
+
+    window = cli("pitr-window", "-d", "shop")
+    assert window.returncode == 0, window.stderr
+    print(f"$ pgbackups pitr-window\n{window.stdout}")
+    lines = window.stdout.splitlines()
+    assert lines[:2] == ["=== Continuous backups of shop", "Status:            ok"]
+    assert re.fullmatch(
+        r"Recoverable: +\d{4}-\d\d-\d\d [\d:]+ UTC to \d{4}-\S+ [\d:]+ UTC", lines[2]
+    )
+    assert re.fullmatch(r"Lag: +(\d+ (s|min \d+ s)) behind", lines[3])
+    assert re.fullmatch(r"Last archived WAL: +([0-9A-F]{24} at )?\d{4}-\S+ [\d:]+ UTC", lines[4])
+    assert lines[5] == "Settings:          a base backup every 7 days, history kept 7 days"
+    assert "Streamer-pw-2" not in window.stdout + window.stderr
+
+    asked = cli("pitr-disable", "-d", "shop")  # no terminal to say yes: nothing changes
+    assert asked.returncode == 1 and "expires with the window (7 days)" in asked.stdout
+    assert cli.api_get("/v1/databases/shop/pitr")["enabled"] is True
+    disabled = cli("pitr-disable", "-d", "shop", "--yes")
+    assert disabled.returncode == 0, disabled.stderr
+    print(f"$ pgbackups pitr-disable --yes\n{disabled.stdout}")
+    assert disabled.stdout.startswith("-----> Continuous backups disabled for shop\n")
+    assert cli.api_get("/v1/databases/shop/pitr")["enabled"] is False
+    after = cli("pitr-window", "-d", "shop")
+    print(f"$ pgbackups pitr-window\n{after.stdout}")
+    assert after.stdout.startswith("-----> Continuous backups are disabled for shop")
 
 
 def enable_continuous_backups(

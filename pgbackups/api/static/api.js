@@ -98,6 +98,7 @@ export const api = {
   archive: (name, id) => request("GET", `/v1/databases/${encodeURIComponent(name)}/backups/${encodeURIComponent(id)}/archive`),
   putSchedule: (name, schedule) => request("PUT", `/v1/databases/${encodeURIComponent(name)}/schedule`, schedule),
   pitr: (name) => request("GET", `/v1/databases/${encodeURIComponent(name)}/pitr`),
+  putPitr: (name, settings) => request("PUT", `/v1/databases/${encodeURIComponent(name)}/pitr`, settings),
 };
 
 /** The API's published bounds of the retention counts ({daily: {minimum, maximum}, …}). */

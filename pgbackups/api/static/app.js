@@ -32,6 +32,7 @@ const state = {
   pollTimer: null,
   pitrTimer: null,
   pitrShown: null, // the base backups as last drawn, so a refresh redraws only what changed
+  pitr: null, // the continuous backups last answered (the disable button keeps their window)
   generation: 0, // bumped on every navigation: late answers of a left view are dropped
   listSeq: 0, // bumped on every list request: only the latest one is shown
   historySeq: 0, // the same for the chart's list
@@ -701,21 +702,36 @@ async function poll(generation) {
 
 // Continuous backups ---------------------------------------------------------------------
 // GET /v1/databases/{db}/pitr, polled while the tab is open. A refresh changes only the
-// values that moved, in place: the block never empties between two answers.
+// values that moved, in place: the block never empties between two answers. The words are
+// the CLI's (pgbackups_cli/pitr_settings.py): `13 s behind`, `ongoing`, `history kept until`.
+// An older API without ranges or breaks is shown with what it sends.
 
 function clearPitr() {
   state.pitrShown = null;
+  state.pitr = null;
   $("#pitr-status").replaceChildren();
   $("#pitr-disabled").hidden = true;
+  $("#pitr-kept").hidden = true;
+  $("#pitr-kept-until").replaceChildren();
   $("#pitr-details").hidden = true;
   $("#pitr-error").textContent = "";
+  $("#pitr-broken").hidden = true;
   $("#pitr-reason").textContent = "";
   $("#pitr-base-error").hidden = true;
   $("#pitr-base-error-text").textContent = "";
-  for (const slot of ["#pitr-earliest", "#pitr-latest", "#pitr-lag", "#pitr-archived", "#pitr-base-run"]) {
+  for (const slot of ["#pitr-earliest", "#pitr-latest", "#pitr-lag", "#pitr-archived", "#pitr-base-run", "#pitr-since", "#pitr-ranges", "#pitr-timeline", "#pitr-breaks-table tbody"]) {
     $(slot).replaceChildren();
     delete $(slot).dataset.shown;
   }
+  $("#pitr-ranges-block").hidden = true;
+  $("#pitr-breaks-block").hidden = true;
+  const form = $("#pitr-form");
+  clearErrors(form);
+  form.reset();
+  delete form.dataset.filled;
+  delete form.dataset.edited;
+  $(".saved", form).textContent = "";
+  $("#pitr-disable").hidden = true;
   $("#base-backups-table tbody").replaceChildren();
   $("#base-backups-table").hidden = true;
   $("#base-backups-empty").hidden = true;
@@ -768,23 +784,68 @@ function momentNode(value) {
   return el("time", { datetime: value, title: formatTime(value, "UTC", true) }, formatTime(value, browserTimeZone(), true));
 }
 
+/** `13 s`, `4 min 7 s`, `2 h 5 min`, `3 d 4 h`: whole units, the two largest (as the CLI). */
+function durationWords(seconds) {
+  const total = Math.max(Math.round(seconds), 0);
+  const [days, hours, minutes, secs] = [Math.floor(total / 86400), Math.floor(total / 3600) % 24, Math.floor(total / 60) % 60, total % 60];
+  if (days) return `${days} d ${hours} h`;
+  if (hours) return `${hours} h ${minutes} min`;
+  if (minutes) return `${minutes} min ${secs} s`;
+  return `${secs} s`;
+}
+
+function lagWords(seconds) {
+  return seconds === null || seconds === undefined ? "–" : `${durationWords(seconds)} behind`;
+}
+
+function gapWords(brk) {
+  return brk.recovered_at === null || brk.recovered_at === undefined || brk.gap_seconds === null || brk.gap_seconds === undefined
+    ? "ongoing"
+    : durationWords(brk.gap_seconds);
+}
+
+/** The API's ranges, oldest first; from an older API, its one earliest-to-latest window. */
+function recoverableRanges(pitr) {
+  if (Array.isArray(pitr.recoverable_ranges)) return pitr.recoverable_ranges;
+  if (pitr.earliest_recoverable_at && pitr.latest_recoverable_at) {
+    return [{ from: pitr.earliest_recoverable_at, to: pitr.latest_recoverable_at, base_backup_id: null }];
+  }
+  return [];
+}
+
 function renderPitr(pitr) {
-  $("#pitr-disabled").hidden = pitr.enabled;
+  state.pitr = pitr;
+  const ranges = recoverableRanges(pitr);
+  const kept = !pitr.enabled && pitr.history_kept_until && ranges.length > 0 ? pitr.history_kept_until : "";
+  $("#pitr-disabled").hidden = pitr.enabled || kept !== "";
+  $("#pitr-kept").hidden = kept === "";
+  showOnce($("#pitr-kept-until"), kept, () => momentNode(kept));
   $("#pitr-details").hidden = !pitr.enabled;
   const status = pitr.enabled ? pitr.status : "";
   showOnce($("#pitr-status"), status, () => (status ? statusBadge(status) : []));
+  renderPitrForm(pitr);
+  renderRanges(pitr.enabled || kept ? ranges : []);
+  const broken = pitr.enabled && pitr.status === "broken";
+  $("#pitr-broken").hidden = !broken;
   if (!pitr.enabled) return;
-  const reason = pitr.status === "broken" ? pitr.broken_reason || "" : "";
+  const reason = broken ? pitr.broken_reason || "" : "";
   if ($("#pitr-reason").textContent !== reason) $("#pitr-reason").textContent = reason;
+  const since = broken ? pitr.broken_since || "" : "";
+  showOnce($("#pitr-since"), since, () => momentNode(since));
   for (const [slot, value] of [
     ["#pitr-earliest", pitr.earliest_recoverable_at],
     ["#pitr-latest", pitr.latest_recoverable_at],
-    ["#pitr-archived", pitr.last_archived_at],
   ]) {
     showOnce($(slot), value || "", () => momentNode(value));
   }
-  const lag = pitr.lag_seconds === null || pitr.lag_seconds === undefined ? "–" : formatDuration(pitr.lag_seconds);
+  const wal = pitr.last_archived_wal || "";
+  const archivedAt = pitr.last_archived_at || "";
+  showOnce($("#pitr-archived"), `${wal} ${archivedAt}`, () =>
+    wal && archivedAt ? [wal, " at ", momentNode(archivedAt)] : wal || momentNode(archivedAt),
+  );
+  const lag = lagWords(pitr.lag_seconds);
   showOnce($("#pitr-lag"), lag, () => lag);
+  renderBreaks(Array.isArray(pitr.breaks) ? pitr.breaks : []);
   // The base backup on its way and the last failure, when the API says them.
   const run = pitr.base_backup_in_progress || null;
   showOnce($("#pitr-base-run"), run ? JSON.stringify(run) : "", () => (run ? baseBackupRunText(run) : []));
@@ -792,6 +853,71 @@ function renderPitr(pitr) {
   if ($("#pitr-base-error-text").textContent !== failure) $("#pitr-base-error-text").textContent = failure;
   $("#pitr-base-error").hidden = failure === "";
   renderBaseBackups(pitr.base_backups);
+}
+
+/** The form follows the API's settings until someone edits it. */
+function renderPitrForm(pitr) {
+  const form = $("#pitr-form");
+  const action = pitr.enabled ? "Save changes" : "Enable continuous backups";
+  if ($("#pitr-save").textContent !== action) $("#pitr-save").textContent = action;
+  $("#pitr-disable").hidden = !pitr.enabled;
+  const settings = `${pitr.enabled} ${pitr.base_backup_every_days} ${pitr.window_days}`;
+  if (form.dataset.edited || form.dataset.filled === settings) return;
+  form.dataset.filled = settings;
+  $("#pitr-every-days").value = String(pitr.base_backup_every_days ?? 1);
+  $("#pitr-window-days").value = String(pitr.window_days ?? 7);
+}
+
+const TIMELINE = { width: 640, height: 28 };
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function renderRanges(ranges) {
+  const key = JSON.stringify(ranges);
+  const list = $("#pitr-ranges");
+  if (list.dataset.shown === key) return;
+  list.dataset.shown = key;
+  $("#pitr-ranges-block").hidden = ranges.length === 0;
+  list.replaceChildren(
+    ...ranges.map((range) =>
+      el("li", { "data-base-backup-id": range.base_backup_id || undefined }, "from ", momentNode(range.from), " to ", momentNode(range.to)),
+    ),
+  );
+  // A time line from the first range's start to the last one's end: each range a bar,
+  // each gap blank. Attributes only: the page's policy allows no inline style.
+  const timeline = $("#pitr-timeline");
+  const start = ranges.length ? new Date(ranges[0].from).getTime() : 0;
+  const span = ranges.length ? Math.max(new Date(ranges[ranges.length - 1].to).getTime() - start, 1) : 1;
+  timeline.replaceChildren(
+    ...ranges.map((range) => {
+      const from = ((new Date(range.from).getTime() - start) / span) * TIMELINE.width;
+      const to = ((new Date(range.to).getTime() - start) / span) * TIMELINE.width;
+      const bar = document.createElementNS(SVG_NS, "rect");
+      for (const [name, value] of Object.entries({ class: "range", x: from, y: 4, width: Math.max(to - from, 2), height: TIMELINE.height - 8 })) {
+        bar.setAttribute(name, String(value));
+      }
+      const title = document.createElementNS(SVG_NS, "title");
+      title.textContent = `from ${formatTime(range.from, "UTC", true)} to ${formatTime(range.to, "UTC", true)}`;
+      bar.append(title);
+      return bar;
+    }),
+  );
+}
+
+function renderBreaks(breaks) {
+  const body = $("#pitr-breaks-table tbody");
+  showOnce(body, JSON.stringify(breaks), () =>
+    breaks.map((brk) =>
+      el(
+        "tr",
+        {},
+        el("td", { "data-label": "At" }, momentNode(brk.at)),
+        el("td", { "data-label": "Reason" }, brk.reason || "–"),
+        el("td", { "data-label": "Gap" }, gapWords(brk)),
+        el("td", { "data-label": "Recoverable again at" }, momentNode(brk.recovered_at)),
+      ),
+    ),
+  );
+  $("#pitr-breaks-block").hidden = breaks.length === 0;
 }
 
 function baseBackupRunText(run) {
@@ -822,6 +948,77 @@ function renderBaseBackups(bases) {
   $("#base-backups-table").hidden = bases.length === 0;
   $("#base-backups-empty").hidden = bases.length !== 0;
 }
+
+/** Enable or change: the API checks the server; its refusal is shown as its words. */
+$("#pitr-form").addEventListener("input", (event) => {
+  event.currentTarget.dataset.edited = "true";
+});
+
+$("#pitr-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const name = state.database?.name;
+  if (!name) return;
+  clearErrors(form);
+  $(".saved", form).textContent = "";
+  const wasEnabled = Boolean(state.pitr?.enabled);
+  const settings = {
+    enabled: true,
+    base_backup_every_days: Number($("#pitr-every-days").value),
+    window_days: Number($("#pitr-window-days").value),
+  };
+  const url = $("#pitr-replication-url").value.trim();
+  if (url) settings.replication_url = url;
+  const generation = state.generation;
+  await busy($("#pitr-save"), async () => {
+    try {
+      const answer = await api.putPitr(name, settings);
+      if (generation !== state.generation) return;
+      $("#pitr-replication-url").value = "";
+      delete form.dataset.edited;
+      $(".saved", form).textContent = wasEnabled
+        ? `Continuous backups of ${name} changed.`
+        : `Continuous backups enabled for ${name}. The first base backup is on its way.`;
+      renderPitr(answer);
+    } catch (error) {
+      if (generation === state.generation) showError(form, error);
+    }
+  });
+});
+
+$("#pitr-disable").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  const name = state.database?.name;
+  const current = state.pitr;
+  if (!name || !current) return;
+  const days = current.window_days === 1 ? "1 day" : `${current.window_days} days`;
+  const confirmed = await confirmAction({
+    title: `Disable continuous backups of ${name}?`,
+    message:
+      "No more WAL is captured and its replication slot is dropped; the history kept stays " +
+      `restorable until it expires with the window (${days}).`,
+    action: "Disable continuous backups",
+  });
+  if (!confirmed) return;
+  const form = $("#pitr-form");
+  clearErrors(form);
+  const generation = state.generation;
+  await busy(button, async () => {
+    try {
+      const answer = await api.putPitr(name, {
+        enabled: false,
+        base_backup_every_days: current.base_backup_every_days,
+        window_days: current.window_days,
+      });
+      if (generation !== state.generation) return;
+      delete form.dataset.edited;
+      $(".saved", form).textContent = `Continuous backups disabled for ${name}.`;
+      renderPitr(answer);
+    } catch (error) {
+      if (generation === state.generation) showError(form, error);
+    }
+  });
+});
 
 // -- start -----------------------------------------------------------------------------
 
