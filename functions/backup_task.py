@@ -2,7 +2,7 @@
 
 Started by task_bootstrap.py once the function's code and layers are unpacked.
 The request comes in PGBACKUPS_BACKUP_REQUEST (`{"database", "backup_id", "kind"}`,
-set by the Fargate runner's RunTask override: a logical backup or a base backup); the deadline is the task's own
+set by the Fargate runner's RunTask override: a logical backup, a base backup or a restore); the deadline is the task's own
 (BACKUP_TASK_TIMEOUT_SECONDS), counted from the bootstrap's start. Exit code 0
 when the backup was taken or had nothing to do, 1 when it ended in `error`.
 """
@@ -28,6 +28,7 @@ from pgbackups.postgres.pgtools import launch
 from pgbackups.settings import Settings
 from pgbackups.usecases.backup import run_backup
 from pgbackups.usecases.pitr import run_base_backup
+from pgbackups.usecases.restores import run_restore
 from pgbackups.wiring import build_services
 
 REQUEST_VARIABLE = "PGBACKUPS_BACKUP_REQUEST"
@@ -68,7 +69,11 @@ def main(*, started_monotonic: float | None = None) -> int:
     logger.append_keys(backup_id=request.backup_id, database=request.database)
     seconds_left = settings.task_timeout_seconds - (time.monotonic() - started)
     status = "unchanged"
-    if request.kind == "base":
+    if request.kind == "restore":
+        restore = run_restore(services, request, seconds_left=seconds_left, runner="fargate")
+        if restore is not None:
+            status = restore.status
+    elif request.kind == "base":
         result = run_base_backup(services, request, seconds_left=seconds_left, runner="fargate")
         if result is not None:
             record_base_backup_metrics(metrics, request.database, result)

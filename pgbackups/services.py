@@ -15,6 +15,7 @@ from pgbackups.ports import (
     Catalog,
     Events,
     PitrCatalog,
+    Restores,
     Secrets,
 )
 from pgbackups.postgres.pgtools import Launcher, PgTools, launch
@@ -34,6 +35,7 @@ class Services:
     tools: PgTools
     pitr: PitrCatalog
     captures: CaptureStarter
+    restores: Restores
     clock: Callable[[], datetime] = field(default=utcnow)
     launcher: Launcher = field(default=launch)
     # The container runner for backups that outgrow Lambda; None where the

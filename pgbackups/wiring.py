@@ -17,6 +17,7 @@ from pgbackups.adapters.archives import ArchiveStore
 from pgbackups.adapters.catalog import Catalog
 from pgbackups.adapters.events import BackupEvents
 from pgbackups.adapters.pitr import PitrCatalog
+from pgbackups.adapters.restores import RestoreCatalog
 from pgbackups.adapters.runners import FargateRunner, LambdaCaptureStarter, LambdaRunner
 from pgbackups.adapters.secrets import ConnectionSecrets
 from pgbackups.api.auth import TokenAuthorizer
@@ -67,6 +68,7 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
         fargate=fargate,
         pitr=PitrCatalog(dynamodb, settings.table_name),
         captures=LambdaCaptureStarter(lambda_client, settings.capture_function_name),
+        restores=RestoreCatalog(dynamodb, settings.table_name),
     )
 
 

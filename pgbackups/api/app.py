@@ -26,7 +26,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from pgbackups.api.errors import MalformedBody, field_path, http_status, validation_message
-from pgbackups.api.routers import backups, dashboard, databases, pitr, schedule
+from pgbackups.api.routers import backups, dashboard, databases, pitr, restores, schedule
 from pgbackups.domain.errors import PgBackupsError
 from pgbackups.services import Services
 
@@ -165,7 +165,7 @@ def build_api(services: Services) -> APIGatewayHttpResolver:
     )
     _install_error_handlers(app)
     app.use(middlewares=[_json_headers])
-    for router in (databases, schedule, backups, pitr):
+    for router in (databases, schedule, backups, pitr, restores):
         app.include_router(router.build_router(services))
     _openapi_route(app)
     app.include_router(dashboard.build_router())

@@ -14,6 +14,7 @@ from pgbackups.domain.models import (
     BackupRecord,
     DatabaseHistory,
     DatabaseRecord,
+    RestoreRecord,
     backup_created_at,
 )
 from pgbackups.domain.retention import plan_retention
@@ -26,6 +27,7 @@ from pgbackups.domain.schedule import (
 from pgbackups.services import Services
 from pgbackups.usecases.backup import publish_backup_event, schedule_backup
 from pgbackups.usecases.databases import finish_secret_deletion
+from pgbackups.usecases.restores import reap_stale_restores
 from pgbackups.usecases.retention import apply_retention
 
 logger = Logger(child=True)
@@ -41,6 +43,7 @@ class DispatchReport:
     reaped: list[BackupRecord] = field(default_factory=list)
     pruned: list[BackupRecord] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # databases whose sweep raised
+    reaped_restores: list[RestoreRecord] = field(default_factory=list)
 
     def add(self, other: DispatchReport) -> None:
         self.scheduled += other.scheduled
@@ -63,6 +66,7 @@ def dispatch(services: Services, at: datetime) -> DispatchReport:
     with ThreadPoolExecutor(max_workers=SWEEP_THREADS) as pool:
         sweeps = list(pool.map(lambda history: _sweep(services, history, at, now), histories))
     report = DispatchReport()
+    report.reaped_restores = reap_stale_restores(services, now)
     for sweep in sweeps:  # in the databases' order, whatever order they finished in
         report.add(sweep)
     return report
