@@ -47,6 +47,9 @@ API_ROUTES = {
     ("GET", "/v1/databases/{db}/pitr"),
     ("PUT", "/v1/databases/{db}/pitr"),
     ("GET", "/v1/databases/{db}/pitr/restore"),
+    ("POST", "/v1/databases/{db}/restores"),
+    ("GET", "/v1/databases/{db}/restores"),
+    ("GET", "/v1/databases/{db}/restores/{id}"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/"),  # the dashboard and its static files
     ("GET", "/static/{file}"),
@@ -432,6 +435,11 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
         ":secret:pgbackups/${Stage}/databases/*"
     }
+    # A restore's target URL: created by the API, read and deleted by the runner.
+    restore_secrets = {
+        "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
+        ":secret:pgbackups/${Stage}/restores/*"
+    }
     backup_function = {"Fn::GetAtt": ["BackupFunction", "Arn"]}
     bus = {"Fn::GetAtt": ["EventBus", "Arn"]}
     # Starting a backup on Fargate: RunTask of the one task definition, passing its
@@ -463,13 +471,11 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "s3:DeleteObject": [objects],
         **{
             f"secretsmanager:{action}": [database_secrets]
-            for action in (
-                "CreateSecret",
-                "PutSecretValue",
-                "GetSecretValue",
-                "DeleteSecret",
-                "TagResource",
-            )
+            for action in ("PutSecretValue", "GetSecretValue")
+        },
+        **{
+            f"secretsmanager:{action}": [database_secrets, restore_secrets]
+            for action in ("CreateSecret", "DeleteSecret", "TagResource")
         },
         "lambda:InvokeFunction": [backup_function],
         "events:PutEvents": [bus],
@@ -483,14 +489,16 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "s3:PutObject": [objects],
         "s3:AbortMultipartUpload": [objects],
         "s3:DeleteObject": [objects],
-        "secretsmanager:GetSecretValue": [database_secrets],
+        "s3:GetObject": [objects],  # restores stream the archive
+        "secretsmanager:GetSecretValue": [database_secrets, restore_secrets],
+        "secretsmanager:DeleteSecret": [restore_secrets],
         "events:PutEvents": [bus],
     }
     assert actions_on(resources["DispatcherFunction"]) == {
         **catalog,
         "dynamodb:Scan": [table],  # the whole catalog, once per run
         "s3:DeleteObject": [objects],
-        "secretsmanager:DeleteSecret": [database_secrets],
+        "secretsmanager:DeleteSecret": [database_secrets, restore_secrets],
         "lambda:InvokeFunction": [backup_function],
         "events:PutEvents": [bus],
         **start_tasks,
