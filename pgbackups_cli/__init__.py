@@ -18,6 +18,7 @@ from pgbackups_cli.databases import COMMANDS as DATABASE_COMMANDS
 from pgbackups_cli.login import COMMANDS as LOGIN_COMMANDS
 from pgbackups_cli.output import Failure, Interrupted
 from pgbackups_cli.pitr import COMMANDS as PITR_COMMANDS
+from pgbackups_cli.restores import COMMANDS as RESTORE_COMMANDS
 from pgbackups_cli.session import api_options, database_option
 
 # Commands that live in other packages, imported when used: name → (module, attribute, help).
@@ -89,5 +90,11 @@ def main() -> None:
     """
 
 
-for command in (*DATABASE_COMMANDS, *BACKUP_COMMANDS, *PITR_COMMANDS, *LOGIN_COMMANDS):
+for command in (
+    *DATABASE_COMMANDS,
+    *BACKUP_COMMANDS,
+    *RESTORE_COMMANDS,
+    *PITR_COMMANDS,
+    *LOGIN_COMMANDS,
+):
     main.add_command(command)
