@@ -262,12 +262,14 @@ def run_pg_restore(
     schemas: Sequence[str] = (),
     done: RestoreProgress | None = None,
     clean: bool = True,
+    timeout: float | None = None,
 ) -> RestoreOutcome:
     """Run pg_restore on `archive`, or on what `feed` writes into it (streamed: never on
     disk); `on_progress` gets the number of entries done so far, `done` collects them.
 
     RestoreFailed with a summary of pg_restore's errors when it fails for a real reason,
-    or with the feed's own failure (a download cut short, a digest that does not match).
+    or with the feed's own failure (a download cut short, a digest that does not match),
+    or when it runs past `timeout` seconds (then it is stopped).
     """
     done = done if done is not None else RestoreProgress()
     argv, env = restore_command(tools, archive, target, tables, schemas, clean=clean)
@@ -279,6 +281,16 @@ def run_pg_restore(
         stderr=subprocess.PIPE,
     )
     feeding = _start_feeding(process, feed) if feed is not None else None
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        process.kill()
+
+    timer = threading.Timer(timeout, stop) if timeout is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     assert process.stderr is not None
     report: list[str] = []  # what is not progress: errors, the commands that failed, warnings
     try:
@@ -297,8 +309,13 @@ def run_pg_restore(
         if feeding is not None:
             feeding.thread.join(timeout=5)
         raise
+    finally:
+        if timer is not None:
+            timer.cancel()
     if feeding is not None:
         feeding.thread.join()
+    if timed_out.is_set() and code != 0:
+        raise RestoreFailed(f"timed out: pg_restore was stopped after {timeout:.0f} s")
     if feeding is not None and feeding.error is not None:
         raise RestoreFailed(str(feeding.error))
     if code == 0:

@@ -220,7 +220,7 @@ def _restore(
     outcome = run_pg_restore(
         services.tools, None, target, progress,
         feed=_feed(services, backup, deadline), tables=record.tables, schemas=record.schemas,
-        done=done, clean=record.clean,
+        done=done, clean=record.clean, timeout=max(seconds_left, 1.0),
     )  # fmt: skip
     warnings = list(record.warnings)
     if outcome.ignored_transaction_timeout:
@@ -335,7 +335,10 @@ def reap_stale_restores(services: Services, now: datetime) -> list[RestoreRecord
         reason = record.abandoned_reason(now)
         if reason is None:
             continue
-        failed = record.interrupted(reason, now)
+        if record.status == "running":
+            failed = record.interrupted(reason, now)
+        else:  # never started: the target was not touched
+            failed = record.failed(reason, now)
         if not services.restores.finish_restore(failed, expected_status=record.status):
             continue
         _delete_secret(services, record.id)

@@ -24,7 +24,9 @@ import pytest
 
 from pgbackups.domain.models import BackupRequest
 from pgbackups.postgres.pgtools import PgTools
+from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS
 from pgbackups.usecases.dispatch import dispatch
+from pgbackups.usecases.restores import run_restore
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, LambdaContext, load_event, load_function
 
@@ -389,3 +391,34 @@ def test_the_target_url_is_nowhere_but_its_secret(
     assert stack.restore_secrets() == []
     status, shown = stack.call("GET", f"/v1/databases/shop/restores/{failing['id']}")
     assert "does not exist" in shown["error"]
+
+
+def test_a_restore_that_reaches_its_deadline_is_stopped_and_says_so(
+    stack: Stack, source: str, postgres: EmbeddedPostgres, database_name: str
+) -> None:
+    stack.backed_up("shop", source)
+    target = f"target_{database_name}"
+    target_url = postgres.create_database(target)
+    postgres.psql("CREATE TABLE items (id int)", target)
+    status, _ = stack.restore("shop", backup_id="latest", target_url=target_url)
+    assert status == 202
+    (request,) = stack.requests
+    # pg_restore waits on this lock past the runner's deadline (a second after the margin).
+    holder = psycopg2.connect(target_url)
+    holder.cursor().execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+    try:
+        restore = run_restore(
+            stack.backup.services, request, seconds_left=DEADLINE_MARGIN_SECONDS + 1,
+            runner="lambda",
+        )  # fmt: skip
+    finally:
+        holder.close()
+
+    assert restore is not None
+    assert restore.status == "error"
+    assert restore.error is not None and restore.error.startswith("timed out")
+    assert any("the target may be partial" in warning for warning in restore.warnings)
+    assert stack.restore_secrets() == []
+    assert (
+        postgres.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "0"
+    )
