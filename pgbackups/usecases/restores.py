@@ -125,9 +125,9 @@ def request_restore(services: Services, database: str, new: NewRestore) -> Resto
         if isinstance(error, RunnerFailed):
             reason = f"the restore could not be started: {error}"
         _delete_secret(services, record.id)
-        services.restores.finish_restore(
-            record.failed(reason, services.clock()), expected_status="scheduled"
-        )
+        failed = record.failed(reason, services.clock())
+        if services.restores.finish_restore(failed, expected_status="scheduled"):
+            _publish(services, failed)
         raise BackupNotStarted(reason) from None
     logger.info(
         "restore requested",

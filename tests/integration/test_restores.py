@@ -422,3 +422,29 @@ def test_a_restore_that_reaches_its_deadline_is_stopped_and_says_so(
     assert (
         postgres.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "0"
     )
+
+
+def test_a_runner_that_cannot_start_leaves_no_secret_and_frees_the_target(
+    stack: Stack, source: str, postgres: EmbeddedPostgres, database_name: str
+) -> None:
+    stack.backed_up("shop", source)
+    target_url = postgres.create_database(f"target_{database_name}")
+
+    def refuse(request: BackupRequest) -> None:
+        raise RuntimeError("throttled")
+
+    stack.start = refuse  # type: ignore[method-assign]
+    status, body = stack.restore("shop", backup_id="latest", target_url=target_url)
+
+    assert status == 503
+    assert body["error"]["code"] == "backup_not_started"
+    assert stack.restore_secrets() == []
+    status, page = stack.call("GET", "/v1/databases/shop/restores")
+    (failed,) = page["restores"]
+    assert failed["status"] == "error"
+    assert failed["warnings"] == []  # nothing touched the target
+    events = [e for e in stack.aws.received_events() if e["detail-type"] == "Restore Failed"]
+    assert [e["detail"]["id"] for e in events] == [failed["id"]]
+    del stack.start
+    status, _ = stack.restore("shop", backup_id="latest", target_url=target_url)
+    assert status == 202
