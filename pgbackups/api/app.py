@@ -95,6 +95,8 @@ def _install_error_handlers(app: APIGatewayHttpResolver) -> None:
                 # A database name or backup id that cannot exist: never looked up.
                 if field_path(problem["loc"]) == "db":
                     return _error(404, "database_not_found", "no such database")
+                if "/restores/" in app.current_event.path:
+                    return _error(404, "restore_not_found", "no such restore")
                 return _error(404, "backup_not_found", "no such backup")
         first = problems[0]
         field = field_path(first["loc"])

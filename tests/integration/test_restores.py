@@ -448,3 +448,13 @@ def test_a_runner_that_cannot_start_leaves_no_secret_and_frees_the_target(
     del stack.start
     status, _ = stack.restore("shop", backup_id="latest", target_url=target_url)
     assert status == 202
+
+
+def test_an_unknown_restore_is_404(stack: Stack, source: str) -> None:
+    status, body = stack.call("POST", "/v1/databases", {"name": "shop", "url": source})
+    assert status == 201
+    for restore_id in ("01KB40000000000000000000RS", "not-an-id"):
+        status, body = stack.call("GET", f"/v1/databases/shop/restores/{restore_id}")
+        assert (status, body["error"]["code"]) == (404, "restore_not_found")
+    status, body = stack.call("GET", "/v1/databases/nope/restores")
+    assert (status, body["error"]["code"]) == (404, "database_not_found")

@@ -27,7 +27,7 @@ def build_router(services: Services) -> Router:
         operation_id="createRestore",
         summary="Restore a backup into a target database, run by the stack",
         tags=TAGS,
-        responses=answers(202, "Scheduled: poll the restore until done or error", 409, 503),
+        responses=answers(202, "Scheduled: poll the restore until done or error", 400, 409, 503),
     )
     def create_restore(db: DatabaseParam, body: RestoreRequest) -> Response[RestoreView]:
         new = NewRestore(
