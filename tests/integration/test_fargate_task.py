@@ -27,10 +27,12 @@ from typing import Any
 
 import pytest
 
-from pgbackups.domain.models import BackupRecord, ConnectionInfo, DatabaseRecord
+from pgbackups.domain.models import BackupRecord, BackupRequest, ConnectionInfo, DatabaseRecord
 from pgbackups.domain.pitr import PitrSettings
 from pgbackups.services import Services
 from pgbackups.usecases import pitr
+from pgbackups.usecases.backup import request_backup, run_backup
+from pgbackups.usecases.restores import NewRestore, request_restore
 from pgbackups_local.code_packages import zip_tree
 from pgbackups_local.postgres import EmbeddedPostgres
 from pgbackups_local.template import load_template
@@ -216,3 +218,39 @@ def test_the_task_takes_a_continuous_backups_base_backup(
         assert hashlib.sha256(body).hexdigest() == base.sha256 and len(body) == base.size
     finally:
         pitr.disable_pitr(services, name)  # the shared server must not keep WAL for a slot
+
+
+def test_the_task_runs_a_restore(
+    aws: AwsStack,
+    services: Services,
+    postgres: EmbeddedPostgres,
+    database_name: str,
+    tmp_path: Path,
+    code_server: str,
+) -> None:
+    """The same task, asked for a restore (kind "restore"), streams the archive into
+    pg_restore and records the restore as the Fargate run; the target URL stays out of
+    its environment and its secret is deleted."""
+    source = postgres.create_database(database_name)
+    postgres.psql("CREATE TABLE items AS SELECT generate_series(1, 300) AS id", database_name)
+    services.catalog.create_database(DatabaseRecord(name="shop", created_at=datetime.now(UTC)))
+    services.secrets.put("shop", ConnectionInfo(url=source))
+    backup = request_backup(services, "shop")
+    request = BackupRequest(database="shop", backup_id=backup.id)
+    assert run_backup(services, request, seconds_left=600, runner="lambda") is not None
+    target = postgres.create_database(f"target_{database_name}")
+    restore = request_restore(services, "shop", NewRestore(target_url=target, backup_id="latest"))
+
+    task = run_task(
+        aws, code_server,
+        BackupRequest(database="shop", backup_id=restore.id, kind="restore").model_dump(),
+        tmp_path,
+    )  # fmt: skip
+
+    assert task.report == {"backup_id": restore.id, "status": "done"}
+    assert target not in json.dumps(task.environment)
+    assert postgres.password not in json.dumps(task.environment)
+    stored = services.restores.get_restore("shop", restore.id)
+    assert (stored.status, stored.runner) == ("done", "fargate")
+    assert postgres.psql("SELECT count(*) FROM items", f"target_{database_name}") == "300"
+    assert services.secrets.restore_target(restore.id) is None
