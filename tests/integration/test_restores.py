@@ -7,6 +7,7 @@ plain pg_dump of the source and of the target are identical.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -458,3 +459,28 @@ def test_an_unknown_restore_is_404(stack: Stack, source: str) -> None:
         assert (status, body["error"]["code"]) == (404, "restore_not_found")
     status, body = stack.call("GET", "/v1/databases/nope/restores")
     assert (status, body["error"]["code"]) == (404, "database_not_found")
+
+
+def test_a_restore_of_a_backup_that_outgrew_lambda_runs_on_fargate(
+    stack: Stack, source: str
+) -> None:
+    stack.backed_up("shop", source)
+    fargate: list[BackupRequest] = []
+
+    class Fargate:
+        name = "fargate"
+
+        def start(self, request: BackupRequest) -> None:
+            fargate.append(request)
+
+    services = stack.api.services
+    services.fargate = Fargate()
+    # The backup's database is over the size above which `auto` picks Fargate.
+    services.settings = dataclasses.replace(services.settings, fargate_size_threshold_bytes=1)
+    target_url = source.rsplit("/", 1)[0] + "/postgres"
+
+    status, body = stack.restore("shop", backup_id="latest", target_url=target_url)
+
+    assert status == 202, body
+    assert [(r.kind, r.backup_id) for r in fargate] == [("restore", body["id"])]
+    assert stack.requests == []
