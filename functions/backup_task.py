@@ -25,6 +25,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pgbackups.domain.models import BackupRequest
 from pgbackups.observability import record_backup_metrics, record_base_backup_metrics
 from pgbackups.postgres.pgtools import launch
+from pgbackups.postgres.restore import RestoreFailed
 from pgbackups.settings import Settings
 from pgbackups.usecases.backup import run_backup
 from pgbackups.usecases.pitr import run_base_backup
@@ -58,6 +59,14 @@ class StoppableLauncher:
                     os.killpg(process.pid, signal.SIGTERM)
 
 
+def stop_restore(signum: int, frame: Any) -> None:
+    """ECS's SIGTERM during a restore: pg_restore is stopped where it is (the restore's
+    own error handling kills it), the restore records `error` (its target may be
+    partial) and its secret is deleted, within ECS's 30 s stop timeout."""
+    logger.warning("the task was asked to stop; stopping the restore")
+    raise RestoreFailed("the task was stopped (StopTask, scale-in) before the restore finished")
+
+
 def main(*, started_monotonic: float | None = None) -> int:
     started = time.monotonic() if started_monotonic is None else started_monotonic
     settings = Settings.from_env()
@@ -70,6 +79,7 @@ def main(*, started_monotonic: float | None = None) -> int:
     seconds_left = settings.task_timeout_seconds - (time.monotonic() - started)
     status = "unchanged"
     if request.kind == "restore":
+        signal.signal(signal.SIGTERM, stop_restore)
         restore = run_restore(services, request, seconds_left=seconds_left, runner="fargate")
         if restore is not None:
             status = restore.status
