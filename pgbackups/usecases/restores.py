@@ -27,6 +27,7 @@ from pgbackups.domain.errors import (
     ConfirmationRequired,
     ConnectionFailed,
     ConnectionParameterNotAllowed,
+    InvalidInput,
     NotSupported,
     PgBackupsError,
 )
@@ -89,14 +90,18 @@ def request_restore(services: Services, database: str, new: NewRestore) -> Resto
     """Check the request and its target, record the restore `scheduled`, keep the target's
     URL in the restore's secret and ask the runner to run it; nothing is left behind
     when any step refuses."""
+    if (new.backup_id is None) == (new.target_time is None):
+        raise InvalidInput(
+            "give exactly one of backup_id (an id or `latest`) and target_time",
+            field="backup_id",
+        )
     if new.target_time is not None:
         raise NotSupported(
             "restores to a point in time are not run by the stack yet: restore a backup "
             "(backup_id), or use `pgbackups pitr-restore` on your machine",
             field="target_time",
         )
-    if new.backup_id is None:
-        raise NotSupported("backup_id is required (an id or `latest`)", field="backup_id")
+    assert new.backup_id is not None
     services.catalog.get_database(database)  # DatabaseNotFound
     backup = find_backup(services, database, new.backup_id)
     if backup.status != "done":

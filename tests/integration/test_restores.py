@@ -261,7 +261,12 @@ def test_a_target_refused_changes_nothing_and_leaves_no_secret(
         "shop", backup_id="latest", target_url=postgres.url(target), target_time="latest"
     )
     assert status == 422
+    assert body["error"]["code"] == "invalid_input"  # both
+    status, body = stack.restore("shop", target_url=postgres.url(target), target_time="latest")
+    assert status == 422
     assert body["error"]["code"] == "not_supported"
+    status, body = stack.restore("shop", target_url=postgres.url(target))
+    assert (status, body["error"]["code"]) == (422, "invalid_input")  # neither
     assert stack.requests == []
     assert stack.restore_secrets() == []
     status, page = stack.call("GET", "/v1/databases/shop/restores")
