@@ -1,5 +1,6 @@
 """Backup function: takes one scheduled backup (async invocation {database, backup_id, kind}):
-a logical backup, or a continuous backup's base backup (kind "base")."""
+a logical backup, a continuous backup's base backup (kind "base"), or runs a restore
+(kind "restore": backup_id is the restore's id)."""
 
 from typing import Any
 
@@ -12,6 +13,7 @@ from pgbackups.observability import record_backup_metrics, record_base_backup_me
 from pgbackups.settings import Settings
 from pgbackups.usecases.backup import run_backup
 from pgbackups.usecases.pitr import run_base_backup
+from pgbackups.usecases.restores import run_restore
 from pgbackups.wiring import build_services
 
 logger = Logger()
@@ -26,6 +28,10 @@ services = build_services(Settings.from_env())
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = BackupRequest.model_validate(event)
     seconds_left = context.get_remaining_time_in_millis() / 1000
+    if request.kind == "restore":
+        restore = run_restore(services, request, seconds_left=seconds_left, runner="lambda")
+        status = restore.status if restore is not None else "unchanged"
+        return {"restore_id": request.backup_id, "kind": "restore", "status": status}
     if request.kind == "base":
         result = run_base_backup(services, request, seconds_left=seconds_left, runner="lambda")
         if result is None:

@@ -2,7 +2,7 @@
 
 Started by task_bootstrap.py once the function's code and layers are unpacked.
 The request comes in PGBACKUPS_BACKUP_REQUEST (`{"database", "backup_id", "kind"}`,
-set by the Fargate runner's RunTask override: a logical backup or a base backup); the deadline is the task's own
+set by the Fargate runner's RunTask override: a logical backup, a base backup or a restore); the deadline is the task's own
 (BACKUP_TASK_TIMEOUT_SECONDS), counted from the bootstrap's start. Exit code 0
 when the backup was taken or had nothing to do, 1 when it ended in `error`.
 """
@@ -25,9 +25,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pgbackups.domain.models import BackupRequest
 from pgbackups.observability import record_backup_metrics, record_base_backup_metrics
 from pgbackups.postgres.pgtools import launch
+from pgbackups.postgres.restore import RestoreFailed
 from pgbackups.settings import Settings
 from pgbackups.usecases.backup import run_backup
 from pgbackups.usecases.pitr import run_base_backup
+from pgbackups.usecases.restores import run_restore
 from pgbackups.wiring import build_services
 
 REQUEST_VARIABLE = "PGBACKUPS_BACKUP_REQUEST"
@@ -57,6 +59,14 @@ class StoppableLauncher:
                     os.killpg(process.pid, signal.SIGTERM)
 
 
+def stop_restore(signum: int, frame: Any) -> None:
+    """ECS's SIGTERM during a restore: pg_restore is stopped where it is (the restore's
+    own error handling kills it), the restore records `error` (its target may be
+    partial) and its secret is deleted, within ECS's 30 s stop timeout."""
+    logger.warning("the task was asked to stop; stopping the restore")
+    raise RestoreFailed("the task was stopped (StopTask, scale-in) before the restore finished")
+
+
 def main(*, started_monotonic: float | None = None) -> int:
     started = time.monotonic() if started_monotonic is None else started_monotonic
     settings = Settings.from_env()
@@ -68,7 +78,12 @@ def main(*, started_monotonic: float | None = None) -> int:
     logger.append_keys(backup_id=request.backup_id, database=request.database)
     seconds_left = settings.task_timeout_seconds - (time.monotonic() - started)
     status = "unchanged"
-    if request.kind == "base":
+    if request.kind == "restore":
+        signal.signal(signal.SIGTERM, stop_restore)
+        restore = run_restore(services, request, seconds_left=seconds_left, runner="fargate")
+        if restore is not None:
+            status = restore.status
+    elif request.kind == "base":
         result = run_base_backup(services, request, seconds_left=seconds_left, runner="fargate")
         if result is not None:
             record_base_backup_metrics(metrics, request.database, result)

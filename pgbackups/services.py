@@ -17,6 +17,7 @@ from pgbackups.ports import (
     Catalog,
     Events,
     PitrCatalog,
+    Restores,
     Secrets,
     TokenStore,
 )
@@ -40,6 +41,7 @@ class Services:
     tokens: TokenStore
     audit: AuditLog
     alerts: Alerts
+    restores: Restores
     clock: Callable[[], datetime] = field(default=utcnow)
     launcher: Launcher = field(default=launch)
     # The container runner for backups that outgrow Lambda; None where the

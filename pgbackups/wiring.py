@@ -20,6 +20,7 @@ from pgbackups.adapters.audit import AuditLog
 from pgbackups.adapters.catalog import Catalog
 from pgbackups.adapters.events import BackupEvents
 from pgbackups.adapters.pitr import PitrCatalog
+from pgbackups.adapters.restores import RestoreCatalog
 from pgbackups.adapters.runners import FargateRunner, LambdaCaptureStarter, LambdaRunner
 from pgbackups.adapters.secrets import ConnectionSecrets
 from pgbackups.adapters.tokens import TokenStore
@@ -76,6 +77,7 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
         tokens=TokenStore(dynamodb, settings.table_name),
         audit=AuditLog(dynamodb, settings.table_name),
         alerts=_alert_channels(settings, client),
+        restores=RestoreCatalog(dynamodb, settings.table_name),
     )
 
 

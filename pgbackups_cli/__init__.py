@@ -20,6 +20,7 @@ from pgbackups_cli.holds import COMMANDS as HOLD_COMMANDS
 from pgbackups_cli.login import COMMANDS as LOGIN_COMMANDS
 from pgbackups_cli.output import Failure, Interrupted
 from pgbackups_cli.pitr import COMMANDS as PITR_COMMANDS
+from pgbackups_cli.restores import COMMANDS as RESTORE_COMMANDS
 from pgbackups_cli.session import api_options, database_option
 from pgbackups_cli.tokens import COMMANDS as TOKEN_COMMANDS
 
@@ -96,6 +97,7 @@ for command in (
     *DATABASE_COMMANDS,
     *BACKUP_COMMANDS,
     *HOLD_COMMANDS,
+    *RESTORE_COMMANDS,
     *PITR_COMMANDS,
     *TOKEN_COMMANDS,
     *AUDIT_COMMANDS,

@@ -1,336 +1,39 @@
-"""`backups-restore`: the bundled pg_restore 18 into a target database.
+"""`backups-restore`'s pg_restore: the shipped `pgbackups.postgres.restore`, which the
+stack's restores run too (one way to build the command, feed the archive, count the
+entries and sum up the errors)."""
 
-A backup from the API is streamed from storage into pg_restore's standard input
-(never written to disk), its size and SHA-256 checked as it passes; a mismatch
-fails the restore, and the target is then partial, as after any failure or
-Ctrl-C: the command says how far pg_restore got and how to redo it. pg_restore's
-errors are summed up (how many, the first few, the privilege refused).
+from pgbackups.postgres.restore import (
+    CONNECT_TIMEOUT_SECONDS,
+    Feed,
+    RestoreFailed,
+    RestoreOutcome,
+    RestoreProgress,
+    Target,
+    TargetServer,
+    _only_transaction_timeout,
+    check_archive_file,
+    check_target,
+    count_entries,
+    find_pgtools,
+    restore_command,
+    run_pg_restore,
+    summarize_errors,
+)
 
-The target URL is read with libpq's own parser (`pgbackups.postgres.urls`), so the
-pre-flight connection and pg_restore can never read it differently. The
-password is taken out and passed through PGPASSWORD: it is never on a command
-line another user could read in `ps`.
-
-pg_restore 18 starts every session with `SET transaction_timeout = 0`, which
-servers before PostgreSQL 17 refuse; pg_restore carries on, restores
-everything, and exits 1. That one known error is recognised and reported in a
-line; any other error still fails the restore.
-"""
-
-from __future__ import annotations
-
-import contextlib
-import io
-import re
-import subprocess
-import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
-
-from pgbackups.postgres.dump import ARCHIVE_MAGIC, RESTORE_FLAGS
-from pgbackups.postgres.pgtools import PgTools, PgToolsNotFound, locate_pgtools
-
-if TYPE_CHECKING:
-    from pgbackups.postgres.urls import Connection
-
-CONNECT_TIMEOUT_SECONDS = 10
-# The lines `pg_restore --verbose` prints as it works through the archive's entries.
-_ENTRY_DONE = re.compile(r"^pg_restore: (creating|processing data for|executing) ")
-_SESSION_SETUP = re.compile(r"^pg_restore: executing SELECT pg_catalog\.set_config")
-_ERROR = re.compile(r"^pg_restore: error: ")
-_ERRORS_IGNORED = re.compile(r"^pg_restore: warning: errors ignored on restore: (\d+)$")
-_TRANSACTION_TIMEOUT = 'unrecognized configuration parameter "transaction_timeout"'
-
-
-class RestoreFailed(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a restore goes, as libpq reads the URL (`pgbackups.postgres.urls`)."""
-
-    url: str = field(repr=False)
-    connection: Connection
-
-    @classmethod
-    def parse(cls, url: str) -> Target:
-        """ValueError with the reason when `url` is not a PostgreSQL URL naming a database."""
-        from pgbackups.domain.errors import ConnectionFailed
-        from pgbackups.postgres.urls import connection
-
-        try:
-            found = connection(url)
-        except ConnectionFailed as error:
-            raise ValueError(str(error)) from None
-        if not found.parameters.get("dbname"):
-            raise ValueError("it names no database (postgres://user:password@host:5432/DATABASE)")
-        return cls(url=url, connection=found)
-
-    @property
-    def database(self) -> str:
-        return self.connection.parameters["dbname"]
-
-    @property
-    def host(self) -> str:
-        return self.connection.parameters.get("host") or "localhost"
-
-    @property
-    def address(self) -> str:
-        port = self.connection.parameters.get("port")
-        return f"{self.host}:{port}" if port else self.host
-
-    @property
-    def password(self) -> str | None:
-        return self.connection.password
-
-    @property
-    def redacted(self) -> str:
-        return self.connection.redacted
-
-    def connection_string(self) -> str:
-        """libpq's key=value form without the password (which goes through PGPASSWORD)."""
-        return self.connection.conninfo
-
-
-@dataclass(frozen=True)
-class TargetServer:
-    version_num: int  # e.g. 150018
-    version: str  # e.g. "15.18"
-
-
-def find_pgtools() -> PgTools:
-    try:
-        return locate_pgtools(program="pg_restore")
-    except PgToolsNotFound as error:
-        raise RestoreFailed(str(error)) from None
-
-
-def check_target(target: Target) -> TargetServer:
-    """Connect to the target now (host, credentials, database); RestoreFailed saying why not."""
-    import psycopg2
-
-    try:
-        connection = psycopg2.connect(
-            target.connection_string(),
-            password=target.password,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        )
-    except psycopg2.Error as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise RestoreFailed(
-            f"cannot connect to {target.redacted}: {_without_password(reason, target)}"
-        ) from None
-    try:
-        version_num = int(connection.server_version)
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW server_version")
-            row = cursor.fetchone()
-        version = str(row[0]).split()[0] if row else str(version_num)
-    finally:
-        connection.close()
-    return TargetServer(version_num=version_num, version=version)
-
-
-def check_archive_file(path: Path) -> None:
-    """RestoreFailed unless `path` starts like a pg_dump custom-format archive."""
-    with path.open("rb") as file:
-        header = file.read(len(ARCHIVE_MAGIC))
-    if header != ARCHIVE_MAGIC:
-        raise RestoreFailed(f"{path} is not a pg_dump custom-format archive (no PGDMP header)")
-
-
-def restore_command(
-    tools: PgTools,
-    archive: Path | None,
-    target: Target,
-    tables: Sequence[str] = (),
-    schemas: Sequence[str] = (),
-) -> tuple[list[str], dict[str, str]]:
-    """argv (no password in it) and environment (PGPASSWORD) of pg_restore; without an
-    archive file, pg_restore reads the archive from its standard input."""
-    argv = [
-        tools.program("pg_restore"),
-        *RESTORE_FLAGS,
-        "--verbose",
-        *(f"--table={table}" for table in tables),
-        *(f"--schema={schema}" for schema in schemas),
-        f"--dbname={target.connection_string()}",
-    ]
-    if archive is not None:
-        argv.append(str(archive))
-    return argv, tools.environment(target.password)
-
-
-def count_entries(tools: PgTools, archive: Path) -> int | None:
-    """How many entries of the archive's table of contents pg_restore will work through."""
-    try:
-        result = subprocess.run(
-            [tools.program("pg_restore"), "--list", str(archive)],
-            env=tools.environment(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return None  # the restore itself says what is wrong
-    if result.returncode != 0:
-        return None
-    return sum(1 for line in result.stdout.splitlines() if line and not line.startswith(";"))
-
-
-@dataclass
-class RestoreOutcome:
-    # Set when the only error was the known `transaction_timeout` one (servers before 17).
-    ignored_transaction_timeout: bool = False
-
-
-@dataclass
-class RestoreProgress:
-    """What pg_restore has done so far: its entries (`creating TABLE "public.items"`, …)."""
-
-    entries: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        if not self.entries:
-            return "no entry was restored"
-        return f"{len(self.entries)} entries were restored, the last: {self.entries[-1]}"
-
-
-# The archive as it arrives (from storage): writes it into pg_restore's standard input.
-Feed = Callable[[IO[bytes]], None]
-
-
-def run_pg_restore(
-    tools: PgTools,
-    archive: Path | None,
-    target: Target,
-    on_progress: Callable[[int], Any] | None = None,
-    *,
-    feed: Feed | None = None,
-    tables: Sequence[str] = (),
-    schemas: Sequence[str] = (),
-    done: RestoreProgress | None = None,
-) -> RestoreOutcome:
-    """Run pg_restore on `archive`, or on what `feed` writes into it (streamed: never on
-    disk); `on_progress` gets the number of entries done so far, `done` collects them.
-
-    RestoreFailed with a summary of pg_restore's errors when it fails for a real reason,
-    or with the feed's own failure (a download cut short, a digest that does not match).
-    """
-    done = done if done is not None else RestoreProgress()
-    argv, env = restore_command(tools, archive, target, tables, schemas)
-    process = subprocess.Popen(
-        argv,
-        env=env,
-        stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    feeding = _start_feeding(process, feed) if feed is not None else None
-    assert process.stderr is not None
-    report: list[str] = []  # what is not progress: errors, the commands that failed, warnings
-    try:
-        for raw in io.TextIOWrapper(process.stderr, errors="replace"):
-            line = raw.rstrip("\n")
-            if _ENTRY_DONE.match(line) and not _SESSION_SETUP.match(line):
-                done.entries.append(line.removeprefix("pg_restore: "))
-                if on_progress is not None:
-                    on_progress(len(done.entries))
-            elif not line.startswith("pg_restore: ") or _ERROR.match(line) or "warning" in line:
-                report.append(line)
-        code = process.wait()
-    except BaseException:
-        process.kill()
-        process.wait()
-        if feeding is not None:
-            feeding.thread.join(timeout=5)
-        raise
-    if feeding is not None:
-        feeding.thread.join()
-    if feeding is not None and feeding.error is not None:
-        raise RestoreFailed(str(feeding.error))
-    if code == 0:
-        return RestoreOutcome()
-    if _only_transaction_timeout(report):
-        return RestoreOutcome(ignored_transaction_timeout=True)
-    raise RestoreFailed(
-        _without_password(summarize_errors(code, report, target.connection.parameters), target)
-    )
-
-
-@dataclass
-class _Feeding:
-    thread: threading.Thread
-    error: BaseException | None = None
-
-
-def _start_feeding(process: subprocess.Popen[bytes], feed: Feed) -> _Feeding:
-    assert process.stdin is not None
-    sink = process.stdin
-
-    def run() -> None:
-        try:
-            feed(sink)
-        except BrokenPipeError:
-            pass  # pg_restore stopped reading: its own errors say why
-        except BaseException as error:  # reported by the caller's thread
-            feeding.error = error
-        finally:
-            with contextlib.suppress(OSError):
-                sink.close()
-
-    feeding = _Feeding(threading.Thread(target=run, name="archive-feed", daemon=True))
-    feeding.thread.start()
-    return feeding
-
-
-FIRST_ERRORS = 3
-_PRIVILEGE = re.compile(r"ERROR:\s+(permission denied for [^\n]+|must be owner of [^\n]+)")
-
-
-def summarize_errors(code: int, report: list[str], parameters: Mapping[str, str]) -> str:
-    """pg_restore's failure in a few lines: how many errors, the first few (each with its
-    command), and which privilege the target's user lacks when that is the cause."""
-    errors = [i for i, line in enumerate(report) if _ERROR.match(line)]
-    ignored = [int(m[1]) for line in report if (m := _ERRORS_IGNORED.match(line))]
-    count = ignored[0] if ignored else len(errors)
-    if not errors:
-        text = "\n".join(report).strip()
-        return f"pg_restore failed (exit code {code})" + (f":\n{text}" if text else "")
-    shown: list[str] = []
-    for index in errors[:FIRST_ERRORS]:
-        shown.append(report[index])
-        following = report[index + 1] if index + 1 < len(report) else ""
-        if following.startswith("Command was:"):
-            shown.append(following)
-    head = f"pg_restore failed (exit code {code}): {count} error{'s' if count != 1 else ''}"
-    if count > FIRST_ERRORS:
-        head += f", the first {FIRST_ERRORS}"
-    lines = [head + ":", *shown]
-    denied = sorted({m[1].strip() for line in report if (m := _PRIVILEGE.search(line))})
-    if denied:
-        user = parameters.get("user") or "the target's user"
-        lines.append(
-            f"Missing privileges: {user} was refused ({'; '.join(denied[:3])}). "
-            "Restore as the owner of the objects the backup holds (or a superuser), "
-            "with CREATE on the database and its schemas."
-        )
-    return "\n".join(lines)
-
-
-def _only_transaction_timeout(report: list[str]) -> bool:
-    """Whether pg_restore's one and only error was the server refusing transaction_timeout."""
-    errors = [line for line in report if _ERROR.match(line)]
-    ignored = [int(m[1]) for line in report if (m := _ERRORS_IGNORED.match(line))]
-    return (
-        len(errors) >= 1
-        and all(_TRANSACTION_TIMEOUT in line for line in errors)
-        and ignored == [len(errors)]
-    )
-
-
-def _without_password(text: str, target: Target) -> str:
-    return target.connection.scrub(text)
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "Feed",
+    "RestoreFailed",
+    "RestoreOutcome",
+    "RestoreProgress",
+    "Target",
+    "TargetServer",
+    "_only_transaction_timeout",
+    "check_archive_file",
+    "check_target",
+    "count_entries",
+    "find_pgtools",
+    "restore_command",
+    "run_pg_restore",
+    "summarize_errors",
+]

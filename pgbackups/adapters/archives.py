@@ -336,6 +336,10 @@ class ArchiveStore:
             )
         )
 
+    def open_stream(self, key: str) -> Any:
+        """The object's body as it downloads (`read(n)`, `close()`): never all in memory."""
+        return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"]
+
     def metadata(self, key: str) -> dict[str, str]:
         return dict(self._s3.head_object(Bucket=self._bucket, Key=key)["Metadata"])
 

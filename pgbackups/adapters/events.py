@@ -1,4 +1,5 @@
 """Events on EventBridge, source `pgbackups`: `Backup Succeeded` / `Backup Failed`,
+`Restore Succeeded` / `Restore Failed`,
 `PITR Broken` when a chain of continuous backups breaks, `PITR Recovered` when restoring
 is possible again after it (the new chain's base backup is stored), and `PITR Slot Left` when a
 removed database's replication slot could not be dropped."""
@@ -8,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pgbackups.domain.models import BackupRecord
+from pgbackups.domain.models import BackupRecord, RestoreRecord
 
 EVENT_SOURCE = "pgbackups"
 
@@ -20,6 +21,11 @@ class BackupEvents:
 
     def publish(self, record: BackupRecord) -> None:
         detail_type = "Backup Succeeded" if record.status == "done" else "Backup Failed"
+        self._put(detail_type, record.model_dump_json())
+
+    def publish_restore(self, record: RestoreRecord) -> None:
+        """`Restore Succeeded` / `Restore Failed`: the record, which holds no URL."""
+        detail_type = "Restore Succeeded" if record.status == "done" else "Restore Failed"
         self._put(detail_type, record.model_dump_json())
 
     def publish_pitr_broken(self, detail: dict[str, object]) -> None:

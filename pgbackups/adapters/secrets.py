@@ -114,6 +114,33 @@ class ConnectionSecrets:
     def delete(self, database: str) -> None:
         self._delete(self.secret_id(database))
 
+    # A stack-run restore's target URL: one short-lived secret per restore, deleted when
+    # its run ends (pgbackups.usecases.restores).
+
+    def restore_secret_id(self, restore_id: str) -> str:
+        return f"{self._prefix}/restores/{restore_id}"
+
+    def put_restore_target(self, restore_id: str, database: str, url: str) -> None:
+        self._sm.create_secret(
+            Name=self.restore_secret_id(restore_id),
+            SecretString=url,
+            Description=f"pgbackups: target URL of restore {restore_id} of database {database}",
+            Tags=[{"Key": "pgbackups:restore", "Value": restore_id}],
+        )
+
+    def restore_target(self, restore_id: str) -> str | None:
+        """The restore's target URL; None once its secret is gone."""
+        try:
+            answer = self._sm.get_secret_value(SecretId=self.restore_secret_id(restore_id))
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None
+            raise
+        return str(answer["SecretString"])
+
+    def delete_restore_target(self, restore_id: str) -> None:
+        self._delete(self.restore_secret_id(restore_id))
+
     def _store(self, secret_id: str, value: str, database: str, holding: str) -> None:
         """Write `value` as the secret's new version, creating the secret if need be."""
         try:

@@ -27,7 +27,16 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from pgbackups.api.access import AccessControl
 from pgbackups.api.errors import MalformedBody, field_path, http_status, validation_message
-from pgbackups.api.routers import audit, backups, dashboard, databases, pitr, schedule, tokens
+from pgbackups.api.routers import (
+    audit,
+    backups,
+    dashboard,
+    databases,
+    pitr,
+    restores,
+    schedule,
+    tokens,
+)
 from pgbackups.domain.errors import PgBackupsError
 from pgbackups.services import Services
 
@@ -98,6 +107,8 @@ def _install_error_handlers(app: APIGatewayHttpResolver) -> None:
                     return _error(404, "database_not_found", "no such database")
                 if field_path(problem["loc"]) == "name":
                     return _error(404, "token_not_found", "no such token")
+                if "/restores/" in app.current_event.path:
+                    return _error(404, "restore_not_found", "no such restore")
                 return _error(404, "backup_not_found", "no such backup")
         first = problems[0]
         field = field_path(first["loc"])
@@ -170,7 +181,7 @@ def build_api(services: Services) -> APIGatewayHttpResolver:
     )
     _install_error_handlers(app)
     app.use(middlewares=[_json_headers])
-    for router in (databases, schedule, backups, pitr, tokens, audit):
+    for router in (databases, schedule, backups, pitr, restores, tokens, audit):
         app.include_router(router.build_router(services))
     _openapi_route(app)
     app.include_router(dashboard.build_router())

@@ -14,9 +14,18 @@ from pgbackups.api.schemas import (
     PitrBreakView,
     PitrView,
     RecoverableRangeView,
+    RestoreProgressView,
+    RestoreView,
     ScheduleView,
 )
-from pgbackups.domain.models import BackupRecord, DatabaseRecord, Health, KeptAs, Schedule
+from pgbackups.domain.models import (
+    BackupRecord,
+    DatabaseRecord,
+    Health,
+    KeptAs,
+    RestoreRecord,
+    Schedule,
+)
 from pgbackups.domain.pitr import BaseBackup, BaseBackupRun
 from pgbackups.domain.schedule import UnknownTimezone, next_run_at
 from pgbackups.postgres.lsn import format_lsn
@@ -129,4 +138,30 @@ def base_backup_run_view(run: BaseBackupRun) -> BaseBackupRunView:
         started_at=run.started_at,
         runner=run.runner,
         deadline_at=run.deadline_at,
+    )
+
+
+def restore_view(record: RestoreRecord) -> RestoreView:
+    duration = None
+    if record.started_at is not None and record.finished_at is not None:
+        duration = round((record.finished_at - record.started_at).total_seconds(), 3)
+    return RestoreView(
+        id=record.id,
+        kind=record.kind,
+        backup_id=record.backup_id,
+        target_time=record.target_time,
+        target=record.target,
+        tables=record.tables,
+        schemas=record.schemas,
+        status=record.status,
+        runner=record.runner,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        duration_seconds=duration,
+        progress=RestoreProgressView(
+            restored=record.progress.restored, total=record.progress.total
+        ),
+        warnings=record.warnings,
+        error=record.error,
     )

@@ -77,6 +77,11 @@ def _changes_connection(body: Body) -> bool:
     return "url" in body or "replica_url" in body
 
 
+def _restores_in_place(body: Body) -> bool:
+    """A restore into the database itself must say so (`confirm`): only admins may."""
+    return body.get("confirm") is not None
+
+
 def _keeps_fewer_than_the_defaults(body: Body) -> bool:
     """Retention below the Starter plan's counts: the next pruning deletes backups."""
     retention = body.get("retention")
@@ -120,6 +125,12 @@ ROUTES: dict[tuple[str, str], Rule] = {
     # A hold only keeps a backup longer; releasing one lets retention delete it.
     ("PUT", "/v1/databases/{db}/backups/{id}/hold"): OPERATE,
     ("DELETE", "/v1/databases/{db}/backups/{id}/hold"): ADMIN,
+    # Restores into another database; into the database itself (confirmed) need admin.
+    ("POST", "/v1/databases/{db}/restores"): Rule(
+        Role.OPERATE, admin_when=((_restores_in_place, "restoring into the database itself"),)
+    ),
+    ("GET", "/v1/databases/{db}/restores"): READ,
+    ("GET", "/v1/databases/{db}/restores/{id}"): READ,
     ("GET", "/v1/databases/{db}/schedule"): READ,
     ("PUT", "/v1/databases/{db}/schedule"): OPERATE,
     ("GET", "/v1/databases/{db}/pitr"): READ,

@@ -174,3 +174,32 @@ class WalMissing(Conflict):
     or archived before WAL files were recorded); `segment` names the first one."""
 
     code = "wal_missing"
+
+
+class RestoreNotFound(NotFound):
+    code = "restore_not_found"
+
+
+class RestoreInProgress(Conflict):
+    """One active restore per target database."""
+
+    code = "restore_in_progress"
+
+    def __init__(self, target: str, restore_id: str | None) -> None:
+        super().__init__(
+            f"a restore into {target} is already scheduled or running"
+            + (f": {restore_id}" if restore_id else ""),
+            restore_id=restore_id,
+        )
+
+
+class ConfirmationRequired(Conflict):
+    """A restore into the backed-up database itself needs its name as `confirm`."""
+
+    code = "confirmation_required"
+
+
+class NotSupported(InvalidInput):
+    """A request the stack does not handle (yet), valid as it is."""
+
+    code = "not_supported"

@@ -15,6 +15,7 @@ from pgbackups.domain.models import (
     DatabaseHistory,
     DatabaseRecord,
     Health,
+    RestoreRecord,
     backup_created_at,
 )
 from pgbackups.domain.retention import plan_retention
@@ -28,6 +29,7 @@ from pgbackups.services import Services
 from pgbackups.usecases.backup import publish_backup_event, schedule_backup
 from pgbackups.usecases.databases import finish_secret_deletion
 from pgbackups.usecases.health import refresh_health
+from pgbackups.usecases.restores import reap_stale_restores
 from pgbackups.usecases.retention import apply_retention
 
 logger = Logger(child=True)
@@ -44,6 +46,7 @@ class DispatchReport:
     pruned: list[BackupRecord] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # databases whose sweep raised
     healths: list[Health] = field(default_factory=list)  # of the databases evaluated
+    reaped_restores: list[RestoreRecord] = field(default_factory=list)
 
     def add(self, other: DispatchReport) -> None:
         self.scheduled += other.scheduled
@@ -67,6 +70,7 @@ def dispatch(services: Services, at: datetime) -> DispatchReport:
     with ThreadPoolExecutor(max_workers=SWEEP_THREADS) as pool:
         sweeps = list(pool.map(lambda history: _sweep(services, history, at, now), histories))
     report = DispatchReport()
+    report.reaped_restores = reap_stale_restores(services, now)
     for sweep in sweeps:  # in the databases' order, whatever order they finished in
         report.add(sweep)
     return report

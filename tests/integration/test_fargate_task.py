@@ -13,10 +13,12 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -27,12 +29,15 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 
-from pgbackups.domain.models import BackupRecord, ConnectionInfo, DatabaseRecord
+from pgbackups.domain.models import BackupRecord, BackupRequest, ConnectionInfo, DatabaseRecord
 from pgbackups.domain.pitr import PitrSettings
 from pgbackups.services import Services
 from pgbackups.usecases import pitr
+from pgbackups.usecases.backup import request_backup, run_backup
+from pgbackups.usecases.restores import NewRestore, request_restore
 from pgbackups_local.code_packages import zip_tree
 from pgbackups_local.postgres import EmbeddedPostgres
 from pgbackups_local.template import load_template
@@ -253,3 +258,101 @@ def test_the_task_refuses_code_that_does_not_match_its_digest(
     assert result.returncode != 0
     assert "CodeSha256" in result.stderr
     assert not (directory / "opt" / "bin" / "pg_dump").exists()
+
+
+def test_the_task_runs_a_restore(
+    aws: AwsStack,
+    services: Services,
+    postgres: EmbeddedPostgres,
+    database_name: str,
+    tmp_path: Path,
+    code_server: str,
+) -> None:
+    """The same task, asked for a restore (kind "restore"), streams the archive into
+    pg_restore and records the restore as the Fargate run; the target URL stays out of
+    its environment and its secret is deleted."""
+    source = postgres.create_database(database_name)
+    postgres.psql("CREATE TABLE items AS SELECT generate_series(1, 300) AS id", database_name)
+    services.catalog.create_database(DatabaseRecord(name="shop", created_at=datetime.now(UTC)))
+    services.secrets.put("shop", ConnectionInfo(url=source))
+    backup = request_backup(services, "shop")
+    request = BackupRequest(database="shop", backup_id=backup.id)
+    assert run_backup(services, request, seconds_left=600, runner="lambda") is not None
+    target = postgres.create_database(f"target_{database_name}")
+    restore = request_restore(services, "shop", NewRestore(target_url=target, backup_id="latest"))
+
+    task = run_task(
+        aws, code_server,
+        BackupRequest(database="shop", backup_id=restore.id, kind="restore").model_dump(),
+        tmp_path,
+    )  # fmt: skip
+
+    assert task.report == {"backup_id": restore.id, "status": "done"}
+    assert target not in json.dumps(task.environment)
+    assert postgres.password not in json.dumps(task.environment)
+    stored = services.restores.get_restore("shop", restore.id)
+    assert (stored.status, stored.runner) == ("done", "fargate")
+    assert postgres.psql("SELECT count(*) FROM items", f"target_{database_name}") == "300"
+    assert services.secrets.restore_target(restore.id) is None
+
+
+def test_a_task_stopped_during_a_restore_records_it_and_deletes_its_secret(
+    aws: AwsStack,
+    services: Services,
+    postgres: EmbeddedPostgres,
+    database_name: str,
+    tmp_path: Path,
+    code_server: str,
+) -> None:
+    """ECS's SIGTERM (StopTask, a scale-in) while pg_restore works: the restore is `error`,
+    says its target may be partial, and its secret is gone, before ECS's 30 s."""
+    source = postgres.create_database(database_name)
+    postgres.psql("CREATE TABLE items AS SELECT generate_series(1, 300) AS id", database_name)
+    services.catalog.create_database(DatabaseRecord(name="shop", created_at=datetime.now(UTC)))
+    services.secrets.put("shop", ConnectionInfo(url=source))
+    backup = request_backup(services, "shop")
+    request = BackupRequest(database="shop", backup_id=backup.id)
+    assert run_backup(services, request, seconds_left=600, runner="lambda") is not None
+    target_name = f"target_{database_name}"
+    target = postgres.create_database(target_name)
+    postgres.psql("CREATE TABLE items (id int)", target_name)
+    restore = request_restore(services, "shop", NewRestore(target_url=target, backup_id="latest"))
+    directory = tmp_path / "task"
+    directory.mkdir()
+    container = task_container()
+    wanted = BackupRequest(database="shop", backup_id=restore.id, kind="restore")
+    holder = psycopg2.connect(target)
+    holder.cursor().execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+    try:
+        task = subprocess.Popen(
+            [sys.executable, "-S", *container["EntryPoint"][1:], *container["Command"]],
+            env=task_environment(aws, code_server, wanted.model_dump(), directory),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # pg_restore's DROP TABLE items (--clean) waits on the lock: the task is stopped.
+        for _ in range(600):
+            waiting = postgres.psql(
+                "SELECT count(*) FROM pg_stat_activity "
+                f"WHERE datname = '{target_name}' AND wait_event_type = 'Lock'"
+            )
+            if waiting != "0" or task.poll() is not None:
+                break
+            time.sleep(0.1)
+        task.send_signal(signal.SIGTERM)
+        stdout, stderr = task.communicate(timeout=30)
+    finally:
+        holder.close()
+
+    assert task.returncode == 1, stdout[-3000:] + stderr[-3000:]
+    assert json.loads(stdout.strip().splitlines()[-1]) == {
+        "backup_id": restore.id,
+        "status": "error",
+    }
+    stored = services.restores.get_restore("shop", restore.id)
+    assert stored.status == "error" and stored.runner == "fargate"
+    assert stored.error is not None and "the task was stopped" in stored.error
+    assert any("the target may be partial" in warning for warning in stored.warnings)
+    assert services.secrets.restore_target(restore.id) is None

@@ -19,7 +19,7 @@ from pgbackups.postgres import wal
 from pgbackups.usecases import pitr
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, LambdaContext, RecordingRunner, load_function
-from tests.integration.test_api import Api
+from tests.integration.api import Api
 from tests.integration.test_pitr import commit_row, run_base_backups, slot_of, start_server
 
 pytestmark = pytest.mark.integration

@@ -207,6 +207,7 @@ def test_the_roles_as_the_contract_states_them() -> None:
         "PUT /v1/databases/{db}/schedule",
         "PUT /v1/databases/{db}/pitr",
         "PUT /v1/databases/{db}/backups/{id}/hold",
+        "POST /v1/databases/{db}/restores",
     }
     assert all(method == "GET" for method, _ in map(str.split, needing(Role.READ)))
 

@@ -50,6 +50,9 @@ API_ROUTES = {
     ("POST", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{name}"),
     ("GET", "/v1/audit"),
+    ("POST", "/v1/databases/{db}/restores"),
+    ("GET", "/v1/databases/{db}/restores"),
+    ("GET", "/v1/databases/{db}/restores/{id}"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/"),  # the dashboard and its static files
     ("GET", "/static/{file}"),
@@ -333,10 +336,16 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*/base/*"},
     ]
     wal = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*/wal/*"}
+    logical_archives = {"Fn::Sub": "${Bucket.Arn}/databases/*/backups/*"}
     chains = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*"}
     database_secrets = {
         "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
         ":secret:pgbackups/${Stage}/databases/*"
+    }
+    # A restore's target URL: created by the API, read and deleted by the runner.
+    restore_secrets = {
+        "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
+        ":secret:pgbackups/${Stage}/restores/*"
     }
     backup_function = {"Fn::GetAtt": ["BackupFunction", "Arn"]}
     bus = {"Fn::GetAtt": ["EventBus", "Arn"]}
@@ -371,13 +380,11 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "s3:PutObjectLegalHold": [objects],  # legal holds
         **{
             f"secretsmanager:{action}": [database_secrets]
-            for action in (
-                "CreateSecret",
-                "PutSecretValue",
-                "GetSecretValue",
-                "DeleteSecret",
-                "TagResource",
-            )
+            for action in ("PutSecretValue", "GetSecretValue")
+        },
+        **{
+            f"secretsmanager:{action}": [database_secrets, restore_secrets]
+            for action in ("CreateSecret", "DeleteSecret", "TagResource")
         },
         "lambda:InvokeFunction": [backup_function],
         "events:PutEvents": [bus],
@@ -403,7 +410,9 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "s3:AbortMultipartUpload": [archives],
         "s3:PutObjectRetention": [archives],  # locked writes, dates extended by retention
         "s3:DeleteObject": [archives],
-        "secretsmanager:GetSecretValue": [database_secrets],
+        "s3:GetObject": [logical_archives],  # restores stream the archive
+        "secretsmanager:GetSecretValue": [database_secrets, restore_secrets],
+        "secretsmanager:DeleteSecret": [restore_secrets],
         "events:PutEvents": [bus],
     }
     assert actions_on(resources["DispatcherFunction"]) == {
@@ -411,7 +420,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "dynamodb:Scan": [table],  # the whole catalog, once per run
         "s3:DeleteObject": [objects],
         "s3:PutObjectRetention": [objects],  # dates extended by retention
-        "secretsmanager:DeleteSecret": [database_secrets],
+        "secretsmanager:DeleteSecret": [database_secrets, restore_secrets],
         "lambda:InvokeFunction": [backup_function],
         "events:PutEvents": [bus],
         **start_tasks,

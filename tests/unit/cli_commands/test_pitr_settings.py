@@ -2,9 +2,6 @@
 answering the continuous-backups object of the API (ranges, breaks, history kept) or an
 older one without those fields."""
 
-# The fake API's fixtures are imported by name, which ruff sees as redefinitions.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -13,7 +10,7 @@ from typing import Any
 import pytest
 
 from pgbackups_cli import pitr_settings
-from tests.unit.test_cli_commands import FakeApi, api, error, run  # noqa: F401 (fixtures)
+from tests.unit.cli_commands.fakes import FakeApi, error, run
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,368 @@
+"""Restores run where the backups are: a done backup's archive streamed from S3 into
+pg_restore on the backups' runner (the backup function, or the Fargate task when the
+backup outgrew Lambda), never through the user's machine.
+
+The API checks the target with a real connection, then keeps its URL only in a
+secret of the restore's own (Secrets Manager, `<prefix>/restores/<id>`), which the
+runner reads and deletes when the run ends, whatever happened. A restore into the
+backed-up database itself needs its name as confirmation; one restore at a time per
+target. A restore that does not finish says its target may be partial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import IO
+
+from aws_lambda_powertools import Logger
+
+from pgbackups.domain.errors import (
+    BackupNotDone,
+    BackupNotStarted,
+    ConfirmationRequired,
+    ConnectionFailed,
+    ConnectionParameterNotAllowed,
+    InvalidInput,
+    NotSupported,
+    PgBackupsError,
+)
+from pgbackups.domain.models import (
+    BackupRecord,
+    BackupRequest,
+    RestoreRecord,
+    RunnerName,
+    error_text,
+)
+from pgbackups.domain.runners import RunnerFailed
+from pgbackups.postgres import probe
+from pgbackups.postgres.restore import (
+    RestoreFailed,
+    RestoreProgress,
+    Target,
+    count_streamed_entries,
+    run_pg_restore,
+)
+from pgbackups.postgres.urls import Connection, registered_connection, scrub
+from pgbackups.services import Services
+from pgbackups.usecases.backup import (
+    DEADLINE_MARGIN_SECONDS,
+    PROGRESS_SECONDS,
+    find_backup,
+    runner_for,
+)
+
+logger = Logger(child=True)
+
+# Bytes read from S3 at a time while feeding pg_restore.
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NewRestore:
+    """A restore to run; exactly one of `backup_id` and `target_time` is set."""
+
+    target_url: str
+    backup_id: str | None = None
+    target_time: str | None = None
+    tables: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()
+    clean: bool = True
+    confirm: str | None = None
+
+    def __repr__(self) -> str:  # never print a URL by accident
+        return f"NewRestore(backup_id={self.backup_id!r}, target_time={self.target_time!r})"
+
+
+def target_address(connection: Connection) -> str:
+    """`host:port/dbname` as libpq reads the URL (its defaults filled in)."""
+    parameters = connection.parameters
+    host = parameters.get("host") or "localhost"
+    port = parameters.get("port") or "5432"
+    return f"{host}:{port}/{connection.database}"
+
+
+def request_restore(services: Services, database: str, new: NewRestore) -> RestoreRecord:
+    """Check the request and its target, record the restore `scheduled`, keep the target's
+    URL in the restore's secret and ask the runner to run it; nothing is left behind
+    when any step refuses."""
+    if (new.backup_id is None) == (new.target_time is None):
+        raise InvalidInput(
+            "give exactly one of backup_id (an id or `latest`) and target_time",
+            field="backup_id",
+        )
+    if new.target_time is not None:
+        raise NotSupported(
+            "restores to a point in time are not run by the stack yet: restore a backup "
+            "(backup_id), or use `pgbackups pitr-restore` on your machine",
+            field="target_time",
+        )
+    assert new.backup_id is not None
+    services.catalog.get_database(database)  # DatabaseNotFound
+    backup = find_backup(services, database, new.backup_id)
+    if backup.status != "done":
+        raise BackupNotDone(f"backup {backup.id} is {backup.status}: only a done one restores")
+    target = _checked_target(new.target_url)
+    address = target_address(target)
+    source = registered_connection(services.secrets.get(database).url)
+    if address == target_address(source) and new.confirm != database:
+        raise ConfirmationRequired(
+            f"the target is {database} itself: its objects are replaced by the backup's; "
+            f'send "confirm": "{database}" to restore in place',
+            field="confirm",
+        )
+    record = RestoreRecord.new(
+        database, backup.id, address, services.clock(),
+        tables=list(new.tables), schemas=list(new.schemas), clean=new.clean,
+    )  # fmt: skip
+    services.restores.create_restore(record)  # RestoreInProgress
+    try:
+        services.secrets.put_restore_target(record.id, database, new.target_url)
+        runner = runner_for(services, database, recent=[backup])
+        runner.start(BackupRequest(database=database, backup_id=record.id, kind="restore"))
+    except Exception as error:  # nothing may stay: the secret, the target's lock
+        logger.exception("the restore could not be started", extra={"restore_id": record.id})
+        reason = f"the restore could not be started ({type(error).__name__})"
+        if isinstance(error, RunnerFailed):
+            reason = f"the restore could not be started: {error}"
+        _delete_secret(services, record.id)
+        failed = record.failed(reason, services.clock())
+        if services.restores.finish_restore(failed, expected_status="scheduled"):
+            _publish(services, failed)
+        raise BackupNotStarted(reason) from None
+    logger.info(
+        "restore requested",
+        extra={"database": database, "restore_id": record.id, "runner": runner.name},
+    )
+    return record
+
+
+def _checked_target(url: str) -> Connection:
+    """The target as libpq reads it, after a real connection accepted it (422 otherwise,
+    in `pgbackups.postgres.urls`' words: never the password)."""
+    try:
+        target = registered_connection(url)
+        probe.probe(target)
+    except (ConnectionFailed, ConnectionParameterNotAllowed) as refused:
+        raise type(refused)(
+            f"target_url: {refused.message}", field="target_url", **refused.details
+        ) from None
+    return target
+
+
+def restores_page(
+    services: Services, database: str, *, limit: int, cursor: str | None
+) -> tuple[list[RestoreRecord], str | None]:
+    services.catalog.get_database(database, include_removed=True)  # DatabaseNotFound
+    return services.restores.list_restores(database, limit=limit, cursor=cursor)
+
+
+def show_restore(services: Services, database: str, restore_id: str) -> RestoreRecord:
+    services.catalog.get_database(database, include_removed=True)  # DatabaseNotFound
+    return services.restores.get_restore(database, restore_id)
+
+
+# -- on the runner ------------------------------------------------------------------------
+
+
+def run_restore(
+    services: Services, request: BackupRequest, *, seconds_left: float, runner: RunnerName
+) -> RestoreRecord | None:
+    """What the runner does with a restore's request: the archive streamed from S3 into
+    pg_restore, progress recorded as it goes, the secret deleted at the end.
+
+    None when there is nothing to do (a retried invocation, a restore given up)."""
+    started = time.monotonic()
+    now = services.clock()
+    record = services.restores.start_restore(
+        request.database, request.backup_id, now, runner=runner,
+        deadline_at=now + timedelta(seconds=seconds_left),
+    )  # fmt: skip
+    if record is None:
+        logger.info("restore is not scheduled any more: nothing to do")
+        return None
+    done = _Progress()
+    url: str | None = None
+    try:
+        url = services.secrets.restore_target(record.id)
+        if url is None:
+            raise RestoreFailed("the target's URL was deleted before the restore ran")
+        seconds = seconds_left - DEADLINE_MARGIN_SECONDS - (time.monotonic() - started)
+        record = _restore(services, record, Target.registered(url), done, seconds)
+    except (RestoreFailed, PgBackupsError) as error:
+        reason = error.message if isinstance(error, PgBackupsError) else str(error)
+        record = _failed(services, record, scrub(reason, url) if url else reason, done)
+    except Exception as error:
+        logger.exception("restore failed unexpectedly")
+        record = _failed(services, record, f"internal error ({type(error).__name__})", done)
+    finally:
+        _delete_secret(services, record.id)
+    _publish(services, record)
+    return record
+
+
+def _restore(
+    services: Services,
+    record: RestoreRecord,
+    target: Target,
+    done: _Progress,
+    seconds_left: float,
+) -> RestoreRecord:
+    assert record.backup_id is not None
+    backup = services.catalog.get_backup(record.database, record.backup_id)
+    if backup.status != "done":
+        raise RestoreFailed(f"backup {backup.id} is {backup.status} now: nothing was restored")
+    total = count_streamed_entries(
+        services.tools, _feed(services, backup, None), record.tables, record.schemas
+    )
+    progress = _ProgressRecorder(services, record, total)
+    deadline = time.monotonic() + seconds_left
+    done.started = True
+    outcome = run_pg_restore(
+        services.tools, None, target, progress,
+        feed=_feed(services, backup, deadline), tables=record.tables, schemas=record.schemas,
+        done=done, clean=record.clean, timeout=max(seconds_left, 1.0),
+    )  # fmt: skip
+    warnings = list(record.warnings)
+    if outcome.ignored_transaction_timeout:
+        warnings.append(
+            "the target's PostgreSQL does not know transaction_timeout (pg_restore 18 sets "
+            "it): that one error was ignored, nothing else failed"
+        )
+    finished = record.model_copy(
+        update={
+            "status": "done",
+            "finished_at": services.clock(),
+            "progress": record.progress.model_copy(
+                update={"restored": len(done.entries), "total": total}
+            ),
+            "warnings": warnings,
+        }
+    )
+    if not services.restores.finish_restore(finished, expected_status="running"):
+        logger.warning("restore was given up meanwhile")
+        return services.restores.get_restore(record.database, record.id)
+    logger.info("restore done", extra={"restore_id": record.id, "entries": len(done.entries)})
+    return finished
+
+
+def _feed(
+    services: Services, backup: BackupRecord, deadline: float | None
+) -> Callable[[IO[bytes]], None]:
+    """Writes the backup's archive, as it downloads, into pg_restore's standard input;
+    raises when its digest is not the one recorded (the bucket is not trusted) or the
+    runner's deadline comes (`deadline`, on the monotonic clock)."""
+
+    def feed(sink: IO[bytes]) -> None:
+        body = services.archives.open_stream(backup.object_key)
+        digest = hashlib.sha256()
+        try:
+            while chunk := body.read(CHUNK):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise RestoreFailed("timed out: the restore did not finish before its deadline")
+                digest.update(chunk)
+                sink.write(chunk)
+        finally:
+            body.close()
+        if deadline is not None and backup.sha256 and digest.hexdigest() != backup.sha256:
+            raise RestoreFailed(
+                f"the archive of backup {backup.id} in storage does not match its recorded "
+                "SHA-256: it was changed after the backup"
+            )
+
+    return feed
+
+
+@dataclass
+class _Progress(RestoreProgress):
+    """pg_restore's entries done, and whether it was started at all."""
+
+    started: bool = False
+
+
+class _ProgressRecorder:
+    """Records pg_restore's entries done every few seconds (clients follow them)."""
+
+    def __init__(self, services: Services, record: RestoreRecord, total: int | None) -> None:
+        self._services = services
+        self._record = record
+        self._total = total
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, restored: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < PROGRESS_SECONDS:
+                return
+            self._last = now
+        try:
+            self._services.restores.record_progress(
+                self._record.database, self._record.id, restored, self._total
+            )
+        except Exception:  # progress is a courtesy: the restore goes on
+            logger.exception("could not record the restore's progress")
+
+
+def _failed(
+    services: Services, record: RestoreRecord, reason: str, done: _Progress
+) -> RestoreRecord:
+    if done.started:  # pg_restore ran: it may have dropped, created or filled objects
+        counted = record.progress.model_copy(update={"restored": len(done.entries)})
+        failed = record.model_copy(update={"progress": counted}).interrupted(
+            error_text(reason), services.clock()
+        )
+        if done.entries:
+            failed.warnings[-1] += f" (the last: {done.entries[-1]})"
+    else:  # nothing touched the target
+        failed = record.failed(error_text(reason), services.clock())
+    logger.warning("restore failed", extra={"restore_id": record.id, "reason": failed.error})
+    if not services.restores.finish_restore(failed, expected_status="running"):
+        logger.warning("restore was given up meanwhile")
+        return services.restores.get_restore(record.database, record.id)
+    return failed
+
+
+def reap_stale_restores(services: Services, now: datetime) -> list[RestoreRecord]:
+    """Restores whose runner stopped without a word (killed at its deadline, crashed)
+    turned into `error`, their target freed and their secret deleted: the reaper's rule
+    for every run (`Run.abandoned_reason`)."""
+    reaped = []
+    for lock in services.restores.target_locks():
+        try:
+            record = services.restores.get_restore(lock.database, lock.restore_id)
+        except PgBackupsError:
+            continue
+        reason = record.abandoned_reason(now)
+        if reason is None:
+            continue
+        if record.status == "running":
+            failed = record.interrupted(reason, now)
+        else:  # never started: the target was not touched
+            failed = record.failed(reason, now)
+        if not services.restores.finish_restore(failed, expected_status=record.status):
+            continue
+        _delete_secret(services, record.id)
+        _publish(services, failed)
+        logger.warning("stale restore reaped", extra={"restore_id": record.id})
+        reaped.append(failed)
+    return reaped
+
+
+def _delete_secret(services: Services, restore_id: str) -> None:
+    try:
+        services.secrets.delete_restore_target(restore_id)
+    except Exception:
+        # Logged for the operator: the secret stays under <prefix>/restores/<id>.
+        logger.exception("could not delete a restore's secret", extra={"restore_id": restore_id})
+
+
+def _publish(services: Services, record: RestoreRecord) -> None:
+    try:
+        services.events.publish_restore(record)
+    except Exception:
+        logger.exception("could not publish the restore's event", extra={"restore_id": record.id})
