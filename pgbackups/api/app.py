@@ -27,7 +27,16 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from pgbackups.api.access import AccessControl
 from pgbackups.api.errors import MalformedBody, field_path, http_status, validation_message
-from pgbackups.api.routers import audit, backups, dashboard, databases, pitr, schedule, tokens
+from pgbackups.api.routers import (
+    audit,
+    backups,
+    dashboard,
+    databases,
+    pitr,
+    schedule,
+    signed_in,
+    tokens,
+)
 from pgbackups.domain.errors import PgBackupsError
 from pgbackups.services import Services
 
@@ -170,7 +179,7 @@ def build_api(services: Services) -> APIGatewayHttpResolver:
     )
     _install_error_handlers(app)
     app.use(middlewares=[_json_headers])
-    for router in (databases, schedule, backups, pitr, tokens, audit):
+    for router in (databases, schedule, backups, pitr, tokens, signed_in, audit):
         app.include_router(router.build_router(services))
     _openapi_route(app)
     app.include_router(dashboard.build_router())
