@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import BaseMiddlewareHandler, NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from pgbackups.api.errors import http_status
 from pgbackups.domain.access import NoRule, Role, check_access, is_audited
@@ -30,9 +31,9 @@ from pgbackups.usecases.audit import record
 logger = Logger(child=True)
 
 
-def _bearer(app: APIGatewayHttpResolver) -> tuple[str, Role | None]:
+def bearer(event: APIGatewayProxyEventV2) -> tuple[str, Role | None]:
     """The token's name and role as the authorizer passed them (none: no role at all)."""
-    context = app.current_event.request_context.authorizer.get_lambda or {}
+    context = event.request_context.authorizer.get_lambda or {}
     name = context.get("token")
     given = context.get("role")
     role = Role(given) if given in set(Role) else None
@@ -50,7 +51,7 @@ def check_role(
     app: APIGatewayHttpResolver, next_middleware: Callable[[Any], Response[Any]]
 ) -> Response[Any]:
     method, route = app.request.method, app.request.route
-    _, role = _bearer(app)
+    _, role = bearer(app.current_event)
     try:
         check_access(role, method, route, _body(app))
     except NoRule:
@@ -104,7 +105,7 @@ def _record(services: Services, app: APIGatewayHttpResolver, status: int) -> Non
     method, route = app.request.method, app.request.route
     if not is_audited(method, route, status):
         return
-    name, role = _bearer(app)
+    name, role = bearer(app.current_event)
     event = app.current_event
     database = app.request.path_parameters.get("db", "")
     try:

@@ -35,6 +35,7 @@ from pgbackups.api.routers import (
     pitr,
     restores,
     schedule,
+    signed_in,
     tokens,
 )
 from pgbackups.domain.errors import PgBackupsError
@@ -181,7 +182,7 @@ def build_api(services: Services) -> APIGatewayHttpResolver:
     )
     _install_error_handlers(app)
     app.use(middlewares=[_json_headers])
-    for router in (databases, schedule, backups, pitr, restores, tokens, audit):
+    for router in (databases, schedule, backups, pitr, restores, tokens, signed_in, audit):
         app.include_router(router.build_router(services))
     _openapi_route(app)
     app.include_router(dashboard.build_router())

@@ -139,6 +139,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ),
     # The download links of a local restore to a point in time: a download.
     ("GET", "/v1/databases/{db}/pitr/restore"): Rule(Role.READ, issues_access=True),
+    # The signed-in token's own name, role and expiry: what the dashboard offers follows it.
+    ("GET", "/v1/token"): READ,
     ("GET", "/v1/tokens"): ADMIN,
     ("POST", "/v1/tokens"): ADMIN,
     ("DELETE", "/v1/tokens/{name}"): ADMIN,

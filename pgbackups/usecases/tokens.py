@@ -54,6 +54,12 @@ def list_tokens(services: Services) -> list[TokenRecord]:
     return services.tokens.list()
 
 
+def stored_token(services: Services, name: str) -> TokenRecord | None:
+    """The stored token called `name`; None for the deploy-time token, which has no record
+    (its name is refused for the others), or for one revoked since the authorizer's answer."""
+    return next((token for token in services.tokens.list() if token.name == name), None)
+
+
 def revoke_token(services: Services, name: str) -> TokenRecord:
     return services.tokens.revoke(name)
 

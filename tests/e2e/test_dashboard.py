@@ -663,7 +663,7 @@ def test_every_dashboard_answer_has_strict_headers_and_the_page_logs_no_error(
     # Headless Chromium may not ask for the icon.
     assert served - {"/static/favicon.svg"} == {
         "/", "/static/app.js", "/static/api.js", "/static/chart.js", "/static/dom.js",
-        "/static/style.css",
+        "/static/style.css", "/static/access.js", "/static/tokens.js", "/static/activity.js",
     }  # fmt: skip
     for response in dashboard:
         assert response.status == 200

@@ -46,6 +46,7 @@ API_ROUTES = {
     ("GET", "/v1/databases/{db}/pitr"),
     ("PUT", "/v1/databases/{db}/pitr"),
     ("GET", "/v1/databases/{db}/pitr/restore"),
+    ("GET", "/v1/token"),
     ("GET", "/v1/tokens"),
     ("POST", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{name}"),

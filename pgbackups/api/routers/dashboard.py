@@ -24,6 +24,9 @@ ASSETS = {
     "api.js": "text/javascript; charset=utf-8",
     "dom.js": "text/javascript; charset=utf-8",
     "chart.js": "text/javascript; charset=utf-8",
+    "access.js": "text/javascript; charset=utf-8",
+    "tokens.js": "text/javascript; charset=utf-8",
+    "activity.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }

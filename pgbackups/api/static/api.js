@@ -54,6 +54,11 @@ export async function request(method, path, body = undefined, options = {}) {
   } catch (error) {
     throw new ApiError(0, "unreachable", `The API cannot be reached (${error.message}).`);
   }
+  // The API's own 403 `forbidden`: the token is fine, its role does not allow this request.
+  const forbidden = response.status === 403 && (await roleRefusal(response));
+  if (forbidden) {
+    throw new ApiError(403, "forbidden", forbidden.message, null, forbidden);
+  }
   if (response.status === 401 || response.status === 403) {
     // API Gateway: 401 without a token, 403 when the authorizer refuses it. Alike here.
     if (!options.candidate) {
@@ -77,6 +82,16 @@ export async function request(method, path, body = undefined, options = {}) {
     throw new ApiError(response.status, error.code || `http_${response.status}`, message, error.field || null, error);
   }
   return payload;
+}
+
+/** The error of a 403 that the API answered for a role (not the authorizer's refusal). */
+async function roleRefusal(response) {
+  try {
+    const error = (await response.clone().json()).error;
+    return error && error.code === "forbidden" && typeof error.message === "string" ? error : null;
+  } catch {
+    return null;
+  }
 }
 
 export const api = {

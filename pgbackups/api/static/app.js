@@ -1,7 +1,10 @@
 // The pgbackups dashboard: sign-in, databases, and a database's Backups tab.
-// Routes: #/ (databases) and #/databases/<name> (its Backups tab); any other hash shows the
-// databases.
+// Routes: #/ (databases), #/databases/<name> (its Backups tab), #/tokens and #/activity
+// (admins: tokens.js, activity.js); any other hash shows the databases. What the signed-in
+// token may do is decided in access.js.
 
+import { forgetAccess, loadAccess } from "./access.js";
+import { clearActivity, openActivity } from "./activity.js";
 import { ApiError, api, forgetToken, onSignedOut, retentionBounds, signIn, storedToken } from "./api.js";
 import { drawHistory } from "./chart.js";
 import {
@@ -16,6 +19,7 @@ import {
   hourLabel,
   showError,
 } from "./dom.js";
+import { clearTokens, openTokens } from "./tokens.js";
 
 const PAGE_SIZE = 20;
 const HISTORY_SIZE = 30;
@@ -23,7 +27,7 @@ const POLL_MS = 1000;
 // Continuous backups move with every capture (each minute): a few seconds is fresh enough.
 const PITR_POLL_MS = 5000;
 const ACTIVE = new Set(["scheduled", "running"]);
-const VIEWS = ["sign-in-view", "databases-view", "database-view"];
+const VIEWS = ["sign-in-view", "databases-view", "database-view", "tokens-view", "activity-view"];
 
 const state = {
   database: null, // the database record shown in the Backups tab
@@ -59,6 +63,9 @@ function signedOut(message) {
   $("#backups-table tbody").replaceChildren();
   $("#history-chart").replaceChildren();
   clearPitr();
+  forgetAccess();
+  clearTokens();
+  clearActivity();
   $("#database-title").textContent = "";
   const form = $("#sign-in-form");
   clearErrors(form);
@@ -76,6 +83,14 @@ function route() {
   stopPitrPolling();
   if (!storedToken()) {
     signedOut("");
+    return;
+  }
+  loadAccess();
+  if (location.hash === "#/tokens" || location.hash === "#/activity") {
+    const page = location.hash.slice(2);
+    showView(`${page}-view`);
+    if (page === "tokens") openTokens(confirmAction);
+    else openActivity();
     return;
   }
   const match = location.hash.match(/^#\/databases\/([^/]+)$/);
@@ -112,6 +127,7 @@ $("#sign-in-form").addEventListener("submit", async (event) => {
     try {
       const list = await signIn(token);
       $("#token").value = "";
+      loadAccess();
       if (location.hash !== "" && location.hash !== "#/") {
         route();
       } else {
@@ -186,7 +202,7 @@ async function openDatabases() {
 function renderDatabases(databases) {
   const rows = databases.map((database) => {
     const last = database.last_backup;
-    const remove = el("button", { type: "button", class: "danger small" }, "Remove");
+    const remove = el("button", { type: "button", class: "danger small", "data-action": "removeDatabase" }, "Remove");
     remove.addEventListener("click", () => removeDatabase(database.name, remove));
     return el(
       "tr",
@@ -542,7 +558,7 @@ function backupRows(backup) {
     actions.append(download);
   }
   if (!ACTIVE.has(backup.status)) {
-    const remove = el("button", { type: "button", class: "small danger" }, "Delete");
+    const remove = el("button", { type: "button", class: "small danger", "data-action": "deleteBackup" }, "Delete");
     remove.addEventListener("click", () => deleteBackup(backup, remove, rowError));
     actions.append(remove);
   }
