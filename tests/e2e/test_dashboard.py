@@ -908,7 +908,10 @@ def test_continuous_backups_show_status_window_base_backups_and_follow_wal_and_a
         unreadable = pitr_server.data_dir / HOSTILE
         unreadable.write_text("not for the server\n")
         unreadable.chmod(0)
-        slot = f"pgbackups_{name.replace('-', '_')}"
+        # The slot the capture reads: its name carries a suffix drawn at enabling.
+        slot = pitr_server.psql(
+            "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgbackups\\_%'"
+        )
         until(lambda: drop_slot(pitr_server, slot), "slot dropped")
         capture_now(local_stack, name)
         broken = until(

@@ -77,7 +77,7 @@ def build_router(services: Services) -> Router:
         operation_id="createToken",
         summary="Create an API token with a role; its secret is in this answer only",
         tags=TAGS,
-        responses=answers(201, "The token, with its secret", 409),
+        responses=answers(201, "The token, with its secret", 400, 409),
     )
     def create_token(request: TokenRequest) -> Response[NewToken]:
         issued = tokens.create_token(
