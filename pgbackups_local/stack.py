@@ -555,6 +555,7 @@ class LocalStack:
             "AWS::S3::Bucket": "arn:aws:s3:::{}",
             "AWS::Events::EventBus": f"arn:aws:events:{self.region}:{ACCOUNT_ID}:event-bus/{{}}",
             "AWS::SecretsManager::Secret": "{}",  # its !Ref is its ARN
+            "AWS::SNS::Topic": "{}",  # likewise
         }
         for kind, create in creators.items():
             for logical_id, resource in resources_of_type(self.template, kind).items():
