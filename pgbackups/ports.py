@@ -24,8 +24,6 @@ from pgbackups.domain.models import (
     DatabaseHistory,
     DatabaseRecord,
     Health,
-    RestoreRecord,
-    TargetLock,
 )
 from pgbackups.domain.pitr import (
     BaseBackup,
@@ -35,6 +33,7 @@ from pgbackups.domain.pitr import (
     WalChain,
     WalFile,
 )
+from pgbackups.domain.restores import RestoreRecord, TargetLock
 
 
 class Catalog(Protocol):

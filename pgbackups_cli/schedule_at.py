@@ -81,7 +81,7 @@ def parse_schedule_at(
 
 def _check_timezone(name: str) -> str:
     # The domain's check (imported on use: models loads pydantic, which --help does not need).
-    from pgbackups.domain.models import check_timezone
+    from pgbackups.domain.timezones import check_timezone
 
     return check_timezone(name)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pgbackups.domain.models import BackupRecord, RestoreRecord
+from pgbackups.domain.models import BackupRecord
+from pgbackups.domain.restores import RestoreRecord
 
 EVENT_SOURCE = "pgbackups"
 

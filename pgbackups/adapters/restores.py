@@ -28,7 +28,7 @@ from pgbackups.adapters.dynamodb import (
     values,
 )
 from pgbackups.domain.errors import RestoreInProgress, RestoreNotFound
-from pgbackups.domain.models import RestoreRecord, TargetLock
+from pgbackups.domain.restores import RestoreRecord, TargetLock
 
 RESTORE_PREFIX = "RESTORE#"
 TARGETS_PK = "RESTORE_TARGETS"

@@ -18,15 +18,9 @@ from pgbackups.api.schemas import (
     RestoreView,
     ScheduleView,
 )
-from pgbackups.domain.models import (
-    BackupRecord,
-    DatabaseRecord,
-    Health,
-    KeptAs,
-    RestoreRecord,
-    Schedule,
-)
+from pgbackups.domain.models import BackupRecord, DatabaseRecord, Health, KeptAs, Schedule
 from pgbackups.domain.pitr import BaseBackup, BaseBackupRun
+from pgbackups.domain.restores import RestoreRecord
 from pgbackups.domain.schedule import UnknownTimezone, next_run_at
 from pgbackups.postgres.lsn import format_lsn
 from pgbackups.usecases.downloads import Download

@@ -6,19 +6,17 @@ HTTP API returns; the API's request bodies live in `pgbackups.api.schemas`.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Annotated, ClassVar, Literal, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from ulid import ULID
 
 from pgbackups.domain.names import BACKUP_ID as BACKUP_ID  # re-exported: the API and catalog use it
 from pgbackups.domain.names import DATABASE_NAME
+from pgbackups.domain.timezones import check_timezone
 
 BackupMethod = Literal["periodic", "manual"]
 BackupSource = Literal["primary", "replica"]
@@ -33,76 +31,6 @@ DEFAULT_COMPRESSION = "zstd:1"
 COMPRESSION = re.compile(
     r"^(none|gzip(:[1-9])?|lz4(:([1-9]|1[0-2]))?|zstd(:([1-9]|1[0-9]|2[0-2]))?)$"
 )
-
-
-# In the zoneinfo directory but not time zones of the IANA database: the host's own
-# setting, placeholders, and the leap-second (`right/`) and `posix/` copies.
-NOT_IANA_ZONES = frozenset({"localtime", "Factory", "posixrules", "leapseconds"})
-NOT_IANA_PREFIXES = ("posix/", "right/")
-
-
-UTC_ZONE = "UTC"
-# Zones that are UTC under another name (Etc/UCT, Zulu, GMT, Etc/Greenwich…): the same
-# schedule, written UTC.
-_UTC_TARGETS = frozenset({"Etc/UTC", "Etc/GMT"})
-
-
-@functools.cache
-def iana_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
-def _tzdata_text(name: str) -> str:
-    return resources.files("tzdata").joinpath("zoneinfo", name).read_text(encoding="utf-8")
-
-
-@functools.cache
-def _canonical_zones() -> tuple[frozenset[str], dict[str, str]]:
-    """The canonical names (the locations of the time zone database's zone.tab and
-    zone1970.tab, and UTC) and its links (an old or alias name → the zone it names),
-    from the pinned `tzdata` package."""
-    canonical = {UTC_ZONE}
-    for table in ("zone.tab", "zone1970.tab"):
-        for line in _tzdata_text(table).splitlines():
-            if line and not line.startswith("#"):
-                canonical.add(line.split("\t")[2])
-    links = {}
-    for line in _tzdata_text("tzdata.zi").splitlines():
-        if line.startswith("L "):
-            _, target, alias = line.split()
-            links[alias] = target
-    return frozenset(canonical), links
-
-
-def canonical_timezone(name: str) -> str | None:
-    """The canonical name of an IANA time zone name (`US/Pacific` → `America/Los_Angeles`,
-    `Etc/UTC` → `UTC`), or None when it has none (`Etc/GMT+5`: a fixed offset, no place)."""
-    canonical, links = _canonical_zones()
-    seen: set[str] = set()
-    while name not in canonical and name in links and name not in seen:
-        seen.add(name)
-        name = links[name]
-    if name in _UTC_TARGETS:
-        return UTC_ZONE
-    return name if name in canonical else None
-
-
-def check_timezone(name: str) -> str:
-    """The canonical IANA name of time zone `name` (as `Europe/Paris`; an alias the time
-    zone database links to one, such as `US/Pacific`, gives that one), or ValueError."""
-    if name in NOT_IANA_ZONES or name.startswith(NOT_IANA_PREFIXES) or name not in iana_zones():
-        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris")
-    canonical = canonical_timezone(name)
-    if canonical is None:
-        raise ValueError(
-            f"time zone {name!r} names no place: use the IANA name of a location, such as "
-            "America/New_York, or UTC"
-        )
-    try:
-        ZoneInfo(canonical)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"unknown time zone {name!r}") from None
-    return canonical
 
 
 # A claim on deleting a removed database's URLs older than this was left by a run that
@@ -366,85 +294,6 @@ class ConnectionInfo:
     def __repr__(self) -> str:  # never print a password by accident
         replica = "***" if self.replica_url else None
         return f"ConnectionInfo(url='***', replica_url={replica!r})"
-
-
-RestoreKind = Literal["backup", "point_in_time"]
-
-
-class RestoreCounts(BaseModel):
-    """How far a restore got: pg_restore's entries done, of those it will work through."""
-
-    restored: int = 0
-    total: int | None = None
-
-
-# What a restore that did not finish says of its target.
-PARTIAL_TARGET = "the target may be partial"
-
-
-class RestoreRecord(Run):
-    """A restore run by the stack into a target database (`POST …/restores`).
-
-    The target's URL is never here: it lives in a secret of the restore's own, deleted
-    when the run ends; `target` is its `host:port/dbname`, enough to recognise it.
-    """
-
-    what: ClassVar[str] = "restore"
-
-    kind: RestoreKind = "backup"
-    backup_id: str | None = None
-    target_time: datetime | None = None
-    target: str
-    tables: list[str] = Field(default_factory=list)
-    schemas: list[str] = Field(default_factory=list)
-    clean: bool = True
-    progress: RestoreCounts = Field(default_factory=RestoreCounts)
-    warnings: list[str] = Field(default_factory=list)
-
-    @classmethod
-    def new(
-        cls,
-        database: str,
-        backup_id: str,
-        target: str,
-        created_at: datetime,
-        *,
-        tables: list[str],
-        schemas: list[str],
-        clean: bool,
-    ) -> RestoreRecord:
-        return cls(
-            id=str(ULID.from_datetime(created_at)),
-            database=database,
-            backup_id=backup_id,
-            target=target,
-            tables=tables,
-            schemas=schemas,
-            clean=clean,
-            created_at=created_at,
-        )
-
-    def interrupted(self, reason: str, at: datetime) -> RestoreRecord:
-        """`error` for `reason`, saying the target may hold part of the archive."""
-        failed = self.failed(reason, at)
-        return failed.model_copy(update={"warnings": [*self.warnings, self.partial_warning()]})
-
-    def partial_warning(self) -> str:
-        done = self.progress.restored
-        of = f" of {self.progress.total}" if self.progress.total is not None else ""
-        return (
-            f"{PARTIAL_TARGET}: {done}{of} entries of the archive were restored into "
-            f"{self.target} before the restore stopped; restore again (clean) to redo it"
-        )
-
-
-@dataclass(frozen=True)
-class TargetLock:
-    """A restore target's lock: which restore of which database holds it."""
-
-    target: str  # host:port/dbname
-    database: str
-    restore_id: str
 
 
 BackupKind = Literal["logical", "base", "restore"]

@@ -15,9 +15,9 @@ from pgbackups.domain.models import (
     DatabaseHistory,
     DatabaseRecord,
     Health,
-    RestoreRecord,
     backup_created_at,
 )
+from pgbackups.domain.restores import RestoreRecord
 from pgbackups.domain.retention import plan_retention
 from pgbackups.domain.schedule import (
     PeriodicSlot,

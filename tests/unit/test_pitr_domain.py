@@ -20,11 +20,9 @@ from pgbackups.domain.pitr import (
     PitrState,
     WalChain,
     base_backup_due,
-    plan_pitr_expiry,
-    recovery_window,
-    restore_point,
     slot_name,
 )
+from pgbackups.domain.recovery import plan_pitr_expiry, recovery_window, restore_point
 from pgbackups.postgres.basebackup import ManifestTail
 from pgbackups.postgres.lsn import parse_lsn
 

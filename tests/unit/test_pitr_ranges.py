@@ -8,10 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from pgbackups.domain.errors import OutsideRecoveryWindow
-from pgbackups.domain.pitr import (
-    BaseBackup,
-    PitrState,
-    WalChain,
+from pgbackups.domain.pitr import BaseBackup, PitrState, WalChain
+from pgbackups.domain.recovery import (
     breaks,
     history_kept_until,
     plan_pitr_expiry,

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pgbackups.domain.errors import WalMissing
-from pgbackups.domain.pitr import BaseBackup, RestorePoint, WalChain, WalFile
+from pgbackups.domain.pitr import BaseBackup, WalChain, WalFile
+from pgbackups.domain.recovery import RestorePoint
 from pgbackups.postgres.wal import segment_name
 from pgbackups.usecases.pitr.restore_plan import wal_to_replay
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
 
-from pgbackups.domain.models import Schedule, check_timezone, iana_zones
+from pgbackups.domain.models import Schedule
 from pgbackups.domain.schedule import (
     PeriodicSlot,
     next_run_at,
@@ -16,6 +16,7 @@ from pgbackups.domain.schedule import (
     periodic_slot,
     schedule_due_at,
 )
+from pgbackups.domain.timezones import check_timezone, iana_zones
 
 pytestmark = pytest.mark.unit
 

@@ -12,13 +12,8 @@ from pgbackups.domain.errors import (
     RecoveryWindowMoved,
     WalMissing,
 )
-from pgbackups.domain.pitr import (
-    WAL_FILE_NAME,
-    RestorePoint,
-    WalFile,
-    recoverable_ranges,
-    restore_point,
-)
+from pgbackups.domain.pitr import WAL_FILE_NAME, WalFile
+from pgbackups.domain.recovery import RestorePoint, recoverable_ranges, restore_point
 from pgbackups.postgres import lsn
 from pgbackups.services import Services
 

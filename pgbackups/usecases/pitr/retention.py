@@ -8,13 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pgbackups.domain.pitr import (
-    BaseBackup,
-    WalChain,
-    WalFile,
-    partial_wal_file,
-    plan_pitr_expiry,
-)
+from pgbackups.domain.pitr import BaseBackup, WalChain, WalFile, partial_wal_file
+from pgbackups.domain.recovery import plan_pitr_expiry
 from pgbackups.services import Services
 from pgbackups.usecases.pitr.restore_plan import RESTORE_URL_LIFETIME
 

@@ -7,13 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pgbackups.domain.pitr import (
-    BaseBackup,
-    BaseBackupRun,
+from pgbackups.domain.pitr import BaseBackup, BaseBackupRun, PitrState, WalChain
+from pgbackups.domain.recovery import (
     Break,
-    PitrState,
     RecoverableRange,
-    WalChain,
     Window,
     breaks,
     history_kept_until,
