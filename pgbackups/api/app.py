@@ -1,4 +1,4 @@
-"""The HTTP API (README, "HTTP API"): routes, request validation, errors, the OpenAPI document.
+"""The HTTP API (docs/api.md): routes, request validation, errors, the OpenAPI document.
 
 `build_api(services)` returns the powertools resolver that the api function
 resolves events with. It mounts one Router per resource (`pgbackups.api.routers`);

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pgbackups.api.schemas import (
-    ArchiveLink,
-    BackupSummary,
-    BackupView,
+from pgbackups.api.schemas import ArchiveLink, BackupSummary, BackupView, Database, ScheduleView
+from pgbackups.api.schemas.pitr import (
     BaseBackupRunView,
     BaseBackupView,
-    Database,
     PitrBreakView,
     PitrView,
     RecoverableRangeView,
-    RestoreProgressView,
-    RestoreView,
-    ScheduleView,
 )
+from pgbackups.api.schemas.restores import RestoreProgressView, RestoreView
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, Health, KeptAs, Schedule
 from pgbackups.domain.pitr import BaseBackup, BaseBackupRun
 from pgbackups.domain.restores import RestoreRecord

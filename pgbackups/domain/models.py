@@ -26,7 +26,7 @@ KeptAs = Literal["daily", "weekly", "monthly", "manual"]
 
 DEFAULT_HOUR = 1
 DEFAULT_TIMEZONE = "Europe/Paris"
-# Chosen from `make bench` (see README, "Compression").
+# Chosen from `make bench` (bench/README.md, "Compression and throughput").
 DEFAULT_COMPRESSION = "zstd:1"
 COMPRESSION = re.compile(
     r"^(none|gzip(:[1-9])?|lz4(:([1-9]|1[0-2]))?|zstd(:([1-9]|1[0-9]|2[0-2]))?)$"

@@ -1,4 +1,4 @@
-"""Which backups of a database retention keeps, and why (README, "Retention").
+"""Which backups of a database retention keeps, and why (docs/architecture.md, "Retention").
 
 Heroku PG Backups semantics: periodic backups keep the newest `done` backup of
 each of the last `daily` days, the Sunday backup of each of the last `weekly`

@@ -13,7 +13,7 @@ from pgbackups.postgres.urls import Connection
 ARCHIVE_MAGIC = b"PGDMP"
 NOT_AN_ARCHIVE = "pg_dump's output is not a custom-format archive (no PGDMP header)"
 
-# The dump command of the hosted backup add-ons users come from (README, "How it works").
+# The dump command of the hosted backup add-ons users come from (docs/architecture.md).
 DUMP_FLAGS: tuple[str, ...] = (
     "--clean",
     "--if-exists",

@@ -1,4 +1,4 @@
-"""The one-way boundaries of the code (README, "How it works"), read from the imports.
+"""The one-way boundaries of the code (docs/architecture.md), read from the imports.
 
 Only module-level imports count as a dependency of a module; an import inside a
 function (a lazy import) is allowed where the text below says so.

@@ -1,4 +1,4 @@
-"""Retention planning (README, "Retention"): what is kept, why, and what is deleted."""
+"""Retention planning (docs/architecture.md, "Retention"): what is kept, why, and what is deleted."""
 
 from __future__ import annotations
 
@@ -200,7 +200,7 @@ def fate_of_day(number: int) -> str:
 
 
 def expected_keep(made: dict[date, BackupRecord], today: date, policy: RetentionPolicy) -> dict:
-    """What the README's retention rules keep, written the plain way: ages in calendar days."""
+    """What the retention rules (docs/architecture.md) keep, written the plain way: ages in calendar days."""
     first_sundays = [
         day
         for day in (today - timedelta(days=n) for n in range(31 * (policy.monthly + 1)))

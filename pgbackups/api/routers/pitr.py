@@ -24,7 +24,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from pgbackups.api.params import DatabaseParam, answers
-from pgbackups.api.schemas import PitrChanges, PitrView, RestorePlanView
+from pgbackups.api.schemas.pitr import PitrChanges, PitrView, RestorePlanView
 from pgbackups.api.views import pitr_view
 from pgbackups.domain.errors import InvalidInput
 from pgbackups.domain.pitr import PitrSettings

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from pgbackups.api.params import DatabaseParam, answers
-from pgbackups.api.schemas import RestorePage, RestoreRequest, RestoreView
+from pgbackups.api.schemas.restores import RestorePage, RestoreRequest, RestoreView
 from pgbackups.api.views import restore_view
 from pgbackups.domain.models import BACKUP_ID
 from pgbackups.services import Services
