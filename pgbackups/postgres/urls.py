@@ -168,7 +168,7 @@ def registered_connection(url: str) -> Connection:
             raise ConnectionParameterNotAllowed(
                 f"the URL sets {name}, which a registered URL may not: such parameters "
                 "can reach the backup function's own files, credentials or sockets "
-                "(docs/api.md, "Connection URLs", lists those allowed)",
+                "(the API reference's Connection URLs lists those allowed)",
                 parameter=name,
             )
         _check_value(name, value)
