@@ -747,3 +747,15 @@ def test_the_api_cannot_take_the_backup_functions_concurrency() -> None:
         reserved = props["ReservedConcurrentExecutions"]
         assert reserved == {"Ref": "ApiReservedConcurrency"}, logical_id
     assert 0 < _default_of(template, {"Ref": "ApiReservedConcurrency"}) <= 50
+
+
+def test_every_sample_event_of_a_protected_route_carries_the_authorizers_context() -> None:
+    """`sam local invoke -e` and the tests send these: a protected route's event without a
+    token's name and role would be refused by the API, as API Gateway would never send it."""
+    public = {"api-get-dashboard.json", "api-get-openapi.json"}
+    for path in sorted(EVENTS.glob("api-*.json")):
+        if path.name in public:
+            continue
+        context = json.loads(path.read_text(encoding="utf-8"))["requestContext"]["authorizer"]
+        assert context["lambda"].get("role") in ("read", "operate", "admin"), path.name
+        assert context["lambda"].get("token"), path.name
