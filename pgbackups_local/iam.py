@@ -18,6 +18,10 @@ Two local differences, both because moto has no request context to judge:
 - moto asks for `dynamodb:TransactWriteItems` / `TransactGetItems`, which are not
   IAM actions: AWS checks each item's own action (PutItem, UpdateItem, …). A
   statement allowing one of those also allows moto's name for the transaction.
+- moto checks `s3:PutObject` for a legal hold or a retention date put on an object
+  (its table of S3 actions has no entry for them), where AWS checks
+  `s3:PutObjectLegalHold` / `s3:PutObjectRetention`: a statement allowing one of
+  those also allows `s3:PutObject` on the same objects in moto.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ TRANSACTIONS = {
     ),
     "dynamodb:TransactGetItems": ("dynamodb:GetItem",),
 }
+# moto's action for an object's legal hold or retention date: S3's own are granted.
+S3_AS_MOTO_CHECKS = {"s3:PutObject": ("s3:PutObjectLegalHold", "s3:PutObjectRetention")}
 # The roles' sessions last as long as a local stack may reasonably run.
 SESSION_SECONDS = 12 * 3600
 OWNER_USER = "pgbackups-local-owner"
@@ -107,6 +113,11 @@ def _for_moto(document: dict[str, Any]) -> dict[str, Any]:
         actions = _as_list(statement.get("Action", []))
         s3 = [a for a in actions if a.startswith("s3:")]
         others = [a for a in actions if not a.startswith("s3:")]
+        s3 += [
+            checked
+            for checked, granted in S3_AS_MOTO_CHECKS.items()
+            if checked not in s3 and any(action in s3 for action in granted)
+        ]
         if s3:
             statements.append({**statement, "Action": s3})
         others += [

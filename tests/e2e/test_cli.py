@@ -271,7 +271,7 @@ def test_round_trip(
 
     # Restore into an empty database: the same rows come back.
     target = postgres.create_database("cli_restored")
-    refused = cli("backups-restore", "-d", name, "--target-url", target, input="n\n")
+    refused = cli("backups-restore", "-d", name, input="n\n", PGBACKUPS_TARGET_URL=target)
     assert refused.returncode == 1
     assert " !     WARNING: Destructive action" in refused.stderr
     assert f"postgresql://postgres:***@127.0.0.1:{postgres.port}/cli_restored" in refused.stderr
@@ -281,7 +281,7 @@ def test_round_trip(
         == "0"
     )
 
-    restored = cli("backups-restore", "-d", name, "--target-url", target, "--yes")
+    restored = cli("backups-restore", "-d", name, "--yes", PGBACKUPS_TARGET_URL=target)
     assert restored.returncode == 0, restored.stderr
     assert lines(restored.stdout)[-1] == "-----> Restore successfully finished"
     assert source.rows("cli_restored") == source.rows()
@@ -290,7 +290,7 @@ def test_round_trip(
     )
 
     # Again from the downloaded file, over what is there (--clean --if-exists).
-    again = cli("backups-restore", "--file", str(archive), "--target-url", target, "--yes")
+    again = cli("backups-restore", "--file", str(archive), "--yes", PGBACKUPS_TARGET_URL=target)
     assert again.returncode == 0, again.stderr
     assert source.rows("cli_restored") == source.rows()
 
@@ -307,7 +307,7 @@ def test_restore_checks_the_target_before_anything_else(
     _ensure_registered(cli, source)
     _ensure_a_done_backup(cli, source.name)
     missing = postgres.url("no_such_database")
-    result = cli("backups-restore", "-d", source.name, "--target-url", missing, "--yes")
+    result = cli("backups-restore", "-d", source.name, "--yes", PGBACKUPS_TARGET_URL=missing)
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (
         f" !     cannot connect to postgresql://postgres:***@127.0.0.1:{postgres.port}/"
@@ -335,7 +335,9 @@ def test_a_database_must_be_named_when_there_are_several(
     cli: Cli, folder: Path, postgres: EmbeddedPostgres
 ) -> None:
     for name in ("cli_several_1", "cli_several_2"):
-        added = cli("databases-add", name, "--url", postgres.create_database(name))
+        added = cli(
+            "databases-add", name, "--url", "-", input=postgres.create_database(name) + "\n"
+        )
         assert added.returncode == 0, added.stderr
     names = sorted(d["name"] for d in cli.api_get("/v1/databases")["databases"])
     result = cli("backups")

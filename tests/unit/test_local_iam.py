@@ -76,6 +76,30 @@ def test_moto_sees_non_s3_statements_on_any_resource_and_no_condition() -> None:
     assert others["Resource"] == "*" and "Condition" not in others
 
 
+def test_a_legal_hold_or_retention_grant_is_moto_s_put_object_on_the_same_objects() -> None:
+    """moto checks s3:PutObject for ?legal-hold and ?retention; AWS checks their own."""
+    objects = "arn:aws:s3:::bucket/databases/*"
+    role = RolePolicies(
+        "ApiFunction",
+        "api-role",
+        (
+            {
+                "Statement": [
+                    {"Effect": "Allow", "Action": "s3:PutObjectLegalHold", "Resource": objects}
+                ]
+            },
+        ),
+    )
+    (document,) = role.for_moto()
+    assert document["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:PutObjectLegalHold", "s3:PutObject"],
+            "Resource": objects,
+        }
+    ]
+
+
 def test_the_stacks_endpoints_judge_a_session_by_its_roles_resources() -> None:
     owner = StackKey("AKIAOWNER", "secret")
     session = StackKey("ASIASESSION", "secret", "token")
