@@ -6,14 +6,11 @@ tests/e2e/test_pitr_cli.py; these are its parts, with the storage answered in-pr
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import io
 import os
-import subprocess
 import urllib.error
-from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from pgbackups.postgres.cluster import (
 )
 from pgbackups_cli import main, pitr
 from pgbackups_cli.output import Failure, Interrupted
+from tests.unit.full_disk import tiny_file_system
 
 pytestmark = pytest.mark.unit
 
@@ -195,22 +193,6 @@ def test_a_restore_into_a_url_leaves_nothing_in_the_temporary_folder(
         (folders.data_dir / "PG_VERSION").write_text("18\n")
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
-
-
-@contextlib.contextmanager
-def tiny_file_system(path: Path, size: str = "64k") -> Iterator[Path]:
-    path.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"this test mounts a tiny tmpfs (as root): {mounted.stderr!r}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny file system needs root")

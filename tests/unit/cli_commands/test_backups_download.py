@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from tests.unit.cli_commands.fakes import (
     error,
     run,
 )
+from tests.unit.full_disk import tiny_file_system
 
 pytestmark = pytest.mark.unit
 
@@ -143,22 +141,6 @@ def test_on_a_terminal_the_user_is_asked(
     replaced = run("backups-download", "-o", "shop.dump", input="y\n")
     assert replaced.exit_code == 0
     assert (tmp_path / "shop.dump").read_bytes() == ARCHIVE
-
-
-@contextlib.contextmanager
-def tiny_file_system(path: Path, size: str = "64k") -> Iterator[Path]:
-    path.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"this test mounts a tiny tmpfs (as root): {mounted.stderr!r}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny file system needs root")
