@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from tests.conftest import (
     ROOT,
     AwsStack,
     LambdaContext,
-    RecordingRunner,
     load_event,
     load_function,
 )
@@ -37,24 +35,8 @@ PROTECTED = [route for route in http_routes(load_template()) if route.authorized
 
 
 @pytest.fixture
-def token(aws: AwsStack, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The API token, in its own secret, as the template's ApiTokenSecret."""
-    value = secrets.token_urlsafe(36)
-    arn = aws.secretsmanager.create_secret(
-        Name=f"{aws.settings.secret_prefix}/api-token", SecretString=value
-    )["ARN"]
-    monkeypatch.setenv("TOKEN_SECRET_ID", arn)
-    return value
-
-
-@pytest.fixture
-def gateway(aws: AwsStack, token: str) -> Iterator[Gateway]:
-    gateway = Gateway(functions_dir=ROOT / "functions").start()
-    gateway.module("api").services.runner = RecordingRunner()
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
+def token(deploy_token: str) -> str:
+    return deploy_token
 
 
 def concrete(path: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import secrets
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,30 +16,9 @@ from pgbackups.domain.models import utcnow
 from pgbackups.services import Services
 from pgbackups.usecases.tokens import create_token
 from pgbackups_local.gateway import Gateway
-from tests.conftest import ROOT, AwsStack, LambdaContext, RecordingRunner, load_event, load_function
+from tests.conftest import AwsStack, LambdaContext, load_event, load_function
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def deploy_token(aws: AwsStack, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The deploy-time token, in its own secret, as the template's ApiTokenSecret."""
-    value = secrets.token_urlsafe(36)
-    arn = aws.secretsmanager.create_secret(
-        Name=f"{aws.settings.secret_prefix}/api-token", SecretString=value
-    )["ARN"]
-    monkeypatch.setenv("TOKEN_SECRET_ID", arn)
-    return value
-
-
-@pytest.fixture
-def gateway(aws: AwsStack, deploy_token: str) -> Iterator[Gateway]:
-    gateway = Gateway(functions_dir=ROOT / "functions").start()
-    gateway.module("api").services.runner = RecordingRunner()
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
 
 
 def send(gateway: Gateway, token: str, method: str, path: str, **kwargs: Any) -> requests.Response:
