@@ -18,10 +18,13 @@ Two local differences, both because moto has no request context to judge:
 - moto asks for `dynamodb:TransactWriteItems` / `TransactGetItems`, which are not
   IAM actions: AWS checks each item's own action (PutItem, UpdateItem, …). A
   statement allowing one of those also allows moto's name for the transaction.
-- moto checks `s3:PutObject` for a legal hold or a retention date put on an object
-  (its table of S3 actions has no entry for them), where AWS checks
-  `s3:PutObjectLegalHold` / `s3:PutObjectRetention`: a statement allowing one of
-  those also allows `s3:PutObject` on the same objects in moto.
+- moto checks `s3:PutObject` for a legal hold put on an object (its table of S3
+  actions has no entry for it), where AWS checks `s3:PutObjectLegalHold`: a
+  statement allowing that also allows `s3:PutObject` on the same objects in moto.
+  (The same holds for a retention date, `s3:PutObjectRetention`, but that one is
+  not translated: every writer that sets dates may write those objects anyway, and
+  translating it would let a role without `s3:PutObject` write, hiding exactly the
+  missing action the enforcement is there to find.)
 """
 
 from __future__ import annotations
@@ -74,8 +77,8 @@ TRANSACTIONS = {
     ),
     "dynamodb:TransactGetItems": ("dynamodb:GetItem",),
 }
-# moto's action for an object's legal hold or retention date: S3's own are granted.
-S3_AS_MOTO_CHECKS = {"s3:PutObject": ("s3:PutObjectLegalHold", "s3:PutObjectRetention")}
+# moto's action for an object's legal hold: S3's own is granted.
+S3_AS_MOTO_CHECKS = {"s3:PutObject": ("s3:PutObjectLegalHold",)}
 # The roles' sessions last as long as a local stack may reasonably run.
 SESSION_SECONDS = 12 * 3600
 OWNER_USER = "pgbackups-local-owner"

@@ -76,8 +76,9 @@ def test_moto_sees_non_s3_statements_on_any_resource_and_no_condition() -> None:
     assert others["Resource"] == "*" and "Condition" not in others
 
 
-def test_a_legal_hold_or_retention_grant_is_moto_s_put_object_on_the_same_objects() -> None:
-    """moto checks s3:PutObject for ?legal-hold and ?retention; AWS checks their own."""
+def test_a_legal_hold_grant_is_moto_s_put_object_on_the_same_objects() -> None:
+    """moto checks s3:PutObject for ?legal-hold; AWS checks s3:PutObjectLegalHold. A
+    retention grant stays as it is: it must not let a role without s3:PutObject write."""
     objects = "arn:aws:s3:::bucket/databases/*"
     role = RolePolicies(
         "ApiFunction",
@@ -98,6 +99,19 @@ def test_a_legal_hold_or_retention_grant_is_moto_s_put_object_on_the_same_object
             "Resource": objects,
         }
     ]
+    dates = RolePolicies(
+        "BackupFunction",
+        "backup-role",
+        (
+            {
+                "Statement": [
+                    {"Effect": "Allow", "Action": "s3:PutObjectRetention", "Resource": objects}
+                ]
+            },
+        ),
+    )
+    (document,) = dates.for_moto()
+    assert document["Statement"][0]["Action"] == ["s3:PutObjectRetention"]
 
 
 def test_the_stacks_endpoints_judge_a_session_by_its_roles_resources() -> None:
