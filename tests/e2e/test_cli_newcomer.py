@@ -422,11 +422,15 @@ def test_ctrl_c_exits_130_and_the_backup_goes_on(cli: Cli, folder: Path, source:
             # non-interactive shell inherits SIGINT ignored, and Python keeps it so.
             preexec_fn=_sigint_as_on_a_terminal,
         )
+        # Ctrl-C while it follows the backup, as a person would: once it said which one.
+        # (The backup may be running before the CLI has printed its answer.)
+        assert process.stdout is not None
+        said = process.stdout.readline()
         backup = wait_until_running(cli, name)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 130
-    assert lines(out) == [f"-----> Backing up {name} to {backup['id']}"]
+    assert lines(said + out) == [f"-----> Backing up {name} to {backup['id']}"]
     assert err == (
         " !     Stopped following the backup; it goes on. Check it with "
         f"`pgbackups backups-info -d {name} --backup {backup['id']}`.\n"
