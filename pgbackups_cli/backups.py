@@ -54,7 +54,7 @@ from pgbackups_cli.session import (
 )
 
 if TYPE_CHECKING:
-    from pgbackups_cli.restore import Target
+    from pgbackups.postgres.restore import Target
 
 PAGE_LIMIT = 100  # the API's largest page
 
@@ -365,7 +365,7 @@ def backups_restore(
     downloaded when it cannot be reached. A backup from the API is streamed from
     storage into pg_restore (never written to disk), its SHA-256 checked on the way.
     """
-    from pgbackups_cli.restore import (
+    from pgbackups.postgres.restore import (
         RestoreFailed,
         RestoreProgress,
         Target,

@@ -75,7 +75,7 @@ from pgbackups_cli.session import (
 )
 
 if TYPE_CHECKING:
-    from pgbackups_cli.restore import Target
+    from pgbackups.postgres.restore import Target
 
 CACHE_ENV = "PGBACKUPS_CACHE_DIR"
 LATEST = "latest"
@@ -317,7 +317,7 @@ def move_into(cluster: RecoveredCluster, plan: dict[str, Any], target: Target) -
     is ours: every object is readable), piped into pg_restore into `target` as the target
     URL's user: the dump is never on disk."""
     from pgbackups.postgres.dump import DUMP_FLAGS
-    from pgbackups_cli.restore import RestoreFailed, find_pgtools, run_pg_restore
+    from pgbackups.postgres.restore import RestoreFailed, find_pgtools, run_pg_restore
 
     tools = find_pgtools()
     with tempfile.TemporaryFile() as errors:
@@ -389,7 +389,7 @@ def plan_pages(ask: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str
 @yes_option
 def pitr_restore(time: str, target_dir: Path | None, target: Target | None, yes: bool) -> None:
     """Restore to a point in time (RFC 3339, or `latest`) into --target-dir or --target-url."""
-    from pgbackups_cli.restore import RestoreFailed, check_target
+    from pgbackups.postgres.restore import RestoreFailed, check_target
 
     if (target_dir is None) == (target is None):
         raise Failure("give exactly one of --target-dir DIR or --target-url URL")

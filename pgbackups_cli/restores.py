@@ -36,7 +36,7 @@ from pgbackups_cli.session import (
 )
 
 if TYPE_CHECKING:
-    from pgbackups_cli.restore import Target
+    from pgbackups.postgres.restore import Target
 
 ACTIVE = ("scheduled", "running")
 POLL_SECONDS = 1.0

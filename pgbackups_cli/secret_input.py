@@ -116,7 +116,7 @@ TARGET_URL_ENV = "PGBACKUPS_TARGET_URL"
 
 
 def _target(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    from pgbackups_cli.restore import Target
+    from pgbackups.postgres.restore import Target
 
     url = _url_without_password_on_argv(ctx, param, value)
     if url is None:

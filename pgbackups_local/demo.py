@@ -29,10 +29,10 @@ import click
 
 from pgbackups.postgres.dump import RESTORE_FLAGS
 from pgbackups.postgres.pgtools import PgTools
+from pgbackups.postgres.restore import RestoreFailed, Target, run_pg_restore
 from pgbackups_cli.client import ApiClient, ApiFailure
 from pgbackups_cli.follow import StillRunning, wait_for_backup
 from pgbackups_cli.output import human_size
-from pgbackups_cli.restore import RestoreFailed, Target, run_pg_restore
 from pgbackups_cli.stack_file import StackFileError, read_stack_file, stack_file_path
 from pgbackups_local.stack import StackError, pgtools_dir
 

@@ -11,8 +11,7 @@ from typing import IO
 import pytest
 
 from pgbackups.postgres.pgtools import PgTools
-from pgbackups_cli.download import DownloadFailed
-from pgbackups_cli.restore import (
+from pgbackups.postgres.restore import (
     RestoreFailed,
     RestoreProgress,
     Target,
@@ -20,6 +19,7 @@ from pgbackups_cli.restore import (
     run_pg_restore,
     summarize_errors,
 )
+from pgbackups_cli.download import DownloadFailed
 
 pytestmark = pytest.mark.unit
 

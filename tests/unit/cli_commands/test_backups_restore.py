@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from psycopg2.extensions import parse_dsn
 
+from pgbackups.postgres import restore
 from pgbackups.postgres.dump import RESTORE_FLAGS
 from pgbackups.postgres.pgtools import PgTools, locate_pgtools
-from pgbackups_cli import restore
-from pgbackups_cli.restore import (
+from pgbackups.postgres.restore import (
     RestoreFailed,
     RestoreOutcome,
     Target,
