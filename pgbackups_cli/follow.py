@@ -1,4 +1,5 @@
-"""Waiting for a backup to finish: the one loop the CLI, the demo and the tests share."""
+"""Waiting for a backup or a restore to finish: the one loop the CLI, the demo and the
+tests share."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ POLL_SECONDS = 1.0
 
 
 class StillRunning(TimeoutError):
-    """The backup was still scheduled or running when the wait ran out."""
+    """The run was still scheduled or running when the wait ran out."""
 
-    def __init__(self, backup: dict[str, Any], waited: float) -> None:
-        super().__init__(f"backup {backup['id']} is still {backup['status']} after {waited:.0f} s")
-        self.backup = backup
+    def __init__(self, kind: str, run: dict[str, Any], waited: float) -> None:
+        super().__init__(f"{kind} {run['id']} is still {run['status']} after {waited:.0f} s")
+        self.run = run
 
 
 def wait_for_backup(
@@ -31,14 +32,29 @@ def wait_for_backup(
 ) -> dict[str, Any]:
     """The backup once it is `done` or `error`; `on_poll` sees each state on the way."""
     path = database_path(database, "backups", backup_id)
+    return wait_for_run(
+        client, path, "backup", timeout=timeout, poll_seconds=poll_seconds, on_poll=on_poll
+    )
+
+
+def wait_for_run(
+    client: ApiClient,
+    path: str,
+    kind: str,
+    *,
+    timeout: float | None = None,
+    poll_seconds: float | None = None,
+    on_poll: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The run (a backup, a restore) at `path` once it is `done` or `error`."""
     started = time.monotonic()
     while True:
-        backup: dict[str, Any] = client.get(path)
+        run: dict[str, Any] = client.get(path)
         if on_poll is not None:
-            on_poll(backup)
-        if backup["status"] not in ACTIVE:
-            return backup
+            on_poll(run)
+        if run["status"] not in ACTIVE:
+            return run
         waited = time.monotonic() - started
         if timeout is not None and waited > timeout:
-            raise StillRunning(backup, waited)
+            raise StillRunning(kind, run, waited)
         time.sleep(POLL_SECONDS if poll_seconds is None else poll_seconds)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pgbackups_cli.client import ApiFailure
+from pgbackups_cli.follow import wait_for_run
 from pgbackups_cli.output import (
     Failure,
     Interrupted,
@@ -24,7 +25,6 @@ from pgbackups_cli.output import (
 )
 from pgbackups_cli.secret_input import target_url_option
 from pgbackups_cli.session import (
-    Session,
     api_options,
     backup_option,
     confirm,
@@ -37,23 +37,6 @@ from pgbackups_cli.session import (
 
 if TYPE_CHECKING:
     from pgbackups.postgres.restore import Target
-
-ACTIVE = ("scheduled", "running")
-POLL_SECONDS = 1.0
-
-
-def wait_for_restore(
-    state: Session, restore_id: str, on_poll: Any = None, poll_seconds: float = POLL_SECONDS
-) -> dict[str, Any]:
-    """The restore once it is `done` or `error`; `on_poll` sees each state on the way."""
-    path = state.database_path("restores", restore_id)
-    while True:
-        restore: dict[str, Any] = state.client().get(path)
-        if on_poll is not None:
-            on_poll(restore)
-        if restore["status"] not in ACTIVE:
-            return restore
-        time.sleep(poll_seconds)
 
 
 def _progress(restore: dict[str, Any]) -> str:
@@ -122,7 +105,8 @@ def restores_create(
                 elapsed = int(time.monotonic() - started)
                 spinner.update(f"Restoring: {current['status']}, {elapsed}s, {_progress(current)}")
 
-            restore = wait_for_restore(state, restore_id, show)
+            path = state.database_path("restores", restore_id)
+            restore = wait_for_run(state.client(), path, "restore", on_poll=show)
     except KeyboardInterrupt:
         raise Interrupted(
             "Stopped following the restore; the restore goes on. Check it with "

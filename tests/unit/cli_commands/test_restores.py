@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from pgbackups_cli import follow
 from pgbackups_cli import restores as restores_module
 from tests.unit.cli_commands.fakes import NEW_ID, FakeApi, error, run
 from tests.unit.cli_commands.test_backups_restore import TARGET, TARGET_ENV
@@ -42,7 +43,7 @@ def restore(status: str, **changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def quick(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(restores_module, "POLL_SECONDS", 0)
+    monkeypatch.setattr(follow, "POLL_SECONDS", 0)
     yield
 
 
