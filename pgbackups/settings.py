@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pgbackups.domain.lock import DEFAULT_LOCK_DAYS, NO_LOCK, BackupLock
 from pgbackups.domain.models import DEFAULT_COMPRESSION, check_compression
+from pgbackups.postgres.servers import server_dirs
 
 
 class SettingsError(RuntimeError):
@@ -28,6 +29,8 @@ class Settings:
     backup_function_name: str = ""
     capture_function_name: str = ""
     pgtools_dir: Path = Path("/opt")
+    # Server binaries per major (pgbackups.postgres.servers): the Fargate task's only.
+    server_dirs: tuple[Path, ...] = ()
     backup_timeout_seconds: int = 900
     default_compression: str = DEFAULT_COMPRESSION
     # The Fargate runner (template.yaml's BackupTaskDefinition); unavailable without subnets.
@@ -79,6 +82,7 @@ class Settings:
             backup_function_name=env.get("BACKUP_FUNCTION_NAME", ""),
             capture_function_name=env.get("CAPTURE_FUNCTION_NAME", ""),
             pgtools_dir=Path(env.get("PGTOOLS_DIR", "/opt")),
+            server_dirs=server_dirs(env),
             backup_timeout_seconds=timeout,
             default_compression=compression,
             task_cluster=env.get("BACKUP_TASK_CLUSTER", ""),

@@ -296,7 +296,7 @@ class ConnectionInfo:
         return f"ConnectionInfo(url='***', replica_url={replica!r})"
 
 
-BackupKind = Literal["logical", "base", "restore"]
+BackupKind = Literal["logical", "base", "restore", "verify"]
 
 
 class BackupRequest(BaseModel):
@@ -304,9 +304,10 @@ class BackupRequest(BaseModel):
     the sender (`BackupRunner.start`) and the receiver (the handler).
 
     `kind` says which: a logical backup (pg_dump, a BackupRecord), a continuous
-    backup's base backup (pg_basebackup, a BaseBackupRun) or a restore (pg_restore, a
-    RestoreRecord: `backup_id` is then the restore's id); absent means logical, as
-    every request was before base backups ran on the runners.
+    backup's base backup (pg_basebackup, a BaseBackupRun), a restore (pg_restore, a
+    RestoreRecord: `backup_id` is then the restore's id) or a drill (`verify`: the
+    verification's id); absent means logical, as every request was before base backups
+    ran on the runners.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -314,6 +315,9 @@ class BackupRequest(BaseModel):
     database: str = Field(pattern=DATABASE_NAME.pattern)
     backup_id: str = Field(pattern=BACKUP_ID.pattern)
     kind: BackupKind = "logical"
+    # The PostgreSQL major whose server binaries the run starts (a point-in-time restore,
+    # a drill): the Fargate runner unpacks that major's layer in the task (servers.py).
+    server_major: int | None = None
 
 
 def backup_name(database: str, created_at: datetime) -> str:
