@@ -426,6 +426,10 @@ class LocalStack:
             identities=self.identities,
             code=code,
             environments=self.role_environments,
+            layers={
+                self.values.resolve({"Ref": logical_id}): logical_id
+                for logical_id in resources_of_type(self.template, "AWS::Serverless::LayerVersion")
+            },
         )
         runtime.start()
         self._on_stop("workers", lambda: runtime.drain(self.shutdown_grace))
