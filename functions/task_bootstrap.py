@@ -213,9 +213,10 @@ def main() -> int:
         sys.path.insert(0, str(path))
     os.environ["PGTOOLS_DIR"] = str(opt_dir)
     os.environ["PGSERVER_DIRS"] = str(opt_dir)
+    servers = ", ".join(sorted(path.name for path in opt_dir.glob("postgresql-*"))) or "none"
     print(
         f"bootstrap: function and {len(code.get('layers') or [])} layers unpacked "
-        f"in {time.monotonic() - started:.1f} s",
+        f"in {time.monotonic() - started:.1f} s (servers: {servers})",
         file=sys.stderr,
         flush=True,
     )

@@ -3,17 +3,25 @@ the Fargate task will on Amazon Linux 2023 (glibc 2.34), as an unprivileged user
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
+import http.server
+import importlib.util
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from pgbackups.postgres.cluster import as_user, give_to, server_user
 from pgbackups.postgres.servers import SHIPPED_MAJORS, ServerNotFound, server_dirs, server_install
+from pgbackups_local.code_packages import CodePackages, zip_tree
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +113,12 @@ def work_dir() -> Iterator[Path]:
 def test_the_server_starts_from_its_layer_alone_and_runs_what_drills_use(
     install: Path, work_dir: Path
 ) -> None:
+    started_server_answers(install, work_dir, int(install.name.removeprefix("postgresql-")))
+
+
+def started_server_answers(install: Path, work_dir: Path, major: int) -> None:
+    """initdb, start (unix socket only), the queries a drill runs, stop: as the server's
+    user, with only the install's lib/ for libraries."""
     user = server_user()
     data, sockets = work_dir / "data", work_dir / "sockets"
     sockets.mkdir(mode=0o700)
@@ -127,7 +141,6 @@ def test_the_server_starts_from_its_layer_alone_and_runs_what_drills_use(
     try:
         psql = ("psql", "--host", str(sockets), "--username", "postgres", "--no-psqlrc",
                 "--tuples-only", "--no-align", "--dbname", "postgres")  # fmt: skip
-        major = install.name.removeprefix("postgresql-")
         assert re.match(rf"PostgreSQL {major}\.\d+ ", run(*psql, "-c", "SELECT version()"))
         # Modules a restored database commonly loads: plpgsql, snowball, xml, amcheck.
         answers = run(
@@ -145,3 +158,70 @@ def test_the_server_starts_from_its_layer_alone_and_runs_what_drills_use(
         assert "accepting connections" in run("pg_isready", "--host", str(sockets))
     finally:
         run("pg_ctl", "--pgdata", str(data), "--mode", "fast", "--wait", "stop")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
+    """Serve files on 127.0.0.1, as the local stack serves the built packages."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def url(path: Path) -> str:
+        return f"http://127.0.0.1:{server.server_address[1]}/{path.relative_to(tmp_path)}"
+
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_fargate_bootstrap_unpacks_a_server_layer_that_starts_as_the_servers_user(
+    tmp_path: Path, served: Callable[[Path], str]
+) -> None:
+    """The server layer zipped as the local stack serves it (a sam deploy's zip keeps the
+    same modes), downloaded, checked and unpacked by the task's bootstrap: the run finds
+    it with PGSERVER_DIRS, and its server starts as the unprivileged user."""
+    major = 15
+    packages = CodePackages(ROOT / ".aws-sam" / "build", tmp_path / "packages")
+    empty = tmp_path / "function"
+    empty.mkdir()
+    (empty / "backup_task.py").write_text("")
+    zip_tree(empty, tmp_path / "function.zip")
+    code = {
+        "function": {
+            "location": served(tmp_path / "function.zip"),
+            "sha256": base64.b64encode(
+                hashlib.sha256((tmp_path / "function.zip").read_bytes()).digest()
+            ).decode(),
+        },
+        "layers": [
+            {
+                "location": served(packages.package(f"PgServer{major}Layer")),
+                "sha256": packages.code_sha256(f"PgServer{major}Layer"),
+            }
+        ],
+    }
+    bootstrap = load_bootstrap()
+    task_dir = Path(tempfile.mkdtemp(prefix="pgbackups-", dir="/tmp"))  # as on Fargate
+    try:
+        _, opt = bootstrap.install(code, task_dir)
+        install = server_install(major, server_dirs({"PGSERVER_DIRS": str(opt)}))
+        assert install == (opt / f"postgresql-{major}").resolve()
+        work = task_dir / "drill"
+        work.mkdir()
+        started_server_answers(install, work, major)
+    finally:
+        shutil.rmtree(task_dir, ignore_errors=True)
+
+
+def load_bootstrap() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "task_bootstrap", ROOT / "functions" / "task_bootstrap.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
