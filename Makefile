@@ -31,7 +31,7 @@ BASE_PYTHON = $(shell scripts/find-python)
 PG15_DIR := /usr/lib/postgresql/15
 export PGBACKUPS_PG15_DIR := $(PG15_DIR)
 # What `sam build` reads: when none of it changed, the build is not redone.
-BUILD_INPUTS := template.yaml pyproject.toml constraints.txt $(wildcard layers/*/Makefile) \
+BUILD_INPUTS := template.yaml pyproject.toml constraints.txt $(wildcard layers/*/Makefile layers/*/*.c) \
                 $(shell find functions pgbackups -type f -not -path '*/__pycache__/*')
 # pip, talking: one line per package it fetches, no progress bars, no version nag.
 PIP_TALK := --progress-bar off
@@ -42,7 +42,7 @@ help:
 	@echo "make test    the whole suite (unit, integration, e2e) and the template checks"
 	@echo "make test-unit, test-template, test-integration, test-e2e   one layer of it"
 	@echo "make lint    ruff and mypy"
-	@echo "make build   sam build: both layers and every function into $(BUILD_DIR)"
+	@echo "make build   sam build: the layers and every function into $(BUILD_DIR)"
 	@echo "make local   the local stack in the foreground"
 	@echo "make bench   CLI start-up, backup throughput and memory, PITR recovery point and restore time, in bench/results/"
 	@echo "make install-cli   puts \`pgbackups\` on PATH (a link in ~/.local/bin)"

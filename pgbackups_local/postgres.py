@@ -2,7 +2,7 @@
 
 Used by the test harness, `pgbackups local --demo` and `make bench`. PostgreSQL
 refuses to run as root, so when this process is root the server runs as an
-unprivileged user (`postgres`, else `nobody`) through `runuser`, from a copy of
+unprivileged user (`postgres`, else `nobody`: cluster.as_user), from a copy of
 the binaries that user can read. Servers listen on 127.0.0.1 only, on a free
 port, with their socket in a private directory.
 """

@@ -20,7 +20,7 @@ import pytest
 
 from pgbackups.domain.models import BACKUP_ID, COMPRESSION, DATABASE_NAME, BackupRequest
 from pgbackups.postgres.servers import SHIPPED_MAJORS
-from pgbackups.settings import Settings
+from pgbackups.settings import Settings, SettingsError
 from pgbackups_local.template import load_template
 from tests.unit.test_template_alerts import ALERTS, optional_ref
 
@@ -563,6 +563,10 @@ def test_the_server_layers_reach_only_the_runners_that_start_tasks(
         }
     # Base backups need no server.
     assert "SERVER_LAYERS" not in function_environment(template, "WalCaptureFunction")
+    with pytest.raises(SettingsError, match="SERVER_LAYERS: 'pg15' is not"):
+        Settings.from_env(
+            {"TABLE_NAME": "t", "BUCKET_NAME": "b", "SECRET_PREFIX": "p", "SERVER_LAYERS": "pg15"}
+        )
 
 
 def test_dispatcher_runs_at_the_top_of_every_hour(resources: dict[str, Any]) -> None:
