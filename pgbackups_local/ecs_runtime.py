@@ -42,6 +42,7 @@ log = logging.getLogger("pgbackups.local")
 
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 IMAGE_PYTHON = "/var/lang/bin/python3"
+REMOVE_FOLDER_SECONDS = 60.0
 
 
 class EcsError(Exception):
@@ -75,6 +76,8 @@ class LocalTask:
     work_dir: Path
     started_by: str = ""
     created_at: float = field(default_factory=time.time)
+    # Waits for the task to stop, then removes its folder.
+    reaper: threading.Thread | None = None
 
     def describe(self) -> dict[str, Any]:
         code = self.process.poll()
@@ -206,7 +209,8 @@ class EcsRuntime:
                 start_new_session=True,
             )
         task = LocalTask(arn, definition, process, log_path, work_dir, started_by)
-        threading.Thread(target=self._reap, args=(task,), daemon=True).start()
+        task.reaper = threading.Thread(target=self._reap, args=(task,), daemon=True)
+        task.reaper.start()
         return task
 
     def _work_dir(self, task_id: str) -> Path:
@@ -254,6 +258,11 @@ class EcsRuntime:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(task.process.pid, signal.SIGKILL)
                 task.process.wait()
+        # Each stopped task's folder is removed before the stack exits (a folder in the
+        # system's temp folder would otherwise stay: _work_dir).
+        for task in list(self.tasks.values()):
+            if task.reaper is not None:
+                task.reaper.join(timeout=REMOVE_FOLDER_SECONDS)
 
     # -- the endpoint ----------------------------------------------------------
 
