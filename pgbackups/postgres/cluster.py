@@ -108,7 +108,7 @@ os.setgroups([])
 os.setgid(user.pw_gid)
 os.setuid(user.pw_uid)
 os.environ.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name, SHELL=user.pw_shell)
-os.execv(sys.argv[2], sys.argv[2:])
+os.execvp(sys.argv[2], sys.argv[2:])
 """
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -189,6 +190,11 @@ def test_an_unpacked_server_layer_is_found_and_usable_by_the_servers_user() -> N
             text=True,
         )
         assert read.stdout == "# catalog\n", read.stderr
+        # As that user indeed (PostgreSQL refuses root), with no group of root's kept.
+        who = subprocess.run(as_user(user, ["id", "-un"]), capture_output=True, text=True)
+        assert who.stdout.strip() == (user or pwd.getpwuid(os.geteuid()).pw_name)
+        groups = subprocess.run(as_user(user, ["id", "-G"]), capture_output=True, text=True)
+        assert ("0" in groups.stdout.split()) == (user is None)
         # Others may enter the task folder, not list it.
         assert stat.S_IMODE(task_dir.stat().st_mode) == 0o711
     finally:
