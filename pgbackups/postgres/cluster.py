@@ -98,9 +98,11 @@ def server_user() -> str | None:
     raise ClusterFailed("running as root and neither a 'postgres' nor a 'nobody' user exists")
 
 
-# Drops to the server's user and runs the command: Python's own setuid/setgid, since the
-# Fargate task's image (AWS's Lambda Python image) has no util-linux `runuser`. Like
-# `runuser -u`, it sets the user's HOME, USER, LOGNAME and SHELL and keeps the rest.
+# Drops to the server's user and runs the command with Python's own setgid/setuid, not
+# util-linux's `runuser`: the Fargate task runs AWS's Lambda Python image, a minimal
+# Amazon Linux 2023 that need not have util-linux, and has Python. Like `runuser -u`, it
+# sets the user's HOME, USER, LOGNAME and SHELL and keeps the rest of the environment;
+# unlike it, it keeps no supplementary group.
 _AS_USER = """\
 import os, pwd, sys
 user = pwd.getpwnam(sys.argv[1])
