@@ -38,9 +38,10 @@ GLIBC_LIBS = {
 
 @pytest.fixture(params=SHIPPED_MAJORS, ids=lambda major: f"pg{major}")
 def install(request: pytest.FixtureRequest) -> Path:
-    """One major's install, from PGBACKUPS_PGSERVER_DIRS (`make` sets it) or the build."""
+    """One major's install, from its built layer (what PGBACKUPS_PGSERVER_DIRS lists
+    under `make`; these tests are of the layers, whatever the variable says)."""
     try:
-        return server_install(request.param, server_dirs() or BUILT)
+        return server_install(request.param, BUILT)
     except ServerNotFound as error:
         pytest.fail(f"{error} (`make build` builds the server layers)")
 
@@ -225,3 +226,14 @@ def load_bootstrap() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_make_points_the_runs_at_every_built_server_layer() -> None:
+    """What `make test`, `make local` and the bench export: the four layers, in order."""
+    shown = subprocess.run(
+        ["make", "--silent", "--no-print-directory", "-f", "Makefile", "-f", "-", "show"],
+        input='show:\n\t@echo "$$PGBACKUPS_PGSERVER_DIRS"\n',
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert shown == ":".join(str(path) for path in BUILT)
+    assert server_dirs({"PGBACKUPS_PGSERVER_DIRS": shown}) == BUILT
