@@ -304,14 +304,9 @@ def throwaway_server(install: Path, work_dir: Path) -> Iterator[ServerHandle]:
         # trust: the socket is in a folder only the server's user (and root) can enter.
         _write_configuration(server, settings, "local all all trust\n")
         try:
-            server.run(
-                "pg_ctl", "--pgdata", str(server.data_dir), "--log", str(server.log_file),
-                "--wait", "--timeout", "120", "start",
-            )  # fmt: skip
-        except ClusterFailed:
-            raise DrillFailed(
-                f"the drill's PostgreSQL {server.major} did not start: {server.fatal()}"
-            ) from None
+            server.start()
+        except ClusterFailed as error:
+            raise DrillFailed(f"the drill's PostgreSQL {server.major}: {error}") from None
         yield ServerHandle(
             install=install, socket_dir=server.socket_dir, port=PORT, superuser=SUPERUSER,
             os_user=user,

@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -131,6 +131,21 @@ def sources(
     return {18: postgres, 15: postgres15}
 
 
+@pytest.fixture
+def drill(
+    installs: dict[int, Path], pgtools_dir: Path, work_dir: Path
+) -> Callable[..., DrillOutcome]:
+    """`drill_archive` with the layer's tools, the server of `major` and the work dir."""
+
+    def run(major: int, feed: Callable[[IO[bytes]], None], **options: Any) -> DrillOutcome:
+        options.setdefault("smoke_queries", [])
+        return drill_archive(
+            PgTools(pgtools_dir), installs[major], work_dir, feed, timeout=TIMEOUT, **options
+        )
+
+    return run
+
+
 class Watched:
     """Records the drill's server (its data directory) while the archive is being fed."""
 
@@ -173,6 +188,7 @@ def test_a_healthy_archive_passes_every_check_on_its_own_major(
     pgtools_dir: Path,
     work_dir: Path,
     tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
 ) -> None:
     archive = make_archive(sources[major], pgtools_dir, tmp_path, SHOP)
     feed = Watched(work_dir, feeding(archive))
@@ -182,10 +198,7 @@ def test_a_healthy_archive_passes_every_check_on_its_own_major(
         SmokeQuery(sql="SELECT * FROM cheap", expect="rows = 2"),
     ]
 
-    outcome = drill_archive(
-        PgTools(pgtools_dir), installs[major], work_dir, feed, smoke_queries=smoke,
-        timeout=TIMEOUT,
-    )  # fmt: skip
+    outcome = drill(major, feed, smoke_queries=smoke)
 
     assert [c.name for c in outcome.checks] == [
         "restore", "objects", "amcheck", "row_counts", "smoke 1", "smoke 2", "smoke 3",
@@ -202,10 +215,9 @@ def test_a_healthy_archive_passes_every_check_on_its_own_major(
 
 def test_another_databases_archive_fails_against_what_was_expected(
     postgres: EmbeddedPostgres,
-    installs: dict[int, Path],
     pgtools_dir: Path,
-    work_dir: Path,
     tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
 ) -> None:
     other = make_archive(
         postgres,
@@ -214,10 +226,9 @@ def test_another_databases_archive_fails_against_what_was_expected(
         "CREATE TABLE items (id int); INSERT INTO items VALUES (1);",
     )
 
-    outcome = drill_archive(
-        PgTools(pgtools_dir), installs[18], work_dir, feeding(other), smoke_queries=[],
-        timeout=TIMEOUT, expected_objects=["TABLE sales orders", "INDEX public items_guarded"],
-        expected_rows=SHOP_TABLES,
+    outcome = drill(
+        18, feeding(other), expected_rows=SHOP_TABLES,
+        expected_objects=["TABLE sales orders", "INDEX public items_guarded"],
     )  # fmt: skip
 
     assert check(outcome, "restore")[0]
@@ -239,13 +250,12 @@ def test_a_truncated_archive_fails_the_restore(
     pgtools_dir: Path,
     work_dir: Path,
     tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
 ) -> None:
     archive = make_archive(postgres, pgtools_dir, tmp_path, SHOP)
     feed = Watched(work_dir, feeding(archive, limit=archive.stat().st_size * 2 // 3))
 
-    outcome = drill_archive(
-        PgTools(pgtools_dir), installs[18], work_dir, feed, smoke_queries=[], timeout=TIMEOUT
-    )
+    outcome = drill(18, feed)
 
     passed, detail = check(outcome, "restore")
     assert not passed
@@ -255,12 +265,9 @@ def test_a_truncated_archive_fails_the_restore(
 
 
 def test_an_archive_that_is_not_one_fails_the_restore_and_the_objects(
-    installs: dict[int, Path], pgtools_dir: Path, work_dir: Path
+    work_dir: Path, drill: Callable[..., DrillOutcome]
 ) -> None:
-    outcome = drill_archive(
-        PgTools(pgtools_dir), installs[18], work_dir, lambda sink: sink.write(b"not an archive"),
-        smoke_queries=[], timeout=TIMEOUT,
-    )  # fmt: skip
+    outcome = drill(18, lambda sink: sink.write(b"not an archive"))
 
     assert not check(outcome, "restore")[0]
     passed, detail = check(outcome, "objects")
@@ -271,10 +278,9 @@ def test_an_archive_that_is_not_one_fails_the_restore_and_the_objects(
 
 def test_a_failing_smoke_query_fails_the_drill_naming_the_query_and_writes_are_refused(
     postgres15: EmbeddedPostgres,
-    installs: dict[int, Path],
     pgtools_dir: Path,
-    work_dir: Path,
     tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
 ) -> None:
     archive = make_archive(postgres15, pgtools_dir, tmp_path, SHOP)
     smoke = [
@@ -285,10 +291,7 @@ def test_a_failing_smoke_query_fails_the_drill_naming_the_query_and_writes_are_r
         SmokeQuery(sql="SELECT count(*) FROM items", expect="value = 3"),
     ]
 
-    outcome = drill_archive(
-        PgTools(pgtools_dir), installs[15], work_dir, feeding(archive), smoke_queries=smoke,
-        timeout=TIMEOUT,
-    )  # fmt: skip
+    outcome = drill(15, feeding(archive), smoke_queries=smoke)
 
     assert check(outcome, "smoke 1") == (
         False,
@@ -316,6 +319,7 @@ def test_an_interrupted_drill_leaves_nothing_behind(
     pgtools_dir: Path,
     work_dir: Path,
     tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
 ) -> None:
     archive = make_archive(postgres, pgtools_dir, tmp_path, SHOP)
     calls = []
@@ -331,9 +335,7 @@ def test_an_interrupted_drill_leaves_nothing_behind(
 
     feed = Watched(work_dir, interrupted)
     with pytest.raises(KeyboardInterrupt):
-        drill_archive(
-            PgTools(pgtools_dir), installs[18], work_dir, feed, smoke_queries=[], timeout=TIMEOUT
-        )
+        drill(18, feed)
 
     assert_nothing_left(work_dir, installs[18], feed.data_dirs)
 
