@@ -211,6 +211,7 @@ def drill_archive(
         entries, unreadable = None, str(error)
     warnings = [NO_OWNER_WARNING]
     with throwaway_server(install, work_dir) as server:
+        version = server_version(server)
         _create_database(server, archive_extensions(entries or []))
         target = Target.parse(
             f"postgresql:///{DRILL_DATABASE}?host={quote(str(server.socket_dir), safe='')}"
@@ -244,7 +245,7 @@ def drill_archive(
             checks=[restore, *checks],
             tables=tables,
             restore_seconds=restore_seconds,
-            server_version=server_version(server),
+            server_version=version,
             warnings=warnings,
         )
 
@@ -430,7 +431,9 @@ def check_server(
     """The checks of `database` on a running server: "objects" (when `expected_objects`
     are given: `pg_restore --list` entries or "TYPE schema name"), "amcheck",
     "row_counts" (compared with `expected_rows` when given), "smoke 1"…; and every
-    table's rows. Each check that cannot run fails with the reason; the others run."""
+    table's rows. Each check that cannot run fails with the reason; the others run.
+
+    It changes the cluster (`confine`, amcheck installed afresh): for a throwaway one only."""
     deadline = time.monotonic() + timeout
     with _connection(server, database, server.superuser) as connection:
         connection.autocommit = True
