@@ -57,6 +57,9 @@ CREATE INDEX orders_note ON sales.orders (lower(note));
 CREATE VIEW cheap AS SELECT id, guarded(id) AS checked FROM items WHERE price < 10;
 CREATE MATERIALIZED VIEW item_count AS SELECT count(*) AS n FROM items;
 CREATE TYPE mood AS ENUM ('sad', 'ok');
+-- Extensions only a superuser creates, which the drill creates itself.
+CREATE EXTENSION pg_stat_statements;
+CREATE EXTENSION amcheck;
 INSERT INTO items (name, price) VALUES ('tea', 3), ('cake', 12), ('jam', 5);
 INSERT INTO sales.orders (item, note) SELECT 1 + i % 3, 'order ' || i FROM generate_series(1, 250) i;
 SELECT lo_from_bytea(0, 'a large object');
@@ -264,6 +267,25 @@ def test_a_truncated_archive_fails_the_restore(
     assert_nothing_left(work_dir, installs[18], feed.data_dirs)
 
 
+def test_an_archive_that_needs_a_superuser_fails_the_restore_by_name(
+    postgres: EmbeddedPostgres,
+    pgtools_dir: Path,
+    tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
+) -> None:
+    archive = make_archive(postgres, pgtools_dir, tmp_path, "CREATE EXTENSION dblink;")
+
+    outcome = drill(18, feeding(archive))
+
+    passed, detail = check(outcome, "restore")
+    assert not passed
+    assert 'permission denied to create extension "dblink"' in detail
+    assert check(outcome, "objects") == (
+        False,
+        "1 of 1 objects missing: EXTENSION - dblink",
+    )
+
+
 def test_an_archive_that_is_not_one_fails_the_restore_and_the_objects(
     work_dir: Path, drill: Callable[..., DrillOutcome]
 ) -> None:
@@ -348,10 +370,16 @@ def test_the_checks_on_a_running_cluster_whose_objects_a_superuser_owns(
     postgres15.create_database(database_name)
     postgres15.psql(
         SHOP
-        + """
+        + f"""
         CREATE FUNCTION refuse() RETURNS event_trigger LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'an event trigger ran'; END $$;
         CREATE EVENT TRIGGER no_ddl ON ddl_command_start EXECUTE FUNCTION refuse();
+        DROP ROLE IF EXISTS pgbackups_drill;
+        CREATE ROLE pgbackups_drill SUPERUSER;
+        GRANT pg_write_all_data TO pgbackups_drill;
+        ALTER ROLE pgbackups_drill SET work_mem = '1MB';
+        ALTER ROLE ALL IN DATABASE {database_name} SET statement_timeout = '1ms';
+        ALTER DATABASE {database_name} SET default_transaction_read_only = on;
         """,
         database_name,
     )
@@ -363,7 +391,17 @@ def test_the_checks_on_a_running_cluster_whose_objects_a_superuser_owns(
 
     checks, tables = check_server(
         handle_of(cluster), database_name,
-        smoke_queries=[SmokeQuery(sql="SELECT * FROM cheap", expect="rows = 2")],
+        smoke_queries=[
+            SmokeQuery(sql="SELECT * FROM cheap", expect="rows = 2"),
+            # The source's role of that name: plain, its memberships and settings gone.
+            SmokeQuery(
+                sql="SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                expect="value = false",
+            ),
+            SmokeQuery(sql="SELECT pg_has_role('pg_write_all_data', 'MEMBER')", expect="value = false"),
+            SmokeQuery(sql="SHOW work_mem", expect="value = '4MB'"),
+            SmokeQuery(sql="SHOW statement_timeout", expect="value = '10s'"),
+        ],
         expected_objects=["TABLE public items", "VIEW public cheap", "TABLE public gone"],
         expected_rows=SHOP_TABLES,
     )  # fmt: skip
@@ -372,7 +410,7 @@ def test_the_checks_on_a_running_cluster_whose_objects_a_superuser_owns(
     assert results["objects"] == (False, "1 of 3 objects missing: TABLE public gone")
     assert results["amcheck"][0], results["amcheck"]
     assert results["row_counts"][0], results["row_counts"]
-    assert results["smoke 1"][0], results["smoke 1"]
+    assert all(results[f"smoke {n}"][0] for n in range(1, 6)), results
     assert tables == SHOP_TABLES
     owners = postgres15.psql(
         "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relname IN "
