@@ -21,10 +21,12 @@ of theirs runs as a superuser:
   amcheck evaluates an index's expressions as the table's owner inside a
   security-restricted operation (PostgreSQL does that since 14.3): that owner is
   `DRILL_ROLE`. On a recovered cluster (`handle_of`), whose objects belong to the
-  source's roles, `confine` first disables its event triggers and hands every
-  relation and routine a superuser owns to `DRILL_ROLE`: a function in an index
-  expression or a view then never runs as a superuser. amcheck's functions are
-  installed afresh in a schema of the superuser's, never taken from the database;
+  source's roles, `confine` first disables its event triggers, drops every setting
+  the source gave its databases and roles, makes a source role named `DRILL_ROLE`
+  plain, and hands every relation and routine a superuser owns to `DRILL_ROLE`: a
+  function in an index expression or a view then never runs as a superuser.
+  amcheck's functions are installed afresh in a schema of the superuser's, never
+  taken from the database;
 - smoke queries run as `DRILL_ROLE` in a READ ONLY transaction with a statement
   timeout.
 Connections use the server's own install (psycopg2 and pg_amcheck over the socket)
@@ -45,6 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
+
+import psycopg2
+from psycopg2 import extensions, sql
 
 from pgbackups.domain.smoke import SmokeQuery
 from pgbackups.postgres.cluster import (
@@ -70,6 +75,7 @@ if TYPE_CHECKING:
 
 SUPERUSER = "pgbackups"
 DRILL_ROLE = "pgbackups_drill"
+DRILL_ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
 DRILL_DATABASE = "drill"
 AMCHECK_SCHEMA = "pgbackups_amcheck"
 # The socket's file name only (.s.PGSQL.<port>): the server listens on no TCP port.
@@ -342,16 +348,13 @@ def archive_extensions(entries: Iterable[str]) -> list[str]:
 def _create_database(server: ServerHandle, extensions: Iterable[str]) -> None:
     """The drill's database, owned by `DRILL_ROLE`, with the allowed extensions the archive
     needs a superuser for (in the public schema, before anything of the archive exists)."""
-    from psycopg2 import sql
-
     with _connection(server, "postgres", server.superuser) as connection:
         connection.autocommit = True
         with connection.cursor() as cursor:
             cursor.execute(
-                sql.SQL(
-                    "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-                    "NOBYPASSRLS"
-                ).format(sql.Identifier(DRILL_ROLE))
+                sql.SQL("CREATE ROLE {} " + DRILL_ROLE_ATTRIBUTES).format(
+                    sql.Identifier(DRILL_ROLE)
+                )
             )
             cursor.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8'").format(
@@ -366,7 +369,7 @@ def _create_database(server: ServerHandle, extensions: Iterable[str]) -> None:
         with connection.cursor() as cursor:
             for name in wanted:
                 # Not installed here: the archive's own CREATE EXTENSION fails, by name.
-                with contextlib.suppress(_psycopg2_error()):
+                with contextlib.suppress(psycopg2.Error):
                     cursor.execute(
                         sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA public").format(
                             sql.Identifier(name)
@@ -387,18 +390,10 @@ def server_version(server: ServerHandle) -> str:
 # -- connections -----------------------------------------------------------------------------
 
 
-def _psycopg2_error() -> type[Exception]:
-    import psycopg2
-
-    return psycopg2.Error
-
-
 @contextlib.contextmanager
 def _connection(server: ServerHandle, database: str, user: str, *settings: str) -> Iterator[Any]:
     """psycopg2 over the server's socket as `user` (as the superuser, with
     `SUPERUSER_OVERRIDES`); DrillFailed when it cannot connect."""
-    import psycopg2
-
     if user == server.superuser:
         options = [SESSION_OVERRIDES, SUPERUSER_OVERRIDES, *settings]
     else:  # session_preload_libraries is the superuser's to set (`confine` resets it)
@@ -471,12 +466,10 @@ def check_server(
 def _guarded(name: str, check: Callable[[], tuple[bool, str] | Check]) -> Check:
     try:
         result = check()
-    except (DrillFailed, ClusterFailed, OSError, subprocess.SubprocessError) as error:
+    except (
+        DrillFailed, ClusterFailed, OSError, subprocess.SubprocessError, psycopg2.Error,
+    ) as error:  # fmt: skip
         return Check(name, False, _clip(_error_text(error)))
-    except Exception as error:
-        if isinstance(error, _psycopg2_error()):
-            return Check(name, False, _clip(_error_text(error)))
-        raise
     if isinstance(result, Check):
         return result
     passed, detail = result
@@ -485,11 +478,10 @@ def _guarded(name: str, check: Callable[[], tuple[bool, str] | Check]) -> Check:
 
 def confine(connection: Any, database: str) -> None:
     """No code of the database runs as a superuser in the checks: its event triggers off,
-    every relation and routine a superuser owns handed to `DRILL_ROLE` (which exists, can
-    connect and read everything). Nothing to do on a server whose objects a pg_restore
-    as `DRILL_ROLE` created."""
-    from psycopg2 import sql
-
+    the cluster's database and role settings gone, every relation and routine a
+    superuser owns handed to `DRILL_ROLE` (which exists, is plain, can connect and read
+    everything). Little to do on a server whose objects a pg_restore as `DRILL_ROLE`
+    created."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT evtname FROM pg_event_trigger WHERE evtenabled <> 'D'")
         for (name,) in cursor.fetchall():
@@ -498,12 +490,7 @@ def confine(connection: Any, database: str) -> None:
         cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DRILL_ROLE,))
         verb = "ALTER" if cursor.fetchone() else "CREATE"
         # A role of that name from the source: made plain, its settings and memberships gone.
-        cursor.execute(
-            sql.SQL(
-                verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-                "NOBYPASSRLS"
-            ).format(role)
-        )
+        cursor.execute(sql.SQL(verb + " ROLE {} " + DRILL_ROLE_ATTRIBUTES).format(role))
         cursor.execute(
             "SELECT m.roleid::regrole::text, m.grantor::regrole::text FROM pg_auth_members m "
             "WHERE m.member = %s::regrole",
@@ -751,8 +738,6 @@ def check_amcheck(
 ) -> tuple[bool, str]:
     """`pg_amcheck --heapallindexed` (the server's own) of every table and B-tree index,
     amcheck installed afresh in a schema of the superuser's."""
-    from psycopg2 import sql
-
     with connection.cursor() as cursor:
         cursor.execute("DROP EXTENSION IF EXISTS amcheck CASCADE")
         cursor.execute(
@@ -797,8 +782,6 @@ def _conninfo_quote(value: str) -> str:
 def count_rows(connection: Any, deadline: float) -> list[TableRows]:
     """`count(*)` of every table that holds rows (partitions, not their parents), as the
     superuser: no row security applies, and counting evaluates nothing of the table's."""
-    from psycopg2 import sql
-
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT n.nspname, c.relname FROM pg_class c "
@@ -848,9 +831,6 @@ def judge_rows(tables: Sequence[TableRows], expected: Sequence[TableRows] | None
 
 def run_smoke(server: ServerHandle, database: str, query: SmokeQuery) -> tuple[bool, str]:
     """The query as `DRILL_ROLE`, READ ONLY, within the statement timeout; judged."""
-    import psycopg2
-    from psycopg2 import extensions
-
     with _connection(
         server, database, DRILL_ROLE,
         "-c default_transaction_read_only=on",
