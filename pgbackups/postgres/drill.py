@@ -214,7 +214,9 @@ def drill_archive(
     without its owner) and `expected_rows` (exact counts) are what the database must
     hold besides the archive's own table of contents: e.g. a previous drill's tables,
     so that another database's archive put in this one's place is caught.
-    A failed restore is a failed "restore" check; DrillFailed when the drill cannot run.
+    `timeout` bounds the restore and the checks; each smoke query has its own
+    `SMOKE_TIMEOUT_SECONDS`. A failed restore is a failed "restore" check; DrillFailed
+    when the drill cannot run.
     """
     deadline = time.monotonic() + timeout
     try:
@@ -226,6 +228,8 @@ def drill_archive(
     with throwaway_server(install, work_dir) as server:
         version = server_version(server)
         _create_database(server, archive_extensions(entries or []))
+        # As the unprivileged owner of the database, without the archive's owners and
+        # grants (restore.RESTORE_FLAGS): see the module's docstring.
         target = Target.parse(
             f"postgresql:///{DRILL_DATABASE}?host={quote(str(server.socket_dir), safe='')}"
             f"&port={server.port}&user={DRILL_ROLE}"

@@ -19,11 +19,13 @@ from pgbackups.domain.smoke import SmokeQuery
 from pgbackups.postgres.cluster import RecoveredCluster, as_user, server_user
 from pgbackups.postgres.drill import (
     DRILL_ROLE,
+    DrillFailed,
     DrillOutcome,
     TableRows,
     check_server,
     drill_archive,
     handle_of,
+    throwaway_server,
 )
 from pgbackups.postgres.dump import dump_command
 from pgbackups.postgres.pgtools import PgTools
@@ -426,3 +428,20 @@ def test_the_checks_on_a_running_cluster_whose_objects_a_superuser_owns(
         database_name,
     )
     assert owners == DRILL_ROLE
+
+
+def test_a_work_dir_the_server_cannot_use_is_refused_clearly(
+    work_dir: Path, installs: dict[int, Path]
+) -> None:
+    deep = work_dir / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    for folder in (deep, deep.parent):
+        folder.chmod(0o711)
+
+    with (
+        pytest.raises(DrillFailed, match="too long for a unix socket"),
+        throwaway_server(installs[18], deep),
+    ):
+        pass
+
+    assert list(deep.iterdir()) == []
