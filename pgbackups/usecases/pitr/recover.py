@@ -93,10 +93,10 @@ def recovered_cluster(
     plan = plan_restore(services, database, target_time, limit=WHOLE_PLAN)
     source = recovery_source(plan)
     user = server_user()
-    check_reachable(work_dir, user)
     scratch = Path(tempfile.mkdtemp(prefix="pgbackups-recovery-", dir=work_dir))
     cluster: RecoveredCluster | None = None
     try:
+        check_reachable(scratch, user)  # the server's user must enter work_dir
         give_to(user, scratch)
         data_dir = private_folder(scratch / "data", user)
         fetched = 0
