@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 
 from pgbackups.domain.models import BackupRequest, to_rfc3339
@@ -248,3 +253,60 @@ def test_a_wal_file_missing_from_the_bucket_fails_naming_it(
         assert not list(Path(tempfile.gettempdir()).glob("pgbackups-recovery-*"))
     finally:
         target.destroy()
+
+
+def test_a_task_stopped_during_the_move_ends_the_restore_cleanly(
+    stack: Stack, server_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ECS's SIGTERM (StopTask) while pg_restore writes into the target: the task's
+    handler, as functions/backup_task.py installs it. The restore is `error` saying the
+    target may be partial, the recovered server is stopped, its files and the secret gone."""
+    from functions.backup_task import stop_restore
+
+    server = start_server("18")
+    try:
+        with_continuous_backups(stack, server)
+        target_url = target_database(server)
+        server.psql("CREATE TABLE events (id int)", "restored")
+        server.psql("ALTER TABLE events OWNER TO restorer", "restored")
+        status, body = stack.restore("shop", target_time="latest", target_url=target_url)
+        assert status == 202, body
+        (request,) = stack.api.services.fargate.requests
+        # pg_restore's DROP TABLE events (--clean) waits on this lock; then the task is stopped.
+        holder = psycopg2.connect(server.url("restored"))
+        holder.cursor().execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        stopper = threading.Thread(target=_stop_when_waiting, args=(server, "restored"))
+        previous = signal.signal(signal.SIGTERM, stop_restore)
+        stopper.start()
+        try:
+            record = run_restore(
+                task_services(stack, server_dirs), request, seconds_left=900, runner="fargate"
+            )
+        finally:
+            stopper.join()
+            signal.signal(signal.SIGTERM, previous)
+            holder.close()
+
+        assert record is not None and record.status == "error", record
+        assert record.error is not None and "the task was stopped" in record.error
+        assert any("the target may be partial" in w for w in record.warnings)
+        assert stack.restore_secrets() == []
+        assert not list(Path(tempfile.gettempdir()).glob("pgbackups-recovery-*"))
+        running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert "pgbackups-recovery-" not in running
+        events = [e for e in stack.aws.received_events() if e["detail-type"] == "Restore Failed"]
+        assert [e["detail"]["id"] for e in events] == [body["id"]]
+    finally:
+        server.destroy()
+
+
+def _stop_when_waiting(server: EmbeddedPostgres, database: str) -> None:
+    for _ in range(3000):
+        waiting = server.psql(
+            "SELECT count(*) FROM pg_stat_activity "
+            f"WHERE datname = '{database}' AND wait_event_type = 'Lock'"
+        )
+        if waiting != "0":
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        time.sleep(0.1)

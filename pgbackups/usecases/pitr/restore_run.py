@@ -139,5 +139,7 @@ class _ProgressRecorder:
             self._services.restores.record_progress(
                 self._record.database, self._record.id, done, total
             )
+        except RestoreFailed:  # the task was stopped meanwhile (functions/backup_task.py)
+            raise
         except Exception:  # progress is a courtesy: the restore goes on
             logger.exception("could not record the restore's progress")
