@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import os
+import tempfile
 import urllib.error
 from email.message import Message
 from pathlib import Path
@@ -381,3 +382,19 @@ def test_the_time_recovery_reached_is_read_from_the_servers_log(tmp_path: Path) 
     )
     reached = recovery.reached_at(cluster)
     assert reached is not None and reached.isoformat() == "2026-12-06T05:07:44.459002+00:00"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as another user only as root")
+def test_a_runner_recovers_where_the_servers_user_can_reach(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pgbackups.usecases.pitr import restore_run
+
+    task = Path(tempfile.mkdtemp(dir="/var/tmp"))  # 0700: only the task's user enters it
+    try:
+        monkeypatch.setattr(tempfile, "tempdir", str(task))
+        assert restore_run._work_dir() == Path("/var/tmp")
+        task.chmod(0o711)
+        assert restore_run._work_dir() == task
+    finally:
+        task.rmdir()
