@@ -19,9 +19,8 @@ import pytest
 from pgbackups.domain.models import BackupRequest
 from pgbackups.domain.restores import RestoreRecord
 from pgbackups.postgres.pgtools import PgTools
-from pgbackups.settings import Settings
 from pgbackups.usecases import restores
-from pgbackups.usecases.restores import restore_jobs, run_restore
+from pgbackups.usecases.restores import run_restore
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.conftest import AwsStack, LambdaContext
 from tests.integration.test_restores import SOURCE_SQL, Stack, plain_dump, postgres15
@@ -177,17 +176,6 @@ def test_an_archive_larger_than_the_task_storage_is_streamed_with_a_warning(
     done = restore_done_line(logs)
     assert (done["jobs"], done["streamed"]) == (1, True)
     assert list(task_storage.iterdir()) == []
-
-
-def test_jobs_follow_the_task_vcpus_and_the_cpus_it_sees() -> None:
-    settings = Settings(table_name="t", bucket_name="b", secret_prefix="p")
-    seen = len(os.sched_getaffinity(0))
-    assert restore_jobs(dataclasses.replace(settings, task_cpu_units=512)) == 1
-    assert restore_jobs(dataclasses.replace(settings, task_cpu_units=1024)) == 1
-    assert restore_jobs(dataclasses.replace(settings, task_cpu_units=16384)) == seen
-    assert restore_jobs(dataclasses.replace(settings, task_cpu_units=0)) == seen
-    assert Settings.from_env({"TABLE_NAME": "t", "BUCKET_NAME": "b", "SECRET_PREFIX": "p",
-                              "BACKUP_TASK_CPU": "2048"}).task_cpu_units == 2048  # fmt: skip
 
 
 @pytest.fixture

@@ -3,11 +3,14 @@ output means. The workers write to the same stderr as the leader at the same tim
 their lines come cut and interleaved; progress counts the leader's `finished item`
 lines, and a server before 17 refuses transaction_timeout once per session (the
 leader's count of errors ignored is its own only). A fake pg_restore replays what
-pg_restore 18 printed with 2 jobs against PostgreSQL 15.
+pg_restore 18 printed with 2 jobs against PostgreSQL 15. And how many jobs a runner
+gives it (`pgbackups.usecases.restores.restore_jobs`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shlex
 from pathlib import Path
 
@@ -21,6 +24,8 @@ from pgbackups.postgres.restore import (
     restore_command,
     run_pg_restore,
 )
+from pgbackups.settings import Settings
+from pgbackups.usecases.restores import restore_jobs
 
 pytestmark = pytest.mark.unit
 
@@ -122,3 +127,14 @@ def test_another_error_among_them_fails_the_restore(tmp_path: Path) -> None:
 
     with pytest.raises(RestoreFailed, match="permission denied for schema public"):
         run_pg_restore(tools, tmp_path / "a.pgsql", TARGET, jobs=2)
+
+
+def test_jobs_follow_the_task_vcpus_and_the_cpus_it_sees() -> None:
+    settings = Settings(table_name="t", bucket_name="b", secret_prefix="p")
+    seen = len(os.sched_getaffinity(0))
+    assert restore_jobs(dataclasses.replace(settings, task_cpu_units=512)) == 1
+    assert restore_jobs(dataclasses.replace(settings, task_cpu_units=1024)) == 1
+    assert restore_jobs(dataclasses.replace(settings, task_cpu_units=16384)) == seen
+    assert restore_jobs(dataclasses.replace(settings, task_cpu_units=0)) == seen
+    assert Settings.from_env({"TABLE_NAME": "t", "BUCKET_NAME": "b", "SECRET_PREFIX": "p",
+                              "BACKUP_TASK_CPU": "2048"}).task_cpu_units == 2048  # fmt: skip
