@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -304,13 +306,22 @@ def run_pg_restore(
         stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # Its workers are its children: stopped with it, as a group.
+        start_new_session=jobs > 1,
     )
     feeding = _start_feeding(process, feed) if feed is not None else None
     timed_out = threading.Event()
 
+    def kill() -> None:
+        if jobs > 1:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+
     def stop() -> None:
         timed_out.set()
-        process.kill()
+        kill()
 
     timer = threading.Timer(timeout, stop) if timeout is not None else None
     if timer is not None:
@@ -340,7 +351,7 @@ def run_pg_restore(
                 report.append(line)
         code = process.wait()
     except BaseException:
-        process.kill()
+        kill()
         process.wait()
         if feeding is not None:
             feeding.thread.join(timeout=5)
