@@ -1,6 +1,8 @@
 """Restores run where the backups are: a done backup's archive streamed from S3 into
 pg_restore on the backups' runner (the backup function, or the Fargate task when the
-backup outgrew Lambda), never through the user's machine.
+backup outgrew Lambda), never through the user's machine; a point in time recovered and
+moved into the target on the Fargate task, which has the server binaries
+(`pitr.restore_run`).
 
 The API checks the target with a real connection, then keeps its URL only in a
 secret of the restore's own (Secrets Manager, `<prefix>/restores/<id>`), which the

@@ -368,3 +368,16 @@ def test_a_wal_file_larger_than_a_segment_is_refused(
     entry = wal_entry(storage, SEGMENT, body=gzip.compress(b"\0" * 4096))
     with pytest.raises(ClusterFailed, match="larger than a WAL segment can be"):
         download_wal([{"wal": [entry]}], tmp_path)
+
+
+def test_the_time_recovery_reached_is_read_from_the_servers_log(tmp_path: Path) -> None:
+    cluster = fake_cluster(tmp_path, {})
+    assert recovery.reached_at(cluster) is None  # no log yet
+    cluster.log_file.write_text(
+        "2026-12-06 05:07:50.101 GMT [41] LOG:  recovery stopping before commit of "
+        "transaction 745, time 2026-12-06 05:07:45.120304+00\n"
+        "2026-12-06 05:07:50.101 GMT [41] LOG:  last completed transaction was at log time "
+        "2026-12-06 07:07:44.459002+02\n"
+    )
+    reached = recovery.reached_at(cluster)
+    assert reached is not None and reached.isoformat() == "2026-12-06T05:07:44.459002+00:00"
