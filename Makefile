@@ -44,7 +44,8 @@ help:
 	@echo "make lint    ruff and mypy"
 	@echo "make build   sam build: the layers and every function into $(BUILD_DIR)"
 	@echo "make local   the local stack in the foreground"
-	@echo "make bench   CLI start-up, backup throughput and memory, PITR recovery point and restore time, in bench/results/"
+	@echo "make bench   CLI start-up, backup throughput and memory, time to restore, PITR recovery point and restore time, in bench/results/"
+	@echo "make bench-rto   only the time to restore (RTO), every way and runner"
 	@echo "make install-cli   puts \`pgbackups\` on PATH (a link in ~/.local/bin)"
 	@echo "make screenshot  docs/dashboard-backups.png, from the dashboard's browser tests"
 
@@ -170,6 +171,10 @@ bench: build
 	$(PY) bench/run.py
 	$(PY) bench/pitr.py
 
+# Only the time to restore (issue 24): bench/results/rto.md and .json.
+bench-rto: build
+	$(PY) bench/run.py --items rto --label rto
+
 # Puts `pgbackups` on PATH: a link in ~/.local/bin to this clone's .venv/bin/pgbackups.
 install-cli: $(VENV)/.installed
 	@mkdir -p $(HOME)/.local/bin
@@ -180,4 +185,4 @@ install-cli: $(VENV)/.installed
 clean:
 	rm -rf $(BUILD_DIR) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup build test test-unit test-template test-integration test-e2e lint local demo bench screenshot clean install-cli postgresql-15
+.PHONY: help setup build test test-unit test-template test-integration test-e2e lint local demo bench bench-rto screenshot clean install-cli postgresql-15

@@ -41,6 +41,7 @@ import contenders
 import cpus
 import database
 import report
+import rto
 import scale
 import user_path
 from contenders import AwsStack, BenchError, Dataset, Limit, MotoServer, OneLiner, Pgbackups, Run
@@ -57,8 +58,9 @@ AWSCLI_VENV = ROOT / ".venv-awscli"
 AWSCLI_VERSION = "1.46.2"
 COMPRESSIONS = ("gzip", "zstd:1", "zstd:3", "lz4")
 # throughput: the compression matrix (and the larger database); cpus: item 6 of
-# issue 17, 1 and 2 CPUs; user-path: item 7, API trigger to `done`; scale: item 8.
-ITEMS = ("throughput", "cpus", "user-path", "scale")
+# issue 17, 1 and 2 CPUs; user-path: item 7, API trigger to `done`; scale: item 8;
+# rto: issue 24's time to restore, per way and runner.
+ITEMS = ("throughput", "cpus", "user-path", "scale", "rto")
 # The cluster only serves dumps: no background vacuum, no checkpoint in the middle.
 CLUSTER_CONF = (
     "autovacuum = off\nshared_buffers = 256MB\nmax_wal_size = 16GB\n"
@@ -400,6 +402,14 @@ def main() -> int:
             extra["user_path"] = user_path.summarize(user_runs)
             extra["user_path_runs"] = [run.as_dict() for run in user_runs]
             sections.append(user_path.markdown(extra["user_path"], small, default))
+        if "rto" in args.items:
+            say("the time to restore (RTO), every way and runner")
+            rto_runs, archive_bytes, not_measured = rto.measure(
+                work, tools, aws, server, small, args.repetitions, say, postmaster_pid(server)
+            )
+            extra["rto"] = rto.summarize(rto_runs, small, archive_bytes, not_measured)
+            extra["rto_runs"] = [run.as_dict() for run in rto_runs]
+            sections.append(rto.markdown(extra["rto"], args.repetitions))
         if "scale" in args.items:
             say("item 8: one dispatcher run over many databases")
             extra["scale"] = [
@@ -428,7 +438,8 @@ def main() -> int:
         "runs": [run.as_dict() for run in runs],
         **extra,
     }
-    markdown = "\n".join([report.markdown(document), *sections])
+    # The compression matrix's table only when it ran (`--items rto` prints its own alone).
+    markdown = "\n".join([report.markdown(document)] * bool(runs) + sections)
     RESULTS.mkdir(parents=True, exist_ok=True)
     report.write_atomically(RESULTS / f"{args.label}.json", json.dumps(document, indent=2) + "\n")
     report.write_atomically(RESULTS / f"{args.label}.md", markdown)

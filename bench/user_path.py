@@ -58,18 +58,30 @@ class LocalStackProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     info: dict[str, Any]
+    state: Path
 
     @classmethod
-    def start(cls, work: Path) -> LocalStackProcess:
-        state = work / "stack-state"
-        log_path = work / "stack.log"
+    def start(
+        cls, work: Path, *, name: str = "stack", parameters: tuple[str, ...] = ()
+    ) -> LocalStackProcess:
+        """`parameters`: template parameter overrides (`NAME=VALUE`, `--parameter`)."""
+        state = work / f"{name}-state"
+        log_path = work / f"{name}.log"
         program = Path(sys.executable).with_name("pgbackups")
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
         # Parts unsigned, as over https (contenders.AWS_CONFIG_AS_OVER_HTTPS); the one-liner too.
         env["AWS_CONFIG_FILE"] = str(write_aws_config(work / "stack-aws-config"))
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [str(program), "local", "--port", "0", "--state-dir", str(state)],
+                [
+                    str(program),
+                    "local",
+                    "--port",
+                    "0",
+                    "--state-dir",
+                    str(state),
+                    *(option for value in parameters for option in ("--parameter", value)),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -82,7 +94,7 @@ class LocalStackProcess:
                 process.kill()
                 raise BenchError(f"pgbackups local did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.2)
-        return cls(process, log_path, json.loads((state / "stack.json").read_text()))
+        return cls(process, log_path, json.loads((state / "stack.json").read_text()), state)
 
     def stop(self) -> None:
         if self.process.poll() is None:

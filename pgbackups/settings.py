@@ -44,6 +44,8 @@ class Settings:
     task_security_groups: tuple[str, ...] = ()
     task_public_ip: bool = False
     task_timeout_seconds: int = 6 * 3600
+    # The task's CPU units (template's FargateCpu, 1024 = 1 vCPU): pg_restore's jobs. 0: unknown.
+    task_cpu_units: int = 0
     fargate_size_threshold_bytes: int = 10 * 1000**3
     # Object Lock of everything the stack writes: the template's parameters BackupLock
     # (governance by default) and BackupLockDays; none where the environment names none.
@@ -69,6 +71,7 @@ class Settings:
         try:
             timeout = int(env.get("BACKUP_TIMEOUT_SECONDS", "900"))
             task_timeout = int(env.get("BACKUP_TASK_TIMEOUT_SECONDS", str(6 * 3600)))
+            task_cpu_units = int(env.get("BACKUP_TASK_CPU", "0"))
             threshold = int(env.get("FARGATE_SIZE_THRESHOLD_BYTES", str(10 * 1000**3)))
             compression = check_compression(env.get("DEFAULT_COMPRESSION", DEFAULT_COMPRESSION))
             layers = _server_layers(env.get("SERVER_LAYERS", ""))
@@ -97,6 +100,7 @@ class Settings:
             task_security_groups=_names(env.get("BACKUP_TASK_SECURITY_GROUPS", "")),
             task_public_ip=env.get("BACKUP_TASK_PUBLIC_IP", "DISABLED") == "ENABLED",
             task_timeout_seconds=task_timeout,
+            task_cpu_units=task_cpu_units,
             fargate_size_threshold_bytes=threshold,
             backup_lock=lock,
             alert_topic_arn=env.get("ALERT_TOPIC_ARN", ""),

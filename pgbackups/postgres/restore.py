@@ -5,7 +5,9 @@ An archive is streamed from storage into pg_restore's standard input
 (never written to disk), its size and SHA-256 checked as it passes; a mismatch
 fails the restore, and the target is then partial, as after any failure or
 Ctrl-C: the command says how far pg_restore got and how to redo it. pg_restore's
-errors are summed up (how many, the first few, the privilege refused).
+errors are summed up (how many, the first few, the privilege refused). With
+several CPUs (the Fargate task) the archive is a checked file instead, and
+pg_restore runs `--jobs` workers on it (pg_restore cannot run them on a stream).
 
 The target URL is read with libpq's own parser (`pgbackups.postgres.urls`), so the
 pre-flight connection and pg_restore can never read it differently. The
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -44,6 +48,13 @@ _SESSION_SETUP = re.compile(r"^pg_restore: executing SELECT pg_catalog\.set_conf
 _ERROR = re.compile(r"^pg_restore: error: ")
 _ERRORS_IGNORED = re.compile(r"^pg_restore: warning: errors ignored on restore: (\d+)$")
 _TRANSACTION_TIMEOUT = 'unrecognized configuration parameter "transaction_timeout"'
+# With --jobs, the data and the indexes are restored by workers between these two lines;
+# the leader says `finished item <id> <what>` for each (the workers' own lines, written
+# to the same stderr at the same time, may come cut and mixed: they are not counted).
+_PARALLEL_LOOP = re.compile(r"(entering|finished) main parallel loop")
+_ITEM_FINISHED = re.compile(r"finished item \d+ .+$")
+# An error's prefix wherever it lands in a line (workers' output interleaves).
+_ANY_ERROR = re.compile(r"(?:^|[\s:])error: ")
 
 
 # What `clean` adds: drop each object before creating it again.
@@ -164,15 +175,20 @@ def restore_command(
     schemas: Sequence[str] = (),
     *,
     clean: bool = True,
+    jobs: int = 1,
 ) -> tuple[list[str], dict[str, str]]:
     """argv (no password in it) and environment (PGPASSWORD) of pg_restore; without an
     archive file, pg_restore reads the archive from its standard input. Without `clean`,
-    the target's objects are not dropped first (`--clean --if-exists` left out)."""
+    the target's objects are not dropped first (`--clean --if-exists` left out). More
+    than one job needs an archive file (pg_restore's workers each read it)."""
+    if jobs > 1 and archive is None:
+        raise ValueError("pg_restore runs several jobs on an archive file only")
     flags = RESTORE_FLAGS if clean else tuple(f for f in RESTORE_FLAGS if f not in CLEAN_FLAGS)
     argv = [
         tools.program("pg_restore"),
         *flags,
         "--verbose",
+        *((f"--jobs={jobs}",) if jobs > 1 else ()),
         *(f"--table={table}" for table in tables),
         *(f"--schema={schema}" for schema in schemas),
         f"--dbname={target.connection_string()}",
@@ -182,11 +198,20 @@ def restore_command(
     return argv, tools.environment(target.password)
 
 
-def count_entries(tools: PgTools, archive: Path) -> int | None:
-    """How many entries of the archive's table of contents pg_restore will work through."""
+def count_entries(
+    tools: PgTools, archive: Path, tables: Sequence[str] = (), schemas: Sequence[str] = ()
+) -> int | None:
+    """How many entries of the archive's table of contents pg_restore will work through
+    (of the `tables` and `schemas` only, when given)."""
     try:
         result = subprocess.run(
-            [tools.program("pg_restore"), "--list", str(archive)],
+            [
+                tools.program("pg_restore"),
+                "--list",
+                *(f"--table={table}" for table in tables),
+                *(f"--schema={schema}" for schema in schemas),
+                str(archive),
+            ],
             env=tools.environment(),
             capture_output=True,
             text=True,
@@ -279,29 +304,40 @@ def run_pg_restore(
     done: RestoreProgress | None = None,
     clean: bool = True,
     timeout: float | None = None,
+    jobs: int = 1,
 ) -> RestoreOutcome:
     """Run pg_restore on `archive`, or on what `feed` writes into it (streamed: never on
     disk); `on_progress` gets the number of entries done so far, `done` collects them.
+    With `jobs` above 1 (an archive file only), pg_restore runs that many workers.
 
     RestoreFailed with a summary of pg_restore's errors when it fails for a real reason,
     or with the feed's own failure (a download cut short, a digest that does not match),
     or when it runs past `timeout` seconds (then it is stopped).
     """
     done = done if done is not None else RestoreProgress()
-    argv, env = restore_command(tools, archive, target, tables, schemas, clean=clean)
+    argv, env = restore_command(tools, archive, target, tables, schemas, clean=clean, jobs=jobs)
     process = subprocess.Popen(
         argv,
         env=env,
         stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # Its workers are its children: stopped with it, as a group.
+        start_new_session=jobs > 1,
     )
     feeding = _start_feeding(process, feed) if feed is not None else None
     timed_out = threading.Event()
 
+    def kill() -> None:
+        if jobs > 1:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+
     def stop() -> None:
         timed_out.set()
-        process.kill()
+        kill()
 
     timer = threading.Timer(timeout, stop) if timeout is not None else None
     if timer is not None:
@@ -309,18 +345,29 @@ def run_pg_restore(
         timer.start()
     assert process.stderr is not None
     report: list[str] = []  # what is not progress: errors, the commands that failed, warnings
+    in_parallel_loop = False
     try:
         for raw in io.TextIOWrapper(process.stderr, errors="replace"):
             line = raw.rstrip("\n")
-            if _ENTRY_DONE.match(line) and not _SESSION_SETUP.match(line):
-                done.entries.append(line.removeprefix("pg_restore: "))
+            entry: str | None = None
+            if loop := _PARALLEL_LOOP.search(line):
+                in_parallel_loop = loop[1] == "entering"
+            elif in_parallel_loop:
+                if finished := _ITEM_FINISHED.search(line):
+                    entry = finished[0]
+            elif _ENTRY_DONE.match(line) and not _SESSION_SETUP.match(line):
+                entry = line.removeprefix("pg_restore: ")
+            if entry is not None:
+                done.entries.append(entry)
                 if on_progress is not None:
                     on_progress(len(done.entries))
-            elif not line.startswith("pg_restore: ") or _ERROR.match(line) or "warning" in line:
+            elif (
+                not line.startswith("pg_restore: ") or _ANY_ERROR.search(line) or "warning" in line
+            ) and not (in_parallel_loop and _ENTRY_DONE.search(line)):
                 report.append(line)
         code = process.wait()
     except BaseException:
-        process.kill()
+        kill()
         process.wait()
         if feeding is not None:
             feeding.thread.join(timeout=5)
@@ -404,13 +451,18 @@ def summarize_errors(code: int, report: list[str], parameters: Mapping[str, str]
 
 
 def _only_transaction_timeout(report: list[str]) -> bool:
-    """Whether pg_restore's one and only error was the server refusing transaction_timeout."""
-    errors = [line for line in report if _ERROR.match(line)]
+    """Whether pg_restore's one and only error was the server refusing transaction_timeout
+    (once per session: with --jobs, each worker's session says it too, and the count of
+    errors ignored is the leader's only)."""
+    errors = [
+        line for line in report if _ANY_ERROR.search(line) and not line.startswith("Command was:")
+    ]
     ignored = [int(m[1]) for line in report if (m := _ERRORS_IGNORED.match(line))]
     return (
         len(errors) >= 1
         and all(_TRANSACTION_TIMEOUT in line for line in errors)
-        and ignored == [len(errors)]
+        and len(ignored) == 1
+        and 1 <= ignored[0] <= len(errors)
     )
 
 

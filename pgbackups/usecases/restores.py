@@ -13,12 +13,17 @@ target. A restore that does not finish says its target may be partial.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import IO
 
 from aws_lambda_powertools import Logger
@@ -41,11 +46,13 @@ from pgbackups.postgres.restore import (
     RestoreFailed,
     RestoreProgress,
     Target,
+    count_entries,
     count_streamed_entries,
     run_pg_restore,
 )
 from pgbackups.postgres.urls import Connection, registered_connection, scrub
 from pgbackups.services import Services
+from pgbackups.settings import Settings
 from pgbackups.usecases.backup import (
     DEADLINE_MARGIN_SECONDS,
     PROGRESS_SECONDS,
@@ -234,22 +241,42 @@ def _restore(
     done: _Progress,
     seconds_left: float,
 ) -> RestoreRecord:
+    """The backup's archive restored into the target: streamed from S3 into one
+    pg_restore, or, on a Fargate task with several vCPUs, downloaded to the task's
+    storage (checked against its SHA-256 first) and restored by `pg_restore --jobs`."""
     assert record.backup_id is not None
     backup = services.catalog.get_backup(record.database, record.backup_id)
     if backup.status != "done":
         raise RestoreFailed(f"backup {backup.id} is {backup.status} now: nothing was restored")
-    total = count_streamed_entries(
-        services.tools, _feed(services, backup, None), record.tables, record.schemas
-    )
-    progress = _ProgressRecorder(services, record, total)
     deadline = time.monotonic() + seconds_left
-    done.started = True
-    outcome = run_pg_restore(
-        services.tools, None, target, progress,
-        feed=_feed(services, backup, deadline), tables=record.tables, schemas=record.schemas,
-        done=done, clean=record.clean, timeout=max(seconds_left, 1.0),
-    )  # fmt: skip
     warnings = list(record.warnings)
+    phases: dict[str, float] = {}
+    jobs = restore_jobs(services.settings) if record.runner == "fargate" else 1
+    with contextlib.ExitStack() as cleanup:
+        archive: Path | None = None
+        if jobs > 1:
+            began = time.monotonic()
+            archive = _downloaded(services, backup, deadline, cleanup, warnings)
+            phases["download"] = time.monotonic() - began
+        began = time.monotonic()
+        if archive is None:
+            jobs = 1
+            total = count_streamed_entries(
+                services.tools, _feed(services, backup, None), record.tables, record.schemas
+            )
+        else:
+            total = count_entries(services.tools, archive, record.tables, record.schemas)
+        phases["table of contents"] = time.monotonic() - began
+        progress = _ProgressRecorder(services, record, total)
+        done.started = True
+        began = time.monotonic()
+        outcome = run_pg_restore(
+            services.tools, archive, target, progress,
+            feed=_feed(services, backup, deadline) if archive is None else None,
+            tables=record.tables, schemas=record.schemas, done=done, clean=record.clean,
+            timeout=max(deadline - time.monotonic(), 1.0), jobs=jobs,
+        )  # fmt: skip
+        phases["pg_restore"] = time.monotonic() - began
     if outcome.ignored_transaction_timeout:
         warnings.append(
             "the target's PostgreSQL does not know transaction_timeout (pg_restore 18 sets "
@@ -268,16 +295,25 @@ def _restore(
     if not services.restores.finish_restore(finished, expected_status="running"):
         logger.warning("restore was given up meanwhile")
         return services.restores.get_restore(record.database, record.id)
-    logger.info("restore done", extra={"restore_id": record.id, "entries": len(done.entries)})
+    logger.info(
+        "restore done",
+        extra={
+            "restore_id": record.id,
+            "entries": len(done.entries),
+            "jobs": jobs,
+            "streamed": archive is None,
+            "phases": {name: round(seconds, 3) for name, seconds in phases.items()},
+        },
+    )
     return finished
 
 
 def _feed(
     services: Services, backup: BackupRecord, deadline: float | None
 ) -> Callable[[IO[bytes]], None]:
-    """Writes the backup's archive, as it downloads, into pg_restore's standard input;
-    raises when its digest is not the one recorded (the bucket is not trusted) or the
-    runner's deadline comes (`deadline`, on the monotonic clock)."""
+    """Writes the backup's archive, as it downloads, into pg_restore's standard input
+    (or a file); raises when its digest is not the one recorded (the bucket is not
+    trusted) or the runner's deadline comes (`deadline`, on the monotonic clock)."""
 
     def feed(sink: IO[bytes]) -> None:
         body = services.archives.open_stream(backup.object_key)
@@ -297,6 +333,49 @@ def _feed(
             )
 
     return feed
+
+
+# Room left on the task's storage beside a downloaded archive (the code, pg_restore's own).
+STORAGE_MARGIN_BYTES = 256 * 1024 * 1024
+
+
+def restore_jobs(settings: Settings) -> int:
+    """pg_restore's jobs on this machine: one per CPU it may use, no more than the
+    task's whole vCPUs (the template's FargateCpu) where they are known; a Fargate
+    task may see more CPUs than it is given."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    available = available or os.cpu_count() or 1
+    if settings.task_cpu_units > 0:
+        available = min(available, settings.task_cpu_units // 1024)
+    return max(available, 1)
+
+
+def _downloaded(
+    services: Services,
+    backup: BackupRecord,
+    deadline: float,
+    cleanup: contextlib.ExitStack,
+    warnings: list[str],
+) -> Path | None:
+    """The backup's archive in a file of the task's storage (TMPDIR), checked against its
+    recorded SHA-256 before pg_restore sees it, removed when `cleanup` closes; None, with
+    a warning, when it does not fit (the restore then streams, one job)."""
+    folder = Path(tempfile.mkdtemp(prefix="restore-"))
+    cleanup.callback(shutil.rmtree, folder, ignore_errors=True)
+    free = shutil.disk_usage(folder).free
+    size = backup.size or 0
+    if size + STORAGE_MARGIN_BYTES > free:
+        warnings.append(
+            f"the archive ({size / 1e9:.1f} GB) is larger than the task's free storage "
+            f"({free / 1e9:.1f} GB): it was streamed into pg_restore with one job instead of "
+            "being downloaded for several (raise the template's FargateEphemeralStorageGiB)"
+        )
+        logger.warning("archive larger than the task's storage: streamed", extra={"size": size})
+        return None
+    archive = folder / f"{backup.id}.pgsql"
+    with archive.open("xb") as file:
+        _feed(services, backup, deadline)(file)
+    return archive
 
 
 @dataclass

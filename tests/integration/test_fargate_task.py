@@ -102,6 +102,7 @@ def task_environment(
         "BACKUP_LOCK_DAYS": "7",
         "BACKUP_TIMEOUT_SECONDS": "900",
         "BACKUP_TASK_TIMEOUT_SECONDS": "3600",
+        "BACKUP_TASK_CPU": "2048",  # 2 vCPUs: a restore downloads, then pg_restore --jobs=2
         "PGBACKUPS_TASK_DIR": str(task_dir),
         "TMPDIR": str(task_dir),
     }
