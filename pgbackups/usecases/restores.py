@@ -51,6 +51,7 @@ from pgbackups.usecases.backup import (
 
 logger = Logger(child=True)
 
+
 @dataclass(frozen=True)
 class NewRestore:
     """A restore to run; exactly one of `backup_id` and `target_time` is set."""
