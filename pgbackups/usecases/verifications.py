@@ -273,8 +273,11 @@ def _drill(
     install = server_install(major, services.settings.server_dirs)  # ServerNotFound
     deadline = time.monotonic() + seconds
     smoke_queries = database.verification.smoke_queries
+    # In the task's storage; the throwaway server runs as another user when the task is
+    # root (postgres/cluster.py), who must be able to enter it.
     work_dir = Path(tempfile.mkdtemp(prefix="pgbackups-drill-"))
     try:
+        work_dir.chmod(0o711)
         outcome = drill_archive(
             services.tools, install, work_dir, archive_feed(services, backup, deadline),
             smoke_queries=smoke_queries, timeout=seconds,
