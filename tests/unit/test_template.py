@@ -433,10 +433,13 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         **start_tasks,
         **ALERTS,  # tests/unit/test_template_alerts.py
     }
-    # The task does what the backup function does, and nothing more.
+    # The task does what the backup function does, and reads the continuous backups:
+    # point-in-time restores run only there (the server binaries are the task's).
     (task_policy,) = resources["BackupTaskRole"]["Properties"]["Policies"]
     task_actions = actions_on({"Properties": {"Policies": [task_policy["PolicyDocument"]]}})
-    assert task_actions == actions_on(resources["BackupFunction"])
+    assert task_actions == actions_on(resources["BackupFunction"]) | {
+        "s3:GetObject": [logical_archives, chains]
+    }
     (execution_policy,) = resources["BackupTaskExecutionRole"]["Properties"]["Policies"]
     assert actions_on({"Properties": {"Policies": [execution_policy["PolicyDocument"]]}}) == {
         "logs:CreateLogStream": [{"Fn::GetAtt": ["BackupTaskLogGroup", "Arn"]}],
