@@ -30,7 +30,7 @@ from pgbackups.domain.errors import (
     NotSupported,
     PgBackupsError,
 )
-from pgbackups.domain.models import BackupRequest, RunnerName, error_text
+from pgbackups.domain.models import BackupRecord, BackupRequest, RunnerName, error_text
 from pgbackups.domain.restores import RestoreRecord
 from pgbackups.domain.runners import RunnerFailed
 from pgbackups.postgres import probe
