@@ -14,7 +14,7 @@ from typing import ClassVar, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field
 from ulid import ULID
 
-from pgbackups.domain.models import Run, Schedule, archive_key
+from pgbackups.domain.models import Run, Schedule
 from pgbackups.domain.schedule import day_run, schedule_zone
 from pgbackups.domain.smoke import MAX_SMOKE_QUERIES, SmokeQuery
 
@@ -79,8 +79,9 @@ class VerificationRecord(Run):
 
     status: VerificationStatus = "scheduled"  # type: ignore[assignment]
     kind: VerificationKind = "backup"
+    # The backup drilled; for a point in time, the base backup its recovery started from.
     backup_id: str | None = None
-    target_time: datetime | None = None
+    target_time: datetime | None = None  # a point in time's; null: the latest
     restore_seconds: float | None = None
     server_version: str | None = None  # of the throwaway server
     source_version: str | None = None  # of the backed-up server, as the backup recorded it
@@ -98,12 +99,13 @@ class VerificationRecord(Run):
         *,
         backup_id: str,
         source_version: str | None,
+        kind: VerificationKind = "backup",
         target_time: datetime | None = None,
     ) -> VerificationRecord:
         return cls(
             id=str(ULID.from_datetime(created_at)),
             database=database,
-            kind="point_in_time" if target_time is not None else "backup",
+            kind=kind,
             backup_id=backup_id,
             target_time=target_time,
             source_version=source_version,
@@ -118,11 +120,10 @@ class VerificationRecord(Run):
     def failed_checks(self) -> list[str]:
         return [check.name for check in self.checks if not check.passed]
 
-    @property
-    def report_object_key(self) -> str:
-        """`<backup's folder>/<backup id>.verification-<id>.json`, beside the archive."""
-        assert self.backup_id is not None
-        folder = archive_key(self.database, self.backup_id).rsplit("/", 1)[0]
+    def report_key_beside(self, object_key: str) -> str:
+        """`<folder>/<source id>.verification-<id>.json`, beside the drilled object (the
+        backup's archive, a point in time's base backup)."""
+        folder = object_key.rsplit("/", 1)[0]
         return f"{folder}/{self.backup_id}.verification-{self.id}.json"
 
     def failed(self, reason: str, at: datetime) -> Self:

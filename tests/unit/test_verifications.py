@@ -169,7 +169,7 @@ def test_one_message_when_a_drill_fails_and_one_when_it_passes_again() -> None:
 
 def test_a_drills_report_lies_beside_its_backup() -> None:
     record = VerificationRecord.new("shop", NOW, backup_id="01JBACKUP", source_version="18.1")
-    assert record.report_object_key == (
+    assert record.report_key_beside("databases/shop/backups/01JBACKUP.pgsql") == (
         f"databases/shop/backups/01JBACKUP.verification-{record.id}.json"
     )
     failed = record.failed("the task stopped", NOW)
