@@ -8,6 +8,7 @@ its record keeps each check's result, the table and row counts, the restore's du
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal, Self
 
@@ -28,8 +29,9 @@ HOUR = timedelta(hours=1)
 DEFAULT_EVERY_DAYS = 7
 # A drill is overdue (a health reason) when none passed for `every_days` and this long.
 OVERDUE_SLACK = DAY
-# A drill started a little later in its hour than the last one is still due on its day.
-DUE_SLACK = HOUR
+# A drill started later than the last one (in its hour, or the point-in-time drill that
+# follows a backup's) does not push the next one to the day after.
+DUE_SLACK = 12 * HOUR
 
 
 class VerificationSettings(BaseModel):
@@ -57,6 +59,7 @@ class VerificationState(BaseModel):
     and when one last passed (bookkeeping kept on the database's record)."""
 
     last_id: str | None = None
+    last_kind: VerificationKind | None = None
     last_status: VerificationStatus | None = None
     last_at: datetime | None = None
     last_passed_at: datetime | None = None
@@ -164,6 +167,29 @@ def verification_due(
     """Whether the dispatcher's run at `at` (any time within an hour) starts a drill."""
     hour_start = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     return next_verification_at(settings, schedule, last_at, at) == hour_start
+
+
+def point_in_time_due(state: VerificationState | None, at: datetime) -> bool:
+    """Whether the dispatcher's run at `at` follows a scheduled backup drill with one of a
+    point in time (for a database with continuous backups): the last drill was a
+    backup's, it finished, and it started less than a day ago."""
+    if state is None or state.last_kind != "backup" or state.last_at is None:
+        return False
+    return state.last_status in ("passed", "failed") and at - state.last_at < DAY
+
+
+def random_second(
+    start: datetime, end: datetime, draw: Callable[[float, float], float]
+) -> datetime:
+    """A whole second inside [start, end] (`draw(a, b)`: a number in [a, b], as
+    random.uniform gives); `start` itself when no whole second lies inside."""
+    first = start.replace(microsecond=0)
+    if first < start:
+        first += timedelta(seconds=1)
+    last = end.replace(microsecond=0)
+    if last < first:
+        return start
+    return first + timedelta(seconds=round(draw(0.0, (last - first).total_seconds())))
 
 
 def overdue_since(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import shutil
 import tempfile
 import time
@@ -39,6 +40,7 @@ from pgbackups.domain.models import (
     error_text,
     to_rfc3339,
 )
+from pgbackups.domain.recovery import recoverable_ranges
 from pgbackups.domain.runners import RunnerFailed
 from pgbackups.domain.smoke import SmokeQuery
 from pgbackups.domain.verifications import (
@@ -46,6 +48,8 @@ from pgbackups.domain.verifications import (
     VerificationKind,
     VerificationRecord,
     VerificationState,
+    point_in_time_due,
+    random_second,
     verification_due,
 )
 from pgbackups.postgres.cluster import ClusterFailed, reachable_storage
@@ -147,6 +151,7 @@ def _schedule(
         state.model_copy(
             update={
                 "last_id": record.id,
+                "last_kind": record.kind,
                 "last_status": record.status,
                 "last_at": record.created_at,
             }
@@ -205,24 +210,54 @@ def start_due_verification(
     services: Services, database: DatabaseRecord, backups: list[BackupRecord], at: datetime
 ) -> VerificationRecord | None:
     """The database's drill when its hour is due at `at`: of its newest done backup, on
-    the Fargate runner, one at a time. None when not due or nothing to drill."""
+    the Fargate runner, one at a time; with continuous backups, the next run drills a
+    random second of the newest recoverable range. None when nothing is due."""
     settings = database.verification
     if not settings.enabled or database.removed_at is not None or services.fargate is None:
         return None
     if database.active_verification_id is not None:
         return None
     state = database.verification_state or VerificationState()
-    if not verification_due(settings, database.schedule, state.last_at, at):
+    try:
+        if verification_due(settings, database.schedule, state.last_at, at):
+            return _drill_newest_backup(services, database, backups)
+        if point_in_time_due(state, at):
+            return _drill_random_point_in_time(services, database)
+    except VerificationInProgress:
         return None
+    return None
+
+
+def _drill_newest_backup(
+    services: Services, database: DatabaseRecord, backups: list[BackupRecord]
+) -> VerificationRecord | None:
     backup = next((b for b in backups if b.status == "done"), None)
     major = server_major(backup.server_version) if backup is not None else None
     if backup is None or major is None:
         logger.info("drill due but no done backup to drill", extra={"database": database.name})
         return None
-    try:
-        return _schedule(services, database, backup.id, backup.server_version, major)
-    except VerificationInProgress:
+    return _schedule(services, database, backup.id, backup.server_version, major)
+
+
+def _drill_random_point_in_time(
+    services: Services, database: DatabaseRecord
+) -> VerificationRecord | None:
+    """A drill of a random second of the newest recoverable range, when continuous
+    backups are on and have one."""
+    state = services.pitr.get_state(database.name)
+    if state is None or not state.enabled:
         return None
+    ranges = recoverable_ranges(
+        services.pitr.chains(database.name), services.pitr.base_backups(database.name)
+    )
+    if not ranges:
+        return None
+    newest = ranges[-1]
+    moment = random_second(newest.start, newest.end, random.uniform)
+    return _schedule(
+        services, database, newest.base.id, version_text(newest.chain.server_version_num),
+        newest.chain.server_major, target_time=moment, kind="point_in_time",
+    )  # fmt: skip
 
 
 def reap_stale_verification(
@@ -460,6 +495,7 @@ def _finish(
     summary = state.model_copy(
         update={
             "last_id": record.id,
+            "last_kind": record.kind,
             "last_status": record.status,
             "last_at": record.created_at,
             "last_passed_at": record.finished_at if record.passed else state.last_passed_at,

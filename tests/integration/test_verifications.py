@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -334,7 +334,6 @@ def test_the_dispatcher_starts_a_due_drill_once_and_reaps_a_silent_one(
     assert status == 200, body
     due = body["verification_status"]["next_at"]
     services = stack.services
-    from datetime import datetime
 
     at = datetime.fromisoformat(due.replace("Z", "+00:00"))
 
@@ -499,3 +498,51 @@ def test_a_point_in_time_outside_the_window_is_refused(pitr_stack: Any, server_d
     assert status == 422, body
     assert body["error"]["code"] == "outside_recovery_window"
     assert pitr_stack.api.services.fargate.requests == []
+
+
+def test_the_dispatcher_follows_a_backup_drill_with_a_random_point_in_time(
+    pitr_stack: Any, server_dirs: Path
+) -> None:
+    from tests.integration.test_pitr import start_server
+    from tests.integration.test_pitr_restores import task_services, with_continuous_backups
+
+    server = start_server("18")
+    try:
+        with_continuous_backups(pitr_stack, server)
+        status, body = pitr_stack.call("POST", "/v1/databases/shop/backups")
+        assert status == 202, body
+        [result] = pitr_stack.run_requests()
+        assert result["status"] == "done", result
+    finally:
+        server.destroy()
+    status, body = pitr_stack.call(
+        "PATCH",
+        "/v1/databases/shop",
+        {"verification": {"enabled": True}, "schedule": {"timezone": "UTC"}},
+    )
+    assert status == 200, body
+    at = datetime.fromisoformat(body["verification_status"]["next_at"].replace("Z", "+00:00"))
+    services = pitr_stack.api.services
+    fargate = services.fargate
+    task = task_services(pitr_stack, server_dirs)
+
+    [backup_drill] = dispatch(services, at).verifications
+    assert backup_drill.kind == "backup"
+    run_verification(task, fargate.requests.pop(), seconds_left=900, runner="fargate")
+    [point_drill] = dispatch(services, at + timedelta(hours=1)).verifications
+    assert point_drill.kind == "point_in_time"
+    run_verification(task, fargate.requests.pop(), seconds_left=900, runner="fargate")
+    assert dispatch(services, at + timedelta(hours=2)).verifications == []
+
+    _, page = pitr_stack.call("GET", "/v1/databases/shop/verifications")
+    drills = {v["kind"]: v for v in page["verifications"]}
+    assert drills["backup"]["status"] == "passed", drills["backup"]
+    assert drills["point_in_time"]["status"] == "passed", drills["point_in_time"]
+    _, window = pitr_stack.call("GET", "/v1/databases/shop/pitr")
+    newest = window["recoverable_ranges"][-1]
+    moment = drills["point_in_time"]["target_time"]
+    assert parse(newest["from"]) <= parse(moment) <= parse(newest["to"])
+
+
+def parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
