@@ -546,3 +546,42 @@ def test_the_dispatcher_follows_a_backup_drill_with_a_random_point_in_time(
 
 def parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class Alerts:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+def test_a_failed_drill_alerts_once_and_its_recovery_once(stack: Stack, source: str) -> None:
+    from pgbackups.usecases.health import refresh_database_health
+
+    backup_id = stack.backed_up("shop", source)
+    bucket = stack.aws.settings.bucket_name
+    key = f"databases/shop/backups/{backup_id}.pgsql"
+    stack.aws.s3.put_object(Bucket=bucket, Key=key, Body=b"PGDMP not quite an archive")
+    assert stack.drilled("shop")["status"] == "failed"
+    alerts = Alerts()
+    stack.services.alerts = alerts
+
+    change = refresh_database_health(stack.services, "shop")
+    refresh_database_health(stack.services, "shop")  # the same incident: no second message
+
+    assert change is not None and change.health.status == "failing"
+    assert [r.code for r in change.health.reasons] == ["verification_failed"]
+    [raised] = alerts.sent
+    assert raised.kind == "raised" and "restore drill failed" in raised.subject
+
+    # A new backup, drilled: the incident is over.
+    status, body = stack.call("POST", "/v1/databases/shop/backups")
+    assert status == 202, body
+    request = stack.lambda_requests.pop()
+    assert stack.backup.handler(request.model_dump(), stack.context)["status"] == "done"
+    assert stack.drilled("shop")["status"] == "passed"
+    change = refresh_database_health(stack.services, "shop")
+    assert change is not None and change.health.status == "ok"
+    [_, cleared] = alerts.sent
+    assert cleared.kind == "cleared" and "restore drill failed" in cleared.subject
