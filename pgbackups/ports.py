@@ -230,6 +230,7 @@ class Verifications(Protocol):
     def mark_backup(
         self, database: str, backup_id: str, at: datetime, result: VerificationResult
     ) -> None: ...
+    def report_keys(self, database: str, backup_id: str) -> list[str]: ...
 
 
 class CaptureStarter(Protocol):

@@ -166,6 +166,14 @@ class VerificationCatalog:
             return False
         return True
 
+    def report_keys(self, database: str, backup_id: str) -> list[str]:
+        """The keys of the reports of the drills of `backup_id` (to delete with it)."""
+        return [
+            record.report_key
+            for record in self._verifications(database)
+            if record.backup_id == backup_id and record.report_key is not None
+        ]
+
     def mark_backup(
         self, database: str, backup_id: str, at: datetime, result: VerificationResult
     ) -> None:

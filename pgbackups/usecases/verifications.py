@@ -200,6 +200,14 @@ def report_url(services: Services, database: str, verification_id: str) -> str:
             f"verification {record.id} is {record.status} and has no report"
             + (" yet" if record.active else "")
         )
+    if record.kind == "backup" and record.backup_id is not None:
+        try:
+            services.catalog.get_backup(database, record.backup_id)
+        except BackupNotFound:
+            raise Conflict(
+                f"the report of verification {record.id} was deleted with its backup "
+                f"{record.backup_id}"
+            ) from None
     return services.archives.object_url(record.report_key, DEFAULT_URL_LIFETIME)
 
 

@@ -585,3 +585,18 @@ def test_a_failed_drill_alerts_once_and_its_recovery_once(stack: Stack, source: 
     assert change is not None and change.health.status == "ok"
     [_, cleared] = alerts.sent
     assert cleared.kind == "cleared" and "restore drill failed" in cleared.subject
+
+
+def test_a_drills_report_goes_with_its_backup(stack: Stack, source: str) -> None:
+    backup_id = stack.backed_up("shop", source)
+    drill = stack.drilled("shop")
+    assert drill["report_key"] in stack.aws.object_keys()
+
+    status, _ = stack.call("DELETE", f"/v1/databases/shop/backups/{backup_id}")
+
+    assert status == 204
+    assert stack.aws.object_keys() == []
+    status, body = stack.call("GET", f"/v1/databases/shop/verifications/{drill['id']}/report")
+    assert (status, body["error"]["code"]) == (409, "conflict")
+    status, kept = stack.call("GET", f"/v1/databases/shop/verifications/{drill['id']}")
+    assert status == 200 and kept["status"] == "passed"  # the history stays
