@@ -600,3 +600,28 @@ def test_a_drills_report_goes_with_its_backup(stack: Stack, source: str) -> None
     assert (status, body["error"]["code"]) == (409, "conflict")
     status, kept = stack.call("GET", f"/v1/databases/shop/verifications/{drill['id']}")
     assert status == 200 and kept["status"] == "passed"  # the history stays
+
+
+def test_null_drill_settings_change_nothing_but_the_hour(stack: Stack, source: str) -> None:
+    stack.call("POST", "/v1/databases", {"name": "shop", "url": source})
+    query = {"sql": "SELECT 1", "expect": "rows = 1"}
+    status, body = stack.call(
+        "PATCH",
+        "/v1/databases/shop",
+        {"verification": {"enabled": True, "hour": 5, "smoke_queries": [query]}},
+    )
+    assert status == 200, body
+
+    status, body = stack.call(
+        "PATCH",
+        "/v1/databases/shop",
+        {"verification": {"enabled": None, "smoke_queries": None, "hour": None}},
+    )
+
+    assert status == 200, body
+    assert body["verification"] == {
+        "enabled": True,
+        "every_days": 7,
+        "hour": None,
+        "smoke_queries": [query],
+    }

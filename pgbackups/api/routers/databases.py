@@ -98,11 +98,7 @@ def build_router(services: Services) -> Router:
                 compression=changes.compression,
                 runner=changes.runner,
                 alerting=changes.alerting.model_dump(exclude_none=True) if changes.alerting else {},
-                verification=(
-                    changes.verification.model_dump(exclude_unset=True)
-                    if changes.verification
-                    else {}
-                ),
+                verification=changes.verification.changed() if changes.verification else {},
             ),
         )
         return view(record)

@@ -4,6 +4,7 @@ drill settings in PATCH /v1/databases/{db}."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -56,6 +57,14 @@ class VerificationChanges(BaseModel):
     smoke_queries: list[SmokeQuerySetting] | None = Field(
         default=None, max_length=MAX_SMOKE_QUERIES, description="Replaces the list when given"
     )
+
+    def changed(self) -> dict[str, Any]:
+        """The fields to change: those given and not null, and `hour` when given null."""
+        return {
+            name: value
+            for name, value in self.model_dump(exclude_unset=True).items()
+            if value is not None or name == "hour"
+        }
 
 
 class VerificationSettingsView(BaseModel):
