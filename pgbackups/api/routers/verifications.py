@@ -40,7 +40,7 @@ def build_router(services: Services) -> Router:
         operation_id="createVerification",
         summary="Drill a backup: restore it into a throwaway server and check it",
         tags=TAGS,
-        responses=answers(202, "Scheduled: poll the drill until passed or failed", 409, 503),
+        responses=answers(202, "Scheduled: poll the drill until passed or failed", 400, 409, 503),
     )
     def create_verification(
         db: DatabaseParam, body: VerificationRequest
