@@ -14,17 +14,14 @@ target. A restore that does not finish says its target may be partial.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO
 
 from aws_lambda_powertools import Logger
 
@@ -53,6 +50,7 @@ from pgbackups.postgres.restore import (
 from pgbackups.postgres.urls import Connection, registered_connection, scrub
 from pgbackups.services import Services
 from pgbackups.settings import Settings
+from pgbackups.usecases.archive_feed import archive_feed
 from pgbackups.usecases.backup import (
     DEADLINE_MARGIN_SECONDS,
     PROGRESS_SECONDS,
@@ -64,9 +62,6 @@ from pgbackups.usecases.pitr.restore_plan import parse_target_time
 from pgbackups.usecases.pitr.restore_run import restore_point_in_time
 
 logger = Logger(child=True)
-
-# Bytes read from S3 at a time while feeding pg_restore.
-CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -262,7 +257,7 @@ def _restore(
         if archive is None:
             jobs = 1
             total = count_streamed_entries(
-                services.tools, _feed(services, backup, None), record.tables, record.schemas
+                services.tools, archive_feed(services, backup, None), record.tables, record.schemas
             )
         else:
             total = count_entries(services.tools, archive, record.tables, record.schemas)
@@ -272,7 +267,7 @@ def _restore(
         began = time.monotonic()
         outcome = run_pg_restore(
             services.tools, archive, target, progress,
-            feed=_feed(services, backup, deadline) if archive is None else None,
+            feed=archive_feed(services, backup, deadline) if archive is None else None,
             tables=record.tables, schemas=record.schemas, done=done, clean=record.clean,
             timeout=max(deadline - time.monotonic(), 1.0), jobs=jobs,
         )  # fmt: skip
@@ -306,33 +301,6 @@ def _restore(
         },
     )
     return finished
-
-
-def _feed(
-    services: Services, backup: BackupRecord, deadline: float | None
-) -> Callable[[IO[bytes]], None]:
-    """Writes the backup's archive, as it downloads, into pg_restore's standard input
-    (or a file); raises when its digest is not the one recorded (the bucket is not
-    trusted) or the runner's deadline comes (`deadline`, on the monotonic clock)."""
-
-    def feed(sink: IO[bytes]) -> None:
-        body = services.archives.open_stream(backup.object_key)
-        digest = hashlib.sha256()
-        try:
-            while chunk := body.read(CHUNK):
-                if deadline is not None and time.monotonic() > deadline:
-                    raise RestoreFailed("timed out: the restore did not finish before its deadline")
-                digest.update(chunk)
-                sink.write(chunk)
-        finally:
-            body.close()
-        if deadline is not None and backup.sha256 and digest.hexdigest() != backup.sha256:
-            raise RestoreFailed(
-                f"the archive of backup {backup.id} in storage does not match its recorded "
-                "SHA-256: it was changed after the backup"
-            )
-
-    return feed
 
 
 # Room left on the task's storage beside a downloaded archive (the code, pg_restore's own).
@@ -374,7 +342,7 @@ def _downloaded(
         return None
     archive = folder / f"{backup.id}.pgsql"
     with archive.open("xb") as file:
-        _feed(services, backup, deadline)(file)
+        archive_feed(services, backup, deadline)(file)
     return archive
 
 

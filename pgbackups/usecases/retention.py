@@ -53,9 +53,17 @@ def delete_backup(services: Services, database: str, backup_id: str) -> BackupRe
 def _delete(services: Services, database: str, backup_id: str) -> BackupRecord:
     record = services.catalog.mark_deleting(database, backup_id, services.clock())
     services.archives.delete(record.object_key)
+    _delete_drill_reports(services, database, backup_id)
     services.catalog.delete_backup_record(database, backup_id)
     logger.info("backup deleted", extra={"database": database, "backup_id": backup_id})
     return record
+
+
+def _delete_drill_reports(services: Services, database: str, backup_id: str) -> None:
+    """The JSON reports of the backup's drills, beside it, go with it (their records stay:
+    the history of drills)."""
+    for key in services.verifications.report_keys(database, backup_id):
+        services.archives.delete(key)
 
 
 def _delete_if_still_there(services: Services, record: BackupRecord) -> BackupRecord | None:
@@ -77,6 +85,7 @@ def apply_retention(
     catalog = services.catalog
     for backup_id in catalog.pending_deletions(database.name):
         services.archives.delete(archive_key(database.name, backup_id))
+        _delete_drill_reports(services, database.name, backup_id)
         catalog.delete_backup_record(database.name, backup_id)
     backups = catalog.all_backups(database.name)
     zone = schedule_zone(database.schedule)

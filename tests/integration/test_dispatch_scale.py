@@ -84,9 +84,10 @@ def test_one_run_schedules_every_database_once_in_a_constant_number_of_calls_eac
     )
     assert_one_scheduled_periodic_backup_each(services, names)
     # One read for the run, two writes per database; for its health, one read of its
-    # continuous backups' state and (registered in January, never backed up: stale)
-    # one write of its health; one read of the restores holding a target.
-    assert during == {"Scan": 1, "UpdateItem": 80, "PutItem": 40, "GetItem": 40, "Query": 1}
+    # continuous backups' state, one of its newest restores and (registered in January,
+    # never backed up: stale) one write of its health; one read of the restores holding
+    # a target.
+    assert during == {"Scan": 1, "UpdateItem": 80, "PutItem": 40, "GetItem": 40, "Query": 41}
 
     assert dispatch(services, DUE + timedelta(minutes=20)).scheduled == []
     assert len(services.runner.calls) == 40  # type: ignore[attr-defined]
@@ -240,6 +241,7 @@ def test_the_sweep_prunes_a_database_its_read_shows_work_for_and_reads_no_other(
     assert aws.object_keys() == []
     assert [b.id for b in services.catalog.all_backups("db002")] == [kept.id]
     assert report.scheduled == [] and report.failed == []
-    # The scan, the restores holding a target, then for db000 and db001 only the
-    # pruning's own reads and deletions.
-    assert during["Scan"] == 1 and during["Query"] == 1 + 4
+    # The scan, the restores holding a target, each database's newest restores (its
+    # health), then for db000 and db001 only the pruning's own reads and deletions (with
+    # the drill reports of each backup deleted).
+    assert during["Scan"] == 1 and during["Query"] == 1 + 3 + 4 + 2

@@ -57,6 +57,10 @@ API_ROUTES = {
     ("POST", "/v1/databases/{db}/restores"),
     ("GET", "/v1/databases/{db}/restores"),
     ("GET", "/v1/databases/{db}/restores/{id}"),
+    ("POST", "/v1/databases/{db}/verifications"),
+    ("GET", "/v1/databases/{db}/verifications"),
+    ("GET", "/v1/databases/{db}/verifications/{id}"),
+    ("GET", "/v1/databases/{db}/verifications/{id}/report"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/"),  # the dashboard and its static files
     ("GET", "/static/{file}"),
@@ -341,6 +345,10 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     ]
     wal = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*/wal/*"}
     logical_archives = {"Fn::Sub": "${Bucket.Arn}/databases/*/backups/*"}
+    drill_reports = [
+        {"Fn::Sub": "${Bucket.Arn}/databases/*/backups/*.verification-*.json"},
+        {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*/base/*.verification-*.json"},
+    ]
     chains = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*"}
     database_secrets = {
         "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
@@ -424,6 +432,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "s3:PutObjectRetention": [archives],  # locked writes, dates extended by retention
         "s3:DeleteObject": [archives],
         "s3:GetObject": [logical_archives],  # restores stream the archive
+        "s3:PutObjectTagging": [drill_reports],  # a drill's report, tagged with its kind
         "secretsmanager:GetSecretValue": [database_secrets, restore_secrets],
         "secretsmanager:DeleteSecret": [restore_secrets],
         "events:PutEvents": [bus],
