@@ -327,27 +327,15 @@ def _smoke_queries(sqls: tuple[str, ...], expects: tuple[str, ...]) -> list[dict
             '--expect "rows >= 1"'
         )
     # The domain's rules (imported on use: pydantic is slow to load for the other commands).
-    from pgbackups.domain.errors import PgBackupsError
-    from pgbackups.domain.smoke import MAX_SMOKE_QUERIES, SmokeQuery
+    from pgbackups.domain.errors import InvalidInput
+    from pgbackups.domain.smoke import parse_smoke_queries
 
-    if len(sqls) > MAX_SMOKE_QUERIES:
-        raise click.UsageError(f"at most {MAX_SMOKE_QUERIES} smoke queries, not {len(sqls)}")
-    queries = []
-    for number, (sql, expect) in enumerate(zip(sqls, expects, strict=True), start=1):
-        try:
-            query = SmokeQuery(sql=sql, expect=expect)
-        except (ValueError, PgBackupsError) as error:
-            raise click.UsageError(f"smoke query {number}: {_reason(error)}") from None
-        queries.append({"sql": query.sql, "expect": query.expect})
-    return queries
-
-
-def _reason(error: Exception) -> str:
-    """A validation error's own sentences, without pydantic's decorations."""
-    errors = getattr(error, "errors", None)
-    if callable(errors):
-        return "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in errors())
-    return str(getattr(error, "message", error))
+    given = [{"sql": sql, "expect": expect} for sql, expect in zip(sqls, expects, strict=True)]
+    try:
+        queries = parse_smoke_queries(given)
+    except InvalidInput as error:
+        raise click.UsageError(error.message) from None
+    return [{"sql": query.sql, "expect": query.expect} for query in queries]
 
 
 def settings_words(database: Mapping[str, Any]) -> str:

@@ -482,14 +482,18 @@ def test_verifications_config_disable_asks_first(configurable: FakeApi) -> None:
             ["--smoke-query", "SELECT 1", "--expect", "rows = 1", "--no-smoke-queries"],
             "--smoke-query and --no-smoke-queries cannot be used together",
         ),
-        (["--smoke-query", "SELECT 1", "--expect", "rows ~ 1"], "smoke query 1:"),
+        (
+            ["--smoke-query", "SELECT 1", "--expect", "rows ~ 1"],
+            "smoke query 1: expect: 'rows ~ 1' is not an expectation",
+        ),
+        (["--smoke-query", " ", "--expect", "rows = 1"], "smoke query 1: sql: the query is empty"),
         (
             [
                 arg
                 for _ in range(11)
                 for arg in ("--smoke-query", "SELECT 1", "--expect", "rows = 1")
             ],
-            "at most 10 smoke queries, not 11",
+            "11 smoke queries: a database has at most 10",
         ),
     ],
 )
