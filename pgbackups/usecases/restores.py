@@ -11,13 +11,10 @@ target. A restore that does not finish says its target may be partial.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import IO
 
 from aws_lambda_powertools import Logger
 
@@ -31,7 +28,7 @@ from pgbackups.domain.errors import (
     NotSupported,
     PgBackupsError,
 )
-from pgbackups.domain.models import BackupRecord, BackupRequest, RunnerName, error_text
+from pgbackups.domain.models import BackupRequest, RunnerName, error_text
 from pgbackups.domain.restores import RestoreRecord
 from pgbackups.domain.runners import RunnerFailed
 from pgbackups.postgres import probe
@@ -44,6 +41,7 @@ from pgbackups.postgres.restore import (
 )
 from pgbackups.postgres.urls import Connection, registered_connection, scrub
 from pgbackups.services import Services
+from pgbackups.usecases.archive_feed import archive_feed
 from pgbackups.usecases.backup import (
     DEADLINE_MARGIN_SECONDS,
     PROGRESS_SECONDS,
@@ -52,9 +50,6 @@ from pgbackups.usecases.backup import (
 )
 
 logger = Logger(child=True)
-
-# Bytes read from S3 at a time while feeding pg_restore.
-CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -212,14 +207,14 @@ def _restore(
     if backup.status != "done":
         raise RestoreFailed(f"backup {backup.id} is {backup.status} now: nothing was restored")
     total = count_streamed_entries(
-        services.tools, _feed(services, backup, None), record.tables, record.schemas
+        services.tools, archive_feed(services, backup, None), record.tables, record.schemas
     )
     progress = _ProgressRecorder(services, record, total)
     deadline = time.monotonic() + seconds_left
     done.started = True
     outcome = run_pg_restore(
         services.tools, None, target, progress,
-        feed=_feed(services, backup, deadline), tables=record.tables, schemas=record.schemas,
+        feed=archive_feed(services, backup, deadline), tables=record.tables, schemas=record.schemas,
         done=done, clean=record.clean, timeout=max(seconds_left, 1.0),
     )  # fmt: skip
     warnings = list(record.warnings)
@@ -243,33 +238,6 @@ def _restore(
         return services.restores.get_restore(record.database, record.id)
     logger.info("restore done", extra={"restore_id": record.id, "entries": len(done.entries)})
     return finished
-
-
-def _feed(
-    services: Services, backup: BackupRecord, deadline: float | None
-) -> Callable[[IO[bytes]], None]:
-    """Writes the backup's archive, as it downloads, into pg_restore's standard input;
-    raises when its digest is not the one recorded (the bucket is not trusted) or the
-    runner's deadline comes (`deadline`, on the monotonic clock)."""
-
-    def feed(sink: IO[bytes]) -> None:
-        body = services.archives.open_stream(backup.object_key)
-        digest = hashlib.sha256()
-        try:
-            while chunk := body.read(CHUNK):
-                if deadline is not None and time.monotonic() > deadline:
-                    raise RestoreFailed("timed out: the restore did not finish before its deadline")
-                digest.update(chunk)
-                sink.write(chunk)
-        finally:
-            body.close()
-        if deadline is not None and backup.sha256 and digest.hexdigest() != backup.sha256:
-            raise RestoreFailed(
-                f"the archive of backup {backup.id} in storage does not match its recorded "
-                "SHA-256: it was changed after the backup"
-            )
-
-    return feed
 
 
 @dataclass

@@ -54,6 +54,10 @@ API_ROUTES = {
     ("POST", "/v1/databases/{db}/restores"),
     ("GET", "/v1/databases/{db}/restores"),
     ("GET", "/v1/databases/{db}/restores/{id}"),
+    ("POST", "/v1/databases/{db}/verifications"),
+    ("GET", "/v1/databases/{db}/verifications"),
+    ("GET", "/v1/databases/{db}/verifications/{id}"),
+    ("GET", "/v1/databases/{db}/verifications/{id}/report"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/"),  # the dashboard and its static files
     ("GET", "/static/{file}"),
