@@ -339,14 +339,15 @@ def _smoke_queries(sqls: tuple[str, ...], expects: tuple[str, ...]) -> list[dict
 
 
 def settings_words(database: Mapping[str, Any]) -> str:
-    """`every 7 days at 3:00 Europe/Paris`, or at an hour chosen away from the backups'."""
+    """`every 7 days at 3:00 Europe/Paris` (the schedule's time zone), or by default
+    `every 7 days, 12 hours from the backups' hour`."""
     settings = database.get("verification") or {}
     every = settings.get("every_days")
     days = "every day" if every == 1 else f"every {every} days"
     hour = settings.get("hour")
     zone = (database.get("schedule") or {}).get("timezone")
     if hour is None:
-        return f"{days}, at an hour away from the backups'"
+        return f"{days}, 12 hours from the backups' hour"
     return f"{days} at {hour}:00" + (f" {zone}" if zone else "")
 
 
@@ -376,14 +377,14 @@ def print_settings(database: Mapping[str, Any], *, changed: bool) -> None:
 @click.command("verifications-config")
 @click.option("--enable/--disable", default=None, help="Run drills on a schedule, or stop them.")
 @click.option(
-    "--every-days", type=click.IntRange(min=1), metavar="N", help="Days between drills (7)."
+    "--every-days", type=click.IntRange(1, 365), metavar="N", help="Days between drills (1-365; 7)."
 )
 @click.option(
     "--hour",
     type=HourOrAuto(),
     metavar="H",
-    help="Hour of the drills (0-23, in the backups' time zone), or auto: one away from "
-    "the backups' hour.",
+    help="Hour of the drills (0-23, in the backups' time zone), or auto: 12 hours from "
+    "the backups' hour (the default).",
 )
 @click.option(
     "--smoke-query",
@@ -418,8 +419,8 @@ def verifications_config(
 ) -> None:
     """Show or change when drills run.
 
-    Drills run on a schedule (every 7 days by default) at an hour away from the
-    backups'; each checks the smoke queries given here, if any.
+    Once enabled, drills run every 7 days (--every-days) 12 hours from the backups'
+    hour (--hour); each also runs the smoke queries given here on the restored copy.
     """
     if no_smoke_queries and (sqls or expects):
         raise click.UsageError("--smoke-query and --no-smoke-queries cannot be used together")
@@ -436,13 +437,13 @@ def verifications_config(
         changes["hour"] = None if hour == AUTO else hour
     state = session()
     client, path = state.client(), state.database_path()
-    database = client.get(path)
     if changes:
         if enable is False and not yes:
             confirm(f"Stop the scheduled restore drills of {state.database_name()}?")
-        # The whole setting, the current one with the changes, whatever the API fills in.
-        settings = {**(database.get("verification") or {}), **changes}
-        database = client.request("PATCH", path, body={"verification": settings})
+        # What is not given keeps its value (PATCH).
+        database = client.request("PATCH", path, body={"verification": changes})
+    else:
+        database = client.get(path)
     if as_json:
         print_json(database.get("verification"))
         return

@@ -382,10 +382,13 @@ def patched(api: FakeApi) -> list[Any]:
 
 @pytest.fixture
 def configurable(api: FakeApi) -> FakeApi:
-    api.routes["GET /v1/databases/shop"] = (200, shop())
+    """shop with drills enabled; PATCH changes what it is given, as the API does."""
+    stored = {"verification": shop()["verification"]}
+    api.routes["GET /v1/databases/shop"] = lambda _: (200, shop(**stored["verification"]))
 
     def patch(body: Any) -> tuple[int, Any]:
-        return 200, shop(**body["verification"])
+        stored["verification"] = stored["verification"] | body["verification"]
+        return 200, shop(**stored["verification"])
 
     api.routes["PATCH /v1/databases/shop"] = patch
     return api
@@ -397,15 +400,13 @@ def test_verifications_config_shows_the_settings_and_the_last_drill(configurable
     assert result.exit_code == 0, result.output
     assert patched(configurable) == []
     assert result.stdout.splitlines() == [
-        "-----> Restore drills of shop are done every 7 days, at an hour away from the backups'",
+        "-----> Restore drills of shop are done every 7 days, 12 hours from the backups' hour",
         "       Last drill: passed at 2026-11-25 05:00:40 UTC, restore time 3.2 s",
         "       Next drill: 2026-12-02 05:00:00 UTC",
     ]
 
 
-def test_verifications_config_changes_what_is_given_and_keeps_the_rest(
-    configurable: FakeApi,
-) -> None:
+def test_verifications_config_sends_only_what_is_given(configurable: FakeApi) -> None:
     result = run(
         "verifications-config", "--every-days", "3", "--hour", "4",
         "--smoke-query", "SELECT count(*) FROM orders", "--expect", "value >= 1",
@@ -416,7 +417,6 @@ def test_verifications_config_changes_what_is_given_and_keeps_the_rest(
     assert patched(configurable) == [
         {
             "verification": {
-                "enabled": True,
                 "every_days": 3,
                 "hour": 4,
                 "smoke_queries": [
@@ -432,31 +432,32 @@ def test_verifications_config_changes_what_is_given_and_keeps_the_rest(
         "       1. SELECT count(*) FROM orders  (expect value >= 1)",
         "       2. SELECT 1 FROM customers LIMIT 1  (expect rows = 1)",
     ]
+    shown = run("verifications-config")
+    assert shown.stdout.splitlines()[0] == (
+        "-----> Restore drills of shop are done every 3 days at 4:00 Europe/Paris"
+    )
 
 
 def test_verifications_config_hour_auto_and_no_smoke_queries(configurable: FakeApi) -> None:
-    configurable.routes["GET /v1/databases/shop"] = (
-        200,
-        shop(hour=5, smoke_queries=[{"sql": "SELECT 1", "expect": "rows = 1"}]),
-    )
+    run("verifications-config", "--hour", "5", "--smoke-query", "SELECT 1", "--expect", "rows = 1")
 
     result = run("verifications-config", "--hour", "auto", "--no-smoke-queries", "--json")
 
     assert result.exit_code == 0, result.output
-    (body,) = patched(configurable)
-    assert body["verification"]["hour"] is None
-    assert body["verification"]["smoke_queries"] == []
+    assert patched(configurable)[-1] == {"verification": {"hour": None, "smoke_queries": []}}
     assert json.loads(result.stdout) == SETTINGS
 
 
-def test_verifications_config_enable_on_a_disabled_database(configurable: FakeApi) -> None:
-    configurable.routes["GET /v1/databases/shop"] = (200, shop(enabled=False))
+def test_verifications_config_enable(configurable: FakeApi) -> None:
+    run("verifications-config", "--disable", "--yes")
 
     result = run("verifications-config", "--enable")
 
     assert result.exit_code == 0, result.output
-    assert patched(configurable)[0]["verification"]["enabled"] is True
-    assert result.stdout.splitlines()[0].startswith("-----> Restore drills of shop will be done")
+    assert patched(configurable)[-1] == {"verification": {"enabled": True}}
+    assert result.stdout.splitlines()[0] == (
+        "-----> Restore drills of shop will be done every 7 days, 12 hours from the backups' hour"
+    )
 
 
 def test_verifications_config_disable_asks_first(configurable: FakeApi) -> None:
@@ -467,8 +468,11 @@ def test_verifications_config_disable_asks_first(configurable: FakeApi) -> None:
 
     accepted = run("verifications-config", "--disable", "--yes")
     assert accepted.exit_code == 0, accepted.output
-    assert patched(configurable)[0]["verification"]["enabled"] is False
-    assert accepted.stdout.splitlines()[0] == "-----> Restore drills of shop are disabled"
+    assert patched(configurable) == [{"verification": {"enabled": False}}]
+    assert accepted.stdout.splitlines() == [
+        "-----> Restore drills of shop are disabled",
+        "       Last drill: passed at 2026-11-25 05:00:40 UTC, restore time 3.2 s",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -476,6 +480,7 @@ def test_verifications_config_disable_asks_first(configurable: FakeApi) -> None:
     [
         (["--hour", "24"], "'24' is not an hour: give 0 to 23, or auto"),
         (["--every-days", "0"], "--every-days"),
+        (["--every-days", "366"], "--every-days"),
         (["--smoke-query", "SELECT 1"], "each --smoke-query needs its --expect"),
         (["--expect", "rows = 1"], "each --smoke-query needs its --expect"),
         (
