@@ -517,3 +517,21 @@ def test_words_for_seconds() -> None:
     assert verifications_module.seconds_words(0.04) == "0.0 s"
     assert verifications_module.seconds_words(59.94) == "59.9 s"
     assert verifications_module.seconds_words(247) == "4 min 7 s"
+
+
+def test_status_names_the_drill_and_restore_reasons_in_words(api: FakeApi) -> None:
+    reasons = [
+        {"code": code, "severity": "failing", "message": "Why.", "since": "2026-11-25T05:00:40Z"}
+        for code in ("restore_failed", "verification_failed", "verification_overdue")
+    ]
+    health = {"status": "failing", "reasons": reasons, "since": "2026-11-25T05:00:40Z"}
+    api.routes["GET /v1/databases"] = (200, {"databases": [database("shop", health=health)]})
+
+    result = run("status")
+
+    assert result.exit_code == 1
+    assert [line for line in result.stdout.splitlines() if line.endswith("UTC:")] == [
+        "restore failed since 2026-11-25 05:00 UTC:",
+        "restore drill failed since 2026-11-25 05:00 UTC:",
+        "restore drill overdue since 2026-11-25 05:00 UTC:",
+    ]
