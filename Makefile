@@ -18,6 +18,10 @@ PYTEST_ARGS ?=
 
 # The built layers and the tools the tests call.
 export PGBACKUPS_PGTOOLS_DIR := $(CURDIR)/$(BUILD_DIR)/PgToolsLayer
+# The server of each shipped major, one layer each (pgbackups/postgres/servers.py).
+SERVER_MAJORS := 15 16 17 18
+SPACE := $(subst ,, )
+export PGBACKUPS_PGSERVER_DIRS := $(subst $(SPACE),:,$(foreach major,$(SERVER_MAJORS),$(CURDIR)/$(BUILD_DIR)/PgServer$(major)Layer))
 export PGBACKUPS_SAM := $(CURDIR)/$(SAM)
 export PGBACKUPS_CHECKOV := $(CURDIR)/$(CHECKOV)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

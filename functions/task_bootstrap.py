@@ -13,7 +13,14 @@ This file then:
    layers in order in <task dir>/opt, restoring each file's mode and symlinks
    (zipfile.extractall drops both: pg_dump would lose its execute bit);
 3. runs backup_task.main from the unpacked function, with /opt's Python on
-   sys.path and PGTOOLS_DIR at the unpacked pgtools layer.
+   sys.path, PGTOOLS_DIR at the unpacked pgtools layer and PGSERVER_DIRS at /opt,
+   where a run that starts PostgreSQL finds the server layer the runner added
+   (rooted at postgresql-<major>/, layers/pgserver/Makefile).
+
+The task runs as root and PostgreSQL refuses to: its server runs as an unprivileged
+user (pgbackups.postgres.cluster.server_user), who must reach and read the unpacked
+server. So the task folder is left enterable by others (not listable) and every
+server install is opened to them: folders 0755, files readable (executables 0755).
 
 Standard library only: it runs before any dependency is unpacked. Nothing
 secret passes through here; the backup reads its database URL from Secrets
@@ -165,7 +172,24 @@ def install(code: dict[str, object], task_dir: Path) -> tuple[Path, Path]:
         with zipfile.ZipFile(path) as archive:
             unpack(archive, into)
         path.unlink()
+    open_servers(opt_dir)
     return function_dir, opt_dir
+
+
+def open_servers(opt_dir: Path) -> None:
+    """Let the server's unprivileged user reach and run every unpacked server install
+    (`<opt>/postgresql-<major>/`): the task folder enterable, folders 0755, files
+    readable by all, executables runnable by all. Nothing else of /opt changes."""
+    for folder in (opt_dir.parent, opt_dir):
+        folder.chmod(stat.S_IMODE(folder.stat().st_mode) | 0o711)
+    for install in opt_dir.glob("postgresql-*"):
+        if install.is_symlink() or not install.is_dir():
+            continue
+        for path in [install, *install.rglob("*")]:
+            if path.is_symlink():
+                continue
+            runnable = path.is_dir() or path.stat().st_mode & stat.S_IXUSR
+            path.chmod(0o755 if runnable else 0o644)
 
 
 def main() -> int:
@@ -188,9 +212,11 @@ def main() -> int:
     ):
         sys.path.insert(0, str(path))
     os.environ["PGTOOLS_DIR"] = str(opt_dir)
+    os.environ["PGSERVER_DIRS"] = str(opt_dir)
+    servers = ", ".join(sorted(path.name for path in opt_dir.glob("postgresql-*"))) or "none"
     print(
         f"bootstrap: function and {len(code.get('layers') or [])} layers unpacked "
-        f"in {time.monotonic() - started:.1f} s",
+        f"in {time.monotonic() - started:.1f} s (servers: {servers})",
         file=sys.stderr,
         flush=True,
     )

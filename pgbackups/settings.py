@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgbackups.domain.lock import DEFAULT_LOCK_DAYS, NO_LOCK, BackupLock
@@ -31,6 +31,9 @@ class Settings:
     pgtools_dir: Path = Path("/opt")
     # Server binaries per major (pgbackups.postgres.servers): the Fargate task's only.
     server_dirs: tuple[Path, ...] = ()
+    # The server layers' ARNs by major (template.yaml's PgServer<major>Layer): what a
+    # Fargate run that starts PostgreSQL gets on top of the backup function's layers.
+    server_layers: dict[int, str] = field(default_factory=dict)
     backup_timeout_seconds: int = 900
     default_compression: str = DEFAULT_COMPRESSION
     # The Fargate runner (template.yaml's BackupTaskDefinition); unavailable without subnets.
@@ -68,6 +71,7 @@ class Settings:
             task_timeout = int(env.get("BACKUP_TASK_TIMEOUT_SECONDS", str(6 * 3600)))
             threshold = int(env.get("FARGATE_SIZE_THRESHOLD_BYTES", str(10 * 1000**3)))
             compression = check_compression(env.get("DEFAULT_COMPRESSION", DEFAULT_COMPRESSION))
+            layers = _server_layers(env.get("SERVER_LAYERS", ""))
             lock = BackupLock(
                 env.get("BACKUP_LOCK", "off"),  # type: ignore[arg-type]  # checked
                 int(env.get("BACKUP_LOCK_DAYS", str(DEFAULT_LOCK_DAYS))),
@@ -83,6 +87,7 @@ class Settings:
             capture_function_name=env.get("CAPTURE_FUNCTION_NAME", ""),
             pgtools_dir=Path(env.get("PGTOOLS_DIR", "/opt")),
             server_dirs=server_dirs(env),
+            server_layers=layers,
             backup_timeout_seconds=timeout,
             default_compression=compression,
             task_cluster=env.get("BACKUP_TASK_CLUSTER", ""),
@@ -103,3 +108,14 @@ class Settings:
 def _names(listed: str) -> tuple[str, ...]:
     """A CloudFormation CommaDelimitedList joined with commas (empty entries dropped)."""
     return tuple(name.strip() for name in listed.split(",") if name.strip())
+
+
+def _server_layers(listed: str) -> dict[int, str]:
+    """`15=<layer version ARN>,16=<ARN>,…` (template.yaml's SERVER_LAYERS) by major."""
+    layers: dict[int, str] = {}
+    for entry in _names(listed):
+        major, _, arn = entry.partition("=")
+        if not major.strip().isdigit() or not arn.strip():
+            raise ValueError(f"SERVER_LAYERS: {entry!r} is not <major>=<layer version ARN>")
+        layers[int(major)] = arn.strip()
+    return layers

@@ -63,6 +63,7 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
             security_groups=settings.task_security_groups,
             public_ip=settings.task_public_ip,
             function_name=settings.backup_function_name,
+            server_layers=settings.server_layers,
         )
     return Services(
         settings=settings,

@@ -33,7 +33,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from pgbackups.postgres.cluster import ClusterFailed, check_reachable, server_user
 from pgbackups_local.iam import AccessDenied, Identities
+from pgbackups_local.leftovers import OUTSIDE_TASK_PREFIX
 from pgbackups_local.signatures import SignatureRefused, StackKey, verify
 
 log = logging.getLogger("pgbackups.local")
@@ -184,8 +186,7 @@ class EcsRuntime:
     ) -> LocalTask:
         task_id = uuid.uuid4().hex
         arn = self.cluster_arn.replace(":cluster/", ":task/") + f"/{task_id}"
-        self.tasks_dir.mkdir(parents=True, exist_ok=True)
-        work_dir = Path(tempfile.mkdtemp(prefix=f"task-{task_id[:8]}-", dir=self.tasks_dir))
+        work_dir = self._work_dir(task_id)
         # The container's writable volume: where the bootstrap unpacks the code.
         environment = {
             **environment,
@@ -208,12 +209,35 @@ class EcsRuntime:
         threading.Thread(target=self._reap, args=(task,), daemon=True).start()
         return task
 
+    def _work_dir(self, task_id: str) -> Path:
+        """The task's writable folder, in the state dir's tasks/ when it can be.
+
+        A task that starts PostgreSQL runs it as an unprivileged user (the task runs as
+        root, as on Fargate, and PostgreSQL refuses root), who must reach the server
+        unpacked in this folder: on Fargate it is under /tmp. A state dir in a private
+        folder (a 0700 home, pytest's temp folder) is out of that user's reach: the
+        folder then goes to the system's temp folder, linked from tasks/ so that the
+        next start removes it if this stack is killed (leftovers.remove_task_folders).
+        """
+        self.tasks_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            # Checks the folders above the task's: tasks/ and every parent.
+            check_reachable(self.tasks_dir / task_id, server_user())
+        except ClusterFailed:
+            folder = Path(tempfile.mkdtemp(prefix=f"{OUTSIDE_TASK_PREFIX}{task_id[:8]}-"))
+            (self.tasks_dir / folder.name).symlink_to(folder, target_is_directory=True)
+            return folder
+        return Path(tempfile.mkdtemp(prefix=f"task-{task_id[:8]}-", dir=self.tasks_dir))
+
     def _reap(self, task: LocalTask) -> None:
         code = task.process.wait()
         tail = task.log_path.read_text(errors="replace").strip().splitlines()[-5:]
         level = logging.INFO if code == 0 else logging.WARNING
         log.log(level, "ECS task %s stopped (exit %d): %s", task.arn, code, " | ".join(tail))
         shutil.rmtree(task.work_dir, ignore_errors=True)
+        link = self.tasks_dir / task.work_dir.name
+        if link.is_symlink():
+            link.unlink()
 
     def drain(self, grace_seconds: float) -> None:
         """Stop taking tasks; SIGTERM the running ones, SIGKILL after the grace period."""

@@ -151,10 +151,13 @@ class LambdaRuntime:
         workers: int = WORKERS,
         code: CodePackages | None = None,
         environments: Mapping[str, Mapping[str, str]] | None = None,
+        layers: Mapping[str, str] | None = None,
     ) -> None:
         """`identities`: who may call the Invoke endpoint, and what each may do;
         `environments`: by function logical id, what its cold start sees (its role's
-        credentials)."""
+        credentials); `layers`: every layer version of the template (ARN → logical
+        id), the server layers included, which no function has (default: the
+        functions' own)."""
         self.identities = identities
         self.environments = dict(environments or {})
         self.functions = {function.name: function for function in functions}
@@ -162,7 +165,9 @@ class LambdaRuntime:
         # stack's clients learn (like Lambda's presigned locations).
         self.code = code
         self.code_key = uuid.uuid4().hex
-        self.layers = {arn: logical_id for f in functions for logical_id, arn in f.layers}
+        self.layers = dict(layers or {}) or {
+            arn: logical_id for f in functions for logical_id, arn in f.layers
+        }
         self.functions_dir = functions_dir
         self.region = region
         self.launcher = TrackingLauncher()

@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ log = logging.getLogger("pgbackups.local")
 DEMO_SERVER_NOTE = "demo-postgres.json"
 SLOTS_NOTE = "replication-slots.json"
 TASKS_DIR = "tasks"
+# A task folder outside the state dir (tempfile.gettempdir()), linked from tasks/.
+OUTSIDE_TASK_PREFIX = "pgbackups-task-"
 # How often the slot note follows the catalog (continuous backups enabled or not).
 SLOT_NOTE_INTERVAL_SECONDS = 5.0
 
@@ -112,11 +115,24 @@ def _gone(pid: int, timeout: float) -> bool:
 
 
 def remove_task_folders(state_dir: Path) -> int:
-    """Remove the task folders a killed stack left; how many there were."""
+    """Remove the task folders a killed stack left; how many there were.
+
+    A folder the stack had to put in the system's temp folder (the server a task starts
+    could not reach the state dir: ecs_runtime) is linked from tasks/; only a link to
+    such a folder is followed.
+    """
     tasks = state_dir / TASKS_DIR
     if not tasks.is_dir():
         return 0
     count = sum(1 for path in tasks.iterdir() if path.is_dir())
+    for link in tasks.iterdir():
+        target = Path(os.path.realpath(link))
+        if (
+            link.is_symlink()
+            and target.name.startswith(OUTSIDE_TASK_PREFIX)
+            and (target.parent == Path(tempfile.gettempdir()).resolve())
+        ):
+            shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(tasks, ignore_errors=True)
     return count
 

@@ -342,7 +342,9 @@ class StackInfo:
     table: str
     pid: int
     lambda_endpoint_url: str
-    # The key every request to aws_endpoint_url and lambda_endpoint_url is signed with.
+    # RunTask of the Fargate runner's task, as local subprocesses (pgbackups_local.ecs_runtime).
+    ecs_endpoint_url: str = ""
+    # The key every request to the endpoints above is signed with.
     aws_access_key_id: str = ""
     aws_secret_access_key: str = ""
     functions: dict[str, str] = field(default_factory=dict)
@@ -426,6 +428,10 @@ class LocalStack:
             identities=self.identities,
             code=code,
             environments=self.role_environments,
+            layers={
+                self.values.resolve({"Ref": logical_id}): logical_id
+                for logical_id in resources_of_type(self.template, "AWS::Serverless::LayerVersion")
+            },
         )
         runtime.start()
         self._on_stop("workers", lambda: runtime.drain(self.shutdown_grace))
@@ -447,6 +453,7 @@ class LocalStack:
             table=resources["table"],
             pid=os.getpid(),
             lambda_endpoint_url=runtime.url,
+            ecs_endpoint_url=ecs.url,
             aws_access_key_id=self.key.access_key_id,
             aws_secret_access_key=self.key.secret_access_key,
             functions={f.logical_id: f.name for f in functions},

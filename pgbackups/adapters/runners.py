@@ -7,6 +7,7 @@ pgbackups.domain.runners for which one a backup gets.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from pgbackups.domain.models import BackupRequest
@@ -42,8 +43,10 @@ class FargateRunner:
     The task runs AWS's public Lambda Python image, so it gets the backup
     function's code and layers from here: their presigned locations (GetFunction,
     GetLayerVersionByArn, valid 10 minutes) go in the task's environment with the
-    request. Nothing secret does: the task reads the database URL from Secrets
-    Manager with its own role.
+    request. A run that starts PostgreSQL (`request.server_major`: a point-in-time
+    restore, a drill) also gets that major's server layer, which no function has;
+    the task unpacks it in its /opt/postgresql-<major>/. Nothing secret goes there:
+    the task reads the database URL from Secrets Manager with its own role.
     """
 
     name = "fargate"
@@ -60,6 +63,7 @@ class FargateRunner:
         security_groups: tuple[str, ...],
         public_ip: bool,
         function_name: str,
+        server_layers: Mapping[int, str] | None = None,
     ) -> None:
         self._ecs = ecs
         self._lambda = lambda_client
@@ -70,14 +74,18 @@ class FargateRunner:
         self._security_groups = list(security_groups)
         self._public_ip = public_ip
         self._function = function_name
+        self._server_layers = dict(server_layers or {})
 
-    def code_locations(self) -> dict[str, Any]:
-        """The backup function's code and its layers, in Lambda's order: each package's
-        URL and its CodeSha256, which the task checks before it runs anything."""
+    def code_locations(self, server_major: int | None = None) -> dict[str, Any]:
+        """The backup function's code and its layers, in Lambda's order, then the server
+        layer of `server_major` when the run starts PostgreSQL: each package's URL and
+        its CodeSha256, which the task checks before it runs anything."""
+        server_layer = [] if server_major is None else [self._server_layer(server_major)]
         function = self._lambda.get_function(FunctionName=self._function)
+        arns = [layer["Arn"] for layer in function["Configuration"].get("Layers", [])]
         layers = []
-        for layer in function["Configuration"].get("Layers", []):
-            content = self._lambda.get_layer_version_by_arn(Arn=layer["Arn"])["Content"]
+        for arn in [*arns, *server_layer]:
+            content = self._lambda.get_layer_version_by_arn(Arn=arn)["Content"]
             layers.append({"location": content["Location"], "sha256": content["CodeSha256"]})
         code = {
             "location": function["Code"]["Location"],
@@ -85,10 +93,23 @@ class FargateRunner:
         }
         return {"function": code, "layers": layers}
 
+    def _server_layer(self, major: int) -> str:
+        """The ARN of the layer holding PostgreSQL `major`'s server (PgServer<major>Layer)."""
+        if major not in self._server_layers:
+            deployed = ", ".join(str(m) for m in sorted(self._server_layers)) or "none"
+            raise RunnerFailed(
+                f"no PostgreSQL {major} server is deployed to start on Fargate "
+                f"(server layers deployed: {deployed})"
+            )
+        return self._server_layers[major]
+
     def start(self, request: BackupRequest) -> None:
         environment = [
             {"name": REQUEST_VARIABLE, "value": request.model_dump_json()},
-            {"name": CODE_VARIABLE, "value": json.dumps(self.code_locations())},
+            {
+                "name": CODE_VARIABLE,
+                "value": json.dumps(self.code_locations(request.server_major)),
+            },
         ]
         overrides = {"containerOverrides": [{"name": self._container, "environment": environment}]}
         size = len(json.dumps(overrides, separators=(",", ":")))

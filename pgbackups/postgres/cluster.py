@@ -14,7 +14,7 @@ holding a shared library (which a C function `AS './lib.so'` would load) is
 refused. Event triggers are off (a login trigger would run on our connections)
 and clients override the preload settings a role may carry.
 
-As root, the server runs as `postgres` (else `nobody`) through `runuser`.
+As root, the server runs as `postgres` (else `nobody`), dropped to by `as_user`.
 Everything written is private: folders 0700, files 0600, owned by the server's
 user. `pg_ctl -w` returns while recovery still runs, so the state is polled
 with `pg_controldata` until the cluster is `in production`.
@@ -30,6 +30,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 import zlib
@@ -97,13 +98,25 @@ def server_user() -> str | None:
     raise ClusterFailed("running as root and neither a 'postgres' nor a 'nobody' user exists")
 
 
+# Drops to the server's user and runs the command: Python's own setuid/setgid, since the
+# Fargate task's image (AWS's Lambda Python image) has no util-linux `runuser`. Like
+# `runuser -u`, it sets the user's HOME, USER, LOGNAME and SHELL and keeps the rest.
+_AS_USER = """\
+import os, pwd, sys
+user = pwd.getpwnam(sys.argv[1])
+os.setgroups([])
+os.setgid(user.pw_gid)
+os.setuid(user.pw_uid)
+os.environ.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name, SHELL=user.pw_shell)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 def as_user(user: str | None, command: list[str]) -> list[str]:
+    """`command` run as `user` (None: as ourselves)."""
     if user is None:
         return command
-    runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
-    if runuser is None:
-        raise ClusterFailed("running as root needs `runuser` (util-linux) to start PostgreSQL")
-    return [runuser, "-u", user, "--", *command]
+    return [sys.executable, "-I", "-c", _AS_USER, user, *command]
 
 
 def private_folder(path: Path, user: str | None) -> Path:

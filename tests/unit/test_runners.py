@@ -10,7 +10,12 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from pgbackups.adapters.runners import CODE_VARIABLE, REQUEST_VARIABLE, FargateRunner
+from pgbackups.adapters.runners import (
+    CODE_VARIABLE,
+    MAX_OVERRIDES_BYTES,
+    REQUEST_VARIABLE,
+    FargateRunner,
+)
 from pgbackups.domain.models import BackupRecord, BackupRequest
 from pgbackups.domain.runners import RunnerFailed, RunnerLimits, choose_runner
 
@@ -249,3 +254,130 @@ def test_the_overrides_limit_counts_their_json_as_ecs_does() -> None:
             fargate_runner(ecs, lambda_client).start(
                 BackupRequest(database="shop", backup_id="01JBZ4X2Q6W8E0R1T2Y3V4M5N6")
             )
+
+
+# -- runs that start PostgreSQL: the server layer of their major --------------------------
+
+SERVER_15 = "arn:aws:lambda:eu-west-1:123456789012:layer:pgbackups-prod-pgserver15:2"
+SERVER_18 = "arn:aws:lambda:eu-west-1:123456789012:layer:pgbackups-prod-pgserver18:2"
+SERVER_15_URL = (
+    "https://awslambda-eu-west-1-layers.s3.eu-west-1.amazonaws.com/pgserver15?X-Amz-Signature=4"
+)
+SERVER_15_DIGEST = "cGdzZXJ2ZXIxNS1sYXllci1kaWdlc3Q="
+DRILL_ID = "01JBZ4X2Q6W8E0R1T2Y3V4M5N7"
+
+
+def started_code(runner: FargateRunner, ecs_stub: Stubber, request: BackupRequest) -> Any:
+    """Start `request` and return the code JSON its task got."""
+    sent: list[dict[str, Any]] = []
+    ecs_stub.add_response(
+        "run_task", {"tasks": [{"taskArn": "arn:aws:ecs:eu-west-1:123456789012:task/c/1"}]}
+    )
+    runner._ecs.meta.events.register(
+        "before-parameter-build.ecs.RunTask", lambda params, **_: sent.append(params)
+    )
+    runner.start(request)
+    (environment,) = [c["environment"] for c in sent[0]["overrides"]["containerOverrides"]]
+    return json.loads(next(e["value"] for e in environment if e["name"] == CODE_VARIABLE))
+
+
+def test_a_run_that_starts_postgresql_gets_the_server_layer_of_its_major_last() -> None:
+    ecs, lambda_client = clients()
+    runner = fargate_runner(ecs, lambda_client, server_layers={15: SERVER_15, 18: SERVER_18})
+    drill = BackupRequest(database="shop", backup_id=DRILL_ID, kind="verify", server_major=15)
+    with Stubber(ecs) as ecs_stub, Stubber(lambda_client) as lambda_stub:
+        stub_code_locations(lambda_stub)
+        lambda_stub.add_response(
+            "get_layer_version_by_arn",
+            {"Content": {"Location": SERVER_15_URL, "CodeSha256": SERVER_15_DIGEST}},
+            {"Arn": SERVER_15},
+        )
+        code = started_code(runner, ecs_stub, drill)
+        lambda_stub.assert_no_pending_responses()
+    assert code["layers"] == [
+        {"location": SHARED_URL, "sha256": DIGESTS[SHARED_URL]},
+        {"location": PGTOOLS_URL, "sha256": DIGESTS[PGTOOLS_URL]},
+        {"location": SERVER_15_URL, "sha256": SERVER_15_DIGEST},
+    ]
+
+
+def test_a_backup_gets_no_server_layer() -> None:
+    ecs, lambda_client = clients()
+    runner = fargate_runner(ecs, lambda_client, server_layers={15: SERVER_15, 18: SERVER_18})
+    with Stubber(ecs) as ecs_stub, Stubber(lambda_client) as lambda_stub:
+        stub_code_locations(lambda_stub)
+        code = started_code(runner, ecs_stub, BackupRequest(database="shop", backup_id=DRILL_ID))
+    assert [layer["location"] for layer in code["layers"]] == [SHARED_URL, PGTOOLS_URL]
+
+
+def test_a_major_without_a_server_layer_starts_nothing_and_says_which_are_deployed() -> None:
+    ecs, lambda_client = clients()
+    runner = fargate_runner(ecs, lambda_client, server_layers={15: SERVER_15, 18: SERVER_18})
+    request = BackupRequest(database="shop", backup_id=DRILL_ID, kind="verify", server_major=14)
+    # No response stubbed: any call to Lambda or ECS would fail the test.
+    with Stubber(ecs) as ecs_stub, Stubber(lambda_client):
+        with pytest.raises(RunnerFailed, match=r"PostgreSQL 14 .*deployed: 15, 18\)"):
+            runner.start(request)
+        ecs_stub.assert_no_pending_responses()
+
+
+def presigned(bucket: str, key: str) -> str:
+    """A location shaped like Lambda's answers (GetFunction's Code.Location,
+    GetLayerVersionByArn's Content.Location), measured on real ones: about 1,500 to 1,700
+    characters, most of it the URL-encoded session token of Lambda's own credentials.
+    This one is 1,800, longer than any seen, with the `%2F` runs real tokens have."""
+    token = "IQoJb3JpZ2luX2Vj" + "%2F" * 10 + "wEaCWV1LXdlc3QtMSJHMEUCIQ" + "Ab%2B9" * 208
+    url = (
+        f"https://prod-iad-c1-djusa-{bucket}.s3.eu-west-1.amazonaws.com/snapshots/"
+        f"123456789012/{key}-91c7d184-f1ef-492c-883f-d0256b39128c"
+        f"?versionId=gG3IUtMrRvQd0V8o8aigMdIWovvSFfhk&X-Amz-Security-Token={token}"
+        "&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20261206T141400Z"
+        "&X-Amz-SignedHeaders=host&X-Amz-Expires=600"
+        "&X-Amz-Credential=ASIA25DCYHY3QCK55KEO%2F20261206%2Feu-west-1%2Fs3%2Faws4_request"
+        "&X-Amz-Signature=" + "a9" * 32
+    )
+    assert 1750 <= len(url) <= 1850, len(url)
+    return url
+
+
+def test_the_server_layers_presigned_location_fits_in_run_tasks_overrides() -> None:
+    """Four packages (the function, the shared and pgtools layers, a server layer) at
+    realistic lengths, with the longest request, stay under ECS's 8 KiB."""
+    ecs, lambda_client = clients()
+    runner = fargate_runner(ecs, lambda_client, server_layers={18: SERVER_18})
+    request = BackupRequest(database="d" * 63, backup_id=DRILL_ID, kind="verify", server_major=18)
+    digest = "Rg+u4EXXP+oOnvXNgLjnm/ZH1fVbOfCjNa/k4Qy37XA="
+    sent: list[dict[str, Any]] = []
+    with Stubber(ecs) as ecs_stub, Stubber(lambda_client) as lambda_stub:
+        lambda_stub.add_response(
+            "get_function",
+            {
+                "Configuration": {
+                    "FunctionName": FUNCTION,
+                    "CodeSha256": digest,
+                    "Layers": [{"Arn": SHARED}, {"Arn": PGTOOLS}],
+                },
+                "Code": {"RepositoryType": "S3", "Location": presigned("tasks", "backup")},
+            },
+        )
+        for arn in (SHARED, PGTOOLS, SERVER_18):
+            lambda_stub.add_response(
+                "get_layer_version_by_arn",
+                {
+                    "Content": {
+                        "Location": presigned("layers", arn.split(":")[-2]),
+                        "CodeSha256": digest,
+                    }
+                },
+                {"Arn": arn},
+            )
+        ecs_stub.add_response(
+            "run_task", {"tasks": [{"taskArn": "arn:aws:ecs:eu-west-1:123456789012:task/c/1"}]}
+        )
+        ecs.meta.events.register(
+            "before-parameter-build.ecs.RunTask", lambda params, **_: sent.append(params)
+        )
+        runner.start(request)
+    size = len(json.dumps(sent[0]["overrides"], separators=(",", ":")))
+    # 7,831 bytes with these locations; real ones, 100 to 300 bytes shorter each, leave more.
+    assert 7000 < size <= MAX_OVERRIDES_BYTES

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
+import shutil
 import stat
+import subprocess
+import tempfile
 import zipfile
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from pgbackups.postgres.cluster import as_user, check_reachable, server_user
+from pgbackups.postgres.servers import server_install
 
 pytestmark = pytest.mark.unit
 
@@ -144,3 +151,46 @@ def test_code_that_does_not_match_its_digest_is_refused(tmp_path: Path) -> None:
     package.write_bytes(b"PK tampered")
     with pytest.raises(module.BootstrapError, match="CodeSha256"):
         module.check_digest(package, "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=")
+
+
+def test_an_unpacked_server_layer_is_found_and_usable_by_the_servers_user() -> None:
+    """The task runs as root, the server as an unprivileged user: after the bootstrap,
+    that user reaches the install in the task folder, reads it and runs its binaries,
+    whatever modes the zip and the umask gave (no folder entries, files 0600/0700)."""
+    module = bootstrap()
+    layer = archive(
+        ("postgresql-15/bin/postgres", stat.S_IFREG | 0o700, b"#!/bin/sh\necho 'postgres 15'\n"),
+        ("postgresql-15/share/postgres.bki", stat.S_IFREG | 0o600, b"# catalog\n"),
+        ("postgresql-15/lib/libpq.so.5", stat.S_IFLNK | 0o777, b"libpq.so.5.15"),
+        ("postgresql-15/lib/libpq.so.5.15", stat.S_IFREG | 0o640, b"ELF"),
+    )
+    # Where the bootstrap puts it: a private folder of /tmp (tempfile.mkdtemp: 0700).
+    task_dir = Path(tempfile.mkdtemp(prefix="pgbackups-", dir="/tmp"))
+    previous = os.umask(0o077)
+    try:
+        opt = task_dir / "opt"
+        opt.mkdir()
+        module.unpack(layer, opt)
+        module.open_servers(opt)
+        install = server_install(15, [opt])
+        assert install == (opt / "postgresql-15").resolve()
+        assert stat.S_IMODE(install.stat().st_mode) == 0o755
+        assert stat.S_IMODE((install / "bin/postgres").stat().st_mode) == 0o755
+        assert stat.S_IMODE((install / "share/postgres.bki").stat().st_mode) == 0o644
+        user = server_user()
+        check_reachable(install / "bin", user)
+        ran = subprocess.run(
+            as_user(user, [str(install / "bin/postgres")]), capture_output=True, text=True
+        )
+        assert ran.stdout == "postgres 15\n", ran.stderr
+        read = subprocess.run(
+            as_user(user, ["/bin/cat", str(install / "share/postgres.bki")]),
+            capture_output=True,
+            text=True,
+        )
+        assert read.stdout == "# catalog\n", read.stderr
+        # Others may enter the task folder, not list it.
+        assert stat.S_IMODE(task_dir.stat().st_mode) == 0o711
+    finally:
+        os.umask(previous)
+        shutil.rmtree(task_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import tomllib
 from collections.abc import Iterator
 from datetime import datetime
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 
 from pgbackups.domain.models import BACKUP_ID, COMPRESSION, DATABASE_NAME, BackupRequest
+from pgbackups.postgres.servers import SHIPPED_MAJORS
+from pgbackups.settings import Settings
 from pgbackups_local.template import load_template
 from tests.unit.test_template_alerts import ALERTS, optional_ref
 
@@ -376,6 +379,15 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     catalog = {**reads_and_updates, "dynamodb:PutItem": [table]}
 
     bucket = {"Fn::GetAtt": ["Bucket", "Arn"]}
+    # Restores to a point in time and drills start PostgreSQL: the runner adds the server
+    # layer of the run's major (SERVER_LAYERS) to the task's.
+    start_server_tasks = {
+        **start_tasks,
+        "lambda:GetLayerVersion": [
+            *start_tasks["lambda:GetLayerVersion"],
+            [{"Ref": f"PgServer{major}Layer"} for major in SHIPPED_MAJORS],
+        ],
+    }
     assert actions_on(resources["ApiFunction"]) == {
         **catalog,
         "dynamodb:BatchGetItem": [table],  # the database list's last backups
@@ -393,7 +405,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         },
         "lambda:InvokeFunction": [backup_function],
         "events:PutEvents": [bus],
-        **start_tasks,
+        **start_server_tasks,
     }
     # Tokens by id, their last use, refusals appended to the audit trail: the TOKENS
     # and AUDIT partitions only (a LeadingKeys condition).
@@ -428,7 +440,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "secretsmanager:DeleteSecret": [database_secrets, restore_secrets],
         "lambda:InvokeFunction": [backup_function],
         "events:PutEvents": [bus],
-        **start_tasks,
+        **start_server_tasks,
         **ALERTS,  # tests/unit/test_template_alerts.py
     }
     # The task does what the backup function does, and nothing more.
@@ -519,14 +531,42 @@ def test_layers_are_built_by_their_makefiles(
     runtime = template["Globals"]["Function"]["Runtime"]
     architectures = template["Globals"]["Function"]["Architectures"]
     layers = of_type(resources, "AWS::Serverless::LayerVersion")
-    assert set(layers) == {"SharedLayer", "PgToolsLayer"}
+    servers = {f"PgServer{major}Layer" for major in SHIPPED_MAJORS}
+    assert set(layers) == {"SharedLayer", "PgToolsLayer", *servers}
     for name, layer in layers.items():
         props = layer["Properties"]
         assert layer["Metadata"]["BuildMethod"] == "makefile"
         assert props["CompatibleRuntimes"] == [runtime]
         assert props["CompatibleArchitectures"] == architectures
-        makefile = (ROOT / props["ContentUri"] / "Makefile").read_text(encoding="utf-8")
-        assert re.search(rf"^build-{name}:", makefile, re.MULTILINE), f"no build-{name} target"
+        # What sam build runs: `make build-<name>` in ContentUri, ARTIFACTS_DIR set.
+        known = subprocess.run(
+            ["make", "--dry-run", "--silent", "-C", str(ROOT / props["ContentUri"]),
+             "ARTIFACTS_DIR=/nonexistent", f"build-{name}"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert known.returncode == 0, f"no build-{name} target: {known.stderr}"
+
+
+def test_the_server_layers_reach_only_the_runners_that_start_tasks(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """No function has a server layer (four majors do not fit Lambda's 250 MB); the API
+    and the dispatcher, which start restores and drills, know every one by its major."""
+    for name in FUNCTIONS:
+        layers = resources[name]["Properties"].get("Layers") or []
+        assert not [ref for ref in layers if "PgServer" in ref["Ref"]], name
+    arns = {f"PgServer{major}Layer": f"arn:layer:pgserver{major}:3" for major in SHIPPED_MAJORS}
+    for name in ("ApiFunction", "DispatcherFunction"):
+        listed = function_environment(template, name)["SERVER_LAYERS"]["Fn::Sub"]
+        resolved = re.sub(r"\$\{(\w+)\}", lambda m: arns[m[1]], listed)
+        settings = Settings.from_env(
+            {"TABLE_NAME": "t", "BUCKET_NAME": "b", "SECRET_PREFIX": "p", "SERVER_LAYERS": resolved}
+        )
+        assert settings.server_layers == {
+            major: f"arn:layer:pgserver{major}:3" for major in SHIPPED_MAJORS
+        }
+    # Base backups need no server.
+    assert "SERVER_LAYERS" not in function_environment(template, "WalCaptureFunction")
 
 
 def test_dispatcher_runs_at_the_top_of_every_hour(resources: dict[str, Any]) -> None:
