@@ -265,13 +265,16 @@ def throwaway_server(install: Path, work_dir: Path) -> Iterator[ServerHandle]:
     """A fresh server of `install` running in a private folder of `work_dir`; stopped and
     its folder removed on the way out, whatever happened."""
     user = server_user()
-    check_reachable(work_dir, user)
     root = Path(tempfile.mkdtemp(prefix="drill-", dir=work_dir))
     server = RecoveredCluster(
         data_dir=root / "data", install=install, socket_dir=root / "socket", port=PORT,
         user=user, log_file=root / "server.log",
     )  # fmt: skip
     try:
+        try:
+            check_reachable(root, user)  # the work dir and its parents
+        except ClusterFailed as error:
+            raise DrillFailed(str(error)) from None
         socket_path = server.socket_dir / f".s.PGSQL.{PORT}"
         if len(str(socket_path).encode()) > MAX_SOCKET_PATH:
             raise DrillFailed(
@@ -757,10 +760,10 @@ def check_amcheck(
         env=env, capture_output=True, text=True, check=False, cwd="/",
         timeout=_left(deadline),
     )  # fmt: skip
-    findings = [line for line in result.stdout.splitlines() if line.strip()]
+    findings = [line.strip() for line in result.stdout.splitlines() if line.strip()]
     if result.returncode == 0 and not findings:
         return True, "pg_amcheck --heapallindexed: every table and B-tree index is clean"
-    lines = findings or [line for line in result.stderr.splitlines() if line.strip()]
+    lines = findings or [line.strip() for line in result.stderr.splitlines() if line.strip()]
     return False, f"pg_amcheck (exit code {result.returncode}): " + " | ".join(
         lines[:FIRST_FINDINGS]
     )
