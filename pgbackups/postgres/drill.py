@@ -75,6 +75,12 @@ AMCHECK_SCHEMA = "pgbackups_amcheck"
 # The socket's file name only (.s.PGSQL.<port>): the server listens on no TCP port.
 PORT = 5432
 SMOKE_TIMEOUT_SECONDS = 10
+# The superuser's sessions: pg_catalog alone on the search path (nothing of the database's
+# schemas stands in for a built-in), and whatever the source set for its sessions undone.
+SUPERUSER_OVERRIDES = (
+    "-c search_path=pg_catalog -c statement_timeout=0 -c lock_timeout=0 "
+    "-c idle_in_transaction_session_timeout=0 -c default_transaction_read_only=off"
+)
 # The session override an unprivileged role may set (cluster.SESSION_OVERRIDES).
 UNPRIVILEGED_OVERRIDES = "-c local_preload_libraries="
 CONNECT_TIMEOUT_SECONDS = 10
@@ -109,8 +115,9 @@ SERVER_SETTINGS = {
     "wal_level": "minimal",
     "max_wal_senders": "0",
     "archive_mode": "off",
-    "max_wal_size": "8GB",
-    "checkpoint_timeout": "1h",
+    # Fewer checkpoints, within the task's 20 GB of storage beside the restored data.
+    "max_wal_size": "2GB",
+    "checkpoint_timeout": "30min",
     "autovacuum": "off",
     "jit": "off",
     "log_min_messages": "warning",
@@ -211,6 +218,7 @@ def drill_archive(
         entries, unreadable = None, str(error)
     warnings = [NO_OWNER_WARNING]
     with throwaway_server(install, work_dir) as server:
+        version = server_version(server)
         _create_database(server, archive_extensions(entries or []))
         target = Target.parse(
             f"postgresql:///{DRILL_DATABASE}?host={quote(str(server.socket_dir), safe='')}"
@@ -244,7 +252,7 @@ def drill_archive(
             checks=[restore, *checks],
             tables=tables,
             restore_seconds=restore_seconds,
-            server_version=server_version(server),
+            server_version=version,
             warnings=warnings,
         )
 
@@ -304,14 +312,9 @@ def throwaway_server(install: Path, work_dir: Path) -> Iterator[ServerHandle]:
         # trust: the socket is in a folder only the server's user (and root) can enter.
         _write_configuration(server, settings, "local all all trust\n")
         try:
-            server.run(
-                "pg_ctl", "--pgdata", str(server.data_dir), "--log", str(server.log_file),
-                "--wait", "--timeout", "120", "start",
-            )  # fmt: skip
-        except ClusterFailed:
-            raise DrillFailed(
-                f"the drill's PostgreSQL {server.major} did not start: {server.fatal()}"
-            ) from None
+            server.start()
+        except ClusterFailed as error:
+            raise DrillFailed(f"the drill's PostgreSQL {server.major}: {error}") from None
         yield ServerHandle(
             install=install, socket_dir=server.socket_dir, port=PORT, superuser=SUPERUSER,
             os_user=user,
@@ -392,13 +395,12 @@ def _psycopg2_error() -> type[Exception]:
 
 @contextlib.contextmanager
 def _connection(server: ServerHandle, database: str, user: str, *settings: str) -> Iterator[Any]:
-    """psycopg2 over the server's socket as `user`; as the superuser, with pg_catalog alone
-    on the search path (nothing of the database's schemas can stand in for a built-in).
-    DrillFailed when it cannot connect."""
+    """psycopg2 over the server's socket as `user` (as the superuser, with
+    `SUPERUSER_OVERRIDES`); DrillFailed when it cannot connect."""
     import psycopg2
 
     if user == server.superuser:
-        options = [SESSION_OVERRIDES, "-c search_path=pg_catalog", *settings]
+        options = [SESSION_OVERRIDES, SUPERUSER_OVERRIDES, *settings]
     else:  # session_preload_libraries is the superuser's to set (`confine` resets it)
         options = [UNPRIVILEGED_OVERRIDES, *settings]
     try:
@@ -435,11 +437,16 @@ def check_server(
     """The checks of `database` on a running server: "objects" (when `expected_objects`
     are given: `pg_restore --list` entries or "TYPE schema name"), "amcheck",
     "row_counts" (compared with `expected_rows` when given), "smoke 1"…; and every
-    table's rows. Each check that cannot run fails with the reason; the others run."""
+    table's rows. Each check that cannot run fails with the reason; the others run.
+
+    It changes the cluster (`confine`, amcheck installed afresh): for a throwaway one only."""
     deadline = time.monotonic() + timeout
     with _connection(server, database, server.superuser) as connection:
         connection.autocommit = True
         confine(connection, database)
+    # Anew: the sessions now start without the source's settings.
+    with _connection(server, database, server.superuser) as connection:
+        connection.autocommit = True
         checks = []
         if expected_objects is not None:
             checks.append(_guarded("objects", lambda: check_objects(connection, expected_objects)))
@@ -508,17 +515,28 @@ def confine(connection: Any, database: str) -> None:
                     sql.SQL(granted), role, sql.SQL(grantor)
                 )
             )
-        # Settings of the database or of every role would apply to the checks' sessions,
-        # and an unprivileged session cannot override session_preload_libraries.
-        for statement in (
-            "ALTER ROLE {role} RESET ALL",
-            "ALTER ROLE {role} IN DATABASE {name} RESET ALL",
-            "ALTER ROLE ALL RESET ALL",
-            "ALTER ROLE ALL IN DATABASE {name} RESET ALL",
-            "ALTER DATABASE {name} RESET ALL",
-            "GRANT CONNECT ON DATABASE {name} TO {role}",
-        ):
-            cursor.execute(sql.SQL(statement).format(role=role, name=name))
+        # Settings the source gave a database or roles (ALTER DATABASE/ROLE … SET) would
+        # apply to the checks' sessions (timeouts, read-only, preload libraries that an
+        # unprivileged session cannot override): all of them go.
+        cursor.execute(
+            "SELECT r.rolname, d.datname FROM pg_db_role_setting s "
+            "LEFT JOIN pg_roles r ON r.oid = s.setrole "
+            "LEFT JOIN pg_database d ON d.oid = s.setdatabase"
+        )
+        for setting_role, setting_database in cursor.fetchall():
+            who = sql.Identifier(setting_role) if setting_role else sql.SQL("ALL")
+            if setting_role is None and setting_database:
+                statement = sql.SQL("ALTER DATABASE {} RESET ALL").format(
+                    sql.Identifier(setting_database)
+                )
+            elif setting_database:
+                statement = sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(
+                    who, sql.Identifier(setting_database)
+                )
+            else:
+                statement = sql.SQL("ALTER ROLE {} RESET ALL").format(who)
+            cursor.execute(statement)
+        cursor.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(name, role))
         cursor.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(DRILL_ROLE)))
         cursor.execute(
             """

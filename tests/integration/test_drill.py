@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -57,6 +57,9 @@ CREATE INDEX orders_note ON sales.orders (lower(note));
 CREATE VIEW cheap AS SELECT id, guarded(id) AS checked FROM items WHERE price < 10;
 CREATE MATERIALIZED VIEW item_count AS SELECT count(*) AS n FROM items;
 CREATE TYPE mood AS ENUM ('sad', 'ok');
+-- Extensions only a superuser creates, which the drill creates itself.
+CREATE EXTENSION pg_stat_statements;
+CREATE EXTENSION amcheck;
 INSERT INTO items (name, price) VALUES ('tea', 3), ('cake', 12), ('jam', 5);
 INSERT INTO sales.orders (item, note) SELECT 1 + i % 3, 'order ' || i FROM generate_series(1, 250) i;
 SELECT lo_from_bytea(0, 'a large object');
@@ -131,6 +134,21 @@ def sources(
     return {18: postgres, 15: postgres15}
 
 
+@pytest.fixture
+def drill(
+    installs: dict[int, Path], pgtools_dir: Path, work_dir: Path
+) -> Callable[..., DrillOutcome]:
+    """`drill_archive` with the layer's tools, the server of `major` and the work dir."""
+
+    def run(major: int, feed: Callable[[IO[bytes]], None], **options: Any) -> DrillOutcome:
+        options.setdefault("smoke_queries", [])
+        return drill_archive(
+            PgTools(pgtools_dir), installs[major], work_dir, feed, timeout=TIMEOUT, **options
+        )
+
+    return run
+
+
 class Watched:
     """Records the drill's server (its data directory) while the archive is being fed."""
 
@@ -173,6 +191,7 @@ def test_a_healthy_archive_passes_every_check_on_its_own_major(
     pgtools_dir: Path,
     work_dir: Path,
     tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
 ) -> None:
     archive = make_archive(sources[major], pgtools_dir, tmp_path, SHOP)
     feed = Watched(work_dir, feeding(archive))
@@ -180,21 +199,26 @@ def test_a_healthy_archive_passes_every_check_on_its_own_major(
         SmokeQuery(sql="SELECT count(*) FROM sales.orders", expect="value = 250"),
         SmokeQuery(sql="SELECT name FROM items ORDER BY price DESC", expect="value = 'cake'"),
         SmokeQuery(sql="SELECT * FROM cheap", expect="rows = 2"),
+        # The drill's server listens on no TCP port.
+        SmokeQuery(
+            sql="SELECT setting FROM pg_settings WHERE name = 'listen_addresses'",
+            expect="value = ''",
+        ),
     ]
 
-    outcome = drill_archive(
-        PgTools(pgtools_dir), installs[major], work_dir, feed, smoke_queries=smoke,
-        timeout=TIMEOUT,
-    )  # fmt: skip
+    outcome = drill(major, feed, smoke_queries=smoke)
 
     assert [c.name for c in outcome.checks] == [
-        "restore", "objects", "amcheck", "row_counts", "smoke 1", "smoke 2", "smoke 3",
+        "restore", "objects", "amcheck", "row_counts", "smoke 1", "smoke 2", "smoke 3", "smoke 4",
     ]  # fmt: skip
     assert outcome.passed, outcome.checks
     assert outcome.server_version.startswith(f"{major}.")
     assert outcome.tables == sorted(SHOP_TABLES, key=lambda t: (t.schema, t.table))
     assert outcome.restore_seconds > 0
-    assert "objects" in check(outcome, "objects")[1]
+    assert check(outcome, "objects")[1].startswith("all ")
+    assert check(outcome, "objects")[1].endswith(
+        "objects of the table of contents are in the restored database"
+    )
     transaction_timeout = any("transaction_timeout" in w for w in outcome.warnings)
     assert transaction_timeout is (major < 17)
     assert_nothing_left(work_dir, installs[major], feed.data_dirs)
@@ -202,10 +226,9 @@ def test_a_healthy_archive_passes_every_check_on_its_own_major(
 
 def test_another_databases_archive_fails_against_what_was_expected(
     postgres: EmbeddedPostgres,
-    installs: dict[int, Path],
     pgtools_dir: Path,
-    work_dir: Path,
     tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
 ) -> None:
     other = make_archive(
         postgres,
@@ -214,10 +237,9 @@ def test_another_databases_archive_fails_against_what_was_expected(
         "CREATE TABLE items (id int); INSERT INTO items VALUES (1);",
     )
 
-    outcome = drill_archive(
-        PgTools(pgtools_dir), installs[18], work_dir, feeding(other), smoke_queries=[],
-        timeout=TIMEOUT, expected_objects=["TABLE sales orders", "INDEX public items_guarded"],
-        expected_rows=SHOP_TABLES,
+    outcome = drill(
+        18, feeding(other), expected_rows=SHOP_TABLES,
+        expected_objects=["TABLE sales orders", "INDEX public items_guarded"],
     )  # fmt: skip
 
     assert check(outcome, "restore")[0]
@@ -239,13 +261,12 @@ def test_a_truncated_archive_fails_the_restore(
     pgtools_dir: Path,
     work_dir: Path,
     tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
 ) -> None:
     archive = make_archive(postgres, pgtools_dir, tmp_path, SHOP)
     feed = Watched(work_dir, feeding(archive, limit=archive.stat().st_size * 2 // 3))
 
-    outcome = drill_archive(
-        PgTools(pgtools_dir), installs[18], work_dir, feed, smoke_queries=[], timeout=TIMEOUT
-    )
+    outcome = drill(18, feed)
 
     passed, detail = check(outcome, "restore")
     assert not passed
@@ -254,13 +275,29 @@ def test_a_truncated_archive_fails_the_restore(
     assert_nothing_left(work_dir, installs[18], feed.data_dirs)
 
 
-def test_an_archive_that_is_not_one_fails_the_restore_and_the_objects(
-    installs: dict[int, Path], pgtools_dir: Path, work_dir: Path
+def test_an_archive_that_needs_a_superuser_fails_the_restore_by_name(
+    postgres: EmbeddedPostgres,
+    pgtools_dir: Path,
+    tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
 ) -> None:
-    outcome = drill_archive(
-        PgTools(pgtools_dir), installs[18], work_dir, lambda sink: sink.write(b"not an archive"),
-        smoke_queries=[], timeout=TIMEOUT,
-    )  # fmt: skip
+    archive = make_archive(postgres, pgtools_dir, tmp_path, "CREATE EXTENSION dblink;")
+
+    outcome = drill(18, feeding(archive))
+
+    passed, detail = check(outcome, "restore")
+    assert not passed
+    assert 'permission denied to create extension "dblink"' in detail
+    assert check(outcome, "objects") == (
+        False,
+        "1 of 1 objects missing: EXTENSION - dblink",
+    )
+
+
+def test_an_archive_that_is_not_one_fails_the_restore_and_the_objects(
+    work_dir: Path, drill: Callable[..., DrillOutcome]
+) -> None:
+    outcome = drill(18, lambda sink: sink.write(b"not an archive"))
 
     assert not check(outcome, "restore")[0]
     passed, detail = check(outcome, "objects")
@@ -271,10 +308,9 @@ def test_an_archive_that_is_not_one_fails_the_restore_and_the_objects(
 
 def test_a_failing_smoke_query_fails_the_drill_naming_the_query_and_writes_are_refused(
     postgres15: EmbeddedPostgres,
-    installs: dict[int, Path],
     pgtools_dir: Path,
-    work_dir: Path,
     tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
 ) -> None:
     archive = make_archive(postgres15, pgtools_dir, tmp_path, SHOP)
     smoke = [
@@ -285,10 +321,7 @@ def test_a_failing_smoke_query_fails_the_drill_naming_the_query_and_writes_are_r
         SmokeQuery(sql="SELECT count(*) FROM items", expect="value = 3"),
     ]
 
-    outcome = drill_archive(
-        PgTools(pgtools_dir), installs[15], work_dir, feeding(archive), smoke_queries=smoke,
-        timeout=TIMEOUT,
-    )  # fmt: skip
+    outcome = drill(15, feeding(archive), smoke_queries=smoke)
 
     assert check(outcome, "smoke 1") == (
         False,
@@ -316,6 +349,7 @@ def test_an_interrupted_drill_leaves_nothing_behind(
     pgtools_dir: Path,
     work_dir: Path,
     tmp_path: Path,
+    drill: Callable[..., DrillOutcome],
 ) -> None:
     archive = make_archive(postgres, pgtools_dir, tmp_path, SHOP)
     calls = []
@@ -331,9 +365,7 @@ def test_an_interrupted_drill_leaves_nothing_behind(
 
     feed = Watched(work_dir, interrupted)
     with pytest.raises(KeyboardInterrupt):
-        drill_archive(
-            PgTools(pgtools_dir), installs[18], work_dir, feed, smoke_queries=[], timeout=TIMEOUT
-        )
+        drill(18, feed)
 
     assert_nothing_left(work_dir, installs[18], feed.data_dirs)
 
@@ -346,10 +378,16 @@ def test_the_checks_on_a_running_cluster_whose_objects_a_superuser_owns(
     postgres15.create_database(database_name)
     postgres15.psql(
         SHOP
-        + """
+        + f"""
         CREATE FUNCTION refuse() RETURNS event_trigger LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'an event trigger ran'; END $$;
         CREATE EVENT TRIGGER no_ddl ON ddl_command_start EXECUTE FUNCTION refuse();
+        DROP ROLE IF EXISTS pgbackups_drill;
+        CREATE ROLE pgbackups_drill SUPERUSER;
+        GRANT pg_write_all_data TO pgbackups_drill;
+        ALTER ROLE pgbackups_drill SET work_mem = '1MB';
+        ALTER ROLE ALL IN DATABASE {database_name} SET statement_timeout = '1ms';
+        ALTER DATABASE {database_name} SET default_transaction_read_only = on;
         """,
         database_name,
     )
@@ -361,7 +399,17 @@ def test_the_checks_on_a_running_cluster_whose_objects_a_superuser_owns(
 
     checks, tables = check_server(
         handle_of(cluster), database_name,
-        smoke_queries=[SmokeQuery(sql="SELECT * FROM cheap", expect="rows = 2")],
+        smoke_queries=[
+            SmokeQuery(sql="SELECT * FROM cheap", expect="rows = 2"),
+            # The source's role of that name: plain, its memberships and settings gone.
+            SmokeQuery(
+                sql="SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                expect="value = false",
+            ),
+            SmokeQuery(sql="SELECT pg_has_role('pg_write_all_data', 'MEMBER')", expect="value = false"),
+            SmokeQuery(sql="SHOW work_mem", expect="value = '4MB'"),
+            SmokeQuery(sql="SHOW statement_timeout", expect="value = '10s'"),
+        ],
         expected_objects=["TABLE public items", "VIEW public cheap", "TABLE public gone"],
         expected_rows=SHOP_TABLES,
     )  # fmt: skip
@@ -370,7 +418,7 @@ def test_the_checks_on_a_running_cluster_whose_objects_a_superuser_owns(
     assert results["objects"] == (False, "1 of 3 objects missing: TABLE public gone")
     assert results["amcheck"][0], results["amcheck"]
     assert results["row_counts"][0], results["row_counts"]
-    assert results["smoke 1"][0], results["smoke 1"]
+    assert all(results[f"smoke {n}"][0] for n in range(1, 6)), results
     assert tables == SHOP_TABLES
     owners = postgres15.psql(
         "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relname IN "
