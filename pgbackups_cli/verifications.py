@@ -162,10 +162,12 @@ def backups_verify(
         note(f"Backup {verification['backup_id']}")  # chosen by the stack when it started
     for check in verification.get("checks") or []:
         note(check_line(check))
-    if verification.get("tables") is not None:
-        note(counts_words(verification))
+    restored = counts_words(verification) if verification.get("tables") is not None else ""
     if verification.get("restore_seconds") is not None:
-        note(f"Restored in {seconds_words(verification['restore_seconds'])}{_where(verification)}")
+        seconds = seconds_words(verification["restore_seconds"])
+        note(f"Restored {restored} in {seconds}{_where(verification)}".replace("  ", " "))
+    elif restored:
+        note(f"Restored {restored}")
     if verification.get("report_key"):
         note(f"Report: {verification['report_key']}")
     if verification["status"] != "passed":

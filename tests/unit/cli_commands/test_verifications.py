@@ -55,8 +55,7 @@ def test_backups_verify_follows_the_drill_and_prints_every_check(api: FakeApi) -
         "       \N{CHECK MARK} objects: every object of the archive is there",
         "       \N{CHECK MARK} amcheck: 4 tables and 6 indexes clean",
         "       \N{CHECK MARK} row_counts: 4 tables, 1,203 rows",
-        "       4 tables, 1,203 rows",
-        "       Restored in 3.2 s on fargate, PostgreSQL 18.1 (source 18.1)",
+        "       Restored 4 tables, 1,203 rows in 3.2 s on fargate, PostgreSQL 18.1 (source 18.1)",
         f"       Report: {REPORT_KEY}",
         "-----> Verification passed",
     ]
