@@ -111,8 +111,7 @@ def _target_time(ctx: click.Context, param: click.Parameter, value: str | None) 
     "target_time",
     metavar="TIME",
     callback=_target_time,
-    help="Drill a point in time instead (RFC 3339, e.g. 2026-01-31T14:00:00Z): needs "
-    "continuous backups.",
+    help="Or a point in time (RFC 3339 with its offset, or `latest`) of the continuous backups.",
 )
 @click.option("--no-wait", is_flag=True, help="Return once the drill is scheduled.")
 @silent_option

@@ -81,6 +81,7 @@ def test_backups_verify_of_latest_names_the_backup_the_api_chose(api: FakeApi) -
         (["--backup", NEW_ID.lower()], {"backup_id": NEW_ID}),
         (["--backup", "LATEST"], {"backup_id": "latest"}),
         (["--time", "2026-11-25T06:30:00+01:00"], {"target_time": "2026-11-25T05:30:00Z"}),
+        (["--time", "latest"], {"target_time": "latest"}),
     ],
 )
 def test_backups_verify_sends_what_to_drill(
