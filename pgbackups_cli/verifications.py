@@ -161,12 +161,12 @@ def backups_verify(
         note(f"Backup {verification['backup_id']}")  # chosen by the stack when it started
     for check in verification.get("checks") or []:
         note(check_line(check))
-    restored = counts_words(verification) if verification.get("tables") is not None else ""
+    counted = f"{counts_words(verification)} " if verification.get("tables") is not None else ""
     if verification.get("restore_seconds") is not None:
         seconds = seconds_words(verification["restore_seconds"])
-        note(f"Restored {restored} in {seconds}{_where(verification)}".replace("  ", " "))
-    elif restored:
-        note(f"Restored {restored}")
+        note(f"Restored {counted}in {seconds}{_where(verification)}")
+    elif counted:
+        note(f"Restored {counted.strip()}")
     if verification.get("report_key"):
         note(f"Report: {verification['report_key']}")
     if verification["status"] != "passed":

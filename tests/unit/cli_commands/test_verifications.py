@@ -535,3 +535,20 @@ def test_status_names_the_drill_and_restore_reasons_in_words(api: FakeApi) -> No
         "restore drill failed since 2026-11-25 05:00 UTC:",
         "restore drill overdue since 2026-11-25 05:00 UTC:",
     ]
+
+
+def test_a_restore_that_failed_shows_its_time_without_counts(api: FakeApi) -> None:
+    checks = [{"name": "restore", "passed": False, "detail": "pg_restore: error: bad archive"}]
+    failed = verification("failed", checks=checks, tables=None, rows=None, restore_seconds=1.5)
+    following(api, failed | {"error": "restore: pg_restore: error: bad archive"})
+
+    result = run("backups-verify")
+
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1:3] == [
+        "       \N{BALLOT X} restore: pg_restore: error: bad archive",
+        "       Restored in 1.5 s on fargate, PostgreSQL 18.1 (source 18.1)",
+    ]
+    assert result.stderr.splitlines()[-1] == (
+        " !     Verification failed: restore: pg_restore: error: bad archive"
+    )
