@@ -8,13 +8,14 @@ its record keeps each check's result, the table and row counts, the restore's du
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from ulid import ULID
 
-from pgbackups.domain.models import Run, Schedule, archive_key
+from pgbackups.domain.models import Run, Schedule
 from pgbackups.domain.schedule import day_run, schedule_zone
 from pgbackups.domain.smoke import MAX_SMOKE_QUERIES, SmokeQuery
 
@@ -28,8 +29,9 @@ HOUR = timedelta(hours=1)
 DEFAULT_EVERY_DAYS = 7
 # A drill is overdue (a health reason) when none passed for `every_days` and this long.
 OVERDUE_SLACK = DAY
-# A drill started a little later in its hour than the last one is still due on its day.
-DUE_SLACK = HOUR
+# A drill started later than the last one (in its hour, or the point-in-time drill that
+# follows a backup's) does not push the next one to the day after.
+DUE_SLACK = 12 * HOUR
 
 
 class VerificationSettings(BaseModel):
@@ -57,6 +59,7 @@ class VerificationState(BaseModel):
     and when one last passed (bookkeeping kept on the database's record)."""
 
     last_id: str | None = None
+    last_kind: VerificationKind | None = None
     last_status: VerificationStatus | None = None
     last_at: datetime | None = None
     last_passed_at: datetime | None = None
@@ -79,8 +82,9 @@ class VerificationRecord(Run):
 
     status: VerificationStatus = "scheduled"  # type: ignore[assignment]
     kind: VerificationKind = "backup"
+    # The backup drilled; for a point in time, the base backup its recovery started from.
     backup_id: str | None = None
-    target_time: datetime | None = None
+    target_time: datetime | None = None  # a point in time's; null: the latest
     restore_seconds: float | None = None
     server_version: str | None = None  # of the throwaway server
     source_version: str | None = None  # of the backed-up server, as the backup recorded it
@@ -98,12 +102,13 @@ class VerificationRecord(Run):
         *,
         backup_id: str,
         source_version: str | None,
+        kind: VerificationKind = "backup",
         target_time: datetime | None = None,
     ) -> VerificationRecord:
         return cls(
             id=str(ULID.from_datetime(created_at)),
             database=database,
-            kind="point_in_time" if target_time is not None else "backup",
+            kind=kind,
             backup_id=backup_id,
             target_time=target_time,
             source_version=source_version,
@@ -118,11 +123,10 @@ class VerificationRecord(Run):
     def failed_checks(self) -> list[str]:
         return [check.name for check in self.checks if not check.passed]
 
-    @property
-    def report_object_key(self) -> str:
-        """`<backup's folder>/<backup id>.verification-<id>.json`, beside the archive."""
-        assert self.backup_id is not None
-        folder = archive_key(self.database, self.backup_id).rsplit("/", 1)[0]
+    def report_key_beside(self, object_key: str) -> str:
+        """`<folder>/<source id>.verification-<id>.json`, beside the drilled object (the
+        backup's archive, a point in time's base backup)."""
+        folder = object_key.rsplit("/", 1)[0]
         return f"{folder}/{self.backup_id}.verification-{self.id}.json"
 
     def failed(self, reason: str, at: datetime) -> Self:
@@ -163,6 +167,29 @@ def verification_due(
     """Whether the dispatcher's run at `at` (any time within an hour) starts a drill."""
     hour_start = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     return next_verification_at(settings, schedule, last_at, at) == hour_start
+
+
+def point_in_time_due(state: VerificationState | None, at: datetime) -> bool:
+    """Whether the dispatcher's run at `at` follows a scheduled backup drill with one of a
+    point in time (for a database with continuous backups): the last drill was a
+    backup's, it finished, and it started less than a day ago."""
+    if state is None or state.last_kind != "backup" or state.last_at is None:
+        return False
+    return state.last_status in ("passed", "failed") and at - state.last_at < DAY
+
+
+def random_second(
+    start: datetime, end: datetime, draw: Callable[[float, float], float]
+) -> datetime:
+    """A whole second inside [start, end] (`draw(a, b)`: a number in [a, b], as
+    random.uniform gives); `start` itself when no whole second lies inside."""
+    first = start.replace(microsecond=0)
+    if first < start:
+        first += timedelta(seconds=1)
+    last = end.replace(microsecond=0)
+    if last < first:
+        return start
+    return first + timedelta(seconds=round(draw(0.0, (last - first).total_seconds())))
 
 
 def overdue_since(

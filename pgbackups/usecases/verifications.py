@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import shutil
 import tempfile
 import time
@@ -25,6 +26,7 @@ from pgbackups.domain.errors import (
     BackupNotFound,
     BackupNotStarted,
     Conflict,
+    InvalidInput,
     NotSupported,
     PgBackupsError,
     VerificationInProgress,
@@ -38,20 +40,35 @@ from pgbackups.domain.models import (
     error_text,
     to_rfc3339,
 )
+from pgbackups.domain.recovery import recoverable_ranges
 from pgbackups.domain.runners import RunnerFailed
+from pgbackups.domain.smoke import SmokeQuery
 from pgbackups.domain.verifications import (
     CheckResult,
+    VerificationKind,
     VerificationRecord,
     VerificationState,
+    point_in_time_due,
+    random_second,
     verification_due,
 )
 from pgbackups.postgres.cluster import ClusterFailed, reachable_storage
-from pgbackups.postgres.drill import DrillFailed, DrillOutcome, drill_archive
+from pgbackups.postgres.drill import (
+    Check,
+    DrillFailed,
+    DrillOutcome,
+    check_server,
+    drill_archive,
+    handle_of,
+)
+from pgbackups.postgres.drill import server_version as drill_server_version
 from pgbackups.postgres.restore import RestoreFailed
 from pgbackups.postgres.servers import ServerNotFound, server_install
 from pgbackups.services import Services
 from pgbackups.usecases.archive_feed import archive_feed
 from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS, LATEST, find_backup
+from pgbackups.usecases.pitr.recover import recovered_cluster
+from pgbackups.usecases.pitr.restore_plan import parse_target_time, plan_restore
 
 logger = Logger(child=True)
 
@@ -80,17 +97,21 @@ def request_verification(
     backup_id: str | None = None,
     target_time: str | None = None,
 ) -> VerificationRecord:
-    """Record a `scheduled` drill of a done backup (by default the newest) and start it on
-    the Fargate runner; nothing is left locked when the start fails."""
+    """Record a `scheduled` drill of a done backup (by default the newest), or of a point
+    in time of the continuous backups, and start it on the Fargate runner; nothing is
+    left locked when the start fails."""
+    if backup_id is not None and target_time is not None:
+        raise InvalidInput("give at most one of backup_id and target_time", field="target_time")
     record = services.catalog.get_database(database)  # DatabaseNotFound
-    if target_time is not None:
-        raise NotSupported(
-            "drills of a point in time are not run by the stack yet: drill a backup "
-            "(backup_id, or nothing for the newest)",
-            field="target_time",
-        )
     if services.fargate is None:
         raise NotSupported(NO_FARGATE_FOR_DRILLS)
+    if target_time is not None:
+        moment = parse_target_time(target_time)
+        point = plan_restore(services, database, moment, limit=1).point  # outside: 422
+        return _schedule(
+            services, record, point.base.id, version_text(point.chain.server_version_num),
+            point.chain.server_major, target_time=moment, kind="point_in_time",
+        )  # fmt: skip
     backup = find_backup(services, database, backup_id or LATEST)  # BackupNotFound
     if backup.status != "done":
         raise BackupNotDone(f"backup {backup.id} is {backup.status}: only a done one is drilled")
@@ -101,16 +122,28 @@ def request_verification(
             "is not known, so no server can restore it",
             field="backup_id",
         )
-    return _schedule(services, record, backup, major)
+    return _schedule(services, record, backup.id, backup.server_version, major)
+
+
+def version_text(server_version_num: int) -> str:
+    """`180001` as PostgreSQL writes it: `18.1`."""
+    return f"{server_version_num // 10000}.{server_version_num % 10000}"
 
 
 def _schedule(
-    services: Services, database: DatabaseRecord, backup: BackupRecord, major: int
+    services: Services,
+    database: DatabaseRecord,
+    source_id: str,
+    source_version: str | None,
+    major: int,
+    *,
+    target_time: datetime | None = None,
+    kind: VerificationKind = "backup",
 ) -> VerificationRecord:
     assert services.fargate is not None
     record = VerificationRecord.new(
-        database.name, services.clock(), backup_id=backup.id,
-        source_version=backup.server_version,
+        database.name, services.clock(), backup_id=source_id, source_version=source_version,
+        target_time=target_time, kind=kind,
     )  # fmt: skip
     state = database.verification_state or VerificationState()
     services.verifications.create_verification(
@@ -118,6 +151,7 @@ def _schedule(
         state.model_copy(
             update={
                 "last_id": record.id,
+                "last_kind": record.kind,
                 "last_status": record.status,
                 "last_at": record.created_at,
             }
@@ -139,7 +173,7 @@ def _schedule(
         raise BackupNotStarted(reason) from None
     logger.info(
         "drill requested",
-        extra={"database": database.name, "verification_id": record.id, "backup_id": backup.id},
+        extra={"database": database.name, "verification_id": record.id, "kind": kind},
     )
     return record
 
@@ -176,24 +210,54 @@ def start_due_verification(
     services: Services, database: DatabaseRecord, backups: list[BackupRecord], at: datetime
 ) -> VerificationRecord | None:
     """The database's drill when its hour is due at `at`: of its newest done backup, on
-    the Fargate runner, one at a time. None when not due or nothing to drill."""
+    the Fargate runner, one at a time; with continuous backups, the next run drills a
+    random second of the newest recoverable range. None when nothing is due."""
     settings = database.verification
     if not settings.enabled or database.removed_at is not None or services.fargate is None:
         return None
     if database.active_verification_id is not None:
         return None
     state = database.verification_state or VerificationState()
-    if not verification_due(settings, database.schedule, state.last_at, at):
+    try:
+        if verification_due(settings, database.schedule, state.last_at, at):
+            return _drill_newest_backup(services, database, backups)
+        if point_in_time_due(state, at):
+            return _drill_random_point_in_time(services, database)
+    except VerificationInProgress:
         return None
+    return None
+
+
+def _drill_newest_backup(
+    services: Services, database: DatabaseRecord, backups: list[BackupRecord]
+) -> VerificationRecord | None:
     backup = next((b for b in backups if b.status == "done"), None)
     major = server_major(backup.server_version) if backup is not None else None
     if backup is None or major is None:
         logger.info("drill due but no done backup to drill", extra={"database": database.name})
         return None
-    try:
-        return _schedule(services, database, backup, major)
-    except VerificationInProgress:
+    return _schedule(services, database, backup.id, backup.server_version, major)
+
+
+def _drill_random_point_in_time(
+    services: Services, database: DatabaseRecord
+) -> VerificationRecord | None:
+    """A drill of a random second of the newest recoverable range, when continuous
+    backups are on and have one."""
+    state = services.pitr.get_state(database.name)
+    if state is None or not state.enabled:
         return None
+    ranges = recoverable_ranges(
+        services.pitr.chains(database.name), services.pitr.base_backups(database.name)
+    )
+    if not ranges:
+        return None
+    newest = ranges[-1]
+    moment = random_second(newest.start, newest.end, random.uniform)
+    return _schedule(
+        services, database, newest.base.id, version_text(newest.chain.server_version_num),
+        newest.chain.server_major, target_time=moment, kind="point_in_time",
+    )  # fmt: skip
 
 
 def reap_stale_verification(
@@ -261,6 +325,32 @@ def run_verification(
 def _drill(
     services: Services, database: DatabaseRecord, record: VerificationRecord, seconds: float
 ) -> VerificationRecord:
+    """The drill run, judged, and its report stored beside what it drilled."""
+    smoke_queries = database.verification.smoke_queries
+    deadline = time.monotonic() + seconds
+    if record.kind == "point_in_time":
+        outcome, beside, source = _drill_point_in_time(services, record, smoke_queries, deadline)
+    else:
+        outcome, beside, source = _drill_backup(services, record, smoke_queries, deadline)
+    finished = _judged(record, outcome, services.clock())
+    report = _report(finished, source, outcome, [q.model_dump() for q in smoke_queries])
+    key = finished.report_key_beside(beside)
+    services.archives.put_bytes(key, report, {"sha256": _sha256(report)}, REPORT_KIND)
+    logger.info(
+        "drill finished",
+        extra={"verification_id": record.id, "status": finished.status, "failed": finished.failed_checks},
+    )  # fmt: skip
+    return finished.model_copy(update={"report_key": key, "report_sha256": _sha256(report)})
+
+
+def _drill_backup(
+    services: Services,
+    record: VerificationRecord,
+    smoke_queries: list[SmokeQuery],
+    deadline: float,
+) -> tuple[DrillOutcome, str, dict[str, Any]]:
+    """A backup's archive, streamed from the bucket (its digest checked), restored into a
+    throwaway server of its source's major and checked."""
     assert record.backup_id is not None
     try:
         backup = services.catalog.get_backup(record.database, record.backup_id)
@@ -272,8 +362,6 @@ def _drill(
     if major is None:
         raise RestoreFailed(f"backup {backup.id} does not record its server's version")
     install = server_install(major, services.settings.server_dirs)  # ServerNotFound
-    deadline = time.monotonic() + seconds
-    smoke_queries = database.verification.smoke_queries
     # In the task's storage; the throwaway server runs as another user when the task is
     # root (postgres/cluster.py), who must be able to enter it.
     work_dir = Path(tempfile.mkdtemp(prefix="pgbackups-drill-", dir=reachable_storage()))
@@ -281,19 +369,75 @@ def _drill(
         work_dir.chmod(0o711)
         outcome = drill_archive(
             services.tools, install, work_dir, archive_feed(services, backup, deadline),
-            smoke_queries=smoke_queries, timeout=seconds,
+            smoke_queries=smoke_queries, timeout=max(deadline - time.monotonic(), 1.0),
         )  # fmt: skip
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    finished = _judged(record, outcome, services.clock())
-    report = _report(finished, backup, outcome, [q.model_dump() for q in smoke_queries])
-    key = finished.report_object_key
-    services.archives.put_bytes(key, report, {"sha256": _sha256(report)}, REPORT_KIND)
-    logger.info(
-        "drill finished",
-        extra={"verification_id": record.id, "status": finished.status, "failed": finished.failed_checks},
-    )  # fmt: skip
-    return finished.model_copy(update={"report_key": key, "report_sha256": _sha256(report)})
+    source = {
+        "backup": {
+            "id": backup.id,
+            "name": backup.name,
+            "created_at": to_rfc3339(backup.created_at),
+            "size": backup.size,
+            "sha256": backup.sha256,
+            "server_version": backup.server_version,
+            "pg_dump_version": backup.pg_dump_version,
+        }
+    }
+    return outcome, backup.object_key, source
+
+
+def _drill_point_in_time(
+    services: Services,
+    record: VerificationRecord,
+    smoke_queries: list[SmokeQuery],
+    deadline: float,
+) -> tuple[DrillOutcome, str, dict[str, Any]]:
+    """The continuous backups recovered to the drill's point in time in the task's storage
+    (every file checked against its recorded digest), promoted, and checked where they
+    stand: a failed recovery (a WAL file missing, say) is a failed `restore` check."""
+    plan = plan_restore(services, record.database, record.target_time, limit=1)
+    install = server_install(plan.point.chain.server_major, services.settings.server_dirs)
+    base = plan.point.base
+    point: dict[str, Any] = {
+        "target_time": to_rfc3339(record.target_time) if record.target_time else "latest",
+        "base_backup_id": base.id,
+        "chain_id": plan.point.chain.id,
+    }
+    started = time.monotonic()
+    try:
+        with recovered_cluster(
+            services, record.database, record.target_time, reachable_storage(),
+            install=install, deadline=deadline,
+        ) as recovered:  # fmt: skip
+            restore_seconds = time.monotonic() - started
+            server = handle_of(recovered.cluster)
+            reached = to_rfc3339(recovered.reached) if recovered.reached else "no commit replayed"
+            point |= {"reached": reached, "wal_files": recovered.wal_files}
+            checks, tables = check_server(
+                server, recovered.database_name, smoke_queries=smoke_queries,
+                timeout=max(deadline - time.monotonic(), 1.0),
+            )  # fmt: skip
+            recovery = Check(
+                "restore",
+                True,
+                f"recovered from base backup {base.id} and {recovered.wal_files} WAL files "
+                f"to {reached}, promoted",
+            )
+            outcome = DrillOutcome(
+                checks=[recovery, *checks],
+                tables=tables,
+                restore_seconds=restore_seconds,
+                server_version=drill_server_version(server),
+            )
+    except ClusterFailed as error:
+        outcome = DrillOutcome(
+            checks=[Check("restore", False, error_text(f"recovery failed: {error}"))],
+            tables=[],
+            restore_seconds=time.monotonic() - started,
+            server_version="",
+        )
+    return outcome, base.object_key, {"point_in_time": point}
 
 
 def _judged(record: VerificationRecord, outcome: DrillOutcome, at: datetime) -> VerificationRecord:
@@ -310,7 +454,7 @@ def _judged(record: VerificationRecord, outcome: DrillOutcome, at: datetime) -> 
             "tables": len(outcome.tables),
             "rows": sum(t.rows for t in outcome.tables),
             "restore_seconds": round(outcome.restore_seconds, 3),
-            "server_version": outcome.server_version,
+            "server_version": outcome.server_version or None,
             "error": error if checks else "the drill ran no check",
         }
     )
@@ -318,22 +462,15 @@ def _judged(record: VerificationRecord, outcome: DrillOutcome, at: datetime) -> 
 
 def _report(
     record: VerificationRecord,
-    backup: BackupRecord,
+    source: dict[str, Any],
     outcome: DrillOutcome,
     smoke_queries: list[dict[str, Any]],
 ) -> bytes:
-    """The evidence: every check, every table's rows, the smoke queries, as JSON."""
+    """The evidence: what was drilled, every check, every table's rows, the smoke
+    queries, as JSON."""
     report = {
         "verification": record.model_dump(mode="json", exclude={"report_key", "report_sha256"}),
-        "backup": {
-            "id": backup.id,
-            "name": backup.name,
-            "created_at": to_rfc3339(backup.created_at),
-            "size": backup.size,
-            "sha256": backup.sha256,
-            "server_version": backup.server_version,
-            "pg_dump_version": backup.pg_dump_version,
-        },
+        **source,
         "checks": [c.model_dump() for c in record.checks],
         "tables": [{"schema": t.schema, "table": t.table, "rows": t.rows} for t in outcome.tables],
         "smoke_queries": smoke_queries,
@@ -358,6 +495,7 @@ def _finish(
     summary = state.model_copy(
         update={
             "last_id": record.id,
+            "last_kind": record.kind,
             "last_status": record.status,
             "last_at": record.created_at,
             "last_passed_at": record.finished_at if record.passed else state.last_passed_at,
@@ -368,7 +506,7 @@ def _finish(
         record, summary, expected_status=expected_status
     ):
         return False
-    if record.backup_id is not None and record.started_at is not None:  # the drill ran
+    if record.kind == "backup" and record.backup_id is not None and record.started_at:
         try:
             services.verifications.mark_backup(
                 record.database, record.backup_id, record.finished_at or services.clock(),

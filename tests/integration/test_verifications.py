@@ -9,14 +9,15 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from pgbackups.domain.models import BackupRequest
+from pgbackups.domain.models import BackupRequest, to_rfc3339
+from pgbackups.usecases import pitr
 from pgbackups.usecases.dispatch import dispatch
 from pgbackups.usecases.verifications import run_verification
 from pgbackups_local.postgres import EmbeddedPostgres
@@ -278,12 +279,15 @@ def test_drills_need_the_fargate_runner_and_a_done_backup(stack: Stack, source: 
     assert stack.aws.object_keys() == []
 
 
-def test_a_point_in_time_drill_is_not_run_yet(stack: Stack, source: str) -> None:
+def test_a_backup_and_a_point_in_time_at_once_are_refused(stack: Stack, source: str) -> None:
     stack.backed_up("shop", source)
     status, body = stack.call(
-        "POST", "/v1/databases/shop/verifications", {"target_time": "2026-01-15T09:00:00Z"}
+        "POST",
+        "/v1/databases/shop/verifications",
+        {"backup_id": "latest", "target_time": "2026-01-15T09:00:00Z"},
     )
-    assert (status, body["error"]["code"]) == (422, "not_supported")
+    assert (status, body["error"]["code"]) == (422, "invalid_input")
+    assert stack.drills == []
 
 
 def test_the_drill_settings_are_checked_and_shown(stack: Stack, source: str) -> None:
@@ -330,7 +334,6 @@ def test_the_dispatcher_starts_a_due_drill_once_and_reaps_a_silent_one(
     assert status == 200, body
     due = body["verification_status"]["next_at"]
     services = stack.services
-    from datetime import datetime
 
     at = datetime.fromisoformat(due.replace("Z", "+00:00"))
 
@@ -387,3 +390,198 @@ def test_the_databases_smoke_queries_are_run_and_a_failed_one_is_named(
     assert event["detail"]["failed_checks"] == ["smoke 2"]
     _, report = report_of(stack, drill)
     assert report["smoke_queries"] == queries
+
+
+# -- drills of a point in time ---------------------------------------------------------------
+
+
+@pytest.fixture
+def pitr_stack(aws: AwsStack, lambda_context: LambdaContext) -> Any:
+    from tests.integration.test_pitr_restores import Fargate
+    from tests.integration.test_restores import Stack as RestoreStack
+
+    stack = RestoreStack(aws, lambda_context)
+    stack.api.services.fargate = Fargate()
+    return stack
+
+
+def run_pitr_drill(pitr_stack: Any, server_dirs: Path, **fields: Any) -> dict[str, Any]:
+    from tests.integration.test_pitr_restores import task_services
+
+    status, body = pitr_stack.call("POST", "/v1/databases/shop/verifications", fields)
+    assert status == 202, body
+    assert body["kind"] == "point_in_time"
+    (request,) = pitr_stack.api.services.fargate.requests
+    assert (request.kind, request.backup_id) == ("verify", body["id"])
+    record = run_verification(
+        task_services(pitr_stack, server_dirs), request, seconds_left=900, runner="fargate"
+    )
+    assert record is not None
+    status, drill = pitr_stack.call("GET", f"/v1/databases/shop/verifications/{body['id']}")
+    assert status == 200
+    return drill  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("major", ["18", "15"])
+def test_a_point_in_time_drill_inside_the_window_passes_with_the_rows_before_it(
+    pitr_stack: Any, server_dirs: Path, major: str
+) -> None:
+    from tests.integration.test_pitr import start_server
+    from tests.integration.test_pitr_restores import with_continuous_backups
+
+    server = start_server(major)
+    try:
+        times = with_continuous_backups(pitr_stack, server)
+    finally:
+        server.destroy()  # a drill never connects to the source
+
+    drill = run_pitr_drill(pitr_stack, server_dirs, target_time=to_rfc3339(times[1]))
+
+    assert drill["status"] == "passed", drill
+    assert drill["server_version"].startswith(f"{major}.")
+    assert drill["source_version"].startswith(f"{major}.")
+    assert drill["target_time"] is not None
+    assert (drill["tables"], drill["rows"]) == (1, 2)  # events: the two rows before it
+    names = [check["name"] for check in drill["checks"]]
+    assert names[0] == "restore" and {"amcheck", "row_counts"} <= set(names)
+    assert "/pitr/" in drill["report_key"] and drill["report_key"].endswith(
+        f".verification-{drill['id']}.json"
+    )
+    data, report = report_of(pitr_stack, drill)
+    assert hashlib.sha256(data).hexdigest() == drill["report_sha256"]
+    assert report["point_in_time"]["base_backup_id"] == drill["backup_id"]
+    assert report["tables"] == [{"schema": "public", "table": "events", "rows": 2}]
+    _, database = pitr_stack.call("GET", "/v1/databases/shop")
+    assert database["verification_status"]["last_status"] == "passed"
+
+
+def test_a_point_in_time_drill_with_a_wal_file_missing_fails_naming_it(
+    pitr_stack: Any, server_dirs: Path
+) -> None:
+    from tests.integration.test_pitr import start_server
+    from tests.integration.test_pitr_restores import with_continuous_backups
+
+    server = start_server("18")
+    try:
+        with_continuous_backups(pitr_stack, server)
+    finally:
+        server.destroy()
+    plan = pitr.plan_restore(pitr_stack.api.services, "shop", None)
+    lost = plan.wal[-1]
+    pitr_stack.aws.s3.delete_object(Bucket=pitr_stack.aws.settings.bucket_name, Key=lost.key)
+
+    drill = run_pitr_drill(pitr_stack, server_dirs, target_time="latest")
+
+    assert drill["status"] == "failed"
+    [restore] = drill["checks"]
+    assert restore["name"] == "restore" and not restore["passed"]
+    assert lost.name in restore["detail"] and lost.name in drill["error"]
+    [event] = [e for e in pitr_stack.aws.received_events() if e["detail-type"].startswith("Verif")]
+    assert event["detail-type"] == "Verification Failed"
+    assert event["detail"]["failed_checks"] == ["restore"]
+
+
+def test_a_point_in_time_outside_the_window_is_refused(pitr_stack: Any, server_dirs: Path) -> None:
+    from tests.integration.test_pitr import start_server
+    from tests.integration.test_pitr_restores import with_continuous_backups
+
+    server = start_server("18")
+    try:
+        with_continuous_backups(pitr_stack, server)
+    finally:
+        server.destroy()
+
+    status, body = pitr_stack.call(
+        "POST", "/v1/databases/shop/verifications", {"target_time": "2001-01-01T00:00:00Z"}
+    )
+
+    assert status == 422, body
+    assert body["error"]["code"] == "outside_recovery_window"
+    assert pitr_stack.api.services.fargate.requests == []
+
+
+def test_the_dispatcher_follows_a_backup_drill_with_a_random_point_in_time(
+    pitr_stack: Any, server_dirs: Path
+) -> None:
+    from tests.integration.test_pitr import start_server
+    from tests.integration.test_pitr_restores import task_services, with_continuous_backups
+
+    server = start_server("18")
+    try:
+        with_continuous_backups(pitr_stack, server)
+        status, body = pitr_stack.call("POST", "/v1/databases/shop/backups")
+        assert status == 202, body
+        [result] = pitr_stack.run_requests()
+        assert result["status"] == "done", result
+    finally:
+        server.destroy()
+    status, body = pitr_stack.call(
+        "PATCH",
+        "/v1/databases/shop",
+        {"verification": {"enabled": True}, "schedule": {"timezone": "UTC"}},
+    )
+    assert status == 200, body
+    at = datetime.fromisoformat(body["verification_status"]["next_at"].replace("Z", "+00:00"))
+    services = pitr_stack.api.services
+    fargate = services.fargate
+    task = task_services(pitr_stack, server_dirs)
+
+    [backup_drill] = dispatch(services, at).verifications
+    assert backup_drill.kind == "backup"
+    run_verification(task, fargate.requests.pop(), seconds_left=900, runner="fargate")
+    [point_drill] = dispatch(services, at + timedelta(hours=1)).verifications
+    assert point_drill.kind == "point_in_time"
+    run_verification(task, fargate.requests.pop(), seconds_left=900, runner="fargate")
+    assert dispatch(services, at + timedelta(hours=2)).verifications == []
+
+    _, page = pitr_stack.call("GET", "/v1/databases/shop/verifications")
+    drills = {v["kind"]: v for v in page["verifications"]}
+    assert drills["backup"]["status"] == "passed", drills["backup"]
+    assert drills["point_in_time"]["status"] == "passed", drills["point_in_time"]
+    _, window = pitr_stack.call("GET", "/v1/databases/shop/pitr")
+    newest = window["recoverable_ranges"][-1]
+    moment = drills["point_in_time"]["target_time"]
+    assert parse(newest["from"]) <= parse(moment) <= parse(newest["to"])
+
+
+def parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class Alerts:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+def test_a_failed_drill_alerts_once_and_its_recovery_once(stack: Stack, source: str) -> None:
+    from pgbackups.usecases.health import refresh_database_health
+
+    backup_id = stack.backed_up("shop", source)
+    bucket = stack.aws.settings.bucket_name
+    key = f"databases/shop/backups/{backup_id}.pgsql"
+    stack.aws.s3.put_object(Bucket=bucket, Key=key, Body=b"PGDMP not quite an archive")
+    assert stack.drilled("shop")["status"] == "failed"
+    alerts = Alerts()
+    stack.services.alerts = alerts
+
+    change = refresh_database_health(stack.services, "shop")
+    refresh_database_health(stack.services, "shop")  # the same incident: no second message
+
+    assert change is not None and change.health.status == "failing"
+    assert [r.code for r in change.health.reasons] == ["verification_failed"]
+    [raised] = alerts.sent
+    assert raised.kind == "raised" and "restore drill failed" in raised.subject
+
+    # A new backup, drilled: the incident is over.
+    status, body = stack.call("POST", "/v1/databases/shop/backups")
+    assert status == 202, body
+    request = stack.lambda_requests.pop()
+    assert stack.backup.handler(request.model_dump(), stack.context)["status"] == "done"
+    assert stack.drilled("shop")["status"] == "passed"
+    change = refresh_database_health(stack.services, "shop")
+    assert change is not None and change.health.status == "ok"
+    [_, cleared] = alerts.sent
+    assert cleared.kind == "cleared" and "restore drill failed" in cleared.subject

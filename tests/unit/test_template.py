@@ -345,7 +345,10 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     ]
     wal = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*/wal/*"}
     logical_archives = {"Fn::Sub": "${Bucket.Arn}/databases/*/backups/*"}
-    drill_reports = {"Fn::Sub": "${Bucket.Arn}/databases/*/backups/*.verification-*.json"}
+    drill_reports = [
+        {"Fn::Sub": "${Bucket.Arn}/databases/*/backups/*.verification-*.json"},
+        {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*/base/*.verification-*.json"},
+    ]
     chains = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*"}
     database_secrets = {
         "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"

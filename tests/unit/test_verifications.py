@@ -17,6 +17,8 @@ from pgbackups.domain.verifications import (
     drill_hour,
     next_verification_at,
     overdue_since,
+    point_in_time_due,
+    random_second,
     verification_due,
 )
 
@@ -169,8 +171,33 @@ def test_one_message_when_a_drill_fails_and_one_when_it_passes_again() -> None:
 
 def test_a_drills_report_lies_beside_its_backup() -> None:
     record = VerificationRecord.new("shop", NOW, backup_id="01JBACKUP", source_version="18.1")
-    assert record.report_object_key == (
+    assert record.report_key_beside("databases/shop/backups/01JBACKUP.pgsql") == (
         f"databases/shop/backups/01JBACKUP.verification-{record.id}.json"
     )
     failed = record.failed("the task stopped", NOW)
     assert (failed.status, failed.error, failed.active) == ("failed", "the task stopped", False)
+
+
+def test_a_point_in_time_drill_follows_a_finished_backup_drill_within_a_day() -> None:
+    drilled = VerificationState(last_kind="backup", last_status="passed", last_at=NOW)
+    assert point_in_time_due(drilled, NOW + timedelta(hours=1))
+    assert not point_in_time_due(drilled, NOW + timedelta(days=1))
+    assert not point_in_time_due(drilled.model_copy(update={"last_status": "running"}), NOW)
+    assert not point_in_time_due(drilled.model_copy(update={"last_kind": "point_in_time"}), NOW)
+    assert not point_in_time_due(None, NOW)
+
+
+def test_the_random_second_lies_inside_the_range() -> None:
+    start = NOW + timedelta(microseconds=300)
+    end = NOW + timedelta(seconds=10, microseconds=900)
+    assert random_second(start, end, lambda a, b: a) == NOW + timedelta(seconds=1)
+    assert random_second(start, end, lambda a, b: b) == NOW + timedelta(seconds=10)
+    assert random_second(start, start, lambda a, b: b) == start  # no whole second inside
+
+
+def test_a_point_in_time_drill_does_not_push_the_next_backup_drill_a_day() -> None:
+    # The backup drill at 12:00, the point in time's an hour later: next week, 12:00.
+    after_point_in_time = NOW + timedelta(hours=1, minutes=3)
+    assert next_verification_at(WEEKLY, PARIS, after_point_in_time, NOW + timedelta(days=1)) == (
+        NOW + timedelta(days=7)
+    )

@@ -19,7 +19,7 @@ from pgbackups.domain.verifications import (
 
 class VerificationRequest(BaseModel):
     """POST /v1/databases/{db}/verifications: a drill of a backup (default: the newest
-    done one)."""
+    done one) or of a point in time; at most one of the two."""
 
     model_config = STRICT
 
@@ -31,7 +31,10 @@ class VerificationRequest(BaseModel):
     target_time: str | None = Field(
         default=None,
         max_length=64,
-        description="A point in time (not run by the stack yet: answered 422 not_supported)",
+        description=(
+            "A point in time of the continuous backups (RFC 3339, or `latest`) to recover "
+            "and check instead of a backup"
+        ),
     )
 
 
