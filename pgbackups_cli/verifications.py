@@ -72,9 +72,11 @@ def counts_words(verification: Mapping[str, Any]) -> str:
 
 
 def what_words(verification: Mapping[str, Any]) -> str:
-    """What the drill restores: `backup 01KB…` or `point in time 2026-… UTC`."""
+    """What the drill restores: `backup 01KB…`, `point in time 2026-… UTC`, or `the latest
+    point in time` (a drill of `latest` records no time)."""
     if verification.get("kind") == "point_in_time":
-        return f"point in time {human_time(verification.get('target_time'))}"
+        moment = verification.get("target_time")
+        return f"point in time {human_time(moment)}" if moment else "the latest point in time"
     return f"backup {verification.get('backup_id') or 'latest'}"
 
 

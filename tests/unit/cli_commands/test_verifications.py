@@ -108,6 +108,19 @@ def test_a_point_in_time_drill_is_said_as_such(api: FakeApi) -> None:
     )
 
 
+def test_a_drill_of_the_latest_point_in_time_says_so(api: FakeApi) -> None:
+    drill = {"kind": "point_in_time", "target_time": None}
+    api.routes[f"POST {PATH}"] = (202, verification("scheduled", **drill))
+    api.routes[f"GET {ONE}"] = (200, verification("passed", **drill))
+
+    result = run("backups-verify", "--time", "latest")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == (
+        "-----> Verifying the latest point in time of shop in a throwaway server"
+    )
+
+
 def test_a_failed_check_fails_the_command_with_its_name(api: FakeApi) -> None:
     checks = [
         *VERIFICATION_CHECKS,
