@@ -1,6 +1,7 @@
 """`backups-verify` through the installed CLI and the local stack: the drill of the demo
-database's backup runs on the stack's Fargate runner (a local task that starts a
-throwaway server), and the CLI follows it and prints its checks."""
+database's backup, or of a point in time of continuous backups, runs on the stack's
+Fargate runner (a local task that starts a throwaway server), and the CLI follows it
+and prints its checks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import psycopg2
 import pytest
 import requests
 
+from pgbackups_local.postgres import EmbeddedPostgres
 from tests.e2e.conftest import Cli, RunningStack, lines, start_stack
+from tests.e2e.test_pitr_cli import capture, commit, enable_continuous_backups
 
 pytestmark = pytest.mark.e2e
 
@@ -89,3 +92,37 @@ def test_backups_verify_passes_on_the_demo_database_and_prints_its_checks(
     assert hashlib.sha256(report.content).hexdigest() == verification["report_sha256"]
     backup = cli.api_get(f"/v1/databases/demo/backups/{backup_id}")
     assert backup["verification"] == "passed"
+
+
+@pytest.fixture
+def server() -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(name="verify-pitr").init().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def test_backups_verify_of_the_latest_point_in_time_recovers_it_and_checks_it(
+    cli: Cli, server: EmbeddedPostgres
+) -> None:
+    server.create_database("orders")
+    server.psql("CREATE TABLE events (id int PRIMARY KEY)", "orders")
+    enable_continuous_backups(cli, server, "orders")
+    capture(cli)
+    for row in (1, 2, 3):
+        commit(server, row)
+    capture(cli)
+
+    result = cli("backups-verify", "-d", "orders", "--time", "latest")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(result.stdout)
+    printed = lines(result.stdout)
+    assert printed[0] == "-----> Verifying the latest point in time of orders in a throwaway server"
+    assert "       \N{CHECK MARK} restore: " in "\n".join(printed)
+    assert any(line.startswith("       Restored 1 table, 3 rows in ") for line in printed), printed
+    assert printed[-1] == "-----> Verification passed"
+    info = lines(cli("verifications-info", "-d", "orders").stdout)
+    assert "Restored:       the latest point in time" in info
+    assert "Status:         passed" in info
