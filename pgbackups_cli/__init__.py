@@ -23,6 +23,7 @@ from pgbackups_cli.pitr import COMMANDS as PITR_COMMANDS
 from pgbackups_cli.restores import COMMANDS as RESTORE_COMMANDS
 from pgbackups_cli.session import api_options, database_option
 from pgbackups_cli.tokens import COMMANDS as TOKEN_COMMANDS
+from pgbackups_cli.verifications import COMMANDS as VERIFICATION_COMMANDS
 
 # Commands that live in other packages, imported when used: name → (module, attribute, help).
 LAZY_COMMANDS = {
@@ -98,6 +99,7 @@ for command in (
     *BACKUP_COMMANDS,
     *HOLD_COMMANDS,
     *RESTORE_COMMANDS,
+    *VERIFICATION_COMMANDS,
     *PITR_COMMANDS,
     *TOKEN_COMMANDS,
     *AUDIT_COMMANDS,

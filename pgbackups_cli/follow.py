@@ -1,4 +1,4 @@
-"""Waiting for a backup or a restore to finish: the one loop the CLI, the demo and the
+"""Waiting for a backup, a restore or a drill to finish: the one loop the CLI, the demo and the
 tests share."""
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def wait_for_run(
     poll_seconds: float | None = None,
     on_poll: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """The run (a backup, a restore) at `path` once it is `done` or `error`."""
+    """The run at `path` once it has ended: a backup or a restore `done` or `error`, a
+    drill `passed` or `failed`."""
     started = time.monotonic()
     while True:
         run: dict[str, Any] = client.get(path)

@@ -15,6 +15,9 @@ TITLES = {
     "backups_stale": "no recent backup",
     "pitr_broken": "continuous backups broken",
     "pitr_lagging": "continuous backups lagging",
+    "restore_failed": "restore failed",
+    "verification_failed": "restore drill failed",
+    "verification_overdue": "restore drill overdue",
 }
 WIDTH = 80
 

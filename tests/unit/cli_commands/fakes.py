@@ -171,3 +171,43 @@ def archive_link(**changes: Any) -> tuple[int, Any]:
         "sha256": DIGEST,
         **changes,
     }
+
+
+VERIFICATION_ID = "01KB40000000000000000000VF"
+VERIFICATION_CHECKS = [
+    {"name": "restore", "passed": True, "detail": "12 entries restored"},
+    {"name": "objects", "passed": True, "detail": "every object of the archive is there"},
+    {"name": "amcheck", "passed": True, "detail": "4 tables and 6 indexes clean"},
+    {"name": "row_counts", "passed": True, "detail": "4 tables, 1,203 rows"},
+]
+
+
+def verification(status: str, **changes: Any) -> dict[str, Any]:
+    """A drill of backup NEW_ID of shop as the API returns it, in `status`."""
+    ended = status in ("passed", "failed")
+    return {
+        "id": VERIFICATION_ID,
+        "database": "shop",
+        "kind": "backup",
+        "backup_id": NEW_ID,
+        "target_time": None,
+        "status": status,
+        "runner": "fargate" if status != "scheduled" else None,
+        "created_at": "2026-11-25T05:00:00Z",
+        "started_at": "2026-11-25T05:00:02Z" if status != "scheduled" else None,
+        "finished_at": "2026-11-25T05:00:40Z" if ended else None,
+        "restore_seconds": 3.24 if ended else None,
+        "server_version": "18.1" if ended else None,
+        "source_version": "18.1" if ended else None,
+        "checks": VERIFICATION_CHECKS if ended else [],
+        "tables": 4 if ended else None,
+        "rows": 1203 if ended else None,
+        "report_key": (
+            f"databases/shop/backups/{NEW_ID}.verification-{VERIFICATION_ID}.json"
+            if ended
+            else None
+        ),
+        "report_sha256": "ab" * 32 if ended else None,
+        "error": None,
+        **changes,
+    }
