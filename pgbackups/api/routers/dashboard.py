@@ -27,6 +27,7 @@ ASSETS = {
     "access.js": "text/javascript; charset=utf-8",
     "tokens.js": "text/javascript; charset=utf-8",
     "activity.js": "text/javascript; charset=utf-8",
+    "holds.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }

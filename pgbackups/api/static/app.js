@@ -19,6 +19,7 @@ import {
   hourLabel,
   showError,
 } from "./dom.js";
+import { holdButton, protectionNodes } from "./holds.js";
 import { clearTokens, openTokens } from "./tokens.js";
 
 const PAGE_SIZE = 20;
@@ -557,6 +558,8 @@ function backupRows(backup) {
     download.addEventListener("click", () => downloadBackup(backup, download, rowError));
     actions.append(download);
   }
+  const hold = holdButton(state.database.name, backup, rowError, replaceBackup);
+  if (hold) actions.append(hold);
   if (!ACTIVE.has(backup.status)) {
     const remove = el("button", { type: "button", class: "small danger", "data-action": "deleteBackup" }, "Delete");
     remove.addEventListener("click", () => deleteBackup(backup, remove, rowError));
@@ -576,7 +579,7 @@ function backupRows(backup) {
     el("td", { "data-label": "Runner" }, backup.runner || "–"),
     el("td", { class: "number", "data-label": "Size" }, formatSize(backup.size)),
     status,
-    el("td", { "data-label": "Kept as" }, backup.kept_as || "–"),
+    el("td", { class: "kept", "data-label": "Kept as" }, backup.kept_as || "–", protectionNodes(backup)),
     actions,
   );
   if (!reason) return [row];
@@ -586,6 +589,12 @@ function backupRows(backup) {
     el("td", { colspan: 8 }, el("p", { class: "reason", id: reasonId }, reason)),
   );
   return [row, reasonRow];
+}
+
+/** A backup as the API answered an action on it (a hold, a release), in place. */
+function replaceBackup(backup) {
+  state.backups = state.backups.map((b) => (b.id === backup.id ? backup : b));
+  renderBackups();
 }
 
 $("#load-more").addEventListener("click", async (event) => {
