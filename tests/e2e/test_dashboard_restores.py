@@ -7,16 +7,20 @@ what a person sees for each role, and what the API and the target database then 
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg2
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from pgbackups_local.postgres import EmbeddedPostgres
 from tests.e2e.conftest import RunningStack, start_stack
 from tests.e2e.test_dashboard import (  # noqa: F401 (fixtures)
+    HOSTILE,
     Console,
     api_get,
     browser,
@@ -116,3 +120,218 @@ def test_an_operator_holds_an_admin_cannot_delete_it_and_releases_it(
     expect(visible_button(row, "Hold")).to_have_count(1)
     assert backup_of(local_stack, name, backup["id"])["legal_hold"] is False
     assert console.errors(409) == []
+
+
+# -- restores -----------------------------------------------------------------------------
+
+
+def count_items(postgres: EmbeddedPostgres, database: str) -> int:
+    with psycopg2.connect(postgres.url(database)) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM items")
+        (count,) = cursor.fetchone()
+    connection.close()
+    return int(count)
+
+
+def restore_of(stack: RunningStack, name: str, restore_id: str) -> dict[str, Any]:
+    response = api_get(stack, f"/v1/databases/{name}/restores/{restore_id}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def duration_text(seconds: float) -> str:
+    """How the page writes a duration under a minute (dom.js formatDuration)."""
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+def test_an_operator_restores_a_backup_into_another_database_and_sees_it_done_with_its_rto(
+    page: Page,
+    console: Console,
+    local_stack: RunningStack,
+    postgres: EmbeddedPostgres,
+    backed_up: dict[str, Any],
+) -> None:
+    name, backup = backed_up["name"], backed_up["backup"]
+    target = f"target_{uuid.uuid4().hex[:8]}"
+    target_url = postgres.create_database(target)
+    operator = new_token(local_stack, "restorer", "operate")
+    open_database(page, local_stack, operator, name)
+    expect(page.locator("#restores-empty")).to_be_visible()
+
+    row = page.locator(f'#backups-table tr[data-backup-id="{backup["id"]}"]')
+    visible_button(row, "Restore").click()
+    dialog = page.locator("#restore-dialog")
+    expect(dialog.get_by_role("heading")).to_have_text(f"Restore backup {backup['id']}")
+    url_field = dialog.get_by_label("Target database URL")
+    expect(url_field).to_have_attribute("type", "password")
+    expect(dialog.get_by_label("Drop the target's objects first (clean)")).to_be_checked()
+    url_field.fill(target_url)
+    dialog.get_by_role("button", name="Restore", exact=True).click()
+    expect(dialog).to_be_hidden()
+
+    restores = page.locator("#restores-table tbody tr[data-restore-id]")
+    expect(restores).to_have_count(1)
+    shown = restores.first
+    restore_id = shown.get_attribute("data-restore-id")
+    assert restore_id
+    expect(page.locator("#restores-note")).to_contain_text(f"Restore {restore_id} into")
+    # Followed live to its end, with no reload.
+    expect(shown).to_have_attribute("data-status", "done", timeout=90_000)
+    done = restore_of(local_stack, name, restore_id)
+    assert done["status"] == "done" and done["backup_id"] == backup["id"]
+    expect(shown.locator('[data-label="Into"]')).to_have_text(done["target"])
+    expect(shown.locator('[data-label="Restored"]')).to_have_text(f"backup {backup['id']}")
+    total = done["progress"]["total"]
+    expect(shown.locator('[data-label="Progress"]')).to_have_text(f"{total} of {total} entries")
+    expect(shown.locator('[data-label="Duration (RTO)"]')).to_have_text(
+        duration_text(done["duration_seconds"])
+    )
+    # The rows are in the target; its password is nowhere in the page.
+    assert count_items(postgres, target) == 120
+    assert postgres.password not in page.content()
+    assert console.errors() == []
+
+
+def test_restoring_into_the_source_asks_for_its_name_and_only_an_admin_may(
+    page: Page,
+    console: Console,
+    local_stack: RunningStack,
+    postgres: EmbeddedPostgres,
+    backed_up: dict[str, Any],
+) -> None:
+    name, backup = backed_up["name"], backed_up["backup"]
+    row = page.locator(f'#backups-table tr[data-backup-id="{backup["id"]}"]')
+    dialog = page.locator("#restore-dialog")
+    operator = new_token(local_stack, "in-place-operator", "operate")
+    open_database(page, local_stack, operator, name)
+
+    visible_button(row, "Restore").click()
+    dialog.get_by_label("Target database URL").fill(postgres.url(name))
+    dialog.get_by_role("button", name="Restore", exact=True).click()
+    alert = dialog.locator('[data-error-for=""]')
+    expect(alert).to_contain_text(f"the target is {name} itself")
+    expect(alert).to_contain_text(f"Restoring into {name} itself needs the admin role.")
+    expect(dialog.get_by_label(f"Type {name} to restore into it")).to_be_hidden()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+
+    page.get_by_role("button", name="Sign out").click()
+    open_database(page, local_stack, local_stack.info["token"], name)
+    before = len(api_get(local_stack, f"/v1/databases/{name}/restores").json()["restores"])
+    visible_button(row, "Restore").click()
+    # Emptied when the dialog closed: the URL is typed again.
+    expect(dialog.get_by_label("Target database URL")).to_have_value("")
+    dialog.get_by_label("Target database URL").fill(postgres.url(name))
+    dialog.get_by_role("button", name="Restore", exact=True).click()
+    expect(alert).to_contain_text(f'send "confirm": "{name}" to restore in place')
+    confirm = dialog.get_by_label(f"Type {name} to restore into it")
+    submit = dialog.get_by_role("button", name=f"Restore into {name}")
+    expect(submit).to_be_disabled()
+    confirm.fill(name[:-1])
+    expect(submit).to_be_disabled()
+    confirm.fill(name)
+    submit.click()
+    expect(dialog).to_be_hidden()
+    restores = page.locator("#restores-table tbody tr[data-restore-id]")
+    expect(restores).to_have_count(before + 1)
+    expect(restores.first).to_have_attribute("data-status", "done", timeout=90_000)
+    assert count_items(postgres, name) == 120
+    assert console.errors(409) == []
+
+
+def test_a_refused_target_is_said_in_the_dialog_without_its_password_and_nothing_starts(
+    page: Page,
+    console: Console,
+    local_stack: RunningStack,
+    postgres: EmbeddedPostgres,
+    backed_up: dict[str, Any],
+) -> None:
+    name, backup = backed_up["name"], backed_up["backup"]
+    open_database(page, local_stack, local_stack.info["token"], name)
+    before = len(api_get(local_stack, f"/v1/databases/{name}/restores").json()["restores"])
+    row = page.locator(f'#backups-table tr[data-backup-id="{backup["id"]}"]')
+    visible_button(row, "Restore").click()
+    dialog = page.locator("#restore-dialog")
+    dialog.get_by_label("Target database URL").fill(postgres.url(name, password="wrong-pw-7"))
+    dialog.get_by_role("button", name="Restore", exact=True).click()
+    error = dialog.locator('[data-error-for="target_url"]')
+    expect(error).to_contain_text('password authentication failed for user "postgres"')
+    assert "wrong-pw-7" not in error.inner_text()
+    expect(dialog).to_be_visible()
+    after = api_get(local_stack, f"/v1/databases/{name}/restores").json()["restores"]
+    assert len(after) == before
+    assert console.errors(422) == []
+
+
+def test_a_restore_that_stopped_halfway_says_why_and_that_the_target_may_be_partial(
+    page: Page, console: Console, local_stack: RunningStack, backed_up: dict[str, Any]
+) -> None:
+    """The API's record of such a restore (answered by the page's route: a restore killed
+    halfway is the runners' tests' business); its words stay text."""
+    name, backup = backed_up["name"], backed_up["backup"]
+    partial = (
+        "the target may be partial: 7 of 12 entries of the archive were restored into "
+        "127.0.0.1:5432/shop before the restore stopped; restore again (clean) to redo it"
+    )
+    failed = {
+        "id": "01KBRESTORE0000000000000001",
+        "kind": "backup",
+        "backup_id": backup["id"],
+        "target_time": None,
+        "target": "127.0.0.1:5432/shop",
+        "tables": ["items"],
+        "schemas": [],
+        "status": "error",
+        "runner": "lambda",
+        "created_at": "2026-12-06T02:00:00Z",
+        "started_at": "2026-12-06T02:00:01Z",
+        "finished_at": "2026-12-06T02:00:31Z",
+        "duration_seconds": 30.0,
+        "progress": {"restored": 7, "total": 12},
+        "warnings": [partial],
+        "error": f"pg_restore: error: connection lost {HOSTILE}",
+    }
+
+    def fulfil(route: Route) -> None:
+        route.fulfill(
+            status=200,
+            content_type="application/json",
+            body=json.dumps({"restores": [failed], "next_cursor": None}),
+        )
+
+    page.route(f"**/v1/databases/{name}/restores?*", fulfil)
+    open_database(page, local_stack, local_stack.info["token"], name)
+    shown = page.locator(f'#restores-table tr[data-restore-id="{failed["id"]}"]')
+    expect(shown).to_have_attribute("data-status", "error")
+    expect(shown.locator('[data-label="Progress"]')).to_have_text("7 of 12 entries")
+    expect(shown.locator('[data-label="Duration (RTO)"]')).to_have_text("30 s")
+    expect(shown.locator('[data-label="Restored"]')).to_have_text(
+        f"backup {backup['id']}tables: items"
+    )
+    notes = page.locator(f'#restores-table tr[data-notes-for="{failed["id"]}"]')
+    expect(notes.locator(".reason")).to_have_text(failed["error"])
+    expect(notes.locator(".warning")).to_have_text(partial)
+    assert page.evaluate("window.__pwned") is None
+    assert console.errors() == []
+
+
+# -- what each role is offered ------------------------------------------------------------
+
+# Restore and Hold for operate and admin; Release (a held backup) for admin only.
+OFFERED = {"read": set(), "operate": {"Restore", "Hold"}, "admin": {"Restore", "Hold"}}
+
+
+@pytest.mark.parametrize("role", ["read", "operate", "admin"])
+def test_each_role_sees_only_the_restore_and_hold_it_may_use(
+    page: Page, console: Console, local_stack: RunningStack, backed_up: dict[str, Any], role: str
+) -> None:
+    token = new_token(local_stack, f"offered-{role}", role)
+    open_database(page, local_stack, token, backed_up["name"])
+    expect(page.locator("#signed-in-as")).to_have_text(f"offered-{role} ({role})")
+    row = page.locator(f'#backups-table tr[data-backup-id="{backed_up["backup"]["id"]}"]')
+    expect(visible_button(row, "Download")).to_have_count(1)
+    for action in ("Restore", "Hold"):
+        expect(visible_button(row, action)).to_have_count(1 if action in OFFERED[role] else 0)
+    # The Restores list is there for every role to read.
+    expect(page.get_by_role("heading", name="Restores")).to_be_visible()
+    assert console.errors() == []

@@ -28,6 +28,7 @@ ASSETS = {
     "tokens.js": "text/javascript; charset=utf-8",
     "activity.js": "text/javascript; charset=utf-8",
     "holds.js": "text/javascript; charset=utf-8",
+    "restores.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }

@@ -20,6 +20,7 @@ import {
   showError,
 } from "./dom.js";
 import { holdButton, protectionNodes } from "./holds.js";
+import { closeRestores, openRestores, restoreButton } from "./restores.js";
 import { clearTokens, openTokens } from "./tokens.js";
 
 const PAGE_SIZE = 20;
@@ -55,6 +56,7 @@ function showView(id) {
 function signedOut(message) {
   stopPolling();
   stopPitrPolling();
+  closeRestores();
   state.generation += 1;
   state.database = null;
   state.backups = [];
@@ -82,6 +84,7 @@ function route() {
   state.generation += 1;
   stopPolling();
   stopPitrPolling();
+  closeRestores();
   if (!storedToken()) {
     signedOut("");
     return;
@@ -344,6 +347,7 @@ async function openDatabase(name) {
     renderRetention(database.retention);
     // Continuous backups load beside the rest and fail on their own (loadPitr catches).
     loadPitr();
+    openRestores(database.name);
     await Promise.all([loadBackups(true), loadHistory()]);
   } catch (error) {
     if (generation !== state.generation) return;
@@ -558,6 +562,8 @@ function backupRows(backup) {
     download.addEventListener("click", () => downloadBackup(backup, download, rowError));
     actions.append(download);
   }
+  const restore = restoreButton(state.database.name, backup);
+  if (restore) actions.append(restore);
   const hold = holdButton(state.database.name, backup, rowError, replaceBackup);
   if (hold) actions.append(hold);
   if (!ACTIVE.has(backup.status)) {
