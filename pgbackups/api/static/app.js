@@ -20,7 +20,7 @@ import {
   showError,
 } from "./dom.js";
 import { holdButton, protectionNodes } from "./holds.js";
-import { closeRestores, openRestores, restoreButton } from "./restores.js";
+import { closeRestores, openRestores, restoreButton, showPointInTime } from "./restores.js";
 import { clearTokens, openTokens } from "./tokens.js";
 
 const PAGE_SIZE = 20;
@@ -755,6 +755,7 @@ function clearPitr() {
     delete $(slot).dataset.shown;
   }
   $("#pitr-ranges-block").hidden = true;
+  showPointInTime([]);
   $("#pitr-breaks-block").hidden = true;
   const form = $("#pitr-form");
   clearErrors(form);
@@ -903,6 +904,7 @@ const TIMELINE = { width: 640, height: 28 };
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 function renderRanges(ranges) {
+  showPointInTime(ranges);
   const key = JSON.stringify(ranges);
   const list = $("#pitr-ranges");
   if (list.dataset.shown === key) return;

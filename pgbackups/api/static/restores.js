@@ -162,6 +162,78 @@ function follow(restore) {
   $("#restores-card").scrollIntoView({ block: "nearest" });
 }
 
+// -- a point in time --------------------------------------------------------------------
+
+let ranges = []; // the recoverable ranges the Continuous backups block shows, oldest first
+
+/** The form under the recoverable ranges: shown while there is one to restore from. */
+export function showPointInTime(shownRanges) {
+  ranges = shownRanges;
+  const block = $("#pitr-restore");
+  const form = $("#pitr-restore-form");
+  if (ranges.length === 0) {
+    block.hidden = true;
+    clearErrors(form);
+    delete form.dataset.edited;
+    $("#pitr-restore-time").value = "";
+    return;
+  }
+  // access.js hides the block again for a token that may not restore.
+  block.hidden = !may("restore");
+  $("#pitr-restore-zone").textContent = browserTimeZone();
+  const input = $("#pitr-restore-time");
+  input.min = inputValue(new Date(ranges[0].from));
+  input.max = inputValue(new Date(ranges[ranges.length - 1].to));
+  // The latest second that can be restored, until someone picks another.
+  if (!form.dataset.edited) input.value = input.max;
+}
+
+$("#pitr-restore-form").addEventListener("input", (event) => {
+  event.currentTarget.dataset.edited = "true";
+});
+
+$("#pitr-restore-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  clearErrors(form);
+  const value = $("#pitr-restore-time").value;
+  // A date-time input's value has no zone: `new Date()` reads it in the browser's.
+  const moment = value ? new Date(value) : null;
+  if (!moment || Number.isNaN(moment.getTime())) {
+    showError(form, new ApiError(0, "missing", "Choose the date and time to restore to.", "target_time"));
+    return;
+  }
+  const at = moment.getTime();
+  if (!ranges.some((range) => new Date(range.from).getTime() <= at && at <= new Date(range.to).getTime())) {
+    const message = `${formatTime(moment, browserTimeZone(), true)} is outside the recoverable ranges: choose a time inside one of them.`;
+    showError(form, new ApiError(0, "outside_ranges", message, "target_time"));
+    return;
+  }
+  const shown = formatTime(moment, browserTimeZone(), true);
+  openRestoreDialog(
+    list.database,
+    { target_time: withOffset(moment) },
+    `Restore ${list.database} as it was at ${shown}`,
+    "The database is recovered to that second from its base backup and WAL, then moved into the database below.",
+  );
+});
+
+function pad(number) {
+  return String(number).padStart(2, "0");
+}
+
+/** `2026-12-06T11:40:13`: a moment as a date-time input shows it, in the browser's zone. */
+function inputValue(date) {
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
+
+/** RFC 3339 with the browser's offset at that moment: `2026-12-06T11:40:13+09:00`. */
+function withOffset(date) {
+  const offset = -date.getTimezoneOffset();
+  const sign = offset >= 0 ? "+" : "-";
+  return `${inputValue(date)}${sign}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
+}
+
 // -- the Restore dialog -----------------------------------------------------------------
 
 const dialog = $("#restore-dialog");
