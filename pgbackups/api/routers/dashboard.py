@@ -29,6 +29,7 @@ ASSETS = {
     "activity.js": "text/javascript; charset=utf-8",
     "holds.js": "text/javascript; charset=utf-8",
     "restores.js": "text/javascript; charset=utf-8",
+    "verification.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }

@@ -22,6 +22,7 @@ import {
 import { holdButton, protectionNodes } from "./holds.js";
 import { closeRestores, openRestores, restoreButton, showPointInTime } from "./restores.js";
 import { clearTokens, openTokens } from "./tokens.js";
+import { closeVerification, openVerification, verificationBadge } from "./verification.js";
 
 const PAGE_SIZE = 20;
 const HISTORY_SIZE = 30;
@@ -57,6 +58,7 @@ function signedOut(message) {
   stopPolling();
   stopPitrPolling();
   closeRestores();
+  closeVerification();
   state.generation += 1;
   state.database = null;
   state.backups = [];
@@ -85,6 +87,7 @@ function route() {
   stopPolling();
   stopPitrPolling();
   closeRestores();
+  closeVerification();
   if (!storedToken()) {
     signedOut("");
     return;
@@ -348,6 +351,8 @@ async function openDatabase(name) {
     // Continuous backups load beside the rest and fail on their own (loadPitr catches).
     loadPitr();
     openRestores(database.name);
+    // A drill that ends changes the backups' Verified badges.
+    openVerification(database, () => loadBackups(true).catch(() => {}));
     await Promise.all([loadBackups(true), loadHistory()]);
   } catch (error) {
     if (generation !== state.generation) return;
@@ -574,7 +579,7 @@ function backupRows(backup) {
   actions.append(rowError);
   const reasonId = `reason-${backup.id}`;
   const reason = backup.status === "error" && backup.error ? backup.error : null;
-  const status = el("td", { "data-label": "Status", "aria-describedby": reason && reasonId }, statusBadge(backup.status));
+  const status = el("td", { "data-label": "Status", "aria-describedby": reason && reasonId }, statusBadge(backup.status), verificationBadge(backup));
   const row = el(
     "tr",
     { "data-backup-id": backup.id, "data-status": backup.status, class: reason && "has-reason" },
