@@ -2,7 +2,8 @@
 
 Started by task_bootstrap.py once the function's code and layers are unpacked.
 The request comes in PGBACKUPS_BACKUP_REQUEST (`{"database", "backup_id", "kind"}`,
-set by the Fargate runner's RunTask override: a logical backup, a base backup or a restore); the deadline is the task's own
+set by the Fargate runner's RunTask override: a logical backup, a base backup, a restore
+or a restore drill); the deadline is the task's own
 (BACKUP_TASK_TIMEOUT_SECONDS), counted from the bootstrap's start. Exit code 0
 when the backup was taken or had nothing to do, 1 when it ended in `error`.
 """
@@ -30,6 +31,7 @@ from pgbackups.settings import Settings
 from pgbackups.usecases.backup import run_backup
 from pgbackups.usecases.pitr import run_base_backup
 from pgbackups.usecases.restores import run_restore
+from pgbackups.usecases.verifications import run_verification
 from pgbackups.wiring import build_services
 
 REQUEST_VARIABLE = "PGBACKUPS_BACKUP_REQUEST"
@@ -67,6 +69,13 @@ def stop_restore(signum: int, frame: Any) -> None:
     raise RestoreFailed("the task was stopped (StopTask, scale-in) before the restore finished")
 
 
+def stop_drill(signum: int, frame: Any) -> None:
+    """ECS's SIGTERM during a drill: the drill stops where it is (its throwaway server
+    is stopped and its files removed on the way out) and records `failed`."""
+    logger.warning("the task was asked to stop; stopping the drill")
+    raise RestoreFailed("the task was stopped (StopTask, scale-in) before the drill finished")
+
+
 def main(*, started_monotonic: float | None = None) -> int:
     started = time.monotonic() if started_monotonic is None else started_monotonic
     settings = Settings.from_env()
@@ -83,6 +92,11 @@ def main(*, started_monotonic: float | None = None) -> int:
         restore = run_restore(services, request, seconds_left=seconds_left, runner="fargate")
         if restore is not None:
             status = restore.status
+    elif request.kind == "verify":
+        signal.signal(signal.SIGTERM, stop_drill)
+        drill = run_verification(services, request, seconds_left=seconds_left, runner="fargate")
+        if drill is not None:
+            status = drill.status
     elif request.kind == "base":
         result = run_base_backup(services, request, seconds_left=seconds_left, runner="fargate")
         if result is not None:
@@ -97,7 +111,7 @@ def main(*, started_monotonic: float | None = None) -> int:
         metrics.add_metric(name="DuplicateInvocations", unit=MetricUnit.Count, value=1)
     metrics.flush_metrics()
     print(json.dumps({"backup_id": request.backup_id, "status": status}), flush=True)
-    return 1 if status == "error" else 0
+    return 1 if status in ("error", "failed") else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Dispatcher function: the hourly EventBridge rule's target, and the project bus's
-`Backup Failed` / `Backup Succeeded` / `PITR Broken` events' (one database's health
-refreshed at once, so a failed backup alerts without waiting for the hour)."""
+backup, restore, drill and `PITR Broken` events' (one database's health refreshed at
+once, so a failure alerts without waiting for the hour)."""
 
 from datetime import datetime
 from typing import Any

@@ -34,6 +34,12 @@ from pgbackups.domain.pitr import (
     WalFile,
 )
 from pgbackups.domain.restores import RestoreRecord, TargetLock
+from pgbackups.domain.verifications import (
+    VerificationRecord,
+    VerificationResult,
+    VerificationSettings,
+    VerificationState,
+)
 
 
 class Catalog(Protocol):
@@ -52,6 +58,7 @@ class Catalog(Protocol):
         compression: str | None = None,
         runner: str | None = None,
         alerting: Alerting | None = None,
+        verification: VerificationSettings | None = None,
     ) -> DatabaseRecord: ...
     def record_replica(self, name: str, has_replica: bool, urls_version: int) -> None: ...
     def record_health(self, name: str, new: Health, previous: Health | None) -> bool: ...
@@ -200,6 +207,31 @@ class Restores(Protocol):
     def finish_restore(self, record: RestoreRecord, *, expected_status: str) -> bool: ...
 
 
+class Verifications(Protocol):
+    """Restore drills, and the one-active-drill-per-database lock (DynamoDB)."""
+
+    def create_verification(self, record: VerificationRecord, state: VerificationState) -> None: ...
+    def get_verification(self, database: str, verification_id: str) -> VerificationRecord: ...
+    def list_verifications(
+        self, database: str, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[VerificationRecord], str | None]: ...
+    def start_verification(
+        self,
+        database: str,
+        verification_id: str,
+        at: datetime,
+        *,
+        runner: str,
+        deadline_at: datetime,
+    ) -> VerificationRecord | None: ...
+    def finish_verification(
+        self, record: VerificationRecord, state: VerificationState, *, expected_status: str
+    ) -> bool: ...
+    def mark_backup(
+        self, database: str, backup_id: str, at: datetime, result: VerificationResult
+    ) -> None: ...
+
+
 class CaptureStarter(Protocol):
     """Starts one WAL capture of one database where it may run to the end."""
 
@@ -211,6 +243,7 @@ class Events(Protocol):
 
     def publish(self, record: BackupRecord) -> None: ...
     def publish_restore(self, record: RestoreRecord) -> None: ...
+    def publish_verification(self, record: VerificationRecord) -> None: ...
     def publish_pitr_broken(self, detail: dict[str, object]) -> None: ...
     def publish_pitr_recovered(self, detail: dict[str, object]) -> None: ...
     def publish_pitr_slot_left(self, detail: dict[str, object]) -> None: ...

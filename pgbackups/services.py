@@ -20,6 +20,7 @@ from pgbackups.ports import (
     Restores,
     Secrets,
     TokenStore,
+    Verifications,
 )
 from pgbackups.postgres.pgtools import Launcher, PgTools, launch
 from pgbackups.settings import Settings
@@ -42,6 +43,7 @@ class Services:
     audit: AuditLog
     alerts: Alerts
     restores: Restores
+    verifications: Verifications
     clock: Callable[[], datetime] = field(default=utcnow)
     launcher: Launcher = field(default=launch)
     # The container runner for backups that outgrow Lambda; None where the

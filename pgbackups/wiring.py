@@ -24,6 +24,7 @@ from pgbackups.adapters.restores import RestoreCatalog
 from pgbackups.adapters.runners import FargateRunner, LambdaCaptureStarter, LambdaRunner
 from pgbackups.adapters.secrets import ConnectionSecrets
 from pgbackups.adapters.tokens import TokenStore
+from pgbackups.adapters.verifications import VerificationCatalog
 from pgbackups.api.auth import AuthorizerSettingsError, TokenAuthorizer
 from pgbackups.domain.models import utcnow
 from pgbackups.postgres.pgtools import PgTools
@@ -78,6 +79,7 @@ def build_services(settings: Settings, session: boto3.Session | None = None) -> 
         audit=AuditLog(dynamodb, settings.table_name),
         alerts=_alert_channels(settings, client),
         restores=RestoreCatalog(dynamodb, settings.table_name),
+        verifications=VerificationCatalog(dynamodb, settings.table_name),
     )
 
 

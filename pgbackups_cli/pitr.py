@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
-import hashlib
-import http.client
 import itertools
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -33,12 +29,11 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -46,16 +41,12 @@ from pgbackups.postgres.cluster import (
     ClusterFailed,
     RecoveredCluster,
     check_reachable,
-    check_replayed_to,
-    configure_recovery,
     give_to,
-    is_wal_name,
     leave_startable,
-    private_file,
     private_folder,
     server_user,
-    unpack_base_backup,
 )
+from pgbackups.postgres.recovery import Readable, RecoverySource, StoredFile, recover
 from pgbackups_cli.client import ApiFailure
 from pgbackups_cli.output import (
     Failure,
@@ -79,7 +70,6 @@ if TYPE_CHECKING:
 
 CACHE_ENV = "PGBACKUPS_CACHE_DIR"
 LATEST = "latest"
-MAX_WAL_SEGMENT = 1024 * 1024 * 1024  # --wal-segsize at most 1 GB
 
 
 class PitrRestoreFailed(Failure):
@@ -147,100 +137,59 @@ class RestoreFolders:
     data_dir: Path
     user: str | None
 
-    @property
-    def wal_dir(self) -> Path:
-        return self.scratch / "wal"
 
-    @property
-    def socket_dir(self) -> Path:
-        return self.scratch / "socket"
-
-
-def _fetch(
-    url: str,
-    path: Path,
-    sha256: str | None,
-    user: str | None,
-    what: str,
-    expected_size: int | None = None,
-) -> int:
-    """Download `url` to `path` (0600), checked against `sha256`, the digest the plan gives
-    (never the object's own metadata: whoever can write to the bucket can write that too)."""
-    if not sha256:
-        raise PitrRestoreFailed(f"{what}: the restore plan gives no checksum for it (refused)")
-    if not str(url).startswith(("https://", "http://")):
-        raise PitrRestoreFailed(f"{what}: the restore plan gives a URL that is not http(s)")
-    digest = hashlib.sha256()
-    size = 0
+def open_url(file: StoredFile) -> Readable:
+    """A presigned URL of the plan, opened; ClusterFailed saying why it cannot be."""
+    if not file.location.startswith(("https://", "http://")):
+        raise ClusterFailed(f"{file.what}: the restore plan gives a URL that is not http(s)")
     try:
-        response = urllib.request.urlopen(url, timeout=60)  # noqa: S310 (the API's presigned URL)
+        response: Readable = urllib.request.urlopen(file.location, timeout=60)  # noqa: S310 (the API's presigned URL)
     except urllib.error.HTTPError as error:
-        raise PitrRestoreFailed(
-            f"{what} could not be downloaded: storage answered {error.code} {error.reason}"
+        raise ClusterFailed(
+            f"{file.what} could not be downloaded: storage answered {error.code} {error.reason}"
             + (" (it is missing from the bucket)" if error.code == 404 else "")
         ) from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
-        raise PitrRestoreFailed(f"{what} could not be downloaded: {reason}") from None
-    try:
-        with response, private_file(path, user) as sink:
-            while chunk := response.read(1024 * 1024):
-                digest.update(chunk)
-                sink.write(chunk)
-                size += len(chunk)
-    except (http.client.HTTPException, TimeoutError, ConnectionError) as error:
-        raise PitrRestoreFailed(f"{what}: the download was cut short ({error!r})") from None
-    if expected_size is not None and size != expected_size:
-        raise PitrRestoreFailed(
-            f"{what}: {size} bytes received, the restore plan says {expected_size}"
-        )
-    if digest.hexdigest() != sha256.lower():
-        raise PitrRestoreFailed(
-            f"{what}: checksum mismatch (the download is corrupt): its SHA-256 is not the one "
-            "recorded when it was archived"
-        )
-    return size
+        raise ClusterFailed(f"{file.what} could not be downloaded: {reason}") from None
+    return response
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def download_wal(
-    pages: Iterable[dict[str, Any]], wal_dir: Path, user: str | None, advance: Callable[[], Any]
-) -> str | None:
-    """Every WAL file of the plan's pages into `wal_dir`, each checked; the last one's name."""
-    last = None
+def wal_of(pages: Iterable[dict[str, Any]]) -> Iterator[tuple[str, StoredFile]]:
+    """The plan's WAL files, page after page (a page is asked for when the previous one is
+    used up, so its URLs are fresh)."""
     for page in pages:
         for file in page["wal"]:
             name = str(file.get("name", ""))
-            if not is_wal_name(name):
-                raise PitrRestoreFailed(
-                    f"the restore plan names a WAL file {name[:40]!r}: not a WAL segment name"
-                )
-            compressed = wal_dir / f"{name}.gz"
-            _fetch(
-                file["url"], compressed, file.get("sha256"), user, f"WAL file {name}",
-                file.get("size"),
-            )  # fmt: skip
-            try:
-                with gzip.open(compressed) as source, private_file(wal_dir / name, user) as sink:
-                    copied = 0
-                    while (chunk := source.read(1024 * 1024)) and copied <= MAX_WAL_SEGMENT:
-                        sink.write(chunk)
-                        copied += len(chunk)
-                if copied > MAX_WAL_SEGMENT:
-                    raise PitrRestoreFailed(f"{name}: larger than a WAL segment can be")
-            except (gzip.BadGzipFile, EOFError, zlib.error) as error:
-                raise PitrRestoreFailed(
-                    f"{name}: not a gzip-compressed WAL file: {error}"
-                ) from None
-            compressed.unlink()
-            last = name
-            advance()
-    return last
+            yield (
+                name,
+                StoredFile(
+                    f"WAL file {name}",
+                    str(file.get("url", "")),
+                    file.get("sha256"),
+                    file.get("size"),
+                ),
+            )
+
+
+def recovery_source(plan: dict[str, Any], more: Iterable[dict[str, Any]]) -> RecoverySource:
+    """What the API's restore plan (its first page, then `more`) replays."""
+    base = plan["base_backup"]
+    target = plan.get("target_time")
+    return RecoverySource(
+        server_major=int(plan["server_major"]),
+        source_database=plan["source_database"],
+        source_user=plan["source_user"],
+        target_time=datetime.fromisoformat(target.replace("Z", "+00:00")) if target else None,
+        base=StoredFile(
+            f"base backup {base['id']}",
+            str(base.get("url", "")),
+            base.get("sha256"),
+            base.get("size"),
+        ),
+        wal_total=int(plan["wal_total"]),
+        wal=wal_of(itertools.chain([plan], more)),
+    )
 
 
 def restore_cluster(
@@ -252,52 +201,22 @@ def restore_cluster(
     progress: Callable[[str], None] = say,
     scratch: Path | None = None,
 ) -> RecoveredCluster:
-    """Build a recovered, promoted cluster in `data_dir` from the restore plan: its first
-    page, then the `more` pages of `plan_pages`; the cluster is left running. The downloads,
-    the socket and the log go to `scratch` (default: a new private folder beside `data_dir`,
-    which the caller removes with it)."""
+    """A recovered, promoted cluster in `data_dir` from the restore plan: its first page,
+    then the `more` pages of `plan_pages`; the cluster is left running. The downloads,
+    the socket and the log go to `scratch` (default: a new private folder beside
+    `data_dir`, which the caller removes with it)."""
     user = server_user()
     if scratch is None:
         scratch = Path(tempfile.mkdtemp(prefix="pgbackups-pitr-", dir=data_dir.parent))
         give_to(user, scratch)
     if not data_dir.exists():
         private_folder(data_dir, user)
-    folders = RestoreFolders(scratch=scratch, data_dir=data_dir, user=user)
-    base = plan["base_backup"]
-    progress(f"Downloading the base backup {base['id']} ({base['size']} bytes)")
-    tar_path = folders.scratch / "base.tar.gz"
-    _fetch(
-        base["url"], tar_path, base.get("sha256"), user, f"base backup {base['id']}",
-        base.get("size"),
-    )  # fmt: skip
-    unpack_base_backup(tar_path, folders.data_dir)
-    tar_path.unlink()
-
-    private_folder(folders.wal_dir, user)
-    with _progress_bar(plan["wal_total"]) as advance:
-        last_wal = download_wal(itertools.chain([plan], more), folders.wal_dir, user, advance)
-
-    cluster = RecoveredCluster(
-        data_dir=folders.data_dir, install=install,
-        socket_dir=private_folder(folders.socket_dir, user), port=_free_port(), user=user,
-        log_file=folders.scratch / "recovery.log", major=int(plan["server_major"]),
-    )  # fmt: skip
-    give_to(user, folders.data_dir)
-    configure_recovery(cluster, folders.wal_dir, plan.get("target_time"))
-    with private_file(cluster.log_file, user):
-        pass
-    target = plan.get("target_time")
-    progress("Replaying WAL" + (f" up to {target}" if target else ""))
-    cluster.start()
-    try:
-        cluster.wait_promoted()
-        cluster.bootstrap_user(plan["source_user"])
-        if not target and last_wal is not None:
-            check_replayed_to(cluster, last_wal)
-    except BaseException:  # failed or Ctrl-C: no server left running on removed files
-        cluster.stop()
-        raise
-    return cluster
+    source = recovery_source(plan, more)
+    with _progress_bar(source.wal_total) as advance:
+        return recover(
+            source, open_url, data_dir, scratch, install=install, user=user,
+            say=progress, advance=advance,
+        )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -313,45 +232,17 @@ def _progress_bar(total: int) -> Any:
 
 
 def move_into(cluster: RecoveredCluster, plan: dict[str, Any], target: Target) -> None:
-    """pg_dump of the recovered cluster's database, as its bootstrap superuser (the cluster
-    is ours: every object is readable), piped into pg_restore into `target` as the target
-    URL's user: the dump is never on disk."""
-    from pgbackups.postgres.dump import DUMP_FLAGS
-    from pgbackups.postgres.restore import RestoreFailed, find_pgtools, run_pg_restore
+    """The recovered database moved into `target` (`pgbackups.postgres.recovery`)."""
+    from pgbackups.postgres.recovery import move_database
+    from pgbackups.postgres.restore import RestoreFailed, find_pgtools
 
-    tools = find_pgtools()
-    with tempfile.TemporaryFile() as errors:
-        dump = subprocess.Popen(
-            [
-                tools.program("pg_dump"), *DUMP_FLAGS,
-                f"--host={cluster.socket_dir}", f"--port={cluster.port}",
-                f"--username={cluster.bootstrap_user(plan['source_user'])}",
-                f"--dbname={plan['source_database']}",
-            ],
-            env=tools.environment() | cluster.client_env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=errors,
+    try:
+        move_database(
+            find_pgtools(), cluster, cluster.bootstrap_user(plan["source_user"]),
+            plan["source_database"], target,
         )  # fmt: skip
-        assert dump.stdout is not None
-        output = dump.stdout
-
-        def feed(sink: IO[bytes]) -> None:
-            shutil.copyfileobj(output, sink, 1024 * 1024)
-
-        try:
-            run_pg_restore(tools, None, target, feed=feed)
-        except RestoreFailed as error:
-            failure: str | None = str(error)
-        else:
-            failure = None
-        finally:
-            output.close()  # pg_restore stopped reading: pg_dump must not wait on the pipe
-            code = dump.wait()
-        if code != 0:
-            errors.seek(0)
-            text = errors.read().decode(errors="replace").strip()
-            raise PitrRestoreFailed(f"pg_dump of the recovered cluster failed: {text}")
-        if failure is not None:
-            raise PitrRestoreFailed(failure)
+    except RestoreFailed as error:
+        raise PitrRestoreFailed(str(error)) from None
 
 
 # -- commands ----------------------------------------------------------------------------------

@@ -42,11 +42,25 @@ if TYPE_CHECKING:
 def _progress(restore: dict[str, Any]) -> str:
     progress = restore.get("progress") or {}
     restored, total = progress.get("restored") or 0, progress.get("total")
+    if restore.get("kind") == "point_in_time" and total:  # recovery: the WAL it fetched
+        return f"{restored}/{total} WAL files"
     return f"{restored}/{total} entries" if total else f"{restored} entries"
+
+
+def _source(restore: dict[str, Any]) -> str:
+    if restore.get("kind") == "point_in_time":
+        return f"{restore.get('target_time') or 'latest'} (point in time)"
+    return str(restore.get("backup_id") or "-")
 
 
 @click.command("restores-create")
 @backup_option("The backup to restore: its id, or `latest` (the most recent successful one).")
+@click.option(
+    "--time",
+    "moment",
+    metavar="TIME",
+    help="Or a point in time (RFC 3339 with its offset, or `latest`) of the continuous backups.",
+)
 @target_url_option(
     "The database to restore into (postgres://user:password@host:5432/db); `-` reads it "
     "from standard input. Checked by the stack with a real connection."
@@ -61,16 +75,25 @@ def _progress(restore: dict[str, Any]) -> str:
 @api_options
 def restores_create(
     backup_ref: str | None,
+    moment: str | None,
     target: Target | None,
     tables: tuple[str, ...],
     schemas: tuple[str, ...],
     yes: bool,
     silent: bool,
 ) -> None:
-    """Restore a backup into a database, run by the stack where the backups are, and
-    follow it until it is done."""
-    if backup_ref is None:
-        raise click.UsageError("--backup is required (a backup id, or latest)")
+    """Restore a backup or a point in time into a database, run by the stack where the
+    backups are, and follow it until it is done."""
+    if (backup_ref is None) == (moment is None):
+        raise click.UsageError(
+            "give exactly one of --backup (a backup id, or latest) and --time (a point in "
+            "time, or latest)"
+        )
+    if moment is not None:
+        from pgbackups_cli.pitr import parse_target_time
+
+        moment = parse_target_time(moment)
+    what = f"backup {backup_ref}" if moment is None else f"the state as of {moment}"
     if target is None:
         raise click.UsageError("--target-url is required (`-` reads it from standard input)")
     state = session()
@@ -78,12 +101,13 @@ def restores_create(
     if not yes:
         shout(
             "WARNING: Destructive action\n"
-            f"backup {backup_ref} of {name} will be restored into database {target.database} "
+            f"{what} of {name} will be restored into database {target.database} "
             f"on {target.address} ({target.redacted}): the objects it holds are dropped and "
             "recreated there."
         )
         confirm(f"Restore into {target.database} on {target.address}?")
-    body: dict[str, Any] = {"backup_id": backup_ref, "target_url": target.url}
+    body: dict[str, Any] = {"target_url": target.url}
+    body |= {"backup_id": backup_ref} if moment is None else {"target_time": moment}
     body |= {"tables": list(tables), "schemas": list(schemas)}
     try:
         restore = state.client().post(state.database_path("restores"), body)
@@ -96,7 +120,7 @@ def restores_create(
             confirm(f"Restore {name} in place?")
         restore = state.client().post(state.database_path("restores"), body | {"confirm": name})
     restore_id = restore["id"]
-    say(f"Restoring backup {restore['backup_id']} of {name} into {restore['target']}")
+    say(f"Restoring {_source(restore)} of {name} into {restore['target']}")
     started = time.monotonic()
     try:
         with stderr_console(quiet=silent).status(f"Restoring: {restore['status']}") as spinner:
@@ -140,12 +164,12 @@ def restores(limit: int, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table("ID", "CREATED AT", "BACKUP", "TARGET", "STATUS", box=None)
+    table = Table("ID", "CREATED AT", "SOURCE", "TARGET", "STATUS", box=None)
     for restore in found:
         table.add_row(
             restore["id"],
             human_time(restore.get("created_at")),
-            restore.get("backup_id") or "-",
+            _source(restore),
             restore["target"],
             restore["status"],
         )
@@ -172,7 +196,7 @@ def restores_info(restore_id: str | None, as_json: bool) -> None:
         print_json(restore)
         return
     fields = [
-        ("Backup", restore.get("backup_id") or "-"),
+        ("Source", _source(restore)),
         ("Target", restore["target"]),
         ("Tables", ", ".join(restore.get("tables") or []) or "all"),
         ("Schemas", ", ".join(restore.get("schemas") or []) or "all"),

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pgbackups.postgres.pgtools import PgToolsNotFound, locate_pgtools
+from pgbackups.postgres.servers import PGSERVER_DIRS_ENV
 from pgbackups_cli.stack_file import DEFAULT_STATE_DIR, STACK_FILE, process_alive
 from pgbackups_local import leftovers
 from pgbackups_local.code_packages import CodePackages
@@ -829,6 +830,9 @@ class LocalStack:
             PATH=os.environ.get("PATH", "/usr/bin:/bin"),
             LANG="C.UTF-8",
         )
+        # Outside AWS the server binaries' folders reach the tasks as they reach this process.
+        if PGSERVER_DIRS_ENV in os.environ:
+            ecs.platform_environment[PGSERVER_DIRS_ENV] = os.environ[PGSERVER_DIRS_ENV]
         env["AWS_ENDPOINT_URL_ECS"] = ecs.url
         os.environ.update(env)
 

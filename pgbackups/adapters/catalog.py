@@ -41,6 +41,7 @@ from pgbackups.domain.models import (
     Health,
     to_rfc3339,
 )
+from pgbackups.domain.verifications import VerificationSettings
 
 
 class Catalog(BackupRecords):
@@ -88,6 +89,7 @@ class Catalog(BackupRecords):
         compression: str | None = None,
         runner: str | None = None,
         alerting: Alerting | None = None,
+        verification: VerificationSettings | None = None,
     ) -> DatabaseRecord:
         """Set the given settings, and in `schedule` and `retention` only the given
         fields: each attribute is written on its own, so concurrent changes of
@@ -101,6 +103,8 @@ class Catalog(BackupRecords):
             changes[("runner",)] = runner
         if alerting is not None:  # whole: a database registered before it has none
             changes[("alerting",)] = alerting.model_dump(mode="json")
+        if verification is not None:  # whole, like alerting
+            changes[("verification",)] = verification.model_dump(mode="json", exclude_none=True)
         if not changes:
             return self.get_database(name)
         try:

@@ -1,5 +1,5 @@
 """Events on EventBridge, source `pgbackups`: `Backup Succeeded` / `Backup Failed`,
-`Restore Succeeded` / `Restore Failed`,
+`Restore Succeeded` / `Restore Failed`, `Verification Passed` / `Verification Failed`,
 `PITR Broken` when a chain of continuous backups breaks, `PITR Recovered` when restoring
 is possible again after it (the new chain's base backup is stored), and `PITR Slot Left` when a
 removed database's replication slot could not be dropped."""
@@ -11,6 +11,7 @@ from typing import Any
 
 from pgbackups.domain.models import BackupRecord
 from pgbackups.domain.restores import RestoreRecord
+from pgbackups.domain.verifications import VerificationRecord
 
 EVENT_SOURCE = "pgbackups"
 
@@ -28,6 +29,21 @@ class BackupEvents:
         """`Restore Succeeded` / `Restore Failed`: the record, which holds no URL."""
         detail_type = "Restore Succeeded" if record.status == "done" else "Restore Failed"
         self._put(detail_type, record.model_dump_json())
+
+    def publish_verification(self, record: VerificationRecord) -> None:
+        """`Verification Passed` / `Verification Failed`: which drill of which backup, and
+        the checks that failed."""
+        detail_type = "Verification Passed" if record.passed else "Verification Failed"
+        detail = {
+            "database": record.database,
+            "verification_id": record.id,
+            "backup_id": record.backup_id,
+            "kind": record.kind,
+            "status": record.status,
+            "failed_checks": record.failed_checks,
+            "error": record.error,
+        }
+        self._put(detail_type, json.dumps(detail))
 
     def publish_pitr_broken(self, detail: dict[str, object]) -> None:
         """`PITR Broken`: a chain of continuous backups ended; a new one starts."""

@@ -37,6 +37,7 @@ from pgbackups.api.routers import (
     schedule,
     signed_in,
     tokens,
+    verifications,
 )
 from pgbackups.domain.errors import PgBackupsError
 from pgbackups.services import Services
@@ -182,7 +183,17 @@ def build_api(services: Services) -> APIGatewayHttpResolver:
     )
     _install_error_handlers(app)
     app.use(middlewares=[_json_headers])
-    for router in (databases, schedule, backups, pitr, restores, tokens, signed_in, audit):
+    for router in (
+        databases,
+        schedule,
+        backups,
+        pitr,
+        restores,
+        verifications,
+        tokens,
+        signed_in,
+        audit,
+    ):
         app.include_router(router.build_router(services))
     _openapi_route(app)
     app.include_router(dashboard.build_router())

@@ -13,10 +13,21 @@ from pgbackups.api.schemas.pitr import (
     RecoverableRangeView,
 )
 from pgbackups.api.schemas.restores import RestoreProgressView, RestoreView
+from pgbackups.api.schemas.verifications import (
+    CheckView,
+    VerificationSettingsView,
+    VerificationStatusView,
+    VerificationView,
+)
 from pgbackups.domain.models import BackupRecord, DatabaseRecord, Health, KeptAs, Schedule
 from pgbackups.domain.pitr import BaseBackup, BaseBackupRun
 from pgbackups.domain.restores import RestoreRecord
 from pgbackups.domain.schedule import UnknownTimezone, next_run_at
+from pgbackups.domain.verifications import (
+    VerificationRecord,
+    VerificationState,
+    next_verification_at,
+)
 from pgbackups.postgres.lsn import format_lsn
 from pgbackups.usecases.downloads import Download
 from pgbackups.usecases.pitr import PitrOverview
@@ -39,6 +50,11 @@ def database_view(record: DatabaseRecord, last: BackupRecord | None, now: dateti
         has_replica=record.has_replica,
         created_at=record.created_at,
         alerting=record.alerting,
+        verification=VerificationSettingsView(
+            **record.verification.model_dump(exclude={"enabled_since", "smoke_queries"}),
+            smoke_queries=record.verification.smoke_queries,
+        ),
+        verification_status=verification_status_view(record, now),
         health=record.health or Health(),
         last_backup=(
             BackupSummary.model_validate(
@@ -153,4 +169,26 @@ def restore_view(record: RestoreRecord) -> RestoreView:
         ),
         warnings=record.warnings,
         error=record.error,
+    )
+
+
+def verification_status_view(record: DatabaseRecord, now: datetime) -> VerificationStatusView:
+    state = record.verification_state or VerificationState()
+    try:
+        next_at = next_verification_at(record.verification, record.schedule, state.last_at, now)
+    except UnknownTimezone:
+        next_at = None
+    return VerificationStatusView(
+        last_id=state.last_id,
+        last_status=state.last_status,
+        last_at=state.last_at,
+        next_at=next_at,
+        restore_seconds=state.restore_seconds,
+    )
+
+
+def verification_view(record: VerificationRecord) -> VerificationView:
+    return VerificationView(
+        **record.model_dump(exclude={"checks", "deadline_at"}),
+        checks=[CheckView(**check.model_dump()) for check in record.checks],
     )

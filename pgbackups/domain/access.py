@@ -131,6 +131,12 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/v1/databases/{db}/restores"): READ,
     ("GET", "/v1/databases/{db}/restores/{id}"): READ,
+    # Restore drills touch nothing but a throwaway server of their own.
+    ("POST", "/v1/databases/{db}/verifications"): OPERATE,
+    ("GET", "/v1/databases/{db}/verifications"): READ,
+    ("GET", "/v1/databases/{db}/verifications/{id}"): READ,
+    # The drill's report: evidence about the data (table names, row counts), a download.
+    ("GET", "/v1/databases/{db}/verifications/{id}/report"): Rule(Role.READ, issues_access=True),
     ("GET", "/v1/databases/{db}/schedule"): READ,
     ("PUT", "/v1/databases/{db}/schedule"): OPERATE,
     ("GET", "/v1/databases/{db}/pitr"): READ,

@@ -203,3 +203,20 @@ class NotSupported(InvalidInput):
     """A request the stack does not handle (yet), valid as it is."""
 
     code = "not_supported"
+
+
+class VerificationNotFound(NotFound):
+    code = "verification_not_found"
+
+
+class VerificationInProgress(Conflict):
+    """One active restore drill per database."""
+
+    code = "verification_in_progress"
+
+    def __init__(self, database: str, verification_id: str | None) -> None:
+        super().__init__(
+            f"a drill of {database} is already scheduled or running"
+            + (f": {verification_id}" if verification_id else ""),
+            verification_id=verification_id,
+        )

@@ -19,7 +19,9 @@ from pgbackups.domain.models import (
     HealthReason,
     HealthStatus,
 )
+from pgbackups.domain.restores import RestoreRecord
 from pgbackups.domain.schedule import CATCH_UP_LIMIT
+from pgbackups.domain.verifications import overdue_since
 
 # A daily schedule's backup is due once a local day (23 to 25 hours apart around a DST
 # change), and may come as late as the catch-up window allows: older than that, the
@@ -59,8 +61,10 @@ def evaluate_health(
     *,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     lag_limit: timedelta = DEFAULT_LAG_LIMIT,
+    restores: list[RestoreRecord] | None = None,
 ) -> list[HealthReason]:
-    """The database's problems now, most severe first. `backups` is any order."""
+    """The database's problems now, most severe first. `backups` and `restores` (its
+    recent ones) are in any order; its drills are read from its record."""
     reasons: list[HealthReason] = []
     failed = _failing_since(backups)
     if failed is not None:
@@ -106,7 +110,68 @@ def evaluate_health(
                 since=now - pitr.lag + lag_limit,
             )
         )
+    reasons += _verification_reasons(database, now)
+    restore = _restore_failed(restores or [])
+    if restore is not None:
+        reasons.append(restore)
     return reasons
+
+
+def _verification_reasons(database: DatabaseRecord, now: datetime) -> list[HealthReason]:
+    """A failed drill, until one passes; drills overdue, while enabled."""
+    reasons: list[HealthReason] = []
+    state = database.verification_state
+    if state is not None and state.last_status == "failed":
+        reasons.append(
+            HealthReason(
+                code="verification_failed",
+                severity="failing",
+                message=(
+                    f"The last restore drill ({state.last_id}) failed: a backup did not "
+                    "restore cleanly. Read its checks and report, fix the cause, then run a "
+                    "drill again."
+                ),
+                since=state.last_at or now,
+            )
+        )
+    overdue = overdue_since(database.verification, state, database.created_at)
+    if overdue is not None and now > overdue:
+        every = database.verification.every_days
+        reasons.append(
+            HealthReason(
+                code="verification_overdue",
+                severity="warning",
+                message=(
+                    f"No restore drill has passed for more than {every + 1} days (drills run "
+                    f"every {every} days): nothing proves the backups restore. Check the "
+                    "drills' errors, or run one on demand."
+                ),
+                since=overdue,
+            )
+        )
+    return reasons
+
+
+def _restore_failed(restores: list[RestoreRecord]) -> HealthReason | None:
+    """The newest finished restores failed (until a later one succeeds)."""
+    finished = sorted((r for r in restores if r.status in ("done", "error")), key=lambda r: r.id)
+    failures: list[RestoreRecord] = []
+    for restore in reversed(finished):
+        if restore.status == "done":
+            break
+        failures.append(restore)
+    if not failures:
+        return None
+    first, last = failures[-1], failures[0]
+    return HealthReason(
+        code="restore_failed",
+        severity="warning",
+        message=(
+            f"The last restore (into {last.target}) failed: {_one_line(last.error)}. "
+            "Its target may be partial: restore again once the cause is fixed."
+        ),
+        since=first.finished_at or first.created_at,
+    )
 
 
 def health_of(reasons: list[HealthReason], previous: Health | None, now: datetime) -> Health:
@@ -272,6 +337,9 @@ TITLES: dict[str, str] = {
     "backups_stale": "no recent backup",
     "pitr_broken": "continuous backups broken",
     "pitr_lagging": "continuous backups lagging",
+    "restore_failed": "restore failed",
+    "verification_failed": "restore drill failed",
+    "verification_overdue": "restore drill overdue",
 }
 
 

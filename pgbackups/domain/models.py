@@ -91,7 +91,15 @@ class RetentionPolicy(BaseModel):
 
 HealthStatus = Literal["ok", "warning", "failing"]
 Severity = Literal["warning", "failing"]
-ReasonCode = Literal["backup_failed", "backups_stale", "pitr_broken", "pitr_lagging"]
+ReasonCode = Literal[
+    "backup_failed",
+    "backups_stale",
+    "pitr_broken",
+    "pitr_lagging",
+    "restore_failed",
+    "verification_failed",
+    "verification_overdue",
+]
 
 
 class HealthReason(BaseModel):
@@ -146,6 +154,8 @@ class DatabaseRecord(BaseModel):
     # Which runner takes its backups (pgbackups.domain.runners.choose_runner).
     runner: RunnerSetting = "auto"
     alerting: Alerting = Field(default_factory=Alerting)
+    # Restore drills (pgbackups.domain.verifications).
+    verification: VerificationSettings = Field(default_factory=lambda: VerificationSettings())
     created_at: datetime
     # Recorded by pgbackups.usecases.health (None: never evaluated, shown as ok).
     health: Health | None = None
@@ -154,6 +164,8 @@ class DatabaseRecord(BaseModel):
     last_periodic_day: str | None = None  # local date of the last periodic backup created
     last_periodic_id: str | None = None  # the backup that took last_periodic_day
     last_backup_id: str | None = None  # the newest backup created
+    active_verification_id: str | None = None  # the one drill scheduled or running
+    verification_state: VerificationState | None = None  # its last drill
     removed_at: datetime | None = None  # removed: no schedule, backups expire under policy
     secret_deletion: datetime | None = None  # removed: its URLs are being deleted since
 
@@ -247,6 +259,9 @@ class BackupRecord(Run):
     # date (extended when retention keeps it longer); a legal hold keeps it until released.
     locked_until: datetime | None = None
     legal_hold: bool = False
+    # Its last restore drill (pgbackups.domain.verifications): when, and the result.
+    verified_at: datetime | None = None
+    verification: Literal["passed", "failed"] | None = None
 
     @classmethod
     def new(cls, database: str, method: BackupMethod, created_at: datetime) -> BackupRecord:
@@ -343,3 +358,12 @@ MAX_URL_LIFETIME = timedelta(hours=1)
 
 def to_rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# Drill settings hang on DatabaseRecord; their module builds on Run above.
+from pgbackups.domain.verifications import (  # noqa: E402
+    VerificationSettings,
+    VerificationState,
+)
+
+DatabaseRecord.model_rebuild()

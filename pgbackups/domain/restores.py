@@ -48,18 +48,22 @@ class RestoreRecord(Run):
     def new(
         cls,
         database: str,
-        backup_id: str,
+        backup_id: str | None,
         target: str,
         created_at: datetime,
         *,
         tables: list[str],
         schemas: list[str],
         clean: bool,
+        target_time: datetime | None = None,
     ) -> RestoreRecord:
+        """A backup's restore, or (no `backup_id`) one to `target_time` (None: latest)."""
         return cls(
             id=str(ULID.from_datetime(created_at)),
             database=database,
+            kind="backup" if backup_id is not None else "point_in_time",
             backup_id=backup_id,
+            target_time=target_time,
             target=target,
             tables=tables,
             schemas=schemas,

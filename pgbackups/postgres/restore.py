@@ -24,6 +24,7 @@ import contextlib
 import io
 import re
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -203,30 +204,45 @@ def count_streamed_entries(
 ) -> int | None:
     """`count_entries` of an archive that `feed` streams: pg_restore reads the table of
     contents at its start and stops reading there (the rest is never downloaded)."""
+    try:
+        return len(list_streamed_entries(tools, feed, tables, schemas))
+    except RestoreFailed:
+        return None
+
+
+def list_streamed_entries(
+    tools: PgTools, feed: Feed, tables: Sequence[str] = (), schemas: Sequence[str] = ()
+) -> list[str]:
+    """The entries of the table of contents (`pg_restore --list`, comments left out) of an
+    archive that `feed` streams (only its start is read); RestoreFailed with pg_restore's
+    reason when it cannot be read."""
     argv = [
         tools.program("pg_restore"),
         "--list",
         *(f"--table={table}" for table in tables),
         *(f"--schema={schema}" for schema in schemas),
     ]
-    try:
-        process = subprocess.Popen(
-            argv,
-            env=tools.environment(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-    except OSError:
-        return None
-    feeding = _start_feeding(process, feed)
-    assert process.stdout is not None
-    listing = process.stdout.read().decode(errors="replace")
-    code = process.wait()
-    feeding.thread.join(timeout=5)
-    if code != 0:
-        return None
-    return sum(1 for line in listing.splitlines() if line and not line.startswith(";"))
+    with tempfile.TemporaryFile() as errors:
+        try:
+            process = subprocess.Popen(
+                argv,
+                env=tools.environment(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+            )
+        except OSError as error:
+            raise RestoreFailed(f"pg_restore could not run: {error}") from None
+        feeding = _start_feeding(process, feed)
+        assert process.stdout is not None
+        listing = process.stdout.read().decode(errors="replace")
+        code = process.wait()
+        feeding.thread.join(timeout=5)
+        if code != 0:
+            errors.seek(0)
+            reason = errors.read().decode(errors="replace").strip()
+            raise RestoreFailed(f"pg_restore --list failed (exit code {code}): {reason}")
+    return [line for line in listing.splitlines() if line and not line.startswith(";")]
 
 
 @dataclass

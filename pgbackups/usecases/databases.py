@@ -30,11 +30,13 @@ from pgbackups.domain.models import (
     RunnerSetting,
     Schedule,
 )
+from pgbackups.domain.verifications import VerificationSettings
 from pgbackups.postgres import probe
 from pgbackups.postgres.urls import registered_connection
 from pgbackups.services import Services
 from pgbackups.usecases.backup import NO_FARGATE
 from pgbackups.usecases.pitr import forget_pitr
+from pgbackups.usecases.verifications import NO_FARGATE_FOR_DRILLS
 
 logger = Logger(child=True)
 
@@ -71,6 +73,7 @@ class DatabaseChanges:
     compression: str | None = None
     runner: RunnerSetting | None = None
     alerting: Mapping[str, Any] = field(default_factory=dict)
+    verification: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never print a URL by accident
         return f"DatabaseChanges(schedule={dict(self.schedule)}, retention={dict(self.retention)})"
@@ -197,6 +200,7 @@ def change_database(services: Services, name: str, changes: DatabaseChanges) -> 
         if changes.alerting
         else None
     )
+    verification = _verification(services, current, changes.verification)
     if changes.url is not None:
         check_connection(changes.url, "url")
     if changes.replica_url is not None:
@@ -222,7 +226,25 @@ def change_database(services: Services, name: str, changes: DatabaseChanges) -> 
         compression=changes.compression,
         runner=changes.runner,
         alerting=alerting,
+        verification=verification,
     )
+
+
+def _verification(
+    services: Services, current: DatabaseRecord, changes: Mapping[str, Any]
+) -> VerificationSettings | None:
+    """The drill settings with `changes` applied (None: unchanged); enabling them starts
+    the overdue rule's count."""
+    if not changes:
+        return None
+    changed = VerificationSettings.model_validate(current.verification.model_dump() | dict(changes))
+    if changed.enabled and services.fargate is None:
+        raise InvalidInput(
+            f"verification.enabled: {NO_FARGATE_FOR_DRILLS}", field="verification.enabled"
+        )
+    if changed.enabled and not current.verification.enabled:
+        changed = changed.model_copy(update={"enabled_since": services.clock()})
+    return changed
 
 
 def change_schedule(services: Services, name: str, changes: Mapping[str, Any]) -> Schedule:

@@ -1,4 +1,5 @@
-"""The hourly dispatcher: due periodic backups, stale records, retention sweep."""
+"""The hourly dispatcher: due periodic backups and restore drills, stale records,
+retention sweep."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
-from pgbackups.domain.errors import BackupInProgress, BackupNotFound, PeriodicBackupExists
+from pgbackups.domain.errors import (
+    BackupInProgress,
+    BackupNotFound,
+    BackupNotStarted,
+    PeriodicBackupExists,
+)
 from pgbackups.domain.models import (
     SCHEDULED_GRACE,
     BackupRecord,
@@ -25,12 +31,14 @@ from pgbackups.domain.schedule import (
     periodic_slot,
     schedule_zone,
 )
+from pgbackups.domain.verifications import VerificationRecord
 from pgbackups.services import Services
 from pgbackups.usecases.backup import publish_backup_event, schedule_backup
 from pgbackups.usecases.databases import finish_secret_deletion
 from pgbackups.usecases.health import refresh_health
 from pgbackups.usecases.restores import reap_stale_restores
 from pgbackups.usecases.retention import apply_retention
+from pgbackups.usecases.verifications import reap_stale_verification, start_due_verification
 
 logger = Logger(child=True)
 
@@ -47,9 +55,13 @@ class DispatchReport:
     failed: list[str] = field(default_factory=list)  # databases whose sweep raised
     healths: list[Health] = field(default_factory=list)  # of the databases evaluated
     reaped_restores: list[RestoreRecord] = field(default_factory=list)
+    verifications: list[VerificationRecord] = field(default_factory=list)  # drills started
+    reaped_verifications: list[VerificationRecord] = field(default_factory=list)
 
     def add(self, other: DispatchReport) -> None:
         self.scheduled += other.scheduled
+        self.verifications += other.verifications
+        self.reaped_verifications += other.reaped_verifications
         self.reaped += other.reaped
         self.pruned += other.pruned
         self.failed += other.failed
@@ -95,6 +107,7 @@ def _sweep(
                 report.scheduled.append(scheduled)
         if _has_retention_work(history, now):
             report.pruned += apply_retention(services, database, now)
+        _sweep_verifications(services, history, at, now, report)
     except UnknownTimezone as error:
         logger.error(
             "periodic backups and retention cannot run for a database",
@@ -106,6 +119,32 @@ def _sweep(
         report.failed.append(database.name)
     _refresh_health(services, history, report, at)
     return report
+
+
+def _sweep_verifications(
+    services: Services,
+    history: DatabaseHistory,
+    at: datetime,
+    now: datetime,
+    report: DispatchReport,
+) -> None:
+    """The database's drill given up when its runner went silent, then its next drill
+    when its hour is due (one at a time: a drill still active waits)."""
+    database = history.database
+    reaped = reap_stale_verification(services, database, now)
+    if reaped is not None:
+        report.reaped_verifications.append(reaped)
+        database = services.catalog.get_database(database.name, include_removed=True)
+    try:
+        started = start_due_verification(services, database, history.backups, at)
+    except BackupNotStarted as error:
+        logger.warning(
+            "the drill could not be started",
+            extra={"database": database.name, "reason": str(error)},
+        )
+        return
+    if started is not None:
+        report.verifications.append(started)
 
 
 def _refresh_health(

@@ -18,13 +18,24 @@ from pgbackups.domain.health import (
     health_change,
 )
 from pgbackups.domain.models import BackupRecord, DatabaseRecord
+from pgbackups.domain.restores import RestoreRecord
 from pgbackups.services import Services
 
 logger = Logger(child=True)
 
 # The project's events (source `pgbackups`) after which a database's health may have
 # changed: the dispatcher refreshes it at once (template.yaml's HealthEvents rule).
-HEALTH_EVENTS = frozenset({"Backup Failed", "Backup Succeeded", "PITR Broken"})
+HEALTH_EVENTS = frozenset(
+    {
+        "Backup Failed",
+        "Backup Succeeded",
+        "PITR Broken",
+        "Restore Failed",
+        "Restore Succeeded",
+        "Verification Failed",
+        "Verification Passed",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ def refresh_health(
         now,
         stale_after=database.alerting.stale_after,
         lag_limit=database.alerting.lag_limit,
+        restores=recent_restores(services, database.name),
     )
     change = health_change(database.name, database.health, reasons, now)
     if change.health == database.health or (database.health is None and not reasons):
@@ -78,6 +90,15 @@ def refresh_health(
             extra={"database": database.name, "alert": message.kind, "subject": message.subject},
         )
     return change
+
+
+# Enough to see whether the newest restores failed since the last one that succeeded.
+RECENT_RESTORES = 10
+
+
+def recent_restores(services: Services, database: str) -> list[RestoreRecord]:
+    restores, _ = services.restores.list_restores(database, limit=RECENT_RESTORES)
+    return restores
 
 
 def refresh_database_health(services: Services, name: str) -> HealthChange | None:

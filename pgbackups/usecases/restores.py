@@ -1,6 +1,8 @@
 """Restores run where the backups are: a done backup's archive streamed from S3 into
 pg_restore on the backups' runner (the backup function, or the Fargate task when the
-backup outgrew Lambda), never through the user's machine.
+backup outgrew Lambda), never through the user's machine; a point in time recovered and
+moved into the target on the Fargate task, which has the server binaries
+(`pitr.restore_run`).
 
 The API checks the target with a real connection, then keeps its URL only in a
 secret of the restore's own (Secrets Manager, `<prefix>/restores/<id>`), which the
@@ -11,13 +13,10 @@ target. A restore that does not finish says its target may be partial.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import IO
 
 from aws_lambda_powertools import Logger
 
@@ -44,17 +43,18 @@ from pgbackups.postgres.restore import (
 )
 from pgbackups.postgres.urls import Connection, registered_connection, scrub
 from pgbackups.services import Services
+from pgbackups.usecases.archive_feed import archive_feed
 from pgbackups.usecases.backup import (
     DEADLINE_MARGIN_SECONDS,
     PROGRESS_SECONDS,
     find_backup,
     runner_for,
 )
+from pgbackups.usecases.pitr.recover import source_major
+from pgbackups.usecases.pitr.restore_plan import parse_target_time
+from pgbackups.usecases.pitr.restore_run import restore_point_in_time
 
 logger = Logger(child=True)
-
-# Bytes read from S3 at a time while feeding pg_restore.
-CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -90,35 +90,50 @@ def request_restore(services: Services, database: str, new: NewRestore) -> Resto
             "give exactly one of backup_id (an id or `latest`) and target_time",
             field="backup_id",
         )
-    if new.target_time is not None:
-        raise NotSupported(
-            "restores to a point in time are not run by the stack yet: restore a backup "
-            "(backup_id), or use `pgbackups pitr-restore` on your machine",
-            field="target_time",
-        )
-    assert new.backup_id is not None
     services.catalog.get_database(database)  # DatabaseNotFound
-    backup = find_backup(services, database, new.backup_id)
-    if backup.status != "done":
-        raise BackupNotDone(f"backup {backup.id} is {backup.status}: only a done one restores")
+    backup: BackupRecord | None = None
+    moment: datetime | None = None
+    if new.backup_id is not None:
+        backup = find_backup(services, database, new.backup_id)
+        if backup.status != "done":
+            raise BackupNotDone(f"backup {backup.id} is {backup.status}: only a done one restores")
+    else:
+        assert new.target_time is not None
+        moment = parse_target_time(new.target_time)
+        if services.fargate is None:
+            raise NotSupported(
+                "restores to a point in time run on the Fargate runner, which this deployment "
+                "does not have (no subnets for its tasks): use `pgbackups pitr-restore` on "
+                "your machine, or restore a backup (backup_id)",
+                field="target_time",
+            )
+        major = source_major(services, database, moment)  # outside the ranges: 422
     target = _checked_target(new.target_url)
     address = target_address(target)
     source = registered_connection(services.secrets.get(database).url)
     if address == target_address(source) and new.confirm != database:
+        what = "the backup's" if backup is not None else "the recovered database's"
         raise ConfirmationRequired(
-            f"the target is {database} itself: its objects are replaced by the backup's; "
+            f"the target is {database} itself: its objects are replaced by {what}; "
             f'send "confirm": "{database}" to restore in place',
             field="confirm",
         )
     record = RestoreRecord.new(
-        database, backup.id, address, services.clock(),
+        database, backup.id if backup is not None else None, address, services.clock(),
         tables=list(new.tables), schemas=list(new.schemas), clean=new.clean,
+        target_time=moment,
     )  # fmt: skip
     services.restores.create_restore(record)  # RestoreInProgress
     try:
         services.secrets.put_restore_target(record.id, database, new.target_url)
-        runner = runner_for(services, database, recent=[backup])
-        runner.start(BackupRequest(database=database, backup_id=record.id, kind="restore"))
+        request = BackupRequest(database=database, backup_id=record.id, kind="restore")
+        if backup is not None:
+            runner = runner_for(services, database, recent=[backup])
+        else:  # only the task has the server binaries recovery starts
+            assert services.fargate is not None
+            runner = services.fargate
+            request = request.model_copy(update={"server_major": major})
+        runner.start(request)
     except Exception as error:  # nothing may stay: the secret, the target's lock
         logger.exception("the restore could not be started", extra={"restore_id": record.id})
         reason = f"the restore could not be started ({type(error).__name__})"
@@ -168,7 +183,8 @@ def run_restore(
     services: Services, request: BackupRequest, *, seconds_left: float, runner: RunnerName
 ) -> RestoreRecord | None:
     """What the runner does with a restore's request: the archive streamed from S3 into
-    pg_restore, progress recorded as it goes, the secret deleted at the end.
+    pg_restore (or, for a point in time, the recovered database moved into the target:
+    `pitr.restore_run`), progress recorded as it goes, the secret deleted at the end.
 
     None when there is nothing to do (a retried invocation, a restore given up)."""
     started = time.monotonic()
@@ -187,7 +203,13 @@ def run_restore(
         if url is None:
             raise RestoreFailed("the target's URL was deleted before the restore ran")
         seconds = seconds_left - DEADLINE_MARGIN_SECONDS - (time.monotonic() - started)
-        record = _restore(services, record, Target.registered(url), done, seconds)
+        if record.kind == "point_in_time":
+            record = restore_point_in_time(
+                services, record, Target.registered(url), done, seconds,
+                mark_started=done.mark_started, progress_seconds=PROGRESS_SECONDS,
+            )  # fmt: skip
+        else:
+            record = _restore(services, record, Target.registered(url), done, seconds)
     except (RestoreFailed, PgBackupsError) as error:
         reason = error.message if isinstance(error, PgBackupsError) else str(error)
         record = _failed(services, record, scrub(reason, url) if url else reason, done)
@@ -212,14 +234,14 @@ def _restore(
     if backup.status != "done":
         raise RestoreFailed(f"backup {backup.id} is {backup.status} now: nothing was restored")
     total = count_streamed_entries(
-        services.tools, _feed(services, backup, None), record.tables, record.schemas
+        services.tools, archive_feed(services, backup, None), record.tables, record.schemas
     )
     progress = _ProgressRecorder(services, record, total)
     deadline = time.monotonic() + seconds_left
     done.started = True
     outcome = run_pg_restore(
         services.tools, None, target, progress,
-        feed=_feed(services, backup, deadline), tables=record.tables, schemas=record.schemas,
+        feed=archive_feed(services, backup, deadline), tables=record.tables, schemas=record.schemas,
         done=done, clean=record.clean, timeout=max(seconds_left, 1.0),
     )  # fmt: skip
     warnings = list(record.warnings)
@@ -245,38 +267,14 @@ def _restore(
     return finished
 
 
-def _feed(
-    services: Services, backup: BackupRecord, deadline: float | None
-) -> Callable[[IO[bytes]], None]:
-    """Writes the backup's archive, as it downloads, into pg_restore's standard input;
-    raises when its digest is not the one recorded (the bucket is not trusted) or the
-    runner's deadline comes (`deadline`, on the monotonic clock)."""
-
-    def feed(sink: IO[bytes]) -> None:
-        body = services.archives.open_stream(backup.object_key)
-        digest = hashlib.sha256()
-        try:
-            while chunk := body.read(CHUNK):
-                if deadline is not None and time.monotonic() > deadline:
-                    raise RestoreFailed("timed out: the restore did not finish before its deadline")
-                digest.update(chunk)
-                sink.write(chunk)
-        finally:
-            body.close()
-        if deadline is not None and backup.sha256 and digest.hexdigest() != backup.sha256:
-            raise RestoreFailed(
-                f"the archive of backup {backup.id} in storage does not match its recorded "
-                "SHA-256: it was changed after the backup"
-            )
-
-    return feed
-
-
 @dataclass
 class _Progress(RestoreProgress):
     """pg_restore's entries done, and whether it was started at all."""
 
     started: bool = False
+
+    def mark_started(self) -> None:
+        self.started = True
 
 
 class _ProgressRecorder:

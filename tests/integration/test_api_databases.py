@@ -52,6 +52,14 @@ def test_register_database_checks_the_url_and_stores_it_in_secrets_manager_only(
         "created_at": "2026-01-15T09:30:00Z",
         "last_backup": None,
         "alerting": {"stale_after_hours": 30, "lag_limit_minutes": 15},
+        "verification": {"enabled": False, "every_days": 7, "hour": None, "smoke_queries": []},
+        "verification_status": {
+            "last_id": None,
+            "last_status": None,
+            "last_at": None,
+            "next_at": None,
+            "restore_seconds": None,
+        },
         "health": {"status": "ok", "reasons": [], "since": None},
     }
     assert secret_value(api.aws, database_name) == {"url": database_url, "replica_url": None}

@@ -55,7 +55,7 @@ def test_the_template_protects_every_route_but_the_openapi_document_and_the_dash
     assert routes.pop(("GET", "/v1/openapi.json")) is False
     assert routes.pop(("GET", "/")) is False
     assert routes.pop(("GET", "/static/{file}")) is False
-    assert len(routes) == 25
+    assert len(routes) == 29
     assert all(routes.values())
 
 

@@ -31,10 +31,10 @@ from pgbackups.domain.errors import OutsideRecoveryWindow, ReplicationRefused, W
 from pgbackups.domain.models import BackupRequest, ConnectionInfo, DatabaseRecord, to_rfc3339
 from pgbackups.domain.pitr import BaseBackup, PitrSettings
 from pgbackups.postgres import lsn, records, slots, wal
+from pgbackups.postgres.cluster import ClusterFailed
 from pgbackups.services import Services
 from pgbackups.usecases import pitr
 from pgbackups_cli.pitr import (
-    PitrRestoreFailed,
     RecoveredCluster,
     plan_pages,
     restore_cluster,
@@ -293,9 +293,7 @@ def test_a_corrupt_wal_file_stops_the_restore(services: Services, aws: AwsStack)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"pitr-{os.getpid()}-{time.monotonic_ns()}"
     work.mkdir(mode=0o755)
     try:
-        with pytest.raises(
-            PitrRestoreFailed, match=r"checksum mismatch \(the download is corrupt\)"
-        ):
+        with pytest.raises(ClusterFailed, match=r"checksum mismatch \(the download is corrupt\)"):
             restore_cluster(
                 next(pages), work / "data", install=server_binaries(18), more=pages,
                 progress=lambda _: None,

@@ -208,6 +208,7 @@ def test_the_roles_as_the_contract_states_them() -> None:
         "PUT /v1/databases/{db}/pitr",
         "PUT /v1/databases/{db}/backups/{id}/hold",
         "POST /v1/databases/{db}/restores",
+        "POST /v1/databases/{db}/verifications",
     }
     assert all(method == "GET" for method, _ in map(str.split, needing(Role.READ)))
 

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from pgbackups.postgres import cluster as cluster_module
+from pgbackups.postgres import recovery
 from pgbackups.postgres.cluster import (
     ClusterFailed,
     RecoveredCluster,
@@ -69,6 +70,11 @@ def wal_entry(storage: Storage, name: str, body: bytes = BODY, **changes: Any) -
     return entry | changes
 
 
+def download_wal(pages: list[dict[str, Any]], wal_dir: Path) -> str | None:
+    """The CLI's WAL download: the plan's pages through its presigned-URL opener."""
+    return recovery.fetch_wal(pitr.open_url, pitr.wal_of(pages), wal_dir, None)
+
+
 def every_file(root: Path) -> list[Path]:
     return sorted(root.rglob("*"))
 
@@ -77,7 +83,7 @@ def test_wal_files_are_checked_and_private(storage: Storage, tmp_path: Path) -> 
     wal_dir = tmp_path / "wal"
     wal_dir.mkdir(mode=0o700)
     page = {"wal": [wal_entry(storage, SEGMENT)]}
-    last = pitr.download_wal([page], wal_dir, None, lambda: None)
+    last = download_wal([page], wal_dir)
     assert last == SEGMENT
     assert (wal_dir / SEGMENT).read_bytes() == b"\x01" * 4096
     assert [p.name for p in wal_dir.iterdir()] == [SEGMENT]
@@ -101,8 +107,8 @@ def test_a_wal_name_that_is_not_a_segment_name_is_refused(
     wal_dir = tmp_path / "inside" / "wal"
     wal_dir.mkdir(parents=True)
     page = {"wal": [wal_entry(storage, name)]}
-    with pytest.raises(pitr.PitrRestoreFailed, match="not a WAL segment name"):
-        pitr.download_wal([page], wal_dir, None, lambda: None)
+    with pytest.raises(ClusterFailed, match="not a WAL segment name"):
+        download_wal([page], wal_dir)
     assert every_file(tmp_path) == [tmp_path / "inside", wal_dir]
     assert storage.asked == []
 
@@ -112,10 +118,8 @@ def test_a_wal_file_without_a_digest_in_the_plan_is_refused(
 ) -> None:
     entry = wal_entry(storage, SEGMENT)
     del entry["sha256"]
-    with pytest.raises(
-        pitr.PitrRestoreFailed, match=f"WAL file {SEGMENT}: the restore plan gives no"
-    ):
-        pitr.download_wal([{"wal": [entry]}], tmp_path, None, lambda: None)
+    with pytest.raises(ClusterFailed, match=f"WAL file {SEGMENT}: the restore plan gives no"):
+        download_wal([{"wal": [entry]}], tmp_path)
     assert storage.asked == [] and list(tmp_path.iterdir()) == []
 
 
@@ -124,16 +128,16 @@ def test_a_wal_file_is_checked_against_the_plan_not_its_own_metadata(
 ) -> None:
     # The bucket's object was replaced (its metadata too): the plan's digest still says no.
     entry = wal_entry(storage, SEGMENT, sha256=hashlib.sha256(b"what was archived").hexdigest())
-    with pytest.raises(pitr.PitrRestoreFailed, match="not the one recorded when it was archived"):
-        pitr.download_wal([{"wal": [entry]}], tmp_path, None, lambda: None)
+    with pytest.raises(ClusterFailed, match="not the one recorded when it was archived"):
+        download_wal([{"wal": [entry]}], tmp_path)
 
 
 def test_a_wal_file_missing_from_the_bucket_is_named(storage: Storage, tmp_path: Path) -> None:
     present = wal_entry(storage, SEGMENT)
     missing = wal_entry(storage, "000000010000000000000004")
     del storage.objects[missing["url"]]
-    with pytest.raises(pitr.PitrRestoreFailed) as failed:
-        pitr.download_wal([{"wal": [present]}, {"wal": [missing]}], tmp_path, None, lambda: None)
+    with pytest.raises(ClusterFailed) as failed:
+        download_wal([{"wal": [present]}, {"wal": [missing]}], tmp_path)
     assert "000000010000000000000004" in str(failed.value)
     assert "404" in str(failed.value) and "missing from the bucket" in str(failed.value)
 
@@ -204,7 +208,7 @@ def test_a_full_disk_says_so_and_leaves_nothing(storage: Storage, tmp_path: Path
         with pytest.raises(Failure) as failed, pitr._restore_folders(target, None) as folders:
             wal_dir = folders.scratch / "wal"
             wal_dir.mkdir()
-            pitr.download_wal([{"wal": [entry]}], wal_dir, None, lambda: None)
+            download_wal([{"wal": [entry]}], wal_dir)
         assert "No space left on the device" in failed.value.message
         assert f"{target} was removed" in failed.value.message
         assert list(tiny.iterdir()) == []
@@ -353,14 +357,27 @@ def test_a_wal_file_of_another_size_than_the_plan_says_is_refused(
     storage: Storage, tmp_path: Path
 ) -> None:
     entry = wal_entry(storage, SEGMENT, size=len(BODY) + 1)
-    with pytest.raises(pitr.PitrRestoreFailed, match="bytes received, the restore plan says"):
-        pitr.download_wal([{"wal": [entry]}], tmp_path, None, lambda: None)
+    with pytest.raises(ClusterFailed, match="bytes received, the restore plan says"):
+        download_wal([{"wal": [entry]}], tmp_path)
 
 
 def test_a_wal_file_larger_than_a_segment_is_refused(
     storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pitr, "MAX_WAL_SEGMENT", 1024)
+    monkeypatch.setattr(recovery, "MAX_WAL_SEGMENT", 1024)
     entry = wal_entry(storage, SEGMENT, body=gzip.compress(b"\0" * 4096))
-    with pytest.raises(pitr.PitrRestoreFailed, match="larger than a WAL segment can be"):
-        pitr.download_wal([{"wal": [entry]}], tmp_path, None, lambda: None)
+    with pytest.raises(ClusterFailed, match="larger than a WAL segment can be"):
+        download_wal([{"wal": [entry]}], tmp_path)
+
+
+def test_the_time_recovery_reached_is_read_from_the_servers_log(tmp_path: Path) -> None:
+    cluster = fake_cluster(tmp_path, {})
+    assert recovery.reached_at(cluster) is None  # no log yet
+    cluster.log_file.write_text(
+        "2026-12-06 05:07:50.101 GMT [41] LOG:  recovery stopping before commit of "
+        "transaction 745, time 2026-12-06 05:07:45.120304+00\n"
+        "2026-12-06 05:07:50.101 GMT [41] LOG:  last completed transaction was at log time "
+        "2026-12-06 07:07:44.459002+02\n"
+    )
+    reached = recovery.reached_at(cluster)
+    assert reached is not None and reached.isoformat() == "2026-12-06T05:07:44.459002+00:00"

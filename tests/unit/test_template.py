@@ -54,6 +54,10 @@ API_ROUTES = {
     ("POST", "/v1/databases/{db}/restores"),
     ("GET", "/v1/databases/{db}/restores"),
     ("GET", "/v1/databases/{db}/restores/{id}"),
+    ("POST", "/v1/databases/{db}/verifications"),
+    ("GET", "/v1/databases/{db}/verifications"),
+    ("GET", "/v1/databases/{db}/verifications/{id}"),
+    ("GET", "/v1/databases/{db}/verifications/{id}/report"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/"),  # the dashboard and its static files
     ("GET", "/static/{file}"),
@@ -338,6 +342,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
     ]
     wal = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*/wal/*"}
     logical_archives = {"Fn::Sub": "${Bucket.Arn}/databases/*/backups/*"}
+    drill_reports = {"Fn::Sub": "${Bucket.Arn}/databases/*/backups/*.verification-*.json"}
     chains = {"Fn::Sub": "${Bucket.Arn}/databases/*/pitr/*"}
     database_secrets = {
         "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}"
@@ -412,6 +417,7 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         "s3:PutObjectRetention": [archives],  # locked writes, dates extended by retention
         "s3:DeleteObject": [archives],
         "s3:GetObject": [logical_archives],  # restores stream the archive
+        "s3:PutObjectTagging": [drill_reports],  # a drill's report, tagged with its kind
         "secretsmanager:GetSecretValue": [database_secrets, restore_secrets],
         "secretsmanager:DeleteSecret": [restore_secrets],
         "events:PutEvents": [bus],
@@ -427,10 +433,13 @@ def test_each_function_gets_only_what_it_calls(resources: dict[str, Any]) -> Non
         **start_tasks,
         **ALERTS,  # tests/unit/test_template_alerts.py
     }
-    # The task does what the backup function does, and nothing more.
+    # The task does what the backup function does, and reads the continuous backups:
+    # point-in-time restores run only there (the server binaries are the task's).
     (task_policy,) = resources["BackupTaskRole"]["Properties"]["Policies"]
     task_actions = actions_on({"Properties": {"Policies": [task_policy["PolicyDocument"]]}})
-    assert task_actions == actions_on(resources["BackupFunction"])
+    assert task_actions == actions_on(resources["BackupFunction"]) | {
+        "s3:GetObject": [logical_archives, chains]
+    }
     (execution_policy,) = resources["BackupTaskExecutionRole"]["Properties"]["Policies"]
     assert actions_on({"Properties": {"Policies": [execution_policy["PolicyDocument"]]}}) == {
         "logs:CreateLogStream": [{"Fn::GetAtt": ["BackupTaskLogGroup", "Arn"]}],

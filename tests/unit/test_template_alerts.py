@@ -121,7 +121,7 @@ def test_only_the_dispatcher_sends_alerts(template: dict[str, Any]) -> None:
     assert variables["DASHBOARD_ADDRESS"] == template["Outputs"]["DashboardUrl"]["Value"]
 
 
-def test_the_dispatcher_refreshes_health_when_a_backup_finishes_or_a_chain_breaks(
+def test_the_dispatcher_refreshes_health_when_a_run_finishes_or_a_chain_breaks(
     template: dict[str, Any],
 ) -> None:
     events = template["Resources"]["DispatcherFunction"]["Properties"]["Events"]
@@ -130,7 +130,15 @@ def test_the_dispatcher_refreshes_health_when_a_backup_finishes_or_a_chain_break
     assert rule["Properties"]["EventBusName"] == {"Ref": "EventBus"}
     assert rule["Properties"]["Pattern"] == {
         "source": ["pgbackups"],
-        "detail-type": ["Backup Failed", "Backup Succeeded", "PITR Broken"],
+        "detail-type": [
+            "Backup Failed",
+            "Backup Succeeded",
+            "PITR Broken",
+            "Restore Failed",
+            "Restore Succeeded",
+            "Verification Failed",
+            "Verification Passed",
+        ],
     }
     assert set(rule["Properties"]["Pattern"]["detail-type"]) == HEALTH_EVENTS
 

@@ -79,7 +79,7 @@ def build_router(services: Services) -> Router:
     @router.patch(
         "/v1/databases/<db>",
         operation_id="updateDatabase",
-        summary="Change a database's URLs, schedule, retention, compression or runner",
+        summary="Change a database's URLs, schedule, retention, compression, runner, alerts or drills",
         tags=TAGS,
         responses=answers(200, "The changed database", 400),
     )
@@ -98,6 +98,11 @@ def build_router(services: Services) -> Router:
                 compression=changes.compression,
                 runner=changes.runner,
                 alerting=changes.alerting.model_dump(exclude_none=True) if changes.alerting else {},
+                verification=(
+                    changes.verification.model_dump(exclude_unset=True)
+                    if changes.verification
+                    else {}
+                ),
             ),
         )
         return view(record)

@@ -25,7 +25,7 @@ def build_router(services: Services) -> Router:
     @router.post(
         "/v1/databases/<db>/restores",
         operation_id="createRestore",
-        summary="Restore a backup into a target database, run by the stack",
+        summary="Restore a backup or a point in time into a target database, run by the stack",
         tags=TAGS,
         responses=answers(202, "Scheduled: poll the restore until done or error", 400, 409, 503),
     )

@@ -36,7 +36,7 @@ RUNNER_HELP = (
     "15 minutes) or `auto` (the default: Fargate once backups outgrow Lambda)"
 )
 # Path parameters: anything else is answered 404 before any lookup.
-BACKUP_REF = rf"^(latest|{BACKUP_ID.pattern[1:-1]})$"
+BACKUP_REF: str = rf"^(latest|{BACKUP_ID.pattern[1:-1]})$"
 
 # Write-only: kept in Secrets Manager, never returned, logged or stored elsewhere.
 ConnectionUrl = Annotated[
@@ -63,7 +63,7 @@ def optional_like(model: type[BaseModel], name: str) -> Any:
 # -- requests -----------------------------------------------------------------
 # Strict: a JSON integer or boolean where the model says so, never `true`, "7",
 # 8.0 or "off" read as one.
-STRICT = ConfigDict(extra="forbid", strict=True)
+STRICT: ConfigDict = ConfigDict(extra="forbid", strict=True)
 
 
 class ScheduleSettings(Schedule):
@@ -90,6 +90,12 @@ ALERTING_HELP = (
     "When its health turns: `stale_after_hours` without a successful backup (default 30: "
     "a day and the dispatcher's 6-hour catch-up), continuous backups `lag_limit_minutes` "
     "behind (default 15)"
+)
+
+VERIFICATION_HELP = (
+    "Restore drills: every `every_days` days (default 7) at `hour` in the schedule's time "
+    "zone (null: 12 hours from the backups', never at their hour), each with up to 10 "
+    "read-only `smoke_queries` ({sql, expect}: expect `rows >= 1` or `value = …`)"
 )
 
 
@@ -157,6 +163,7 @@ class DatabaseChanges(BaseModel):
     compression: CompressionSpec | None = None
     runner: RunnerSetting | None = Field(default=None, description=RUNNER_HELP)
     alerting: AlertingChanges | None = None
+    verification: VerificationChanges | None = Field(default=None, description=VERIFICATION_HELP)
 
     @property
     def removes_replica(self) -> bool:
@@ -196,6 +203,8 @@ class Database(BaseModel):
     created_at: datetime
     last_backup: BackupSummary | None = Field(description="The newest backup, whatever its status")
     alerting: Alerting = Field(description=ALERTING_HELP)
+    verification: VerificationSettingsView = Field(description=VERIFICATION_HELP)
+    verification_status: VerificationStatusView
     health: Health = Field(
         description=(
             "Whether its backups can be counted on (`ok`, `warning`, `failing`) and why, as "
@@ -247,3 +256,14 @@ class GatewayMessage(BaseModel):
     """What API Gateway itself answers (401 without a token, 403 with a wrong one)."""
 
     message: str
+
+
+# At the end: the drills' schemas build on STRICT and optional_like above.
+from pgbackups.api.schemas.verifications import (  # noqa: E402
+    VerificationChanges,
+    VerificationSettingsView,
+    VerificationStatusView,
+)
+
+Database.model_rebuild()
+DatabaseChanges.model_rebuild()

@@ -31,7 +31,11 @@ class RestoreRequest(BaseModel):
     target_time: str | None = Field(
         default=None,
         max_length=64,
-        description="A point in time (not run by the stack yet: answered 422 not_supported)",
+        description=(
+            "A point in time to restore (RFC 3339 with its offset, or `latest`), inside a "
+            "recoverable range of the continuous backups; run on the Fargate runner (422 "
+            "not_supported without one)"
+        ),
     )
     target_url: ConnectionUrl = Field(description="The database to restore into")
     tables: list[RestoreName] = Field(
@@ -52,8 +56,13 @@ class RestoreRequest(BaseModel):
 
 
 class RestoreProgressView(BaseModel):
-    restored: int = Field(description="pg_restore's entries done")
-    total: int | None = Field(description="Entries it works through; null if unknown")
+    restored: int = Field(
+        description=(
+            "pg_restore's entries done; for a point in time, the WAL files fetched for "
+            "replay while `total` is set, then the entries moved into the target"
+        )
+    )
+    total: int | None = Field(description="What it works through; null if unknown")
 
 
 class RestoreView(BaseModel):
@@ -62,7 +71,9 @@ class RestoreView(BaseModel):
     id: str
     kind: Literal["backup", "point_in_time"]
     backup_id: str | None
-    target_time: datetime | None
+    target_time: datetime | None = Field(
+        description="A point-in-time restore's target; null: a backup's, or `latest`"
+    )
     target: str = Field(description="`host:port/dbname` of the target")
     tables: list[str]
     schemas: list[str]

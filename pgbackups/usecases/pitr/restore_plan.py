@@ -4,7 +4,7 @@ at a time, as presigned URLs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pgbackups.domain.errors import (
     InvalidInput,
@@ -35,6 +35,22 @@ class RestorePlan:
     wal_total: int
     next_cursor: str | None
     end_lsn: int  # where the chain's stored WAL ends (acknowledged) when this page was made
+
+
+def parse_target_time(value: str) -> datetime | None:
+    """A restore's target: `latest` (None), or an RFC 3339 time with its offset."""
+    if value == "latest":
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"target_time: {value[:64]!r} is not an RFC 3339 time (or `latest`)",
+            field="target_time",
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidInput("target_time: give the time zone (e.g. Z)", field="target_time")
+    return moment.astimezone(UTC)
 
 
 def plan_restore(

@@ -149,3 +149,60 @@ def test_restores_and_restores_info(api: FakeApi) -> None:
     info = run("restores-info")
     assert info.exit_code == 0
     assert "12/12 entries" in info.stdout
+
+
+def test_restores_create_to_a_point_in_time_sends_the_time_and_follows_it(
+    api: FakeApi, quick: None
+) -> None:
+    moment = "2026-11-25T03:30:00Z"
+    running = restore(
+        "running", kind="point_in_time", backup_id=None, target_time=moment, runner="fargate",
+        progress={"restored": 3, "total": 7},
+    )  # fmt: skip
+    api.routes[f"POST {PATH}"] = (
+        202,
+        restore("scheduled", kind="point_in_time", backup_id=None, target_time=moment),
+    )
+    states = iter(
+        [running, running | {"status": "done", "progress": {"restored": 40, "total": None}}]
+    )
+    api.routes[f"GET {PATH}/{RESTORE_ID}"] = lambda _: (200, next(states))
+
+    result = run("restores-create", "--time", "2026-11-25T04:30:00+01:00", "--yes", env=TARGET_ENV)
+
+    assert result.exit_code == 0, result.output
+    (_, _, body) = next(call for call in api.calls if call[0] == f"POST {PATH}")
+    assert body == {"target_url": TARGET, "target_time": moment, "tables": [], "schemas": []}
+    assert f"Restoring {moment} (point in time) of shop" in result.stdout
+    assert result.stdout.splitlines()[-1] == "-----> Restore successfully finished"
+    assert "40 entries" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ([], "give exactly one of --backup"),
+        (["--backup", "latest", "--time", "latest"], "give exactly one of --backup"),
+        (["--time", "2026-11-25 04:30"], "give the time zone"),
+        (["--time", "yesterday"], "is not an RFC 3339 time"),
+    ],
+)
+def test_restores_create_needs_one_source_and_a_time_with_its_zone(
+    api: FakeApi, args: list[str], says: str
+) -> None:
+    result = run("restores-create", *args, "--yes", env=TARGET_ENV)
+    assert result.exit_code == 2
+    assert says in result.output
+    assert not [route for route, _, _ in api.calls if "restores" in route]
+
+
+def test_restores_info_of_a_point_in_time_shows_its_time_and_the_wal_fetched(api: FakeApi) -> None:
+    shown = restore(
+        "running", kind="point_in_time", backup_id=None, target_time="2026-11-25T03:30:00Z",
+        progress={"restored": 3, "total": 7},
+    )  # fmt: skip
+    api.routes[f"GET {PATH}"] = (200, {"restores": [shown], "next_cursor": None})
+    info = run("restores-info")
+    assert info.exit_code == 0
+    assert "2026-11-25T03:30:00Z (point in time)" in info.stdout
+    assert "3/7 WAL files" in info.stdout

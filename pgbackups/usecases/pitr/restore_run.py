@@ -1,0 +1,145 @@
+"""A restore to a point in time, on the Fargate runner: the cluster recovered in the task's
+storage with the shipped server binaries of the source's major, then its database moved
+into the target (pg_dump as the cluster's superuser into pg_restore as the target's
+user), so the source's replication role needs no rights on its tables.
+
+`pgbackups.usecases.restores.run_restore` owns the run's lifecycle (start, the secret,
+failures, events); this is its point-in-time step.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from aws_lambda_powertools import Logger
+
+from pgbackups.domain.restores import RestoreRecord
+from pgbackups.postgres.cluster import ClusterFailed, check_reachable, server_user
+from pgbackups.postgres.recovery import move_database
+from pgbackups.postgres.restore import RestoreFailed, RestoreProgress, Target
+from pgbackups.postgres.servers import ServerNotFound, server_install
+from pgbackups.services import Services
+from pgbackups.usecases.pitr.recover import recovered_cluster, source_major
+
+logger = Logger(child=True)
+
+TRANSACTION_TIMEOUT_WARNING = (
+    "the target's PostgreSQL does not know transaction_timeout (pg_restore 18 sets it): "
+    "that one error was ignored, nothing else failed"
+)
+
+
+def restore_point_in_time(
+    services: Services,
+    record: RestoreRecord,
+    target: Target,
+    done: RestoreProgress,
+    seconds_left: float,
+    *,
+    mark_started: Callable[[], object],
+    progress_seconds: float,
+) -> RestoreRecord:
+    """Recover `record.target_time` (None: latest) and move it into `target`; the record
+    `done`. RestoreFailed with the reason (recovery's, or the move's: `done` then holds
+    the entries restored, and `mark_started` was called before the target was touched)."""
+    deadline = time.monotonic() + seconds_left
+    try:
+        major = source_major(services, record.database, record.target_time)
+        install = server_install(major, services.settings.server_dirs)
+    except ServerNotFound as error:
+        raise RestoreFailed(str(error)) from None
+    recorder = _ProgressRecorder(services, record, progress_seconds)
+    work_dir = _work_dir()
+    try:
+        with recovered_cluster(
+            services, record.database, record.target_time, work_dir,
+            install=install, deadline=deadline, on_wal=recorder.wal,
+        ) as recovered:  # fmt: skip
+            logger.info(
+                "cluster recovered",
+                extra={"restore_id": record.id, "wal_files": recovered.wal_files},
+            )
+            mark_started()
+            outcome = move_database(
+                services.tools, recovered.cluster, recovered.superuser, recovered.database_name,
+                target, tables=record.tables, schemas=record.schemas, clean=record.clean,
+                on_progress=recorder.entries, done=done,
+                timeout=max(deadline - time.monotonic(), 1.0),
+            )  # fmt: skip
+    except ClusterFailed as error:
+        raise RestoreFailed(f"recovery failed: {error}") from None
+    warnings = list(record.warnings)
+    if outcome.ignored_transaction_timeout:
+        warnings.append(TRANSACTION_TIMEOUT_WARNING)
+    finished = record.model_copy(
+        update={
+            "status": "done",
+            "finished_at": services.clock(),
+            "progress": record.progress.model_copy(
+                update={"restored": len(done.entries), "total": None}
+            ),
+            "warnings": warnings,
+        }
+    )
+    if not services.restores.finish_restore(finished, expected_status="running"):
+        logger.warning("restore was given up meanwhile")
+        return services.restores.get_restore(record.database, record.id)
+    logger.info(
+        "point-in-time restore done",
+        extra={"restore_id": record.id, "entries": len(done.entries)},
+    )
+    return finished
+
+
+def _work_dir() -> Path:
+    """The task's storage that the server's user can reach: its temporary folder, or
+    /var/tmp when that one is private to the task's own user."""
+    user = server_user()
+    candidates = (Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/tmp"))  # noqa: S108
+    for folder in candidates:
+        try:
+            check_reachable(folder / "recovery", user)
+        except (ClusterFailed, OSError):
+            continue
+        return folder
+    raise RestoreFailed(
+        f"no folder of the task's storage can be reached by the server's user ({user}): "
+        f"looked at {', '.join(str(c) for c in candidates)}"
+    )
+
+
+class _ProgressRecorder:
+    """The WAL files fetched of the plan's (`restored` of `total`) while recovery runs,
+    then the entries pg_restore has done (`total` null): every few seconds."""
+
+    def __init__(self, services: Services, record: RestoreRecord, every: float) -> None:
+        self._services = services
+        self._record = record
+        self._every = every
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def wal(self, fetched: int, total: int) -> None:
+        self._record_now(fetched, total, last=fetched == total)
+
+    def entries(self, restored: int) -> None:
+        self._record_now(restored, None)
+
+    def _record_now(self, done: int, total: int | None, *, last: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self._every and not last:
+                return
+            self._last = now
+        try:
+            self._services.restores.record_progress(
+                self._record.database, self._record.id, done, total
+            )
+        except RestoreFailed:  # the task was stopped meanwhile (functions/backup_task.py)
+            raise
+        except Exception:  # progress is a courtesy: the restore goes on
+            logger.exception("could not record the restore's progress")
