@@ -31,6 +31,7 @@ import shlex
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -143,6 +144,24 @@ def check_reachable(folder: Path, user: str | None) -> None:
                 f"as root, the server runs as {user}, which cannot enter {parent}: "
                 "choose a directory it can reach (e.g. under /var/tmp)"
             )
+
+
+def reachable_storage() -> Path:
+    """The runner's storage that the server's user can reach (a throwaway server's, a
+    recovered cluster's home): its temporary folder, or /var/tmp when that one is
+    private to the runner's own user. ClusterFailed when none is."""
+    user = server_user()
+    candidates = (Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/tmp"))  # noqa: S108
+    for folder in candidates:
+        try:
+            check_reachable(folder / "work", user)
+        except (ClusterFailed, OSError):
+            continue
+        return folder
+    raise ClusterFailed(
+        f"no folder of the runner's storage can be reached by the server's user ({user}): "
+        f"looked at {', '.join(str(c) for c in candidates)}"
+    )
 
 
 # -- the base backup ---------------------------------------------------------------------------

@@ -45,7 +45,8 @@ from pgbackups.domain.verifications import (
     VerificationState,
     verification_due,
 )
-from pgbackups.postgres.drill import DrillOutcome, drill_archive
+from pgbackups.postgres.cluster import ClusterFailed, reachable_storage
+from pgbackups.postgres.drill import DrillFailed, DrillOutcome, drill_archive
 from pgbackups.postgres.restore import RestoreFailed
 from pgbackups.postgres.servers import ServerNotFound, server_install
 from pgbackups.services import Services
@@ -242,7 +243,7 @@ def run_verification(
     try:
         seconds = seconds_left - DEADLINE_MARGIN_SECONDS - (time.monotonic() - started)
         record = _drill(services, database, record, max(seconds, 1.0))
-    except (RestoreFailed, ServerNotFound) as error:
+    except (RestoreFailed, ServerNotFound, ClusterFailed, DrillFailed) as error:
         record = record.failed(error_text(str(error)), services.clock())
     except PgBackupsError as error:
         record = record.failed(error_text(error.message), services.clock())
@@ -275,7 +276,7 @@ def _drill(
     smoke_queries = database.verification.smoke_queries
     # In the task's storage; the throwaway server runs as another user when the task is
     # root (postgres/cluster.py), who must be able to enter it.
-    work_dir = Path(tempfile.mkdtemp(prefix="pgbackups-drill-"))
+    work_dir = Path(tempfile.mkdtemp(prefix="pgbackups-drill-", dir=reachable_storage()))
     try:
         work_dir.chmod(0o711)
         outcome = drill_archive(

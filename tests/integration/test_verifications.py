@@ -356,7 +356,8 @@ def _no_leftover_drill_folders() -> Iterator[None]:
     import tempfile
 
     def folders() -> set[str]:
-        return {p.name for p in Path(tempfile.gettempdir()).glob("pgbackups-drill-*")}
+        roots = {Path(tempfile.gettempdir()), Path("/var/tmp")}
+        return {str(p) for root in roots for p in root.glob("pgbackups-drill-*")}
 
     before = folders()
     yield

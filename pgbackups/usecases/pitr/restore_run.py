@@ -9,16 +9,14 @@ failures, events); this is its point-in-time step.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from aws_lambda_powertools import Logger
 
 from pgbackups.domain.restores import RestoreRecord
-from pgbackups.postgres.cluster import ClusterFailed, check_reachable, server_user
+from pgbackups.postgres.cluster import ClusterFailed, reachable_storage
 from pgbackups.postgres.recovery import move_database
 from pgbackups.postgres.restore import RestoreFailed, RestoreProgress, Target
 from pgbackups.postgres.servers import ServerNotFound, server_install
@@ -53,7 +51,10 @@ def restore_point_in_time(
     except ServerNotFound as error:
         raise RestoreFailed(str(error)) from None
     recorder = _ProgressRecorder(services, record, progress_seconds)
-    work_dir = _work_dir()
+    try:
+        work_dir = reachable_storage()
+    except ClusterFailed as error:
+        raise RestoreFailed(str(error)) from None
     try:
         with recovered_cluster(
             services, record.database, record.target_time, work_dir,
@@ -93,23 +94,6 @@ def restore_point_in_time(
         extra={"restore_id": record.id, "entries": len(done.entries)},
     )
     return finished
-
-
-def _work_dir() -> Path:
-    """The task's storage that the server's user can reach: its temporary folder, or
-    /var/tmp when that one is private to the task's own user."""
-    user = server_user()
-    candidates = (Path(tempfile.gettempdir()), Path("/var/tmp"), Path("/tmp"))  # noqa: S108
-    for folder in candidates:
-        try:
-            check_reachable(folder / "recovery", user)
-        except (ClusterFailed, OSError):
-            continue
-        return folder
-    raise RestoreFailed(
-        f"no folder of the task's storage can be reached by the server's user ({user}): "
-        f"looked at {', '.join(str(c) for c in candidates)}"
-    )
 
 
 class _ProgressRecorder:
