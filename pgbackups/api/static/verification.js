@@ -134,16 +134,17 @@ function renderDrill(drill) {
   $("#verification-checks-block").hidden = checks.length === 0;
 }
 
-/** The report is in S3: a presigned GET asked for when the link is followed (it expires). */
+/** The report is in S3: a presigned GET asked for when the link is followed (it expires).
+ * S3 answers it as a file to save, so the page stays, as Download does for an archive. */
 function reportLink(drill) {
-  const link = el("a", { href: "#", id: "verification-report-link" }, "Open the report (JSON)");
+  const link = el("a", { href: "#", id: "verification-report-link" }, "Download the report (JSON)");
   const database = block.database.name;
   link.addEventListener("click", async (event) => {
     event.preventDefault();
     $("#verification-error").textContent = "";
     try {
       const { url } = await api.verificationReport(database, drill.id);
-      window.open(url, "_blank", "noopener");
+      window.location.assign(url);
     } catch (error) {
       $("#verification-error").textContent = error.message;
     }
