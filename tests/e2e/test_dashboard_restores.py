@@ -394,9 +394,12 @@ def test_a_point_in_time_is_picked_in_the_browsers_zone_inside_a_range_and_sent_
     assert sent["target_time"] == "2026-12-06T03:30:15+09:00"
     assert "backup_id" not in sent
     # The API's refusal as its words, in the dialog: this stack has no continuous backups
-    # of the database (its ranges are the page's route's).
-    assert response.status == 422, response.text()
+    # of the database (its ranges are the page's route's). test_dashboard_fargate_runs.py
+    # restores a real one.
+    assert response.status == 409, response.text()
     refusal = response.json()["error"]
+    assert refusal["code"] == "pitr_disabled"
     expect(dialog.locator('[data-error-for=""]')).to_have_text(refusal["message"])
+    expect(dialog).to_be_visible()
     assert postgres.password not in page.content()
-    assert console.errors(422) == []
+    assert console.errors(409) == []
