@@ -2,9 +2,10 @@
 the Verified badge on a backup's row, the Verification block (last drill, next drill,
 measured RTO, the report, the checks) and "Verify now" followed live.
 
-The drills' API is answered by the page's routes with the contract's records (the
-database's `verification_status`, `GET/POST …/verifications`, `…/report`): everything
-else (the database, its backups, the tokens) is the real stack's."""
+The first test answers the drills' routes with the contract's records (the database's
+`verification_status`, `GET/POST …/verifications`, `…/report`) to show a failed drill
+and one followed to its end in seconds; the others use the real API (a real drill runs
+in test_dashboard_fargate_runs.py)."""
 
 # The dashboard tests' fixtures are imported by name, which ruff sees as redefinitions.
 # ruff: noqa: F811
@@ -250,4 +251,56 @@ def test_verify_now_is_offered_to_operators_not_readers(
     expect(card.get_by_role("button", name="Verify now").filter(visible=True)).to_have_count(
         1 if role == "operate" else 0
     )
+    # The drills' schedule: shown to both, changed by operators.
+    expect(
+        card.get_by_role("button", name="Save drill settings").filter(visible=True)
+    ).to_have_count(1 if role == "operate" else 0)
+    every = card.get_by_label("Every (days)")
+    expect(every).to_have_value("7")
+    if role == "operate":
+        expect(every).to_be_enabled()
+    else:
+        expect(every).to_be_disabled()
     assert console.errors() == []
+
+
+def test_an_operator_schedules_drills_and_the_next_one_is_shown(
+    page: Page, console: Console, local_stack: RunningStack, postgres: EmbeddedPostgres
+) -> None:
+    """The drills' settings through the real API (PATCH /v1/databases/{db})."""
+    name = new_database(postgres, rows=5)
+    register(local_stack, name, postgres.url(name))
+    take_backup(local_stack, name)
+    operator = new_token(local_stack, f"scheduler-{uuid.uuid4().hex[:4]}", "operate")
+    open_database(page, local_stack, operator, name)
+    card = page.locator("#verification-card")
+    expect(card.locator("#verification-next")).to_have_text("Scheduled drills are disabled")
+    expect(
+        card.get_by_label("I want this database's backups drilled on a schedule")
+    ).not_to_be_checked()
+
+    card.get_by_label("I want this database's backups drilled on a schedule").check()
+    card.get_by_label("Every (days)").fill("3")
+    card.get_by_label("Hour").select_option("05:00")
+    card.get_by_role("button", name="Save drill settings").click()
+    expect(card.locator("#verification-form .saved")).to_have_text("Drill settings saved.")
+
+    answer = local_stack.api().get(f"{local_stack.api_url}/v1/databases/{name}", timeout=30)
+    database = answer.json()
+    assert {k: database["verification"][k] for k in ("enabled", "every_days", "hour")} == {
+        "enabled": True,
+        "every_days": 3,
+        "hour": 5,
+    }
+    next_at = database["verification_status"]["next_at"]
+    assert next_at
+    expect(card.locator("#verification-next time")).to_have_attribute("datetime", next_at)
+    expect(card.locator("#verification-next")).to_contain_text("(every 3 days)")
+
+    # A number the API refuses: its words, next to the field; nothing changes.
+    card.get_by_label("Every (days)").fill("400")
+    card.get_by_role("button", name="Save drill settings").click()
+    expect(card.locator('[data-error-for="verification.every_days"]')).not_to_be_empty()
+    again = local_stack.api().get(f"{local_stack.api_url}/v1/databases/{name}", timeout=30)
+    assert again.json()["verification"]["every_days"] == 3
+    assert console.errors(400, 422) == []

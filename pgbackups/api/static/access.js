@@ -18,6 +18,7 @@ const NEEDS = {
   restore: "operate",
   restoreInPlace: "admin",
   verify: "operate", // POST /v1/databases/{db}/verifications
+  changeVerification: "operate", // PATCH /v1/databases/{db} {verification}
   changeSchedule: "operate", // PUT /v1/databases/{db}/schedule
   // PATCH /v1/databases/{db}: operate; keeping fewer than the defaults needs admin, which
   // the API answers with a 403 that names it.

@@ -5,7 +5,7 @@
 // when the database names one, so an API without drills gets no request.
 
 import { ApiError, api } from "./api.js";
-import { $, browserTimeZone, busy, el, formatDuration, formatTime } from "./dom.js";
+import { $, browserTimeZone, busy, clearErrors, el, formatDuration, formatTime, hourLabel, showError } from "./dom.js";
 
 const POLL_MS = 2000;
 const ACTIVE = new Set(["scheduled", "running"]);
@@ -54,6 +54,11 @@ export function closeVerification() {
   $("#verification-checks tbody").replaceChildren();
   $("#verification-checks-block").hidden = true;
   $("#verify-now").disabled = false;
+  const form = $("#verification-form");
+  clearErrors(form);
+  form.reset();
+  $(".saved", form).textContent = "";
+  $("#verification-smoke").textContent = "";
 }
 
 function moment(value) {
@@ -83,7 +88,65 @@ function render(database) {
   $("#verification-report").replaceChildren();
   $("#verification-checks-block").hidden = true;
   if (status.last_id) showDrill(status.last_id, block.shown);
+  renderSettings(settings);
 }
+
+// The drills' schedule (PATCH /v1/databases/{db} {verification}); the smoke queries are
+// set with the API or the CLI, and only counted here.
+
+$("#verification-hour").replaceChildren(
+  el("option", { value: "" }, "Automatic (12 h from the backups)"),
+  ...Array.from({ length: 24 }, (_, hour) => el("option", { value: hour }, hourLabel(hour))),
+);
+
+function renderSettings(settings) {
+  const form = $("#verification-form");
+  // An API without drills has no settings to show or change.
+  form.hidden = settings === null;
+  if (settings === null) return;
+  $("#verification-enabled").checked = Boolean(settings.enabled);
+  $("#verification-every-days").value = String(settings.every_days ?? 7);
+  $("#verification-hour").value = settings.hour === null || settings.hour === undefined ? "" : String(settings.hour);
+  const smoke = (settings.smoke_queries || []).length;
+  $("#verification-smoke").textContent =
+    smoke === 0
+      ? "No smoke query yet: they are set with the API or the CLI."
+      : `${smoke} smoke ${smoke === 1 ? "query" : "queries"}, changed with the API or the CLI.`;
+}
+
+$("#verification-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const database = block.database?.name;
+  if (!database) return;
+  clearErrors(form);
+  $(".saved", form).textContent = "";
+  const raw = $("#verification-every-days").value.trim();
+  const everyDays = Number(raw);
+  if (raw === "" || !Number.isInteger(everyDays)) {
+    showError(form, new ApiError(0, "invalid_input", "A whole number of days is required.", "verification.every_days"));
+    return;
+  }
+  const hour = $("#verification-hour").value;
+  const verification = {
+    enabled: $("#verification-enabled").checked,
+    every_days: everyDays,
+    hour: hour === "" ? null : Number(hour),
+  };
+  const shown = block.shown;
+  await busy($('button[type="submit"]', form), async () => {
+    try {
+      const saved = await api.changeDatabase(database, { verification });
+      if (shown !== block.shown) return;
+      block.database = saved;
+      stopPolling();
+      render(saved);
+      $(".saved", form).textContent = "Drill settings saved.";
+    } catch (error) {
+      if (shown === block.shown) showError(form, error);
+    }
+  });
+});
 
 /** The last drill's checks and report; followed while it is on its way. */
 async function showDrill(id, shown) {
