@@ -281,7 +281,7 @@ def test_an_operator_schedules_drills_and_the_next_one_is_shown(
 
     card.get_by_label("I want this database's backups drilled on a schedule").check()
     card.get_by_label("Every (days)").fill("3")
-    card.get_by_label("Hour").select_option("05:00")
+    card.get_by_label("Starts at").select_option("05:00")
     card.get_by_role("button", name="Save drill settings").click()
     expect(card.locator("#verification-form .saved")).to_have_text("Drill settings saved.")
 
