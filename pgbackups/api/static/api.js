@@ -119,7 +119,6 @@ export const api = {
   restores: (name, cursor) => request("GET", `/v1/databases/${encodeURIComponent(name)}/restores?${page(cursor)}`),
   restore: (name, id) => request("GET", `/v1/databases/${encodeURIComponent(name)}/restores/${encodeURIComponent(id)}`),
   createRestore: (name, restore) => request("POST", `/v1/databases/${encodeURIComponent(name)}/restores`, restore),
-  verifications: (name, cursor) => request("GET", `/v1/databases/${encodeURIComponent(name)}/verifications?${page(cursor)}`),
   verification: (name, id) => request("GET", `/v1/databases/${encodeURIComponent(name)}/verifications/${encodeURIComponent(id)}`),
   verificationReport: (name, id) =>
     request("GET", `/v1/databases/${encodeURIComponent(name)}/verifications/${encodeURIComponent(id)}/report`),
