@@ -85,7 +85,7 @@ function render(database) {
         : ["–"]),
   );
   $("#verification-rto").textContent = formatDuration(status.restore_seconds);
-  $("#verification-report").replaceChildren();
+  $("#verification-report").replaceChildren("–");
   $("#verification-checks-block").hidden = true;
   if (status.last_id) showDrill(status.last_id, block.shown);
   renderSettings(settings);
