@@ -665,6 +665,7 @@ def test_every_dashboard_answer_has_strict_headers_and_the_page_logs_no_error(
     assert served - {"/static/favicon.svg"} == {
         "/", "/static/app.js", "/static/api.js", "/static/chart.js", "/static/dom.js",
         "/static/style.css", "/static/access.js", "/static/tokens.js", "/static/activity.js",
+        "/static/holds.js", "/static/restores.js", "/static/verification.js",
     }  # fmt: skip
     for response in dashboard:
         assert response.status == 200

@@ -27,6 +27,9 @@ ASSETS = {
     "access.js": "text/javascript; charset=utf-8",
     "tokens.js": "text/javascript; charset=utf-8",
     "activity.js": "text/javascript; charset=utf-8",
+    "holds.js": "text/javascript; charset=utf-8",
+    "restores.js": "text/javascript; charset=utf-8",
+    "verification.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }

@@ -12,6 +12,13 @@ const NEEDS = {
   removeDatabase: "admin", // DELETE /v1/databases/{db}
   triggerBackup: "operate", // POST /v1/databases/{db}/backups
   deleteBackup: "admin", // DELETE /v1/databases/{db}/backups/{id}
+  holdBackup: "operate", // PUT /v1/databases/{db}/backups/{id}/hold
+  releaseBackup: "admin", // DELETE /v1/databases/{db}/backups/{id}/hold
+  // POST /v1/databases/{db}/restores; into the database itself (`confirm`) needs admin.
+  restore: "operate",
+  restoreInPlace: "admin",
+  verify: "operate", // POST /v1/databases/{db}/verifications
+  changeVerification: "operate", // PATCH /v1/databases/{db} {verification}
   changeSchedule: "operate", // PUT /v1/databases/{db}/schedule
   // PATCH /v1/databases/{db}: operate; keeping fewer than the defaults needs admin, which
   // the API answers with a 403 that names it.

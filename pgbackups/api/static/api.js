@@ -114,7 +114,27 @@ export const api = {
   putSchedule: (name, schedule) => request("PUT", `/v1/databases/${encodeURIComponent(name)}/schedule`, schedule),
   pitr: (name) => request("GET", `/v1/databases/${encodeURIComponent(name)}/pitr`),
   putPitr: (name, settings) => request("PUT", `/v1/databases/${encodeURIComponent(name)}/pitr`, settings),
+  holdBackup: (name, id) => request("PUT", `${backupPath(name, id)}/hold`),
+  releaseBackup: (name, id) => request("DELETE", `${backupPath(name, id)}/hold`),
+  restores: (name, cursor) => request("GET", `/v1/databases/${encodeURIComponent(name)}/restores?${page(cursor)}`),
+  restore: (name, id) => request("GET", `/v1/databases/${encodeURIComponent(name)}/restores/${encodeURIComponent(id)}`),
+  createRestore: (name, restore) => request("POST", `/v1/databases/${encodeURIComponent(name)}/restores`, restore),
+  verification: (name, id) => request("GET", `/v1/databases/${encodeURIComponent(name)}/verifications/${encodeURIComponent(id)}`),
+  verificationReport: (name, id) =>
+    request("GET", `/v1/databases/${encodeURIComponent(name)}/verifications/${encodeURIComponent(id)}/report`),
+  createVerification: (name, drill) => request("POST", `/v1/databases/${encodeURIComponent(name)}/verifications`, drill),
 };
+
+function backupPath(name, id) {
+  return `/v1/databases/${encodeURIComponent(name)}/backups/${encodeURIComponent(id)}`;
+}
+
+/** The query of a page of a list: the API's default size, from `cursor` when given. */
+function page(cursor) {
+  const params = new URLSearchParams();
+  if (cursor) params.set("cursor", cursor);
+  return params;
+}
 
 /** The API's published bounds of the retention counts ({daily: {minimum, maximum}, …}). */
 export async function retentionBounds() {

@@ -19,7 +19,10 @@ import {
   hourLabel,
   showError,
 } from "./dom.js";
+import { holdButton, protectionNodes } from "./holds.js";
+import { closeRestores, openRestores, restoreButton, showPointInTime } from "./restores.js";
 import { clearTokens, openTokens } from "./tokens.js";
+import { closeVerification, openVerification, verificationBadge } from "./verification.js";
 
 const PAGE_SIZE = 20;
 const HISTORY_SIZE = 30;
@@ -54,6 +57,8 @@ function showView(id) {
 function signedOut(message) {
   stopPolling();
   stopPitrPolling();
+  closeRestores();
+  closeVerification();
   state.generation += 1;
   state.database = null;
   state.backups = [];
@@ -81,6 +86,8 @@ function route() {
   state.generation += 1;
   stopPolling();
   stopPitrPolling();
+  closeRestores();
+  closeVerification();
   if (!storedToken()) {
     signedOut("");
     return;
@@ -343,6 +350,9 @@ async function openDatabase(name) {
     renderRetention(database.retention);
     // Continuous backups load beside the rest and fail on their own (loadPitr catches).
     loadPitr();
+    openRestores(database.name);
+    // A drill that ends changes the backups' Verified badges.
+    openVerification(database, () => loadBackups(true).catch(() => {}));
     await Promise.all([loadBackups(true), loadHistory()]);
   } catch (error) {
     if (generation !== state.generation) return;
@@ -557,6 +567,10 @@ function backupRows(backup) {
     download.addEventListener("click", () => downloadBackup(backup, download, rowError));
     actions.append(download);
   }
+  const restore = restoreButton(state.database.name, backup);
+  if (restore) actions.append(restore);
+  const hold = holdButton(state.database.name, backup, rowError, replaceBackup);
+  if (hold) actions.append(hold);
   if (!ACTIVE.has(backup.status)) {
     const remove = el("button", { type: "button", class: "small danger", "data-action": "deleteBackup" }, "Delete");
     remove.addEventListener("click", () => deleteBackup(backup, remove, rowError));
@@ -565,7 +579,7 @@ function backupRows(backup) {
   actions.append(rowError);
   const reasonId = `reason-${backup.id}`;
   const reason = backup.status === "error" && backup.error ? backup.error : null;
-  const status = el("td", { "data-label": "Status", "aria-describedby": reason && reasonId }, statusBadge(backup.status));
+  const status = el("td", { "data-label": "Status", "aria-describedby": reason && reasonId }, statusBadge(backup.status), verificationBadge(backup));
   const row = el(
     "tr",
     { "data-backup-id": backup.id, "data-status": backup.status, class: reason && "has-reason" },
@@ -576,7 +590,7 @@ function backupRows(backup) {
     el("td", { "data-label": "Runner" }, backup.runner || "–"),
     el("td", { class: "number", "data-label": "Size" }, formatSize(backup.size)),
     status,
-    el("td", { "data-label": "Kept as" }, backup.kept_as || "–"),
+    el("td", { class: "kept", "data-label": "Kept as" }, backup.kept_as || "–", protectionNodes(backup)),
     actions,
   );
   if (!reason) return [row];
@@ -586,6 +600,12 @@ function backupRows(backup) {
     el("td", { colspan: 8 }, el("p", { class: "reason", id: reasonId }, reason)),
   );
   return [row, reasonRow];
+}
+
+/** A backup as the API answered an action on it (a hold, a release), in place. */
+function replaceBackup(backup) {
+  state.backups = state.backups.map((b) => (b.id === backup.id ? backup : b));
+  renderBackups();
 }
 
 $("#load-more").addEventListener("click", async (event) => {
@@ -740,6 +760,7 @@ function clearPitr() {
     delete $(slot).dataset.shown;
   }
   $("#pitr-ranges-block").hidden = true;
+  showPointInTime([]);
   $("#pitr-breaks-block").hidden = true;
   const form = $("#pitr-form");
   clearErrors(form);
@@ -888,6 +909,7 @@ const TIMELINE = { width: 640, height: 28 };
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 function renderRanges(ranges) {
+  showPointInTime(ranges);
   const key = JSON.stringify(ranges);
   const list = $("#pitr-ranges");
   if (list.dataset.shown === key) return;
