@@ -388,13 +388,13 @@ def test_the_time_recovery_reached_is_read_from_the_servers_log(tmp_path: Path) 
 def test_a_runner_recovers_where_the_servers_user_can_reach(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pgbackups.usecases.pitr import restore_run
+    from pgbackups.postgres.cluster import reachable_storage
 
     task = Path(tempfile.mkdtemp(dir="/var/tmp"))  # 0700: only the task's user enters it
     try:
         monkeypatch.setattr(tempfile, "tempdir", str(task))
-        assert restore_run._work_dir() == Path("/var/tmp")
+        assert reachable_storage() == Path("/var/tmp")
         task.chmod(0o711)
-        assert restore_run._work_dir() == task
+        assert reachable_storage() == task
     finally:
         task.rmdir()
