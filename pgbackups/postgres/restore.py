@@ -55,6 +55,12 @@ _PARALLEL_LOOP = re.compile(r"(entering|finished) main parallel loop")
 _ITEM_FINISHED = re.compile(r"finished item \d+ .+$")
 # An error's prefix wherever it lands in a line (workers' output interleaves).
 _ANY_ERROR = re.compile(r"(?:^|[\s:])error: ")
+# pg_restore's lines that say where an error happened, not what it was; with --jobs, one
+# session's `error: ` prefix can land on another's context line.
+_CONTEXT = re.compile(
+    r"^(?:\s*(?:pg_restore:|error:))*\s*(?:while (?:INITIALIZING|PROCESSING TOC|FINALIZING):"
+    r"|from TOC entry )"
+)
 
 
 # What `clean` adds: drop each object before creating it again.
@@ -455,7 +461,11 @@ def _only_transaction_timeout(report: list[str]) -> bool:
     (once per session: with --jobs, each worker's session says it too, and the count of
     errors ignored is the leader's only)."""
     errors = [
-        line for line in report if _ANY_ERROR.search(line) and not line.startswith("Command was:")
+        line
+        for line in report
+        if _ANY_ERROR.search(line)
+        and not line.startswith("Command was:")
+        and not (_CONTEXT.match(line) and "ERROR:" not in line)
     ]
     ignored = [int(m[1]) for line in report if (m := _ERRORS_IGNORED.match(line))]
     return (

@@ -44,19 +44,21 @@ ROWS = {("public", "items"): 500, ("public", "orders"): 800, ("audit", "log"): 1
 
 @pytest.fixture(scope="module")
 def server_dirs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding `postgresql-<major>/` as the task's layers do."""
-    from pgbackups.postgres.servers import server_dirs as configured
+    """A folder holding `postgresql-<major>/` as the task's layers do: the built layers'
+    servers when `make` points at them, else the CLI's 18 and Debian's 15."""
+    from pgbackups.postgres.servers import ServerNotFound, server_dirs, server_install
 
-    for root in configured():
-        if (root / "postgresql-18" / "bin" / "postgres").exists():
-            return root
-    if not (PG18 / "bin" / "postgres").exists():
-        from pgbackups_cli.pitr import server_binaries
-
-        server_binaries(18)
     folder = tmp_path_factory.mktemp("servers")
-    (folder / "postgresql-18").symlink_to(PG18)
-    (folder / "postgresql-15").symlink_to(PG15)
+    for major, fallback in ((18, PG18), (15, PG15)):
+        try:
+            install = server_install(major, server_dirs())
+        except ServerNotFound:
+            if major == 18 and not (PG18 / "bin" / "postgres").exists():
+                from pgbackups_cli.pitr import server_binaries
+
+                server_binaries(18)
+            install = fallback
+        (folder / f"postgresql-{major}").symlink_to(install)
     return folder
 
 

@@ -118,6 +118,22 @@ def test_every_entry_counted_once_and_the_sessions_refusals_ignored(tmp_path: Pa
     assert "--jobs=2" in (tmp_path / "tools" / "argv").read_text().splitlines()
 
 
+def test_a_context_line_cut_into_an_error_prefix_is_no_error_of_its_own(tmp_path: Path) -> None:
+    """Seen under load: one session's `error: ` prefix and another's context line on one
+    line; the errors are still only the sessions' refusals of transaction_timeout."""
+    said = PARALLEL_ON_15.replace(
+        "pg_restore: finished main parallel loop\n",
+        "pg_restore: error: pg_restore: while PROCESSING TOC:\n"
+        + TIMEOUT_ERROR
+        + "pg_restore: finished main parallel loop\n",
+    )
+    tools = fake_pg_restore(tmp_path / "tools", said, 1)
+
+    outcome = run_pg_restore(tools, tmp_path / "a.pgsql", TARGET, jobs=2)
+
+    assert outcome.ignored_transaction_timeout
+
+
 def test_another_error_among_them_fails_the_restore(tmp_path: Path) -> None:
     said = PARALLEL_ON_15.replace(
         "pg_restore: finished main parallel loop\n",
