@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from pgbackups.domain.runners import RunnerFailed
 from pgbackups.postgres import probe
 from pgbackups.postgres.restore import (
     RestoreFailed,
+    RestoreOutcome,
     RestoreProgress,
     Target,
     count_entries,
@@ -211,12 +212,14 @@ def run_restore(
             raise RestoreFailed("the target's URL was deleted before the restore ran")
         seconds = seconds_left - DEADLINE_MARGIN_SECONDS - (time.monotonic() - started)
         if record.kind == "point_in_time":
-            record = restore_point_in_time(
+            outcome = restore_point_in_time(
                 services, record, Target.registered(url), done, seconds,
                 mark_started=done.mark_started, progress_seconds=PROGRESS_SECONDS,
             )  # fmt: skip
+            restored = _Restored(outcome)
         else:
-            record = _restore(services, record, Target.registered(url), done, seconds)
+            restored = _restore(services, record, Target.registered(url), done, seconds)
+        record = _done(services, record, done, restored)
     except (RestoreFailed, PgBackupsError) as error:
         reason = error.message if isinstance(error, PgBackupsError) else str(error)
         record = _failed(services, record, scrub(reason, url) if url else reason, done)
@@ -229,13 +232,23 @@ def run_restore(
     return record
 
 
+@dataclass(frozen=True)
+class _Restored:
+    """What a restore's step did: pg_restore's outcome, the entries it had to restore
+    (when counted), and how it went (for the log)."""
+
+    outcome: RestoreOutcome
+    total: int | None = None
+    how: dict[str, object] = field(default_factory=dict)
+
+
 def _restore(
     services: Services,
     record: RestoreRecord,
     target: Target,
     done: _Progress,
     seconds_left: float,
-) -> RestoreRecord:
+) -> _Restored:
     """The backup's archive restored into the target: streamed from S3 into one
     pg_restore, or, on a Fargate task with several vCPUs, downloaded to the task's
     storage (checked against its SHA-256 first) and restored by `pg_restore --jobs`."""
@@ -244,14 +257,13 @@ def _restore(
     if backup.status != "done":
         raise RestoreFailed(f"backup {backup.id} is {backup.status} now: nothing was restored")
     deadline = time.monotonic() + seconds_left
-    warnings = list(record.warnings)
     phases: dict[str, float] = {}
     jobs = restore_jobs(services.settings) if record.runner == "fargate" else 1
     with contextlib.ExitStack() as cleanup:
         archive: Path | None = None
         if jobs > 1:
             began = time.monotonic()
-            archive = _downloaded(services, backup, deadline, cleanup, warnings)
+            archive = _downloaded(services, backup, deadline, cleanup, done.warnings)
             phases["download"] = time.monotonic() - began
         began = time.monotonic()
         if archive is None:
@@ -272,32 +284,48 @@ def _restore(
             timeout=max(deadline - time.monotonic(), 1.0), jobs=jobs,
         )  # fmt: skip
         phases["pg_restore"] = time.monotonic() - began
-    if outcome.ignored_transaction_timeout:
-        warnings.append(
-            "the target's PostgreSQL does not know transaction_timeout (pg_restore 18 sets "
-            "it): that one error was ignored, nothing else failed"
-        )
+    how = {
+        "jobs": jobs,
+        "streamed": archive is None,
+        "phases": {name: round(seconds, 3) for name, seconds in phases.items()},
+    }
+    return _Restored(outcome, total, how)
+
+
+# What a target before PostgreSQL 17 answers pg_restore 18, and all it answers.
+TRANSACTION_TIMEOUT_WARNING = (
+    "the target's PostgreSQL does not know transaction_timeout (pg_restore 18 sets it): "
+    "that one error was ignored, nothing else failed"
+)
+
+
+def _done(
+    services: Services, record: RestoreRecord, done: _Progress, restored: _Restored
+) -> RestoreRecord:
+    """The restore recorded `done`, with its entries and warnings."""
+    warnings = [*record.warnings, *done.warnings]
+    if restored.outcome.ignored_transaction_timeout:
+        warnings.append(TRANSACTION_TIMEOUT_WARNING)
+    counts = record.progress.model_copy(
+        update={"restored": len(done.entries), "total": restored.total}
+    )
     finished = record.model_copy(
         update={
             "status": "done",
             "finished_at": services.clock(),
-            "progress": record.progress.model_copy(
-                update={"restored": len(done.entries), "total": total}
-            ),
+            "progress": counts,
             "warnings": warnings,
         }
     )
-    if not services.restores.finish_restore(finished, expected_status="running"):
-        logger.warning("restore was given up meanwhile")
+    if not _recorded(services, finished):
         return services.restores.get_restore(record.database, record.id)
     logger.info(
         "restore done",
         extra={
             "restore_id": record.id,
+            "kind": record.kind,
             "entries": len(done.entries),
-            "jobs": jobs,
-            "streamed": archive is None,
-            "phases": {name: round(seconds, 3) for name, seconds in phases.items()},
+            **restored.how,
         },
     )
     return finished
@@ -348,9 +376,11 @@ def _downloaded(
 
 @dataclass
 class _Progress(RestoreProgress):
-    """pg_restore's entries done, and whether it was started at all."""
+    """pg_restore's entries done, whether it was started at all (the target touched),
+    and the warnings gathered on the way."""
 
     started: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def mark_started(self) -> None:
         self.started = True
@@ -393,10 +423,18 @@ def _failed(
     else:  # nothing touched the target
         failed = record.failed(error_text(reason), services.clock())
     logger.warning("restore failed", extra={"restore_id": record.id, "reason": failed.error})
-    if not services.restores.finish_restore(failed, expected_status="running"):
-        logger.warning("restore was given up meanwhile")
+    if not _recorded(services, failed):
         return services.restores.get_restore(record.database, record.id)
     return failed
+
+
+def _recorded(services: Services, ended: RestoreRecord) -> bool:
+    """Whether the running restore's end, `ended`, was recorded; not when it was given
+    up meanwhile (reaped past its deadline): the record stands as the reaper left it."""
+    if services.restores.finish_restore(ended, expected_status="running"):
+        return True
+    logger.warning("restore was given up meanwhile", extra={"restore_id": ended.id})
+    return False
 
 
 def reap_stale_restores(services: Services, now: datetime) -> list[RestoreRecord]:

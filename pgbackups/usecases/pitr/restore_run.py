@@ -4,7 +4,7 @@ into the target (pg_dump as the cluster's superuser into pg_restore as the targe
 user), so the source's replication role needs no rights on its tables.
 
 `pgbackups.usecases.restores.run_restore` owns the run's lifecycle (start, the secret,
-failures, events); this is its point-in-time step.
+the end, done or failed, events); this is its point-in-time step.
 """
 
 from __future__ import annotations
@@ -18,17 +18,12 @@ from aws_lambda_powertools import Logger
 from pgbackups.domain.restores import RestoreRecord
 from pgbackups.postgres.cluster import ClusterFailed, reachable_storage
 from pgbackups.postgres.recovery import move_database
-from pgbackups.postgres.restore import RestoreFailed, RestoreProgress, Target
+from pgbackups.postgres.restore import RestoreFailed, RestoreOutcome, RestoreProgress, Target
 from pgbackups.postgres.servers import ServerNotFound, server_install
 from pgbackups.services import Services
 from pgbackups.usecases.pitr.recover import recovered_cluster, source_major
 
 logger = Logger(child=True)
-
-TRANSACTION_TIMEOUT_WARNING = (
-    "the target's PostgreSQL does not know transaction_timeout (pg_restore 18 sets it): "
-    "that one error was ignored, nothing else failed"
-)
 
 
 def restore_point_in_time(
@@ -40,10 +35,10 @@ def restore_point_in_time(
     *,
     mark_started: Callable[[], object],
     progress_seconds: float,
-) -> RestoreRecord:
-    """Recover `record.target_time` (None: latest) and move it into `target`; the record
-    `done`. RestoreFailed with the reason (recovery's, or the move's: `done` then holds
-    the entries restored, and `mark_started` was called before the target was touched)."""
+) -> RestoreOutcome:
+    """Recover `record.target_time` (None: latest) and move it into `target`: `done`
+    holds the entries restored, and `mark_started` was called before the target was
+    touched. RestoreFailed with the reason (recovery's, or the move's)."""
     deadline = time.monotonic() + seconds_left
     try:
         major = source_major(services, record.database, record.target_time)
@@ -73,27 +68,7 @@ def restore_point_in_time(
             )  # fmt: skip
     except ClusterFailed as error:
         raise RestoreFailed(f"recovery failed: {error}") from None
-    warnings = list(record.warnings)
-    if outcome.ignored_transaction_timeout:
-        warnings.append(TRANSACTION_TIMEOUT_WARNING)
-    finished = record.model_copy(
-        update={
-            "status": "done",
-            "finished_at": services.clock(),
-            "progress": record.progress.model_copy(
-                update={"restored": len(done.entries), "total": None}
-            ),
-            "warnings": warnings,
-        }
-    )
-    if not services.restores.finish_restore(finished, expected_status="running"):
-        logger.warning("restore was given up meanwhile")
-        return services.restores.get_restore(record.database, record.id)
-    logger.info(
-        "point-in-time restore done",
-        extra={"restore_id": record.id, "entries": len(done.entries)},
-    )
-    return finished
+    return outcome
 
 
 class _ProgressRecorder:
