@@ -211,14 +211,15 @@ def run_restore(
         if url is None:
             raise RestoreFailed("the target's URL was deleted before the restore ran")
         seconds = seconds_left - DEADLINE_MARGIN_SECONDS - (time.monotonic() - started)
+        recorder = _ProgressRecorder(services, record)
         if record.kind == "point_in_time":
             outcome = restore_point_in_time(
                 services, record, Target.registered(url), done, seconds,
-                mark_started=done.mark_started, progress_seconds=PROGRESS_SECONDS,
+                mark_started=done.mark_started, on_wal=recorder.wal, on_entries=recorder.entries,
             )  # fmt: skip
             restored = _Restored(outcome)
         else:
-            restored = _restore(services, record, Target.registered(url), done, seconds)
+            restored = _restore(services, record, Target.registered(url), done, recorder, seconds)
         record = _done(services, record, done, restored)
     except (RestoreFailed, PgBackupsError) as error:
         reason = error.message if isinstance(error, PgBackupsError) else str(error)
@@ -247,6 +248,7 @@ def _restore(
     record: RestoreRecord,
     target: Target,
     done: _Progress,
+    recorder: _ProgressRecorder,
     seconds_left: float,
 ) -> _Restored:
     """The backup's archive restored into the target: streamed from S3 into one
@@ -274,11 +276,11 @@ def _restore(
         else:
             total = count_entries(services.tools, archive, record.tables, record.schemas)
         phases["table of contents"] = time.monotonic() - began
-        progress = _ProgressRecorder(services, record, total)
+        recorder.total = total
         done.started = True
         began = time.monotonic()
         outcome = run_pg_restore(
-            services.tools, archive, target, progress,
+            services.tools, archive, target, recorder.entries,
             feed=archive_feed(services, backup, deadline) if archive is None else None,
             tables=record.tables, schemas=record.schemas, done=done, clean=record.clean,
             timeout=max(deadline - time.monotonic(), 1.0), jobs=jobs,
@@ -387,25 +389,35 @@ class _Progress(RestoreProgress):
 
 
 class _ProgressRecorder:
-    """Records pg_restore's entries done every few seconds (clients follow them)."""
+    """How far the restore got, recorded every few seconds for clients to follow: the WAL
+    files fetched of the plan's while a point in time recovers, then pg_restore's entries
+    done (of `total`, when the archive's were counted)."""
 
-    def __init__(self, services: Services, record: RestoreRecord, total: int | None) -> None:
+    def __init__(self, services: Services, record: RestoreRecord) -> None:
         self._services = services
         self._record = record
-        self._total = total
+        self.total: int | None = None
         self._last = 0.0
         self._lock = threading.Lock()
 
-    def __call__(self, restored: int) -> None:
+    def wal(self, fetched: int, total: int) -> None:
+        self._record_now(fetched, total, last=fetched == total)
+
+    def entries(self, restored: int) -> None:
+        self._record_now(restored, self.total)
+
+    def _record_now(self, done: int, total: int | None, *, last: bool = False) -> None:
         now = time.monotonic()
         with self._lock:
-            if now - self._last < PROGRESS_SECONDS:
+            if now - self._last < PROGRESS_SECONDS and not last:
                 return
             self._last = now
         try:
             self._services.restores.record_progress(
-                self._record.database, self._record.id, restored, self._total
+                self._record.database, self._record.id, done, total
             )
+        except RestoreFailed:  # the task was stopped meanwhile (functions/backup_task.py)
+            raise
         except Exception:  # progress is a courtesy: the restore goes on
             logger.exception("could not record the restore's progress")
 
