@@ -425,15 +425,16 @@ class _ProgressRecorder:
 def _failed(
     services: Services, record: RestoreRecord, reason: str, done: _Progress
 ) -> RestoreRecord:
+    counted = record.progress.model_copy(update={"restored": len(done.entries)})
+    so_far = record.model_copy(
+        update={"progress": counted, "warnings": [*record.warnings, *done.warnings]}
+    )
     if done.started:  # pg_restore ran: it may have dropped, created or filled objects
-        counted = record.progress.model_copy(update={"restored": len(done.entries)})
-        failed = record.model_copy(update={"progress": counted}).interrupted(
-            error_text(reason), services.clock()
-        )
+        failed = so_far.interrupted(error_text(reason), services.clock())
         if done.entries:
             failed.warnings[-1] += f" (the last: {done.entries[-1]})"
     else:  # nothing touched the target
-        failed = record.failed(error_text(reason), services.clock())
+        failed = so_far.failed(error_text(reason), services.clock())
     logger.warning("restore failed", extra={"restore_id": record.id, "reason": failed.error})
     if not _recorded(services, failed):
         return services.restores.get_restore(record.database, record.id)
