@@ -30,7 +30,7 @@ from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS
 from pgbackups.usecases.dispatch import dispatch
 from pgbackups.usecases.restores import run_restore
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.conftest import AwsStack, LambdaContext, load_event, load_function
+from tests.conftest import AwsStack, LambdaContext, api_event, load_function
 
 pytestmark = pytest.mark.integration
 
@@ -82,17 +82,7 @@ class Stack:
         self.requests.append(request)
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        event = load_event("api-list-databases")
-        event["rawPath"] = event["requestContext"]["http"]["path"] = path
-        event["requestContext"]["http"]["method"] = method
-        event["routeKey"] = f"{method} {path}"
-        event.pop("pathParameters", None)
-        event["rawQueryString"] = ""
-        event.pop("queryStringParameters", None)
-        if body is not None:
-            event["body"] = json.dumps(body)
-            event["headers"]["content-type"] = "application/json"
-        response = self.api.handler(event, self.context)
+        response = self.api.handler(api_event(method, path, body), self.context)
         text = response.get("body") or ""
         self.answers.append(text)
         return response["statusCode"], json.loads(text) if text else None
