@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ from pgbackups_cli.download import (
     download_to_file,
     stream_archive,
 )
-from pgbackups_cli.follow import wait_for_backup
+from pgbackups_cli.follow import follow_run
 from pgbackups_cli.output import (
     RESULT,
     Failure,
@@ -197,25 +196,21 @@ def backups_create(no_wait: bool, silent: bool) -> None:
     backup = client.post(state.database_path("backups"), None)
     backup_id = backup["id"]
     say(f"Backing up {name} to {backup_id}")
+    check = f"`pgbackups backups-info -d {name} --backup {backup_id}`"
     if no_wait:
-        note(f"Follow it with `pgbackups backups-info -d {name} --backup {backup_id}`.")
+        note(f"Follow it with {check}.")
         return
-    started = time.monotonic()
-    try:
-        with stderr_console(quiet=silent).status(f"Backing up {name}: scheduled") as spinner:
 
-            def show(current: dict[str, Any]) -> None:
-                elapsed = human_seconds(time.monotonic() - started)
-                uploaded = current.get("uploaded")
-                sent = f", {human_size(uploaded)} uploaded" if uploaded else ""
-                spinner.update(f"Backing up {name}: {current['status']}, {elapsed}{sent}")
+    def status(current: dict[str, Any], seconds: float) -> str:
+        uploaded = current.get("uploaded")
+        sent = f", {human_size(uploaded)} uploaded" if uploaded else ""
+        return f"Backing up {name}: {current['status']}, {human_seconds(seconds)}{sent}"
 
-            backup = wait_for_backup(client, name, backup_id, on_poll=show)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            "Stopped following the backup; it goes on. Check it with "
-            f"`pgbackups backups-info -d {name} --backup {backup_id}`."
-        ) from None
+    backup = follow_run(
+        client, state.database_path("backups", backup_id), "backup",
+        spinner=f"Backing up {name}: scheduled", status=status, check=check, going_on="it",
+        quiet=silent,
+    )  # fmt: skip
     if backup["status"] != "done":
         raise Failure(f"Backup failed: {backup.get('error') or 'no reason was recorded'}")
     note(

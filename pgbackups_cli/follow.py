@@ -1,5 +1,5 @@
 """Waiting for a backup, a restore or a drill to finish: the one loop the CLI, the demo and the
-tests share."""
+tests share, and the commands' way of following a run with a spinner."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pgbackups_cli.client import ApiClient, database_path
+from pgbackups_cli.output import Interrupted, stderr_console
 
 ACTIVE = ("scheduled", "running")
 POLL_SECONDS = 1.0
@@ -59,3 +60,33 @@ def wait_for_run(
         if timeout is not None and waited > timeout:
             raise StillRunning(kind, run, waited)
         time.sleep(POLL_SECONDS if poll_seconds is None else poll_seconds)
+
+
+def follow_run(
+    client: ApiClient,
+    path: str,
+    kind: str,
+    *,
+    spinner: str,
+    status: Callable[[dict[str, Any], float], str],
+    check: str,
+    going_on: str | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """`wait_for_run` behind a spinner on standard error: `spinner` at first, then
+    `status(run, seconds since the start)` at each poll. Ctrl-C stops following, not
+    the run: Interrupted, saying that it (`going_on`, by default "the <kind>") goes on
+    and that `check` shows it."""
+    started = time.monotonic()
+    try:
+        with stderr_console(quiet=quiet).status(spinner) as shown:
+
+            def show(current: dict[str, Any]) -> None:
+                shown.update(status(current, time.monotonic() - started))
+
+            return wait_for_run(client, path, kind, on_poll=show)
+    except KeyboardInterrupt:
+        going_on = going_on or f"the {kind}"
+        raise Interrupted(
+            f"Stopped following the {kind}; {going_on} goes on. Check it with {check}."
+        ) from None

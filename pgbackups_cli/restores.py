@@ -3,16 +3,14 @@ backups are (`POST /v1/databases/{db}/restores`), followed from here."""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from pgbackups_cli.client import ApiFailure
-from pgbackups_cli.follow import wait_for_run
+from pgbackups_cli.follow import follow_run
 from pgbackups_cli.output import (
     Failure,
-    Interrupted,
     human_duration,
     human_time,
     note,
@@ -21,7 +19,6 @@ from pgbackups_cli.output import (
     print_table,
     say,
     shout,
-    stderr_console,
 )
 from pgbackups_cli.secret_input import target_url_option
 from pgbackups_cli.session import (
@@ -121,21 +118,14 @@ def restores_create(
         restore = state.client().post(state.database_path("restores"), body | {"confirm": name})
     restore_id = restore["id"]
     say(f"Restoring {_source(restore)} of {name} into {restore['target']}")
-    started = time.monotonic()
-    try:
-        with stderr_console(quiet=silent).status(f"Restoring: {restore['status']}") as spinner:
-
-            def show(current: dict[str, Any]) -> None:
-                elapsed = int(time.monotonic() - started)
-                spinner.update(f"Restoring: {current['status']}, {elapsed}s, {_progress(current)}")
-
-            path = state.database_path("restores", restore_id)
-            restore = wait_for_run(state.client(), path, "restore", on_poll=show)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            "Stopped following the restore; the restore goes on. Check it with "
-            f"`pgbackups restores-info -d {name} --restore {restore_id}`."
-        ) from None
+    restore = follow_run(
+        state.client(), state.database_path("restores", restore_id), "restore",
+        spinner=f"Restoring: {restore['status']}",
+        status=lambda current, seconds: (
+            f"Restoring: {current['status']}, {int(seconds)}s, {_progress(current)}"
+        ),
+        check=f"`pgbackups restores-info -d {name} --restore {restore_id}`", quiet=silent,
+    )  # fmt: skip
     for warning in restore.get("warnings") or []:
         note(warning)
     if restore["status"] != "done":

@@ -7,24 +7,21 @@ major and checks it; the CLI shows each check as the API records it, in its word
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import click
 
 from pgbackups.domain.names import BACKUP_ID
-from pgbackups_cli.follow import wait_for_run
+from pgbackups_cli.follow import follow_run
 from pgbackups_cli.output import (
     Failure,
-    Interrupted,
     human_time,
     note,
     print_fields,
     print_json,
     print_table,
     say,
-    stderr_console,
 )
 from pgbackups_cli.pitr import parse_target_time
 from pgbackups_cli.pitr_settings import duration_words
@@ -144,21 +141,12 @@ def backups_verify(
     if no_wait:
         note(f"Follow it with {_info_hint(name, verification_id)}.")
         return
-    started = time.monotonic()
-    try:
-        with stderr_console(quiet=silent).status(f"Verifying: {verification['status']}") as spinner:
-
-            def show(current: dict[str, Any]) -> None:
-                elapsed = int(time.monotonic() - started)
-                spinner.update(f"Verifying: {current['status']}, {elapsed}s")
-
-            path = state.database_path("verifications", verification_id)
-            verification = wait_for_run(state.client(), path, "verification", on_poll=show)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            "Stopped following the drill; the drill goes on. Check it with "
-            f"{_info_hint(name, verification_id)}."
-        ) from None
+    verification = follow_run(
+        state.client(), state.database_path("verifications", verification_id), "drill",
+        spinner=f"Verifying: {verification['status']}",
+        status=lambda current, seconds: f"Verifying: {current['status']}, {int(seconds)}s",
+        check=_info_hint(name, verification_id), quiet=silent,
+    )  # fmt: skip
     if verification.get("kind") == "backup" and verification.get("backup_id") != named:
         note(f"Backup {verification['backup_id']}")  # chosen by the stack when it started
     for check in verification.get("checks") or []:

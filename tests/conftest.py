@@ -101,6 +101,21 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / f"{name}.json").read_text())
 
 
+def api_event(method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """An HTTP API request to the api function (events/api-list-databases.json, re-aimed)."""
+    event = load_event("api-list-databases")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method
+    event["routeKey"] = f"{method} {path}"
+    event.pop("pathParameters", None)
+    event["rawQueryString"] = ""
+    event.pop("queryStringParameters", None)
+    if body is not None:
+        event["body"] = json.dumps(body)
+        event["headers"]["content-type"] = "application/json"
+    return event
+
+
 @pytest.fixture(name="load_event")
 def load_event_fixture() -> Callable[[str], dict[str, Any]]:
     return load_event

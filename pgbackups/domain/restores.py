@@ -72,16 +72,22 @@ class RestoreRecord(Run):
         )
 
     def interrupted(self, reason: str, at: datetime) -> RestoreRecord:
-        """`error` for `reason`, saying the target may hold part of the archive."""
+        """`error` for `reason`, saying the target may hold part of what was restored."""
         failed = self.failed(reason, at)
         return failed.model_copy(update={"warnings": [*self.warnings, self.partial_warning()]})
 
     def partial_warning(self) -> str:
-        done = self.progress.restored
-        of = f" of {self.progress.total}" if self.progress.total is not None else ""
+        done, total = self.progress.restored, self.progress.total
+        if self.kind == "backup":
+            of = f" of {total}" if total is not None else ""
+            what = f"{done}{of} entries of the archive were restored into"
+        elif total is None and done:  # pg_restore's entries of the move
+            what = f"{done} entries of the recovered database were moved into"
+        else:  # still recovering when last recorded (WAL files of the plan's)
+            what = "part of the recovered database may have been moved into"
         return (
-            f"{PARTIAL_TARGET}: {done}{of} entries of the archive were restored into "
-            f"{self.target} before the restore stopped; restore again (clean) to redo it"
+            f"{PARTIAL_TARGET}: {what} {self.target} before the restore stopped; "
+            "restore again (clean) to redo it"
         )
 
 

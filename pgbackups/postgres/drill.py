@@ -813,21 +813,26 @@ def count_rows(connection: Any, deadline: float) -> list[TableRows]:
 
 def judge_rows(tables: Sequence[TableRows], expected: Sequence[TableRows] | None) -> Check:
     total = sum(table.rows for table in tables)
-    summary = f"{len(tables)} tables, {total} rows"
+    summary = f"{_counted(len(tables), 'table')}, {_counted(total, 'row')}"
     if not expected:
         return Check("row_counts", True, f"every table counted: {summary}")
     found = {(t.schema, t.table): t.rows for t in tables}
     wrong = []
     for table in expected:
-        rows = found.get((table.schema, table.table))
+        name, rows = f"{table.schema}.{table.table}", found.get((table.schema, table.table))
         if rows is None:
-            wrong.append(f"{table.schema}.{table.table} is missing ({table.rows} rows expected)")
+            wrong.append(f"{name} is missing ({_counted(table.rows, 'row')} expected)")
         elif rows != table.rows:
-            wrong.append(f"{table.schema}.{table.table}: {rows} rows, {table.rows} expected")
+            wrong.append(f"{name}: {_counted(rows, 'row')}, {table.rows} expected")
     if wrong:
         shown = "; ".join(wrong[:FIRST_FINDINGS])
-        return Check("row_counts", False, _clip(f"{len(wrong)} tables differ: {shown}"))
+        differ = "1 table differs" if len(wrong) == 1 else f"{len(wrong)} tables differ"
+        return Check("row_counts", False, _clip(f"{differ}: {shown}"))
     return Check("row_counts", True, f"every table counted, as expected: {summary}")
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 # -- smoke queries ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from pgbackups.domain.runners import RunnerFailed
 from pgbackups.postgres import probe
 from pgbackups.postgres.restore import (
     RestoreFailed,
+    RestoreOutcome,
     RestoreProgress,
     Target,
     count_entries,
@@ -210,13 +211,16 @@ def run_restore(
         if url is None:
             raise RestoreFailed("the target's URL was deleted before the restore ran")
         seconds = seconds_left - DEADLINE_MARGIN_SECONDS - (time.monotonic() - started)
+        recorder = _ProgressRecorder(services, record)
         if record.kind == "point_in_time":
-            record = restore_point_in_time(
+            outcome = restore_point_in_time(
                 services, record, Target.registered(url), done, seconds,
-                mark_started=done.mark_started, progress_seconds=PROGRESS_SECONDS,
+                mark_started=done.mark_started, on_wal=recorder.wal, on_entries=recorder.entries,
             )  # fmt: skip
+            restored = _Restored(outcome)
         else:
-            record = _restore(services, record, Target.registered(url), done, seconds)
+            restored = _restore(services, record, Target.registered(url), done, recorder, seconds)
+        record = _done(services, record, done, restored)
     except (RestoreFailed, PgBackupsError) as error:
         reason = error.message if isinstance(error, PgBackupsError) else str(error)
         record = _failed(services, record, scrub(reason, url) if url else reason, done)
@@ -229,13 +233,24 @@ def run_restore(
     return record
 
 
+@dataclass(frozen=True)
+class _Restored:
+    """What a restore's step did: pg_restore's outcome, the entries it had to restore
+    (when counted), and how it went (for the log)."""
+
+    outcome: RestoreOutcome
+    total: int | None = None
+    how: dict[str, object] = field(default_factory=dict)
+
+
 def _restore(
     services: Services,
     record: RestoreRecord,
     target: Target,
     done: _Progress,
+    recorder: _ProgressRecorder,
     seconds_left: float,
-) -> RestoreRecord:
+) -> _Restored:
     """The backup's archive restored into the target: streamed from S3 into one
     pg_restore, or, on a Fargate task with several vCPUs, downloaded to the task's
     storage (checked against its SHA-256 first) and restored by `pg_restore --jobs`."""
@@ -244,14 +259,13 @@ def _restore(
     if backup.status != "done":
         raise RestoreFailed(f"backup {backup.id} is {backup.status} now: nothing was restored")
     deadline = time.monotonic() + seconds_left
-    warnings = list(record.warnings)
     phases: dict[str, float] = {}
     jobs = restore_jobs(services.settings) if record.runner == "fargate" else 1
     with contextlib.ExitStack() as cleanup:
         archive: Path | None = None
         if jobs > 1:
             began = time.monotonic()
-            archive = _downloaded(services, backup, deadline, cleanup, warnings)
+            archive = _downloaded(services, backup, deadline, cleanup, done.warnings)
             phases["download"] = time.monotonic() - began
         began = time.monotonic()
         if archive is None:
@@ -262,42 +276,58 @@ def _restore(
         else:
             total = count_entries(services.tools, archive, record.tables, record.schemas)
         phases["table of contents"] = time.monotonic() - began
-        progress = _ProgressRecorder(services, record, total)
+        recorder.total = total
         done.started = True
         began = time.monotonic()
         outcome = run_pg_restore(
-            services.tools, archive, target, progress,
+            services.tools, archive, target, recorder.entries,
             feed=archive_feed(services, backup, deadline) if archive is None else None,
             tables=record.tables, schemas=record.schemas, done=done, clean=record.clean,
             timeout=max(deadline - time.monotonic(), 1.0), jobs=jobs,
         )  # fmt: skip
         phases["pg_restore"] = time.monotonic() - began
-    if outcome.ignored_transaction_timeout:
-        warnings.append(
-            "the target's PostgreSQL does not know transaction_timeout (pg_restore 18 sets "
-            "it): that one error was ignored, nothing else failed"
-        )
+    how = {
+        "jobs": jobs,
+        "streamed": archive is None,
+        "phases": {name: round(seconds, 3) for name, seconds in phases.items()},
+    }
+    return _Restored(outcome, total, how)
+
+
+# What a target before PostgreSQL 17 answers pg_restore 18, and all it answers.
+TRANSACTION_TIMEOUT_WARNING = (
+    "the target's PostgreSQL does not know transaction_timeout (pg_restore 18 sets it): "
+    "that one error was ignored, nothing else failed"
+)
+
+
+def _done(
+    services: Services, record: RestoreRecord, done: _Progress, restored: _Restored
+) -> RestoreRecord:
+    """The restore recorded `done`, with its entries and warnings."""
+    warnings = [*record.warnings, *done.warnings]
+    if restored.outcome.ignored_transaction_timeout:
+        warnings.append(TRANSACTION_TIMEOUT_WARNING)
+    counts = record.progress.model_copy(
+        update={"restored": len(done.entries), "total": restored.total}
+    )
     finished = record.model_copy(
         update={
             "status": "done",
             "finished_at": services.clock(),
-            "progress": record.progress.model_copy(
-                update={"restored": len(done.entries), "total": total}
-            ),
+            "progress": counts,
             "warnings": warnings,
         }
     )
-    if not services.restores.finish_restore(finished, expected_status="running"):
-        logger.warning("restore was given up meanwhile")
+    if not _recorded(services, finished):
         return services.restores.get_restore(record.database, record.id)
     logger.info(
         "restore done",
         extra={
             "restore_id": record.id,
+            "kind": record.kind,
             "entries": len(done.entries),
-            "jobs": jobs,
-            "streamed": archive is None,
-            "phases": {name: round(seconds, 3) for name, seconds in phases.items()},
+            **restored.how,
         },
     )
     return finished
@@ -348,34 +378,46 @@ def _downloaded(
 
 @dataclass
 class _Progress(RestoreProgress):
-    """pg_restore's entries done, and whether it was started at all."""
+    """pg_restore's entries done, whether it was started at all (the target touched),
+    and the warnings gathered on the way."""
 
     started: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def mark_started(self) -> None:
         self.started = True
 
 
 class _ProgressRecorder:
-    """Records pg_restore's entries done every few seconds (clients follow them)."""
+    """How far the restore got, recorded every few seconds for clients to follow: the WAL
+    files fetched of the plan's while a point in time recovers, then pg_restore's entries
+    done (of `total`, when the archive's were counted)."""
 
-    def __init__(self, services: Services, record: RestoreRecord, total: int | None) -> None:
+    def __init__(self, services: Services, record: RestoreRecord) -> None:
         self._services = services
         self._record = record
-        self._total = total
+        self.total: int | None = None
         self._last = 0.0
         self._lock = threading.Lock()
 
-    def __call__(self, restored: int) -> None:
+    def wal(self, fetched: int, total: int) -> None:
+        self._record_now(fetched, total, last=fetched == total)
+
+    def entries(self, restored: int) -> None:
+        self._record_now(restored, self.total)
+
+    def _record_now(self, done: int, total: int | None, *, last: bool = False) -> None:
         now = time.monotonic()
         with self._lock:
-            if now - self._last < PROGRESS_SECONDS:
+            if now - self._last < PROGRESS_SECONDS and not last:
                 return
             self._last = now
         try:
             self._services.restores.record_progress(
-                self._record.database, self._record.id, restored, self._total
+                self._record.database, self._record.id, done, total
             )
+        except RestoreFailed:  # the task was stopped meanwhile (functions/backup_task.py)
+            raise
         except Exception:  # progress is a courtesy: the restore goes on
             logger.exception("could not record the restore's progress")
 
@@ -383,20 +425,29 @@ class _ProgressRecorder:
 def _failed(
     services: Services, record: RestoreRecord, reason: str, done: _Progress
 ) -> RestoreRecord:
+    counted = record.progress.model_copy(update={"restored": len(done.entries)})
+    so_far = record.model_copy(
+        update={"progress": counted, "warnings": [*record.warnings, *done.warnings]}
+    )
     if done.started:  # pg_restore ran: it may have dropped, created or filled objects
-        counted = record.progress.model_copy(update={"restored": len(done.entries)})
-        failed = record.model_copy(update={"progress": counted}).interrupted(
-            error_text(reason), services.clock()
-        )
+        failed = so_far.interrupted(error_text(reason), services.clock())
         if done.entries:
             failed.warnings[-1] += f" (the last: {done.entries[-1]})"
     else:  # nothing touched the target
-        failed = record.failed(error_text(reason), services.clock())
+        failed = so_far.failed(error_text(reason), services.clock())
     logger.warning("restore failed", extra={"restore_id": record.id, "reason": failed.error})
-    if not services.restores.finish_restore(failed, expected_status="running"):
-        logger.warning("restore was given up meanwhile")
+    if not _recorded(services, failed):
         return services.restores.get_restore(record.database, record.id)
     return failed
+
+
+def _recorded(services: Services, ended: RestoreRecord) -> bool:
+    """Whether the running restore's end, `ended`, was recorded; not when it was given
+    up meanwhile (reaped past its deadline): the record stands as the reaper left it."""
+    if services.restores.finish_restore(ended, expected_status="running"):
+        return True
+    logger.warning("restore was given up meanwhile", extra={"restore_id": ended.id})
+    return False
 
 
 def reap_stale_restores(services: Services, now: datetime) -> list[RestoreRecord]:

@@ -7,10 +7,13 @@ the tests see only the process, its stack.json and its HTTP endpoints.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,9 +23,11 @@ from typing import Any
 import pytest
 import requests
 
+from pgbackups.postgres.servers import PGSERVER_DIRS_ENV
 from pgbackups_cli.client import ApiClient
 from pgbackups_cli.follow import StillRunning
 from pgbackups_cli.follow import wait_for_backup as wait_for_backup_of
+from pgbackups_cli.pitr import server_binaries
 from pgbackups_cli.stack_file import read_stack_file, stack_file_path
 from pgbackups_local.postgres import EmbeddedPostgres, free_port
 
@@ -109,6 +114,29 @@ def start_stack(base_dir: Path, *args: str) -> RunningStack:
         time.sleep(0.1)
     stack.info = read_stack_file(state_dir)
     return stack
+
+
+@contextlib.contextmanager
+def stack_with_server_binaries(base_dir: Path) -> Iterator[RunningStack]:
+    """A stack (no demo database, no Object Lock) whose Fargate tasks find the server
+    binaries of PostgreSQL 18 (PGBACKUPS_PGSERVER_DIRS, unless already set): the point-in-time
+    restores and the drills recover and restore there."""
+    before = os.environ.get(PGSERVER_DIRS_ENV)
+    servers: Path | None = None
+    if not before:
+        servers = Path(tempfile.mkdtemp(prefix="pgbackups-servers-", dir="/var/tmp"))
+        servers.chmod(0o755)
+        (servers / "postgresql-18").symlink_to(server_binaries(18, lambda _: None))
+        os.environ[PGSERVER_DIRS_ENV] = str(servers)
+    stack = start_stack(base_dir, "--backup-lock", "off")
+    try:
+        yield stack
+    finally:
+        code = stack.stop()
+        if servers is not None:
+            os.environ.pop(PGSERVER_DIRS_ENV, None)
+            shutil.rmtree(servers, ignore_errors=True)
+        assert code == 0, stack.log()[-3000:]
 
 
 @pytest.fixture(scope="module")

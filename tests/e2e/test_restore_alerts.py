@@ -8,7 +8,6 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,23 +15,16 @@ import pytest
 from pgbackups_cli.client import ApiClient
 from pgbackups_cli.follow import wait_for_run
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.e2e.conftest import RunningStack, start_stack, wait_for_backup
+from tests.e2e.conftest import RunningStack, start_stack
+from tests.e2e.test_alerts import backup, register, webhook
 from tests.integration.test_alert_channels import Receiver
 
 pytestmark = pytest.mark.e2e
 
+__all__ = ["webhook"]  # test_alerts.py's receiver, shared
+
 WAIT_SECONDS = 60
 NAME = "restore_alerts"
-
-
-@pytest.fixture(scope="module")
-def webhook() -> Iterator[Receiver]:
-    receiver = Receiver()
-    try:
-        yield receiver
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +41,8 @@ def stack(webhook: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def backed_up(stack: RunningStack, postgres: EmbeddedPostgres) -> None:
     """NAME registered (its daily backup half a day away) with one good backup."""
-    postgres.create_database(NAME)
-    postgres.psql("CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items VALUES (1)", NAME)
-    hour = (datetime.now(UTC).hour + 12) % 24
-    response = stack.api().post(
-        f"{stack.api_url}/v1/databases",
-        json={
-            "name": NAME,
-            "url": postgres.url(NAME),
-            "schedule": {"enabled": True, "hour": hour, "timezone": "UTC"},
-        },
-    )
-    assert response.status_code == 201, response.text
-    response = stack.api().post(f"{stack.api_url}/v1/databases/{NAME}/backups")
-    assert response.status_code == 202, response.text
-    assert wait_for_backup(stack, NAME, response.json()["id"])["status"] == "done"
+    register(stack, postgres, NAME)
+    assert backup(stack, NAME)["status"] == "done"
 
 
 def restore(stack: RunningStack, target_url: str) -> dict[str, Any]:

@@ -252,7 +252,7 @@ def test_another_databases_archive_fails_against_what_was_expected(
     assert check(outcome, "row_counts") == (
         False,
         "3 tables differ: public.armed is missing (0 rows expected); "
-        "public.items: 1 rows, 3 expected; sales.orders is missing (250 rows expected)",
+        "public.items: 1 row, 3 expected; sales.orders is missing (250 rows expected)",
     )
     assert not outcome.passed
 

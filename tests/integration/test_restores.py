@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -29,7 +30,7 @@ from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS
 from pgbackups.usecases.dispatch import dispatch
 from pgbackups.usecases.restores import run_restore
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.conftest import AwsStack, LambdaContext, load_event, load_function
+from tests.conftest import AwsStack, LambdaContext, api_event, load_function
 
 pytestmark = pytest.mark.integration
 
@@ -81,17 +82,7 @@ class Stack:
         self.requests.append(request)
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        event = load_event("api-list-databases")
-        event["rawPath"] = event["requestContext"]["http"]["path"] = path
-        event["requestContext"]["http"]["method"] = method
-        event["routeKey"] = f"{method} {path}"
-        event.pop("pathParameters", None)
-        event["rawQueryString"] = ""
-        event.pop("queryStringParameters", None)
-        if body is not None:
-            event["body"] = json.dumps(body)
-            event["headers"]["content-type"] = "application/json"
-        response = self.api.handler(event, self.context)
+        response = self.api.handler(api_event(method, path, body), self.context)
         text = response.get("body") or ""
         self.answers.append(text)
         return response["statusCode"], json.loads(text) if text else None
@@ -428,6 +419,36 @@ def test_a_restore_that_reaches_its_deadline_is_stopped_and_says_so(
     assert (
         postgres.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "0"
     )
+
+
+def test_a_task_stopped_while_it_records_progress_ends_the_restore(
+    stack: Stack, source: str, postgres: EmbeddedPostgres, database_name: str
+) -> None:
+    """ECS's SIGTERM (StopTask) arriving while the task records the restore's progress:
+    the task's handler (functions/backup_task.py) raises there, and the restore stops."""
+    from functions.backup_task import stop_restore
+
+    stack.backed_up("shop", source)
+    target_url = postgres.create_database(f"target_{database_name}")
+    status, _ = stack.restore("shop", backup_id="latest", target_url=target_url)
+    assert status == 202
+    (request,) = stack.requests
+    services = stack.backup.services
+    recorded: list[int] = []
+
+    def stopped_while_recording(database: str, restore_id: str, done: int, total: Any) -> None:
+        recorded.append(done)
+        stop_restore(signal.SIGTERM, None)
+
+    services.restores.record_progress = stopped_while_recording
+
+    restore = run_restore(services, request, seconds_left=600, runner="fargate")
+
+    assert recorded, "the restore never recorded its progress"
+    assert restore is not None and restore.status == "error", restore
+    assert restore.error is not None and "the task was stopped" in restore.error
+    assert any("the target may be partial" in warning for warning in restore.warnings)
+    assert stack.restore_secrets() == []
 
 
 def test_a_runner_that_cannot_start_leaves_no_secret_and_frees_the_target(

@@ -183,3 +183,32 @@ def source(postgres: EmbeddedPostgres, database_name: str) -> str:
     url = postgres.create_database(database_name)
     postgres.psql(SOURCE_SQL, database_name)
     return url
+
+
+def test_a_failed_restore_keeps_the_warnings_gathered_before_it_failed(
+    stack: Stack,
+    source: str,
+    postgres: EmbeddedPostgres,
+    database_name: str,
+    task_storage: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    two_cpus: None,
+) -> None:
+    backup_id = stack.backed_up("shop", source)
+    key = stack.backup.services.catalog.get_backup("shop", backup_id).object_key
+    bucket = stack.aws.settings.bucket_name
+    archive = bytearray(stack.aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    archive[len(archive) // 2] ^= 0xFF  # found out once it has streamed into pg_restore
+    stack.aws.s3.put_object(Bucket=bucket, Key=key, Body=bytes(archive))
+    target_url = postgres.create_database(f"target_{database_name}")
+    real_usage = restores.shutil.disk_usage
+    monkeypatch.setattr(
+        restores.shutil, "disk_usage", lambda path: real_usage(path)._replace(free=1024)
+    )
+
+    restore = on_fargate(stack, "shop", target_url)
+
+    assert restore.status == "error"
+    assert [w for w in restore.warnings if "larger than the task's free storage" in w]
+    assert [w for w in restore.warnings if "the target may be partial" in w]
+    assert stack.restore_secrets() == []

@@ -21,24 +21,14 @@ from pgbackups.usecases import pitr
 from pgbackups.usecases.dispatch import dispatch
 from pgbackups.usecases.verifications import run_verification
 from pgbackups_local.postgres import EmbeddedPostgres
-from tests.conftest import AwsStack, LambdaContext, load_event, load_function
+from tests.conftest import AwsStack, LambdaContext, api_event, load_function
+from tests.integration.test_restores import SOURCE_SQL
 
 pytestmark = pytest.mark.integration
 
 PG15 = Path(os.environ.get("PGBACKUPS_PG15_DIR", "/usr/lib/postgresql/15"))
 PG18 = Path("/var/cache/pgbackups/postgresql-18")  # the CLI's cache of the 18 wheel
 
-SOURCE_SQL = """
-CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
-INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g;
-CREATE TABLE orders (id int PRIMARY KEY, item_id int REFERENCES items, qty int);
-INSERT INTO orders SELECT g, 1 + g % 500, g % 7 FROM generate_series(1, 800) g;
-CREATE INDEX orders_item ON orders (item_id);
-CREATE SCHEMA audit;
-CREATE TABLE audit.log (at timestamptz DEFAULT now(), what text);
-INSERT INTO audit.log (what) VALUES ('created');
-CREATE VIEW big_orders AS SELECT * FROM orders WHERE qty > 3;
-"""
 ROWS = {("public", "items"): 500, ("public", "orders"): 800, ("audit", "log"): 1}
 
 
@@ -87,17 +77,7 @@ class Stack:
         return self.api.services
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        event = load_event("api-list-databases")
-        event["rawPath"] = event["requestContext"]["http"]["path"] = path
-        event["requestContext"]["http"]["method"] = method
-        event["routeKey"] = f"{method} {path}"
-        event.pop("pathParameters", None)
-        event["rawQueryString"] = ""
-        event.pop("queryStringParameters", None)
-        if body is not None:
-            event["body"] = json.dumps(body)
-            event["headers"]["content-type"] = "application/json"
-        response = self.api.handler(event, self.context)
+        response = self.api.handler(api_event(method, path, body), self.context)
         text = response.get("body") or ""
         return response["statusCode"], json.loads(text) if text else None
 

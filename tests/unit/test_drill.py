@@ -71,3 +71,13 @@ def test_row_counts_pass_when_counted_and_compare_when_expected() -> None:
     assert wrong.detail == (
         "2 tables differ: public.items: 3 rows, 4 expected; x.y is missing (0 rows expected)"
     )
+
+
+def test_row_counts_say_one_table_and_one_row_in_the_singular() -> None:
+    one = [TableRows("public", "items", 1)]
+    assert judge_rows(one, None).detail == "every table counted: 1 table, 1 row"
+    assert judge_rows(one, one).detail == "every table counted, as expected: 1 table, 1 row"
+    wrong = judge_rows(one, [TableRows("public", "items", 2)])
+    assert wrong.detail == "1 table differs: public.items: 1 row, 2 expected"
+    missing = judge_rows([], [TableRows("x", "y", 1)])
+    assert missing.detail == "1 table differs: x.y is missing (1 row expected)"

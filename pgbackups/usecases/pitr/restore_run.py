@@ -4,12 +4,11 @@ into the target (pg_dump as the cluster's superuser into pg_restore as the targe
 user), so the source's replication role needs no rights on its tables.
 
 `pgbackups.usecases.restores.run_restore` owns the run's lifecycle (start, the secret,
-failures, events); this is its point-in-time step.
+the end, done or failed, events); this is its point-in-time step.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
@@ -18,17 +17,12 @@ from aws_lambda_powertools import Logger
 from pgbackups.domain.restores import RestoreRecord
 from pgbackups.postgres.cluster import ClusterFailed, reachable_storage
 from pgbackups.postgres.recovery import move_database
-from pgbackups.postgres.restore import RestoreFailed, RestoreProgress, Target
+from pgbackups.postgres.restore import RestoreFailed, RestoreOutcome, RestoreProgress, Target
 from pgbackups.postgres.servers import ServerNotFound, server_install
 from pgbackups.services import Services
 from pgbackups.usecases.pitr.recover import recovered_cluster, source_major
 
 logger = Logger(child=True)
-
-TRANSACTION_TIMEOUT_WARNING = (
-    "the target's PostgreSQL does not know transaction_timeout (pg_restore 18 sets it): "
-    "that one error was ignored, nothing else failed"
-)
 
 
 def restore_point_in_time(
@@ -39,18 +33,19 @@ def restore_point_in_time(
     seconds_left: float,
     *,
     mark_started: Callable[[], object],
-    progress_seconds: float,
-) -> RestoreRecord:
-    """Recover `record.target_time` (None: latest) and move it into `target`; the record
-    `done`. RestoreFailed with the reason (recovery's, or the move's: `done` then holds
-    the entries restored, and `mark_started` was called before the target was touched)."""
+    on_wal: Callable[[int, int], object],
+    on_entries: Callable[[int], object],
+) -> RestoreOutcome:
+    """Recover `record.target_time` (None: latest) and move it into `target`: `done`
+    holds the entries restored, and `mark_started` was called before the target was
+    touched; `on_wal` sees the WAL files fetched of the plan's, then `on_entries`
+    pg_restore's entries done. RestoreFailed with the reason (recovery's, or the move's)."""
     deadline = time.monotonic() + seconds_left
     try:
         major = source_major(services, record.database, record.target_time)
         install = server_install(major, services.settings.server_dirs)
     except ServerNotFound as error:
         raise RestoreFailed(str(error)) from None
-    recorder = _ProgressRecorder(services, record, progress_seconds)
     try:
         work_dir = reachable_storage()
     except ClusterFailed as error:
@@ -58,7 +53,7 @@ def restore_point_in_time(
     try:
         with recovered_cluster(
             services, record.database, record.target_time, work_dir,
-            install=install, deadline=deadline, on_wal=recorder.wal,
+            install=install, deadline=deadline, on_wal=on_wal,
         ) as recovered:  # fmt: skip
             logger.info(
                 "cluster recovered",
@@ -68,62 +63,9 @@ def restore_point_in_time(
             outcome = move_database(
                 services.tools, recovered.cluster, recovered.superuser, recovered.database_name,
                 target, tables=record.tables, schemas=record.schemas, clean=record.clean,
-                on_progress=recorder.entries, done=done,
+                on_progress=on_entries, done=done,
                 timeout=max(deadline - time.monotonic(), 1.0),
             )  # fmt: skip
     except ClusterFailed as error:
         raise RestoreFailed(f"recovery failed: {error}") from None
-    warnings = list(record.warnings)
-    if outcome.ignored_transaction_timeout:
-        warnings.append(TRANSACTION_TIMEOUT_WARNING)
-    finished = record.model_copy(
-        update={
-            "status": "done",
-            "finished_at": services.clock(),
-            "progress": record.progress.model_copy(
-                update={"restored": len(done.entries), "total": None}
-            ),
-            "warnings": warnings,
-        }
-    )
-    if not services.restores.finish_restore(finished, expected_status="running"):
-        logger.warning("restore was given up meanwhile")
-        return services.restores.get_restore(record.database, record.id)
-    logger.info(
-        "point-in-time restore done",
-        extra={"restore_id": record.id, "entries": len(done.entries)},
-    )
-    return finished
-
-
-class _ProgressRecorder:
-    """The WAL files fetched of the plan's (`restored` of `total`) while recovery runs,
-    then the entries pg_restore has done (`total` null): every few seconds."""
-
-    def __init__(self, services: Services, record: RestoreRecord, every: float) -> None:
-        self._services = services
-        self._record = record
-        self._every = every
-        self._last = 0.0
-        self._lock = threading.Lock()
-
-    def wal(self, fetched: int, total: int) -> None:
-        self._record_now(fetched, total, last=fetched == total)
-
-    def entries(self, restored: int) -> None:
-        self._record_now(restored, None)
-
-    def _record_now(self, done: int, total: int | None, *, last: bool = False) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last < self._every and not last:
-                return
-            self._last = now
-        try:
-            self._services.restores.record_progress(
-                self._record.database, self._record.id, done, total
-            )
-        except RestoreFailed:  # the task was stopped meanwhile (functions/backup_task.py)
-            raise
-        except Exception:  # progress is a courtesy: the restore goes on
-            logger.exception("could not record the restore's progress")
+    return outcome

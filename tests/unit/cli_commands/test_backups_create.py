@@ -70,3 +70,24 @@ def test_backups_create_while_one_runs(api: FakeApi) -> None:
         1,
         f" !     a backup of shop is already scheduled or running: {NEW_ID}\n",
     )
+
+
+def test_ctrl_c_stops_following_and_says_the_backup_goes_on(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.routes["POST /v1/databases/shop/backups"] = (202, backup(MANUAL_ID, "scheduled"))
+    api.routes[f"GET /v1/databases/shop/backups/{MANUAL_ID}"] = following("running")
+
+    def interrupted(_: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pgbackups_cli.follow.time.sleep", interrupted)
+
+    result = run("backups-create")
+
+    assert result.exit_code == 130
+    assert result.stderr == (
+        " !     Stopped following the backup; it goes on. Check it with "
+        f"`pgbackups backups-info -d shop --backup {MANUAL_ID}`.\n"
+    )
+    assert [route for route in api.routes_called() if route.startswith("DELETE")] == []

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from pgbackups_cli import follow
-from pgbackups_cli import restores as restores_module
 from tests.unit.cli_commands.fakes import NEW_ID, FakeApi, error, run
 from tests.unit.cli_commands.test_backups_restore import TARGET, TARGET_ENV
 
@@ -53,7 +52,7 @@ def test_restores_create_sends_the_url_in_the_body_and_follows_to_done(
     api.routes[f"POST {PATH}"] = (202, restore("scheduled"))
     states = iter([restore("running"), restore("done")])
     api.routes[f"GET {PATH}/{RESTORE_ID}"] = lambda _: (200, next(states))
-    monkeypatch.setattr(restores_module.time, "sleep", lambda _: None)
+    monkeypatch.setattr(follow.time, "sleep", lambda _: None)
 
     result = run(
         "restores-create", "--backup", "latest", "--table", "items", "--yes", env=TARGET_ENV
@@ -95,7 +94,7 @@ def test_ctrl_c_stops_following_and_says_the_restore_goes_on(
     def interrupted(_: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(restores_module.time, "sleep", interrupted)
+    monkeypatch.setattr(follow.time, "sleep", interrupted)
 
     result = run("restores-create", "--backup", NEW_ID, "--yes", env=TARGET_ENV)
 
