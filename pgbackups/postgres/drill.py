@@ -154,9 +154,9 @@ class Check:
 
 class Phases:
     """A drill's phases timed end to end (`lap` closes one and opens the next), so that
-    they add up to the whole drill (`total`): e.g. "contents" (the archive read once for
-    its table of contents), "start" (initdb, start, the drill's database), "restore",
-    "checks", "stop" (the server stopped, its files removed)."""
+    they add up to the whole drill (`total`): e.g. "contents" (the archive's table of
+    contents, read from its start), "start" (initdb, start, the drill's database),
+    "restore", "checks", "stop" (the server stopped, its files removed)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock

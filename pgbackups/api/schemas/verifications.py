@@ -106,7 +106,7 @@ class VerificationView(BaseModel):
     phases: dict[str, float] = Field(
         description=(
             "Seconds per phase, laid end to end, and `total` (the whole drill): `contents` "
-            "(the archive read once for its table of contents), `start` (initdb, start, the "
+            "(the archive's table of contents, read from its start), `start` (initdb, start, the "
             "drill's database), `restore`, `checks`, `stop` (the server stopped, its files "
             "removed); a point in time's `restore` is its recovery, with no `contents` or "
             "`start`. Empty in older drills and in those that could not run"
