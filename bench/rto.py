@@ -15,6 +15,10 @@ in one run, a fresh target each time and its rows counted against the source's:
 - API, Fargate 2 vCPU   another stack started with `--parameter FargateCpu=2048`: the
                    task downloads the archive to its storage, then `pg_restore --jobs=2`.
 
+And restore drills of the same backup (and of a point in time, once continuous
+backups are on), `POST …/verifications` on the Fargate runner, polled until `passed`:
+their time by phase from the verification's record (`--rto-drills-only`: these alone).
+
 Two `pgbackups local` processes (each with moto in a child process, the Fargate
 tasks as subprocesses), one per FargateCpu; each takes its own backup first. A
 restore's phases (download, table of contents, pg_restore) come from its
@@ -54,6 +58,9 @@ MB = 1e6
 TWO_VCPUS = 2048
 # WAL the point-in-time restore replays on top of its base backup: about 10 segments.
 PITR_WAL_BYTES = 160 * 1024 * 1024
+DRILL_NAME = "drill, backup (Fargate 1 vCPU)"
+POINT_DRILL_NAME = "drill, point in time (Fargate 1 vCPU)"
+DRILLS = (DRILL_NAME, POINT_DRILL_NAME)
 Say = Callable[[str], None]
 
 
@@ -119,6 +126,9 @@ class Stack:
 
     @classmethod
     def start(cls, work: Path, label: str, *parameters: str) -> Stack:
+        # Its state private: the local ECS then gives each Fargate task a folder of /tmp,
+        # as on Fargate, short enough for a drill server's unix socket (107 bytes).
+        (work / f"{label}-state").mkdir(mode=0o700)
         return cls(LocalStackProcess.start(work, name=label, parameters=parameters), label)
 
     def backed_up(self, dataset: Dataset, say: Say) -> dict[str, Any]:
@@ -216,6 +226,44 @@ class ApiRestore:
             "streamed": line["streamed"],
             "duration_seconds": restore["duration_seconds"],
             "warnings": restore["warnings"],
+        }
+
+
+class ApiDrill:
+    """`POST …/verifications` (a backup's drill, or a point in time's) on a stack's Fargate
+    runner, polled until it ends; the drill's own row count checked against the source's,
+    its phases from the record. It restores into its own throwaway server, not a target."""
+
+    def __init__(self, name: str, stack: Stack, body: Callable[[], dict[str, Any]]) -> None:
+        self.name = name
+        self.stack = stack
+        self.body = body  # the request, once the stack can take it
+        self.expected_rows = 0
+
+    def run(self, target_url: str) -> tuple[float, dict[str, Any]]:
+        api, base = self.stack.api, self.stack.base
+        began = time.monotonic()
+        answer = api.post(f"{base}/verifications", json=self.body(), timeout=60)
+        if answer.status_code != 202:
+            raise NotMeasured(
+                f"`POST …/verifications` answered {answer.status_code}: {answer.text}"
+            )
+        url = f"{base}/verifications/{answer.json()['id']}"
+        while (drill := api.get(url, timeout=60).json())["status"] not in ("passed", "failed"):
+            time.sleep(POLL_SECONDS)
+        wall = time.monotonic() - began
+        if drill["status"] != "passed":
+            raise BenchError(f"{self.name}: the drill failed: {drill['error']}")
+        if drill["rows"] != self.expected_rows:
+            raise BenchError(f"{self.name}: {drill['rows']} rows, not {self.expected_rows}")
+        phases = {"queued": _seconds_between(drill["created_at"], drill["started_at"])}
+        phases |= {name: seconds for name, seconds in drill["phases"].items() if name != "total"}
+        return wall, {
+            "phases": phases,
+            "rows": drill["rows"],
+            "drill_seconds": drill["phases"]["total"],
+            "check_seconds": {check["name"]: check["seconds"] for check in drill["checks"]},
+            "server_version": drill["server_version"],
         }
 
 
@@ -403,33 +451,43 @@ def measure(
     repetitions: int,
     say: Say,
     postmaster: int,
+    drills_only: bool = False,
 ) -> tuple[list[RtoRun], int, str | None]:
     """The runs, the archive's size, and why the point in time was not measured (None
     when it was). It comes after the others: once continuous backups are on, the stack
-    captures the cluster's WAL every minute, the restores' own too."""
+    captures the cluster's WAL every minute, the restores' own too. `drills_only`: the
+    drills alone, on one stack."""
     server_folders(work)
     lambda_stack = Stack.start(work, "rto-stack")
     fargate_stack: Stack | None = None
     try:
-        fargate_stack = Stack.start(work, "rto-stack-2vcpu", f"FargateCpu={TWO_VCPUS}")
+        if not drills_only:
+            fargate_stack = Stack.start(work, "rto-stack-2vcpu", f"FargateCpu={TWO_VCPUS}")
         lambda_stack.backed_up(dataset, say)
-        fargate_stack.backed_up(dataset, say)
-        archive = work / "rto-archive.pgsql"
-        download(lambda_stack, archive)
-        home = work / "rto-home"
-        home.mkdir(exist_ok=True)
         targets = Targets(server, dataset)
         say(f"  source rows: {targets.expected}")
-        ways = contenders_for(tools, aws, lambda_stack, fargate_stack, archive, home)
+        drill = ApiDrill(DRILL_NAME, lambda_stack, lambda: {"backup_id": lambda_stack.backup["id"]})
+        drill.expected_rows = sum(targets.expected.values())
+        ways: list[Any] = [drill]
+        if fargate_stack is not None:
+            fargate_stack.backed_up(dataset, say)
+            archive = work / "rto-archive.pgsql"
+            download(lambda_stack, archive)
+            home = work / "rto-home"
+            home.mkdir(exist_ok=True)
+            ways += contenders_for(tools, aws, lambda_stack, fargate_stack, archive, home)
         ours = [
             pid
             for stack in (lambda_stack, fargate_stack)
+            if stack is not None
             for pid in (stack.process.process.pid, _moto_child(stack.process.process.pid))
         ]
         runs: list[RtoRun] = []
 
         def measured(way: Any, repetition: int) -> None:
-            target_url = targets.fresh()
+            # A drill restores into a server of its own and counts the rows itself.
+            into_target = not isinstance(way, ApiDrill)
+            target_url = targets.fresh() if into_target else ""
             ledger = contenders.CpuLedger(ours, postmaster)
             load = MachineLoad()
             wall, extra = way.run(target_url)
@@ -438,7 +496,7 @@ def measure(
                 contender=way.name,
                 repetition=repetition,
                 wall_seconds=wall,
-                rows=targets.checked(),
+                rows=targets.checked() if into_target else extra.pop("rows"),
                 phases=extra.pop("phases", {}),
                 machine_busy=busy,
                 foreign_cpu_share=ledger.foreign_share(),
@@ -459,10 +517,16 @@ def measure(
                 measured(way, repetition)
         not_measured: str | None = None
         point_in_time = PointInTime(lambda_stack, server, dataset)
+        point_drill = ApiDrill(
+            POINT_DRILL_NAME, lambda_stack, lambda: {"target_time": point_in_time.target_time}
+        )
         try:
             point_in_time.prepare(say, wal_bytes=PITR_WAL_BYTES)
+            point_drill.expected_rows = drill.expected_rows + point_in_time.load_rows
             for repetition in range(1, repetitions + 1):
-                measured(point_in_time, repetition)
+                if not drills_only:
+                    measured(point_in_time, repetition)
+                measured(point_drill, repetition)
         except NotMeasured as reason:
             not_measured = str(reason)
             say(f"  point in time not measured: {not_measured}")
@@ -519,6 +583,16 @@ def summarize(
                     p: round(_median([r.phases[p] for r in group if p in r.phases]), 2)
                     for p in phase_names
                 },
+                "check_seconds": {
+                    name: round(_median([r.extra["check_seconds"][name] for r in group]), 2)
+                    for name in group[0].extra.get("check_seconds", {})
+                },
+                "drill_seconds": (
+                    round(_median([r.extra["drill_seconds"] for r in group]), 2)
+                    if "drill_seconds" in group[0].extra
+                    else None
+                ),
+                "server_version": group[0].extra.get("server_version"),
                 "jobs": group[0].extra.get("jobs"),
                 "streamed": group[0].extra.get("streamed"),
                 "wal_files": group[0].extra.get("wal_files"),
@@ -537,7 +611,18 @@ def summarize(
 
 
 def markdown(summary: dict[str, Any], repetitions: int) -> str:
-    rows = {row["contender"]: row for row in summary["rows"]}
+    restores = [row for row in summary["rows"] if row["contender"] not in DRILLS]
+    drills = [row for row in summary["rows"] if row["contender"] in DRILLS]
+    lines = _restores_markdown(summary, restores, repetitions) if restores else []
+    if drills or summary["point_in_time_not_measured"]:
+        lines += _drills_markdown(summary, drills, repetitions)
+    return "\n".join(lines) + "\n"
+
+
+def _restores_markdown(
+    summary: dict[str, Any], restores: list[dict[str, Any]], repetitions: int
+) -> list[str]:
+    rows = {row["contender"]: row for row in restores}
     one_liner = rows.get("one-liner", {}).get("wall_seconds")
     limit = rows.get("limit", {}).get("wall_seconds")
     lines = [
@@ -562,7 +647,7 @@ def markdown(summary: dict[str, Any], repetitions: int) -> str:
         "| rows equal | others' CPU |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
-    for row in summary["rows"]:
+    for row in restores:
         jobs = row["jobs"] or (2 if "2 jobs" in row["contender"] else 1)
         wall = row["wall_seconds"]
         spread = f"{min(row['wall_seconds_all']):.1f}-{max(row['wall_seconds_all']):.1f}"
@@ -592,7 +677,7 @@ def markdown(summary: dict[str, Any], repetitions: int) -> str:
     # Issue 24's goals, for the restores of a backup that a user starts: the API's, the CLI's.
     judged = [
         r
-        for r in summary["rows"]
+        for r in restores
         if r["contender"].startswith(("API", "CLI")) and r["contender"] != PointInTime.name
     ]
     if judged and one_liner and limit:
@@ -604,7 +689,52 @@ def markdown(summary: dict[str, Any], repetitions: int) -> str:
                 f"{'met' if wall <= one_liner else '**missed**'}), {wall / limit:.2f} x the "
                 f"limit (goal ≤ 1.3: {'met' if wall <= 1.3 * limit else '**missed**'})."
             )
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _drills_markdown(
+    summary: dict[str, Any], drills: list[dict[str, Any]], repetitions: int
+) -> list[str]:
+    lines = [
+        "",
+        "## Restore drills: a drill's time by phase",
+        "",
+        f"The same backup of the bench database ({summary['database_size'] / MB:,.0f} MB) "
+        "drilled through the stack's API: `POST …/verifications` on the Fargate runner "
+        "(1 vCPU), then `GET` every "
+        f"{POLL_SECONDS} s until `passed` (median of {repetitions}, min-max); every drill's "
+        "own row count equal to the source's. The point in time's: the continuous backups "
+        "of the RTO's point-in-time row, to the same moment. Phases (s) from the "
+        "verification's record, laid end to end: queued (`created_at` → `started_at`: the "
+        "task's start and bootstrap), contents (the archive's table of contents, read "
+        "from its start), start (initdb, start, the drill's database), restore "
+        "(pg_restore streaming the archive from S3 again; a point in time's: base backup "
+        "and WAL fetched, replayed, server started), checks (objects, `pg_amcheck "
+        "--heapallindexed`, `count(*)` of every table, smoke queries), stop (the server "
+        "stopped, its files removed). The drill's total is the record's `phases.total`.",
+        "",
+        "| drill | POST → passed s | drill s | phases s | checks s | rows | others' CPU |",
+        "|---|---:|---:|---|---|---:|---:|",
+    ]
+    for row in drills:
+        spread = f"{min(row['wall_seconds_all']):.1f}-{max(row['wall_seconds_all']):.1f}"
+        phases = " · ".join(f"{name} {seconds:.1f}" for name, seconds in row["phases"].items())
+        checks = " · ".join(
+            f"{name} {seconds:.1f}"
+            for name, seconds in row["check_seconds"].items()
+            if name != "restore"  # the restore phase's
+        )
+        lines.append(
+            f"| {row['contender']} | {row['wall_seconds']:.1f} ({spread}) "
+            f"| {row['drill_seconds']:.1f} | {phases} | {checks or '—'} | {row['rows']:,} "
+            f"| {100 * row['foreign_cpu_share_max']:.0f}% |"
+        )
+    if summary["point_in_time_not_measured"] and not any(
+        row["contender"] == POINT_DRILL_NAME for row in drills
+    ):
+        reason = " ".join(summary["point_in_time_not_measured"].split())[:300]
+        lines.append(f"| {POINT_DRILL_NAME} | not measured: {reason.replace('|', '/')} | | | | | |")
+    return lines
 
 
 PHASE_NAMES = {"table of contents": "TOC"}

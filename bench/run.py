@@ -302,6 +302,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--retries", type=int, default=3, help="at most this many times")
     parser.add_argument(
+        "--rto-drills-only",
+        action="store_true",
+        help="of the rto item, only the restore drills (a backup's, a point in time's)",
+    )
+    parser.add_argument(
         "--quiet-timeout", type=float, default=180, help="seconds to wait for idle CPUs"
     )
     args = parser.parse_args()
@@ -405,7 +410,15 @@ def main() -> int:
         if "rto" in args.items:
             say("the time to restore (RTO), every way and runner")
             rto_runs, archive_bytes, not_measured = rto.measure(
-                work, tools, aws, server, small, args.repetitions, say, postmaster_pid(server)
+                work,
+                tools,
+                aws,
+                server,
+                small,
+                args.repetitions,
+                say,
+                postmaster_pid(server),
+                drills_only=args.rto_drills_only,
             )
             extra["rto"] = rto.summarize(rto_runs, small, archive_bytes, not_measured)
             extra["rto_runs"] = [run.as_dict() for run in rto_runs]

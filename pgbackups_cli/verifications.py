@@ -50,6 +50,22 @@ def seconds_words(seconds: float | None) -> str:
     return f"{seconds:.1f} s" if seconds < 60 else duration_words(seconds)
 
 
+# A drill's phases in the order they run (the API's `phases`; a map, so in no order).
+PHASE_ORDER = ("contents", "start", "restore", "checks", "stop")
+
+
+def phases_words(phases: Mapping[str, float] | None) -> str:
+    """`start 0.9 s · restore 3.2 s · checks 0.4 s · stop 0.2 s (total 4.7 s)`; `-` if none."""
+    if not phases:
+        return "-"
+    named = [name for name in PHASE_ORDER if name in phases]
+    named += sorted(name for name in phases if name not in (*PHASE_ORDER, "total"))
+    words = " · ".join(f"{name} {seconds_words(phases[name])}" for name in named)
+    if "total" in phases:
+        words += f" (total {seconds_words(phases['total'])})"
+    return words
+
+
 def check_line(check: Mapping[str, Any]) -> str:
     """`✓ restore: 12 entries restored`."""
     mark = PASSED if check.get("passed") else FAILED
@@ -246,7 +262,7 @@ def _verification_id(ctx: click.Context, param: click.Parameter, value: str | No
 @api_options
 @json_option
 def verifications_info(verification_id: str | None, report_url: bool, as_json: bool) -> None:
-    """Show one drill: checks, restore time, report."""
+    """Show one drill: checks, restore time and phases, report."""
     state = session()
     client = state.client()
     if verification_id is None:
@@ -276,6 +292,7 @@ def verifications_info(verification_id: str | None, report_url: bool, as_json: b
         ("Started at", human_time(verification.get("started_at"))),
         ("Finished at", human_time(verification.get("finished_at"))),
         ("Restore time", seconds_words(verification.get("restore_seconds"))),
+        ("Phases", phases_words(verification.get("phases"))),
         ("Server version", verification.get("server_version") or "-"),
         ("Source version", verification.get("source_version") or "-"),
         ("Tables", counts_words(verification)),

@@ -71,7 +71,18 @@ def backup_key(database: str, backup_id: str) -> dict[str, Any]:
 
 
 def serialize(value: Any) -> dict[str, Any]:
-    return _serializer.serialize(Decimal(str(value)) if isinstance(value, float) else value)
+    return _serializer.serialize(_decimals(value))
+
+
+def _decimals(value: Any) -> Any:
+    """Floats as Decimals, in lists and maps too: DynamoDB's numbers."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {name: _decimals(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_decimals(item) for item in value]
+    return value
 
 
 def values(**named: Any) -> dict[str, Any]:

@@ -27,6 +27,10 @@ DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 
 DEFAULT_EVERY_DAYS = 7
+# A drill's phases, in their order, laid end to end (their sum is the drill's "total"):
+# a backup's goes through them all; a point in time's restore is its recovery (the base
+# backup and WAL fetched and replayed, the server started), with no contents or start.
+DRILL_PHASES = ("contents", "start", "restore", "checks", "stop")
 # A drill is overdue (a health reason) when none passed for `every_days` and this long.
 OVERDUE_SLACK = DAY
 # A drill started later than the last one (in its hour, or the point-in-time drill that
@@ -72,6 +76,7 @@ class CheckResult(BaseModel):
     name: str
     passed: bool
     detail: str
+    seconds: float | None = None  # how long it took (None: a drill from before it was timed)
 
 
 class VerificationRecord(Run):
@@ -86,6 +91,8 @@ class VerificationRecord(Run):
     backup_id: str | None = None
     target_time: datetime | None = None  # a point in time's; null: the latest
     restore_seconds: float | None = None
+    # Seconds per phase of the drill (`DRILL_PHASES`, those it went through), and "total".
+    phases: dict[str, float] = Field(default_factory=dict)
     server_version: str | None = None  # of the throwaway server
     source_version: str | None = None  # of the backed-up server, as the backup recorded it
     checks: list[CheckResult] = Field(default_factory=list)

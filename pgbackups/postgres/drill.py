@@ -43,7 +43,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -149,6 +149,31 @@ class Check:
     name: str  # "restore", "objects", "amcheck", "row_counts", "smoke 1" … "smoke 10"
     passed: bool
     detail: str
+    seconds: float = 0.0  # how long it took
+
+
+class Phases:
+    """A drill's phases timed end to end (`lap` closes one and opens the next), so that
+    they add up to the whole drill (`total`): e.g. "contents" (the archive's table of
+    contents, read from its start), "start" (initdb, start, the drill's database),
+    "restore", "checks", "stop" (the server stopped, its files removed)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.began = self.mark = clock()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, name: str) -> float:
+        """The seconds since the last lap (or the start), added to phase `name`."""
+        now = self.clock()
+        took = now - self.mark
+        self.seconds[name] = self.seconds.get(name, 0.0) + took
+        self.mark = now
+        return took
+
+    def total(self) -> dict[str, float]:
+        """Each phase's seconds and the whole drill's (`total`: up to the last lap)."""
+        return {**self.seconds, "total": self.mark - self.began}
 
 
 @dataclass(frozen=True)
@@ -165,6 +190,8 @@ class DrillOutcome:
     restore_seconds: float
     server_version: str
     warnings: list[str] = field(default_factory=list)
+    # Seconds per phase (`Phases.total`), "total" the whole drill's.
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -219,22 +246,24 @@ def drill_archive(
     when the drill cannot run.
     """
     deadline = time.monotonic() + timeout
+    phases = Phases()
     try:
         entries: list[str] | None = list_streamed_entries(tools, feed)
         unreadable = ""
     except RestoreFailed as error:
         entries, unreadable = None, str(error)
+    phases.lap("contents")
     warnings = [NO_OWNER_WARNING]
     with throwaway_server(install, work_dir) as server:
         version = server_version(server)
         _create_database(server, archive_extensions(entries or []))
+        phases.lap("start")
         # As the unprivileged owner of the database, without the archive's owners and
         # grants (restore.RESTORE_FLAGS): see the module's docstring.
         target = Target.parse(
             f"postgresql:///{DRILL_DATABASE}?host={quote(str(server.socket_dir), safe='')}"
             f"&port={server.port}&user={DRILL_ROLE}"
         )
-        started = time.monotonic()
         try:
             outcome = run_pg_restore(
                 tools, None, target, feed=feed, clean=False, timeout=_left(deadline)
@@ -245,7 +274,8 @@ def drill_archive(
             restore = Check("restore", True, "pg_restore finished with no error")
             if outcome.ignored_transaction_timeout:
                 warnings.append(TRANSACTION_TIMEOUT_WARNING)
-        restore_seconds = time.monotonic() - started
+        restore_seconds = phases.lap("restore")
+        restore = replace(restore, seconds=restore_seconds)
         objects = [*(toc_key(entry) for entry in entries or []), *(expected_objects or ())]
         checks, tables = check_server(
             server, DRILL_DATABASE, smoke_queries=smoke_queries,
@@ -254,17 +284,21 @@ def drill_archive(
         )  # fmt: skip
         if entries is None:
             checks = [
-                Check("objects", False, _clip(f"the archive's table of contents: {unreadable}"))
+                replace(check, passed=False,
+                        detail=_clip(f"the archive's table of contents: {unreadable}"))
                 if check.name == "objects" else check
                 for check in checks
             ]  # fmt: skip
-        return DrillOutcome(
-            checks=[restore, *checks],
-            tables=tables,
-            restore_seconds=restore_seconds,
-            server_version=version,
-            warnings=warnings,
-        )
+        phases.lap("checks")
+    phases.lap("stop")
+    return DrillOutcome(
+        checks=[restore, *checks],
+        tables=tables,
+        restore_seconds=restore_seconds,
+        server_version=version,
+        warnings=warnings,
+        phases=phases.total(),
+    )
 
 
 def _left(deadline: float) -> float:
@@ -468,16 +502,18 @@ def check_server(
 
 
 def _guarded(name: str, check: Callable[[], tuple[bool, str] | Check]) -> Check:
+    """The check run and timed; failed with the reason when it cannot run."""
+    started = time.monotonic()
     try:
         result = check()
     except (
         DrillFailed, ClusterFailed, OSError, subprocess.SubprocessError, psycopg2.Error,
     ) as error:  # fmt: skip
-        return Check(name, False, _clip(_error_text(error)))
+        return Check(name, False, _clip(_error_text(error)), time.monotonic() - started)
     if isinstance(result, Check):
-        return result
+        return replace(result, seconds=time.monotonic() - started)
     passed, detail = result
-    return Check(name, passed, _clip(detail))
+    return Check(name, passed, _clip(detail), time.monotonic() - started)
 
 
 def confine(connection: Any, database: str) -> None:

@@ -57,6 +57,7 @@ from pgbackups.postgres.drill import (
     Check,
     DrillFailed,
     DrillOutcome,
+    Phases,
     check_server,
     drill_archive,
     handle_of,
@@ -412,13 +413,14 @@ def _drill_point_in_time(
         "base_backup_id": base.id,
         "chain_id": plan.point.chain.id,
     }
-    started = time.monotonic()
+    phases = Phases()
     try:
         with recovered_cluster(
             services, record.database, record.target_time, reachable_storage(),
             install=install, deadline=deadline,
         ) as recovered:  # fmt: skip
-            restore_seconds = time.monotonic() - started
+            # The base backup and WAL fetched, replayed, the server started: one phase.
+            restore_seconds = phases.lap("restore")
             server = handle_of(recovered.cluster)
             reached = to_rfc3339(recovered.reached) if recovered.reached else "no commit replayed"
             point |= {"reached": reached, "wal_files": recovered.wal_files}
@@ -431,6 +433,7 @@ def _drill_point_in_time(
                 True,
                 f"recovered from base backup {base.id} and {recovered.wal_files} WAL files "
                 f"to {reached}, promoted",
+                restore_seconds,
             )
             outcome = DrillOutcome(
                 checks=[recovery, *checks],
@@ -438,18 +441,27 @@ def _drill_point_in_time(
                 restore_seconds=restore_seconds,
                 server_version=drill_server_version(server),
             )
+            phases.lap("checks")
+        phases.lap("stop")
     except ClusterFailed as error:
+        restore_seconds = phases.lap("restore")
         outcome = DrillOutcome(
-            checks=[Check("restore", False, error_text(f"recovery failed: {error}"))],
+            checks=[
+                Check("restore", False, error_text(f"recovery failed: {error}"), restore_seconds)
+            ],
             tables=[],
-            restore_seconds=time.monotonic() - started,
+            restore_seconds=restore_seconds,
             server_version="",
         )
+    outcome.phases = phases.total()
     return outcome, base.object_key, {"point_in_time": point}
 
 
 def _judged(record: VerificationRecord, outcome: DrillOutcome, at: datetime) -> VerificationRecord:
-    checks = [CheckResult(name=c.name, passed=c.passed, detail=c.detail) for c in outcome.checks]
+    checks = [
+        CheckResult(name=c.name, passed=c.passed, detail=c.detail, seconds=round(c.seconds, 3))
+        for c in outcome.checks
+    ]
     failed = [c for c in checks if not c.passed]
     error = None
     if failed:
@@ -462,6 +474,7 @@ def _judged(record: VerificationRecord, outcome: DrillOutcome, at: datetime) -> 
             "tables": len(outcome.tables),
             "rows": sum(t.rows for t in outcome.tables),
             "restore_seconds": round(outcome.restore_seconds, 3),
+            "phases": {name: round(seconds, 3) for name, seconds in outcome.phases.items()},
             "server_version": outcome.server_version or None,
             "error": error if checks else "the drill ran no check",
         }

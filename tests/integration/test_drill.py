@@ -16,6 +16,7 @@ from typing import IO, Any
 import pytest
 
 from pgbackups.domain.smoke import SmokeQuery
+from pgbackups.domain.verifications import DRILL_PHASES
 from pgbackups.postgres.cluster import RecoveredCluster, as_user, server_user
 from pgbackups.postgres.drill import (
     DRILL_ROLE,
@@ -217,6 +218,7 @@ def test_a_healthy_archive_passes_every_check_on_its_own_major(
     assert outcome.server_version.startswith(f"{major}.")
     assert outcome.tables == sorted(SHOP_TABLES, key=lambda t: (t.schema, t.table))
     assert outcome.restore_seconds > 0
+    assert_phases_add_up(outcome)
     assert check(outcome, "objects")[1].startswith("all ")
     assert check(outcome, "objects")[1].endswith(
         "objects of the table of contents are in the restored database"
@@ -445,3 +447,17 @@ def test_a_work_dir_the_server_cannot_use_is_refused_clearly(
         pass
 
     assert list(deep.iterdir()) == []
+
+
+def assert_phases_add_up(outcome: DrillOutcome) -> None:
+    """Every phase timed, end to end: they add up to the whole drill; the restore's is the
+    restore check's, and the other checks fit in the checks'."""
+    assert list(outcome.phases) == [*DRILL_PHASES, "total"]
+    assert all(seconds >= 0 for seconds in outcome.phases.values())
+    assert sum(outcome.phases[name] for name in DRILL_PHASES) == pytest.approx(
+        outcome.phases["total"]
+    )
+    [restore, *checks] = outcome.checks
+    assert outcome.phases["restore"] == restore.seconds == outcome.restore_seconds
+    assert all(check.seconds > 0 for check in checks), checks
+    assert sum(check.seconds for check in checks) <= outcome.phases["checks"]

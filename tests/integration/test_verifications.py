@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pgbackups.domain.models import BackupRequest, to_rfc3339
+from pgbackups.domain.verifications import DRILL_PHASES
 from pgbackups.usecases import pitr
 from pgbackups.usecases.dispatch import dispatch
 from pgbackups.usecases.verifications import run_verification
@@ -167,6 +168,13 @@ def test_a_healthy_backups_drill_passes_with_its_row_counts_and_report(
     assert all(check["passed"] for check in drill["checks"]), drill["checks"]
     assert (drill["tables"], drill["rows"]) == (3, 1301)
     assert drill["restore_seconds"] > 0
+    # Each phase's time and each check's, kept through the table and in the report.
+    assert set(drill["phases"]) == {*DRILL_PHASES, "total"}
+    assert sum(drill["phases"][name] for name in DRILL_PHASES) == pytest.approx(
+        drill["phases"]["total"], abs=0.01
+    )
+    assert drill["phases"]["restore"] == drill["restore_seconds"] == drill["checks"][0]["seconds"]
+    assert all(check["seconds"] > 0 for check in drill["checks"]), drill["checks"]
     # The evidence: beside the backup, with the digest the record holds.
     assert drill["report_key"] == (
         f"databases/shop/backups/{backup_id}.verification-{drill['id']}.json"
@@ -175,6 +183,8 @@ def test_a_healthy_backups_drill_passes_with_its_row_counts_and_report(
     assert hashlib.sha256(data).hexdigest() == drill["report_sha256"]
     assert {(t["schema"], t["table"]): t["rows"] for t in report["tables"]} == ROWS
     assert [c["name"] for c in report["checks"]] == names
+    assert report["verification"]["phases"] == drill["phases"]
+    assert [c["seconds"] for c in report["checks"]] == [c["seconds"] for c in drill["checks"]]
     status, link = stack.call("GET", f"/v1/databases/shop/verifications/{drill['id']}/report")
     assert status == 200 and link["url"].startswith("http")
     # The backup and the database say so.
@@ -433,6 +443,12 @@ def test_a_point_in_time_drill_inside_the_window_passes_with_the_rows_before_it(
     assert (drill["tables"], drill["rows"]) == (1, 2)  # events: the two rows before it
     names = [check["name"] for check in drill["checks"]]
     assert names[0] == "restore" and {"amcheck", "row_counts"} <= set(names)
+    # Its restore is the recovery, the server's start included.
+    assert set(drill["phases"]) == {"restore", "checks", "stop", "total"}
+    assert drill["phases"]["restore"] + drill["phases"]["checks"] + drill["phases"][
+        "stop"
+    ] == pytest.approx(drill["phases"]["total"], abs=0.01)
+    assert drill["phases"]["restore"] == drill["restore_seconds"] == drill["checks"][0]["seconds"]
     assert "/pitr/" in drill["report_key"] and drill["report_key"].endswith(
         f".verification-{drill['id']}.json"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pgbackups.postgres.drill import (
+    Phases,
     TableRows,
     archive_extensions,
     judge_rows,
@@ -81,3 +82,22 @@ def test_row_counts_say_one_table_and_one_row_in_the_singular() -> None:
     assert wrong.detail == "1 table differs: public.items: 1 row, 2 expected"
     missing = judge_rows([], [TableRows("x", "y", 1)])
     assert missing.detail == "1 table differs: x.y is missing (1 row expected)"
+
+
+def test_a_drills_phases_are_laid_end_to_end_and_add_up_to_the_whole() -> None:
+    ticks = iter([100.0, 102.5, 104.0, 110.0, 111.0, 111.5])
+    phases = Phases(clock=lambda: next(ticks))
+
+    assert phases.lap("start") == 2.5
+    phases.lap("restore")
+    phases.lap("checks")
+    phases.lap("restore")  # a phase met again adds up
+    phases.lap("stop")
+
+    assert phases.total() == {
+        "start": 2.5,
+        "restore": 2.5,
+        "checks": 6.0,
+        "stop": 0.5,
+        "total": 11.5,
+    }

@@ -88,6 +88,7 @@ class CheckView(BaseModel):
     name: str = Field(description="`restore`, `objects`, `amcheck`, `row_counts`, `smoke N`")
     passed: bool
     detail: str
+    seconds: float | None = Field(description="How long the check took; null in older drills")
 
 
 class VerificationView(BaseModel):
@@ -102,6 +103,15 @@ class VerificationView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     restore_seconds: float | None = Field(description="The restore's duration: the measured RTO")
+    phases: dict[str, float] = Field(
+        description=(
+            "Seconds per phase, laid end to end, and `total` (the whole drill): `contents` "
+            "(the archive's table of contents, read from its start), `start` (initdb, start, the "
+            "drill's database), `restore`, `checks`, `stop` (the server stopped, its files "
+            "removed); a point in time's `restore` is its recovery, with no `contents` or "
+            "`start`. Empty in older drills and in those that could not run"
+        )
+    )
     server_version: str | None = Field(description="The throwaway server's version")
     source_version: str | None = Field(description="The backed-up server's version")
     checks: list[CheckView]

@@ -287,6 +287,8 @@ def test_verifications_info_shows_every_field_and_check_of_the_newest(api: FakeA
         "Started at:     2026-11-25 05:00:02 UTC",
         "Finished at:    2026-11-25 05:00:40 UTC",
         "Restore time:   3.2 s",
+        "Phases:         contents 0.3 s · start 0.9 s · restore 3.2 s · checks 0.4 s · "
+        "stop 0.2 s (total 5.1 s)",
         "Server version: 18.1",
         "Source version: 18.1",
         "Tables:         4 tables, 1,203 rows",
@@ -307,6 +309,7 @@ def test_verifications_info_of_one_failed_point_in_time_drill(api: FakeApi) -> N
         target_time="2026-11-25T04:12:09Z",
         error="WAL file 000000010000000000000007 is missing from the bucket",
         checks=[{"name": "restore", "passed": False, "detail": "recovery did not start"}],
+        phases={"restore": 12.04, "total": 12.04},
     )
     api.routes[f"GET {ONE}"] = (200, drill)
 
@@ -317,6 +320,7 @@ def test_verifications_info_of_one_failed_point_in_time_drill(api: FakeApi) -> N
     assert "Restored:       point in time 2026-11-25 04:12:09 UTC" in lines
     assert f"Base backup:    {NEW_ID}" in lines
     assert "Checks:         \N{BALLOT X} restore: recovery did not start" in lines
+    assert "Phases:         restore 12.0 s (total 12.0 s)" in lines
     assert lines[-1] == (
         "Error:          WAL file 000000010000000000000007 is missing from the bucket"
     )
