@@ -52,19 +52,13 @@ from pgbackups.domain.verifications import (
     random_second,
     verification_due,
 )
+from pgbackups.postgres.checks import Check, check_server
 from pgbackups.postgres.cluster import ClusterFailed, reachable_storage
-from pgbackups.postgres.drill import (
-    Check,
-    DrillFailed,
-    DrillOutcome,
-    Phases,
-    check_server,
-    drill_archive,
-    handle_of,
-)
-from pgbackups.postgres.drill import server_version as drill_server_version
+from pgbackups.postgres.drill import DrillOutcome, Phases, drill_archive
 from pgbackups.postgres.restore import RestoreFailed
 from pgbackups.postgres.servers import ServerNotFound, server_install
+from pgbackups.postgres.throwaway import DrillFailed, handle_of
+from pgbackups.postgres.throwaway import server_version as drill_server_version
 from pgbackups.services import Services
 from pgbackups.usecases.archive_feed import archive_feed
 from pgbackups.usecases.backup import DEADLINE_MARGIN_SECONDS, LATEST, find_backup

@@ -17,20 +17,13 @@ import pytest
 
 from pgbackups.domain.smoke import SmokeQuery
 from pgbackups.domain.verifications import DRILL_PHASES
+from pgbackups.postgres.checks import TableRows, check_server
 from pgbackups.postgres.cluster import RecoveredCluster, as_user, server_user
-from pgbackups.postgres.drill import (
-    DRILL_ROLE,
-    DrillFailed,
-    DrillOutcome,
-    TableRows,
-    check_server,
-    drill_archive,
-    handle_of,
-    throwaway_server,
-)
+from pgbackups.postgres.drill import DrillOutcome, drill_archive
 from pgbackups.postgres.dump import dump_command
 from pgbackups.postgres.pgtools import PgTools
 from pgbackups.postgres.servers import PGSERVER_DIRS_ENV, server_dirs, server_install
+from pgbackups.postgres.throwaway import DRILL_ROLE, DrillFailed, handle_of, throwaway_server
 from pgbackups.postgres.urls import connection
 from pgbackups_local.postgres import EmbeddedPostgres
 

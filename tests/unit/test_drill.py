@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pgbackups.postgres.drill import (
-    Phases,
+from pgbackups.postgres.checks import (
     TableRows,
     archive_extensions,
     judge_rows,
     parse_toc_entry,
     toc_key,
 )
+from pgbackups.postgres.drill import Phases
 
 pytestmark = pytest.mark.unit
 
