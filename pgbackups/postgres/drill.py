@@ -20,12 +20,11 @@ from pgbackups.domain.smoke import SmokeQuery
 from pgbackups.postgres.checks import (
     Check,
     TableRows,
-    archive_extensions,
     check_server,
     clip_detail,
     seconds_left,
-    toc_key,
 )
+from pgbackups.postgres.contents import archive_extensions, toc_key
 from pgbackups.postgres.restore import (
     RestoreFailed,
     Target,

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgbackups.postgres.checks import (
-    TableRows,
-    archive_extensions,
-    judge_rows,
-    parse_toc_entry,
-    toc_key,
-)
+from pgbackups.postgres.checks import TableRows, judge_rows
+from pgbackups.postgres.contents import archive_extensions, parse_toc_entry, toc_key
 from pgbackups.postgres.drill import Phases
 
 pytestmark = pytest.mark.unit
