@@ -167,8 +167,12 @@ def _restore_failed(restores: list[RestoreRecord]) -> HealthReason | None:
         code="restore_failed",
         severity="warning",
         message=(
-            f"The last restore (into {last.target}) failed: {_one_line(last.error)}. "
-            "Its target may be partial: restore again once the cause is fixed."
+            f"The last restore (into {last.target}) failed: {_one_line(last.error).rstrip('.')}. "
+            + (
+                "Its target may be partial: restore again once the cause is fixed."
+                if last.target_may_be_partial
+                else "The target was not changed: restore again once the cause is fixed."
+            )
         ),
         since=first.finished_at or first.created_at,
     )

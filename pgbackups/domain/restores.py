@@ -76,6 +76,11 @@ class RestoreRecord(Run):
         failed = self.failed(reason, at)
         return failed.model_copy(update={"warnings": [*self.warnings, self.partial_warning()]})
 
+    @property
+    def target_may_be_partial(self) -> bool:
+        """Whether pg_restore (or the move) ran before this restore failed."""
+        return any(warning.startswith(PARTIAL_TARGET) for warning in self.warnings)
+
     def partial_warning(self) -> str:
         done, total = self.progress.restored, self.progress.total
         if self.kind == "backup":

@@ -150,6 +150,16 @@ def test_a_failed_restore_is_a_warning_until_a_later_one_succeeds() -> None:
     assert codes(database(), NOW, [restore(NOW, "running")]) == []
 
 
+def test_a_failed_restore_says_its_target_may_be_partial_only_when_it_was_touched() -> None:
+    untouched = restore(NOW, "error").model_copy(update={"error": "the target refused us."})
+    [reason] = evaluate_health(database(), [fresh_backup()], None, NOW, restores=[untouched])
+    assert "the target refused us. The target was not changed" in reason.message
+    assert ".." not in reason.message and "partial" not in reason.message
+    interrupted = restore(NOW, "running").interrupted("pg_restore was stopped.", NOW)
+    [reason] = evaluate_health(database(), [fresh_backup()], None, NOW, restores=[interrupted])
+    assert "pg_restore was stopped. Its target may be partial" in reason.message
+
+
 def test_one_message_when_a_drill_fails_and_one_when_it_passes_again() -> None:
     failed = database(
         verification_state=VerificationState(last_id="01J", last_status="failed", last_at=NOW)
