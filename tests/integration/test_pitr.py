@@ -992,8 +992,10 @@ def test_a_plans_partial_file_keeps_its_bytes_while_the_capture_goes_on(
     assert newer["name"] == partial["name"] and newer["sha256"] != partial["sha256"]
 
     # Once no plan's URL can name it any more, the replaced file goes; the current stays.
+    # (The server may log a record of its own meanwhile, e.g. its running transactions
+    # every 15 s: the capture then stores the partial file once more.)
     partial_keys = [k for k in aws.object_keys() if k.endswith(".partial.gz")]
-    assert len(partial_keys) == 2
+    assert len(partial_keys) >= 2
     real_now = services.clock()
     services.clock = lambda: real_now + timedelta(hours=1, minutes=1)
     pitr.capture(services, name, seconds_left=600)
