@@ -5,7 +5,10 @@ sample data, registered as `demo`), then, through the HTTP API only as a user
 would: takes a manual backup, waits for it, lists the backups, downloads the
 archive through its presigned URL and checks its SHA-256, restores it with the
 layer's pg_restore into a scratch database and compares the row count of every
-table with the source. Stops the stack and exits 0, or non-zero with the reason.
+table with the source; then asks the stack to restore the same backup where it is
+(POST …/restores: streamed from S3 into pg_restore by the backup function) into a
+second scratch database and compares it too. Stops the stack and exits 0, or
+non-zero with the reason.
 
     python -m pgbackups_local.demo [--size-mb 100]
 """
@@ -31,7 +34,7 @@ from pgbackups.postgres.dump import RESTORE_FLAGS
 from pgbackups.postgres.pgtools import PgTools
 from pgbackups.postgres.restore import RestoreFailed, Target, run_pg_restore
 from pgbackups_cli.client import ApiClient, ApiFailure
-from pgbackups_cli.follow import StillRunning, wait_for_backup
+from pgbackups_cli.follow import StillRunning, wait_for_backup, wait_for_run
 from pgbackups_cli.output import human_size
 from pgbackups_cli.stack_file import StackFileError, read_stack_file, stack_file_path
 from pgbackups_local.stack import StackError, pgtools_dir
@@ -41,6 +44,8 @@ STACK_START_TIMEOUT = 300.0
 BACKUP_TIMEOUT = 300.0
 STOP_TIMEOUT = 60.0
 SCRATCH_DATABASE = "demo_restored"
+# The cloud-side restore's target (POST …/restores).
+STACK_SCRATCH_DATABASE = "demo_restored_by_stack"
 
 
 class DemoFailed(Exception):
@@ -208,7 +213,16 @@ class Demo:
         self.restore(archive_path)
 
         self.step("Comparing the row count of every table, source and restored…")
-        self.compare_row_counts()
+        self.compare_row_counts(SCRATCH_DATABASE)
+
+        self.step(
+            "Restoring the same backup where it is (POST /v1/databases/demo/restores) into "
+            f"another scratch database ({STACK_SCRATCH_DATABASE})…"
+        )
+        self.restore_by_stack(backup["id"])
+
+        self.step("Comparing the row count of every table, source and restored by the stack…")
+        self.compare_row_counts(STACK_SCRATCH_DATABASE)
 
         self.step("Stopping the local stack…")
         self.stop_stack()
@@ -256,11 +270,15 @@ class Demo:
         self.say(f"SHA-256 matches the backup's record: {digest.hexdigest()}")
         return path
 
-    def restore(self, archive: Path) -> None:
-        scratch_url = _with_database(self.stack["demo_database_url"], SCRATCH_DATABASE)
+    def scratch_database(self, name: str) -> str:
+        """A new empty database `name` beside the demo's; its URL."""
         with _connect(_with_database(self.stack["demo_database_url"], "postgres")) as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{SCRATCH_DATABASE}"')
-            cursor.execute(f'CREATE DATABASE "{SCRATCH_DATABASE}"')
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        return _with_database(self.stack["demo_database_url"], name)
+
+    def restore(self, archive: Path) -> None:
+        scratch_url = self.scratch_database(SCRATCH_DATABASE)
         started = time.monotonic()
         try:
             run_pg_restore(self.tools, archive, Target.parse(scratch_url))
@@ -271,9 +289,35 @@ class Demo:
             f"finished in {time.monotonic() - started:.1f} s without errors."
         )
 
-    def compare_row_counts(self) -> None:
+    def restore_by_stack(self, backup_id: str) -> None:
+        target_url = self.scratch_database(STACK_SCRATCH_DATABASE)
+        body = {"backup_id": backup_id, "target_url": target_url}
+        restore = self.api("POST", "/v1/databases/demo/restores", 202, json=body)
+        self.say(
+            f"Accepted: restore {restore['id']} into {restore['target']} is {restore['status']}."
+        )
+        client = ApiClient(self.stack["api_url"], self.stack["token"])
+        path = f"/v1/databases/demo/restores/{restore['id']}"
+        try:
+            restore = wait_for_run(
+                client, path, "restore", timeout=BACKUP_TIMEOUT, poll_seconds=0.5
+            )
+        except (StillRunning, ApiFailure) as error:
+            raise DemoFailed(str(error)) from None
+        if restore["status"] != "done":
+            raise DemoFailed(f"the restore failed: {restore['error']}")
+        progress = restore["progress"]
+        self.say(
+            f"Done on the {restore['runner']} runner in {restore['duration_seconds']:.1f} s: "
+            f"{progress['restored']} of {progress['total']} archive entries restored, "
+            "the archive's SHA-256 checked as it streamed."
+        )
+        for warning in restore["warnings"]:
+            self.say(f"Warning: {warning}")
+
+    def compare_row_counts(self, database: str) -> None:
         source = _row_counts(self.stack["demo_database_url"])
-        restored = _row_counts(_with_database(self.stack["demo_database_url"], SCRATCH_DATABASE))
+        restored = _row_counts(_with_database(self.stack["demo_database_url"], database))
         if not source:
             raise DemoFailed("the demo database has no tables")
         self.say(f"{'TABLE':<24}{'SOURCE':>12}{'RESTORED':>12}")
@@ -374,8 +418,8 @@ def main(size_mb: int) -> None:
         sys.exit(1)
     shutil.rmtree(work_dir, ignore_errors=True)
     click.echo(
-        f"\nDemo complete in {time.monotonic() - started:.0f} s: backup, download, checksum and "
-        "restore all verified.\nRun `make local` to keep a stack running and try the API yourself."
+        f"\nDemo complete in {time.monotonic() - started:.0f} s: backup, download, checksum, "
+        "restore on this machine and restore by the stack all verified.\nRun `make local` to keep a stack running and try the API yourself."
     )
 
 

@@ -30,7 +30,10 @@ def test_make_demo_runs_the_whole_flow_and_exits_0() -> None:
         "SHA-256 matches the backup's record",
         "without errors.",
         "All 5 tables match",
+        "Restoring the same backup where it is",
+        "archive entries restored",
         "Stopped cleanly",
         "Demo complete",
     ):
         assert line in output, output
+    assert output.count("All 5 tables match") == 2, output
